@@ -1,0 +1,461 @@
+"""Chroot backends: how a build chroot's data is made, checked and removed, as undoable steps.
+
+A chroot (SPEC §2.5) is one debootstrapped system per codename/arch under
+``~/var/chroots/CODENAME/ARCH/`` plus its schroot config ``mini-buildd-CODENAME-ARCH``. Preparing
+it is a list of :class:`Step` s, each a ``do`` with its ``undo``: if a step fails, the steps
+done so far are undone in reverse, so a failed prepare leaves no config, mount or directory
+behind; :func:`remove` runs all undo parts in reverse (idempotent).
+
+Backends implemented: ``Dir`` (directory + overlay union) and ``File`` (tarball). LVM, loop-LVM
+and btrfs snapshot backends fit in by subclassing :class:`Backend` (``schroot_lines``,
+``data_steps``, ``check_source``) and adding the class to :data:`BACKENDS`.
+
+This module owns the ``tar``, ``mount`` and ``umount`` calls for chroot data; debootstrap and
+schroot are driven through their wrappers.
+"""
+
+import contextlib
+import fcntl
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+
+from mini_buildd import call, config, debootstrap, schroot
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+#: File backend compressions: name -> (tarball suffix, tar option).
+COMPRESSIONS = {
+    "none": ("", None),
+    "gzip": (".gz", "--gzip"),
+    "bzip2": (".bz2", "--bzip2"),
+    "xz": (".xz", "--xz"),
+}
+
+#: tar options keeping a system tree intact (owners as numbers, xattrs such as capabilities).
+TAR_KEEP = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
+
+#: Options for the apt-get calls of :func:`check`.
+APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--quiet", "--yes",
+           "--option=APT::Install-Recommends=false", "--option=Dpkg::Use-Pty=false",
+           "--option=Dpkg::Options::=--force-confdef", "--option=Dpkg::Options::=--force-confnew"]
+
+
+class ChrootError(Exception):
+    """Preparing, checking or removing a chroot failed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Undoable steps
+# ---------------------------------------------------------------------------------------------
+
+class Step:
+    """One undoable step: ``do()`` and ``undo()`` callables.
+
+    ``do`` must clean up its own partial work when it fails. ``undo`` must be idempotent: it is
+    also run (by :func:`undo_steps`) when ``do`` never ran, e.g. on remove.
+    """
+
+    def __init__(self, description, do=None, undo=None):
+        self.description = description
+        self.do = do
+        self.undo = undo
+
+    def __repr__(self):
+        return f"Step({self.description})"
+
+
+def run_steps(steps):
+    """Run each step's ``do``; on failure undo the steps done (reverse order) and re-raise."""
+    done = []
+    for step in steps:
+        LOG.info("Step: %s", step.description)
+        try:
+            if step.do is not None:
+                step.do()
+        except BaseException as e:
+            LOG.error("Step failed: %s: %s", step.description, e)
+            errors = undo_steps(done, raise_errors=False)
+            if errors:
+                LOG.error("Rollback incomplete: %s", "; ".join(errors))
+            raise
+        done.append(step)
+
+
+def undo_steps(steps, raise_errors=True):
+    """Run every step's ``undo`` in reverse order, continuing after errors.
+
+    Returns the list of error texts; raises :class:`ChrootError` with all of them if
+    ``raise_errors`` and any occurred.
+    """
+    errors = []
+    for step in reversed(list(steps)):
+        if step.undo is None:
+            continue
+        LOG.info("Undo: %s", step.description)
+        try:
+            step.undo()
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.error("Undo failed: %s: %s", step.description, e)
+            errors.append(f"{step.description}: {e}")
+    if errors and raise_errors:
+        raise ChrootError("Undo incomplete: " + "; ".join(errors))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# File system helpers (mount aware)
+# ---------------------------------------------------------------------------------------------
+
+def _unescape_mount_path(path):
+    """/proc/mounts escapes space, tab, newline and backslash as octal."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        path = path.replace(code, char)
+    return path
+
+
+def mounts_below(path):
+    """Mount points at or below ``path`` (from /proc/mounts), deepest first."""
+    path = str(pathlib.Path(path).resolve())
+    found = []
+    with open("/proc/mounts", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 2:
+                continue
+            mountpoint = _unescape_mount_path(fields[1])
+            if mountpoint == path or mountpoint.startswith(path.rstrip("/") + "/"):
+                found.append(mountpoint)
+    return sorted(set(found), key=lambda m: m.count("/"), reverse=True)
+
+
+def umount_below(path):
+    """Unmount everything mounted at or below ``path`` (e.g. debootstrap's /proc after a crash)."""
+    for mountpoint in mounts_below(path):
+        LOG.warning("Unmounting leftover mount %s", mountpoint)
+        try:
+            call.run(["umount", mountpoint])
+        except call.CallError:
+            call.run(["umount", "--lazy", mountpoint])
+    left = mounts_below(path)
+    if left:
+        raise ChrootError(f"Still mounted below {path}: {' '.join(left)}")
+
+
+def rmtree(path):
+    """Remove ``path`` recursively (no error if absent); unmounts anything below it first."""
+    path = pathlib.Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    umount_below(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    LOG.info("Removed %s", path)
+
+
+def tar_create(source_dir, tarball, compression="none"):
+    """Pack ``source_dir``'s contents into ``tarball`` (written to a temp name, then renamed)."""
+    tarball = pathlib.Path(tarball)
+    _suffix, option = COMPRESSIONS[compression or "none"]
+    part = tarball.with_name(tarball.name + ".part")
+    argv = ["tar", "--create", f"--file={part}", f"--directory={source_dir}", "--one-file-system"] + TAR_KEEP
+    if option:
+        argv.append(option)
+    argv.append(".")
+    try:
+        call.run(argv, log_level=logging.INFO)
+        os.replace(part, tarball)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
+def tar_extract(tarball, target_dir):
+    """Unpack ``tarball`` (compression detected by tar) into the existing ``target_dir``."""
+    call.run(["tar", "--extract", f"--file={tarball}", f"--directory={target_dir}", "--same-permissions"] + TAR_KEEP,
+             log_level=logging.INFO)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------
+
+class Populate:
+    """How to fill a directory with the base system: debootstrap, or unpack a pristine base tarball."""
+
+    def __init__(self, codename, arch, archive_url, keyring_path, debootstrap_command=debootstrap.DEFAULT_COMMAND,
+                 extra_options=(), base_tarball=None, variant="buildd"):
+        self.codename = codename
+        self.variant = variant
+        self.arch = arch
+        self.archive_url = archive_url
+        self.keyring_path = keyring_path
+        self.debootstrap_command = debootstrap_command
+        self.extra_options = extra_options
+        self.base_tarball = base_tarball
+
+    def __call__(self, target_dir):
+        """Fill the (new) ``target_dir``; on failure ``target_dir`` is removed again."""
+        target_dir = pathlib.Path(target_dir)
+        target_dir.mkdir(parents=False, exist_ok=False)
+        try:
+            if self.base_tarball:
+                LOG.info("Unpacking base tarball %s into %s", self.base_tarball, target_dir)
+                tar_extract(self.base_tarball, target_dir)
+            else:
+                debootstrap.debootstrap(target_dir, self.codename, self.archive_url, self.arch, self.keyring_path,
+                                        variant=self.variant, extra_options=self.extra_options, command=self.debootstrap_command)
+                # What 'apt-get clean' would do: debootstrap leaves the downloaded packages behind
+                for deb in (target_dir / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+                    deb.unlink()
+        except BaseException:
+            rmtree(target_dir)
+            raise
+
+
+class Backend:
+    """Base of all backends: where the data lives below ``chroot_dir`` and the steps making it."""
+
+    #: Model-facing name ("Dir", "File", ...).
+    name = None
+
+    def __init__(self, chroot_dir, **options):
+        self.chroot_dir = pathlib.Path(chroot_dir).resolve()
+        self.options = options
+
+    def schroot_lines(self):
+        """The backend specific lines of the schroot config."""
+        raise NotImplementedError
+
+    def data_steps(self, populate):
+        """Steps creating the chroot data below :attr:`chroot_dir` (which exists), using ``populate(dir)``."""
+        raise NotImplementedError
+
+    def check_source(self, session):
+        """Backend specific check run in an open source session (e.g. fsck for LVM). Default: nothing."""
+
+
+class DirBackend(Backend):
+    """Plain directory ``CHROOT_DIR/source``; sessions use an overlay union on top of it."""
+
+    name = "Dir"
+
+    def __init__(self, chroot_dir, union_type="overlay", **options):
+        super().__init__(chroot_dir, **options)
+        self.union_type = union_type
+
+    @property
+    def source_dir(self):
+        return self.chroot_dir / "source"
+
+    def schroot_lines(self):
+        return ["type=directory", f"directory={self.source_dir}", f"union-type={self.union_type}"]
+
+    def data_steps(self, populate):
+        return [Step(f"populate {self.source_dir}", lambda: populate(self.source_dir), lambda: rmtree(self.source_dir))]
+
+
+class FileBackend(Backend):
+    """Tarball ``CHROOT_DIR/source.tar[.gz|.bz2|.xz]``, unpacked by schroot per session."""
+
+    name = "File"
+
+    def __init__(self, chroot_dir, compression=None, **options):
+        super().__init__(chroot_dir, **options)
+        compression = compression or "none"
+        if compression not in COMPRESSIONS:
+            raise ChrootError(f"Unknown compression '{compression}' (choose from {', '.join(COMPRESSIONS)})")
+        self.compression = compression
+
+    @property
+    def tarball(self):
+        return self.chroot_dir / ("source.tar" + COMPRESSIONS[self.compression][0])
+
+    @property
+    def tmp_dir(self):
+        return self.chroot_dir / "tmp"
+
+    def schroot_lines(self):
+        return ["type=file", f"file={self.tarball}"]
+
+    def _remove_tarballs(self):
+        # Any compression: the setting may have changed since the chroot was made.
+        for suffix, _option in COMPRESSIONS.values():
+            for name in (f"source.tar{suffix}", f"source.tar{suffix}.part"):
+                rmtree(self.chroot_dir / name)
+
+    def data_steps(self, populate):
+        return [
+            Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: rmtree(self.tmp_dir)),
+            Step(f"pack {self.tarball}", lambda: tar_create(self.tmp_dir, self.tarball, self.compression),
+                 self._remove_tarballs),
+            Step(f"remove {self.tmp_dir}", lambda: rmtree(self.tmp_dir), None),
+        ]
+
+
+#: Backend name -> class. LVM/LoopLVM/BtrfsSnapshot: not implemented yet.
+BACKENDS = {cls.name: cls for cls in (DirBackend, FileBackend)}
+
+
+def get_backend(backend, chroot_dir, **options):
+    """A backend instance from its name (or pass an instance through)."""
+    if isinstance(backend, Backend):
+        return backend
+    try:
+        cls = BACKENDS[backend]
+    except KeyError as e:
+        raise ChrootError(f"Unsupported chroot backend '{backend}' (supported: {', '.join(BACKENDS)})") from e
+    return cls(chroot_dir, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepare, remove, check
+# ---------------------------------------------------------------------------------------------
+
+def _mkdir_chroot_dir(chroot_dir):
+    chroot_dir.mkdir(parents=True, exist_ok=False)
+
+
+def _rm_chroot_dir(chroot_dir):
+    rmtree(chroot_dir)
+    with contextlib.suppress(OSError):  # CODENAME/ dir, when this was its last arch
+        chroot_dir.parent.rmdir()
+
+
+def _end_sessions_and_remove_conf(name):
+    schroot.end_sessions_of(name)
+    schroot.remove_conf(name)
+
+
+def _steps(backend, name, description, users, groups, personality, shared_dir, populate):
+    chroot_dir = backend.chroot_dir
+    steps = [Step(f"create {chroot_dir}", lambda: _mkdir_chroot_dir(chroot_dir), lambda: _rm_chroot_dir(chroot_dir))]
+    steps += backend.data_steps(populate)
+    if shared_dir is not None:
+        fstab = schroot.fstab_setup_name(name)
+        steps.append(Step(f"install fstab {schroot.fstab_path(name)}",
+                          lambda: schroot.install_fstab(shared_dir, name), lambda: schroot.remove_fstab(name)))
+    else:
+        fstab = schroot.GLOBAL_FSTAB
+    text = schroot.conf_text(name, description, backend.schroot_lines(), users=users, groups=groups,
+                             personality=personality, fstab=fstab)
+    steps.append(Step(f"install schroot config {schroot.conf_path(name)}",
+                      lambda: schroot.install_conf(name, text), lambda: _end_sessions_and_remove_conf(name)))
+    return steps
+
+
+def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path=DEFAULT_KEYRING,
+            users=("mini-buildd",), groups=("sbuild",), personality="linux",
+            debootstrap_command=debootstrap.DEFAULT_COMMAND, extra_options=(), compression=None, base_tarball=None,
+            shared_dir=None, description=None, union_type="overlay"):
+    """Create chroot ``name`` (schroot name) for ``codename``/``arch`` in ``chroot_dir`` with ``backend``.
+
+    ``backend`` is ``"Dir"`` or ``"File"`` (``compression`` none/gzip/bzip2/xz for File,
+    ``union_type`` for Dir). The base system comes from debootstrap (``archive_url``,
+    ``keyring_path``, ``debootstrap_command``, ``extra_options``), or from ``base_tarball`` if
+    given (see :func:`cached_debootstrap_tarball`). With ``shared_dir`` (the instance's
+    ``var/shared``) a per-chroot fstab binding it is installed; without, the chroot uses the
+    global ``mini-buildd/fstab`` (:func:`mini_buildd.schroot.install_fstab`), which must exist.
+
+    All or nothing: on failure everything done is undone and the error re-raised.
+    """
+    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type)
+    if schroot.conf_path(name).exists():
+        raise ChrootError(f"schroot config {schroot.conf_path(name)} exists already (remove the chroot first)")
+    if be.chroot_dir.exists():
+        raise ChrootError(f"Chroot dir {be.chroot_dir} exists already (remove the chroot first)")
+    if shared_dir is None and not schroot.fstab_path().exists():
+        raise ChrootError(f"Global schroot fstab {schroot.fstab_path()} missing (install it, or give shared_dir)")
+    populate = Populate(codename, arch, archive_url, keyring_path, debootstrap_command=debootstrap_command,
+                        extra_options=extra_options, base_tarball=base_tarball)
+    description = description or f"Mini-Buildd chroot {name}"
+    LOG.info("Preparing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
+    run_steps(_steps(be, name, description, users, groups, personality, shared_dir, populate))
+    LOG.info("Prepared chroot %s", name)
+
+
+def remove(backend, name, chroot_dir, compression=None, union_type="overlay", **_prepare_kwargs):
+    """Undo :func:`prepare`: end the chroot's sessions, remove its schroot config, fstab and data.
+
+    Idempotent (removing a removed chroot is fine). Takes (and ignores) the other arguments of
+    :func:`prepare`, so callers can pass the same arguments to both.
+    """
+    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type)
+    LOG.info("Removing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
+    steps = _steps(be, name, "", (), (), "linux", "unused", None)  # only the undo parts matter here
+    undo_steps(steps)
+    LOG.info("Removed chroot %s", name)
+
+
+def check(name, sources_list_text, backend=None):
+    """Check and update chroot ``name`` in a *source* session: apt sources, update, dist-upgrade, clean.
+
+    Returns the collected output; raises :class:`ChrootError` on failure (autoremove failing is
+    only logged).
+    """
+    be = backend if isinstance(backend, Backend) else None
+    output = []
+
+    def run(sid, argv, **kwargs):
+        out = schroot.run_in_session(sid, argv, **kwargs)
+        output.append(out)
+        return out
+
+    try:
+        with schroot.session(name, source=True) as sid:
+            run(sid, ["debconf-set-selections"], input="debconf debconf/frontend select Noninteractive\n")
+            if be is not None:
+                be.check_source(sid)
+            run(sid, ["sh", "-c", "cat >/etc/apt/sources.list"], input=sources_list_text)
+            run(sid, APT_GET + ["update"])
+            run(sid, APT_GET + ["--ignore-missing", "dist-upgrade"])
+            try:
+                run(sid, APT_GET + ["--purge", "autoremove"])
+            except call.CallError as e:
+                LOG.warning("Chroot %s: autoremove failed (ignored): %s", name, e)
+            run(sid, APT_GET + ["clean"])
+    except (call.CallError, schroot.SchrootError) as e:
+        raise ChrootError(f"Check of chroot {name} failed: {e}") from e
+    LOG.info("Checked chroot %s", name)
+    return "".join(output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached pristine base tarball
+# ---------------------------------------------------------------------------------------------
+
+def cached_tarball_path(codename, arch, variant="buildd", cache_dir=None):
+    """Where :func:`cached_debootstrap_tarball` keeps the tarball."""
+    return pathlib.Path(cache_dir or config.CACHE_DIR) / f"debootstrap-{codename}-{arch}-{variant}.tar"
+
+
+def cached_debootstrap_tarball(codename, arch, archive_url, keyring_path=DEFAULT_KEYRING, variant="buildd",
+                               cache_dir=None, refresh=False):
+    """Return a pristine debootstrap tarball of ``codename``/``arch``, debootstrapping only once.
+
+    The tarball is kept in ``cache_dir`` (default :data:`mini_buildd.config.CACHE_DIR`) and
+    reused by later calls (and processes: a lock serializes them). Use it as ``base_tarball``
+    of :func:`prepare`; :func:`check` brings the chroot up to date afterwards.
+    """
+    tarball = cached_tarball_path(codename, arch, variant, cache_dir)
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tarball.exists() and not refresh:
+            LOG.info("Using cached debootstrap tarball %s", tarball)
+            return tarball
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{tarball.name}.", dir=tarball.parent))
+        try:
+            target = tmp / "root"
+            Populate(codename, arch, archive_url, keyring_path, variant=variant)(target)
+            tar_create(target, tarball)
+        finally:
+            rmtree(tmp)
+    LOG.info("Cached debootstrap tarball %s", tarball)
+    return tarball

@@ -1,0 +1,1 @@
+"""Command-line entry points (daemon and user tools); each module has a ``main()``."""

@@ -1,0 +1,190 @@
+"""Run-time configuration: the instance home and every path below it, system paths, host name,
+endpoints and debug switches. This is the only module that builds file system paths.
+
+The daemon (or a test) calls :func:`init` once; everyone else reads :data:`paths` and
+:data:`runtime`.
+"""
+
+import os
+import pathlib
+import socket
+
+#: Directories created below the home on start (SPEC §1.3).
+HOME_DIRS = (
+    ".gnupg", "incoming", "repositories", "etc", "etc/event-hooks",
+    "var", "var/events", "var/shared", "var/shared/builds", "var/shared/libdir", "var/shared/debug",
+    "var/chroots", "var/crontab", "var/log", "var/tmp",
+)
+
+#: System files outside the home.
+SCHROOT_CHROOT_D = pathlib.Path("/etc/schroot/chroot.d")
+SCHROOT_CONF_DIR = pathlib.Path("/etc/schroot/mini-buildd")
+SSL_CERT = pathlib.Path("/etc/ssl/mini-buildd/certs/mini-buildd.crt")
+SSL_KEY = pathlib.Path("/etc/ssl/mini-buildd/private/mini-buildd.key")
+#: Where end-to-end tests and `make run` keep a cached debootstrap tarball.
+CACHE_DIR = pathlib.Path("/var/cache/mini-buildd")
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+
+
+class Paths:
+    """All paths below one instance home."""
+
+    def __init__(self, home):
+        self.home = pathlib.Path(home).resolve()
+
+    def __repr__(self):
+        return f"Paths({self.home})"
+
+    def _h(self, *parts):
+        return self.home.joinpath(*parts)
+
+    # Top level
+    @property
+    def config_db(self):
+        return self._h("config.sqlite")
+
+    @property
+    def django_secret_key(self):
+        return self._h(".django_secret_key")
+
+    @property
+    def gnupg_home(self):
+        return self._h(".gnupg")
+
+    @property
+    def incoming(self):
+        return self._h("incoming")
+
+    @property
+    def repositories(self):
+        return self._h("repositories")
+
+    def repository(self, identity):
+        return self._h("repositories", identity)
+
+    # etc/
+    @property
+    def dput_cf(self):
+        return self._h("etc", "dput.cf")
+
+    @property
+    def event_hooks(self):
+        return self._h("etc", "event-hooks")
+
+    # var/
+    @property
+    def events(self):
+        return self._h("var", "events")
+
+    def events_of(self, *key_parts):
+        """``var/events/SOURCE/VERSION/TIMECODE/ARCH``."""
+        return self._h("var", "events", *key_parts)
+
+    @property
+    def builds(self):
+        return self._h("var", "shared", "builds")
+
+    def build_dir(self, *key_parts):
+        return self._h("var", "shared", "builds", *key_parts)
+
+    @property
+    def shared(self):
+        return self._h("var", "shared")
+
+    def libdir(self, codename, arch):
+        return self._h("var", "shared", "libdir", codename, arch)
+
+    @property
+    def debug(self):
+        return self._h("var", "shared", "debug")
+
+    @property
+    def chroots(self):
+        return self._h("var", "chroots")
+
+    def chroot_dir(self, codename, arch):
+        return self._h("var", "chroots", codename, arch)
+
+    @property
+    def crontab(self):
+        return self._h("var", "crontab")
+
+    def crontab_log(self, name):
+        return self._h("var", "crontab", f"{name}.log")
+
+    @property
+    def log(self):
+        return self._h("var", "log")
+
+    @property
+    def daemon_log(self):
+        return self._h("var", "log", "daemon.log")
+
+    @property
+    def access_log(self):
+        return self._h("var", "log", "access.log")
+
+    @property
+    def inspect_json(self):
+        return self._h("var", "log", "inspect.json")
+
+    @property
+    def tmp(self):
+        return self._h("var", "tmp")
+
+    @property
+    def static_root(self):
+        """Web assets shipped with the package."""
+        return PACKAGE_DIR / "webapp" / "static"
+
+    def create(self):
+        """Create the home layout (idempotent). Raises OSError if the home is not writable."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        for d in HOME_DIRS:
+            self._h(d).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.gnupg_home, 0o700)
+
+
+def schroot_conf(name):
+    """``/etc/schroot/chroot.d/NAME.conf``."""
+    return SCHROOT_CHROOT_D / f"{name}.conf"
+
+
+def default_fqdn():
+    return socket.getfqdn() or "localhost"
+
+
+class Runtime:
+    """Process-wide settings given on the daemon's command line."""
+
+    def __init__(self):
+        self.hostname = default_fqdn()
+        self.http_endpoints = ["tcp6:port=8066"]
+        self.dedicated_user = "mini-buildd"
+        self.debug = set()
+
+    @property
+    def http_endpoint(self):
+        """The primary HTTP endpoint."""
+        return self.http_endpoints[0]
+
+
+#: Set by :func:`init`.
+paths = None
+runtime = Runtime()
+
+
+def init(home, hostname=None, http_endpoints=None, debug=None, dedicated_user=None):
+    """Set the instance home and run-time settings for this process; return :data:`paths`."""
+    global paths  # pylint: disable=global-statement
+    paths = Paths(home)
+    if hostname:
+        runtime.hostname = hostname
+    if http_endpoints:
+        runtime.http_endpoints = list(http_endpoints)
+    if debug is not None:
+        runtime.debug = set(debug)
+    if dedicated_user:
+        runtime.dedicated_user = dedicated_user
+    return paths

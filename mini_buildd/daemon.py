@@ -1,0 +1,133 @@
+"""Process start-up and shut-down of the mini-buildd service: home layout, logging, Django,
+HTTP server, engine hook-up, signals.
+"""
+
+import logging
+import logging.handlers
+import sys
+
+from mini_buildd import config, net
+
+LOG = logging.getLogger(__name__)
+
+
+class StartError(Exception):
+    """The daemon can't start; the message is shown as one error line."""
+
+
+def setup_logging(paths, level_specs, stderr=True):
+    """Log to ``~/var/log/daemon.log`` (rotated) and stderr.
+
+    ``level_specs``: ``LEVEL`` for the root logger, or ``logger.LEVEL`` for one logger.
+    """
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handlers = [logging.handlers.RotatingFileHandler(paths.daemon_log, maxBytes=5 * 1024 * 1024, backupCount=9)]
+    if stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mini_buildd").setLevel(logging.INFO)
+    for spec in level_specs or []:
+        name, _, level = spec.rpartition(".")
+        if not hasattr(logging, level.upper()) or not isinstance(getattr(logging, level.upper()), int):
+            raise StartError(f"Unknown log level '{level}' in '{spec}'.")
+        logging.getLogger(name or None).setLevel(getattr(logging, level.upper()))
+
+
+def _route_twisted_logs():
+    from twisted.logger import globalLogBeginner, STDLibLogObserver  # pylint: disable=import-outside-toplevel
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False,
+                                     discardBuffer=True)
+
+
+def prepare_home(home):
+    """Create the home layout; raise StartError if the home is unusable."""
+    paths = config.paths if config.paths and str(config.paths.home) == str(home) else config.Paths(home)
+    try:
+        paths.create()
+        probe = paths.tmp / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise StartError(f"Home '{home}' is not usable: {e.strerror or e}") from e
+    return paths
+
+
+def setup_django(paths, debug=False):
+    from mini_buildd import webapp  # pylint: disable=import-outside-toplevel
+    try:
+        webapp.setup(paths, debug=debug)
+        webapp.migrate()
+    except Exception as e:
+        raise StartError(f"Database set-up failed: {e}") from e
+
+
+def validate_endpoints(endpoint_strings):
+    for desc in endpoint_strings:
+        try:
+            net.ServerEndpoint(desc)
+        except net.EndpointError as e:
+            raise StartError(str(e)) from e
+
+
+class Service:
+    """The running service: HTTP server always, engine while the Daemon model is Active."""
+
+    def __init__(self):
+        self.exit_code = 0
+        self.ports = []
+        self.engine = None
+
+    def start_engine(self):
+        from mini_buildd import engine  # pylint: disable=import-outside-toplevel
+        if self.engine is None:
+            self.engine = engine.Engine()
+        self.engine.start()
+
+    def stop_engine(self):
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _listen_failed(self, failure):
+        from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
+        err = failure.value
+        if hasattr(err, "subFailure"):  # FirstError from gatherResults
+            err = err.subFailure.value
+        LOG.error("Can't listen: %s", err)
+        print(f"mini-buildd: error: can't listen: {err}", file=sys.stderr)
+        self.exit_code = 1
+        reactor.stop()
+
+    def _listening(self, ports):
+        self.ports = ports
+        from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
+        LOG.info("mini-buildd serving %s (home %s).", ", ".join(config.runtime.http_endpoints), config.paths.home)
+        if Daemon.get().mbd_is_active():
+            self.start_engine()
+
+    def _shutdown(self):
+        LOG.info("Shutting down...")
+        from mini_buildd import engine_control, gnupg  # pylint: disable=import-outside-toplevel
+        try:
+            self.stop_engine()
+        finally:
+            engine_control.unregister()
+            gnupg.Gnupg(config.paths.gnupg_home).kill_agents()
+        LOG.info("Shut down.")
+
+    def run(self):
+        from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
+        from mini_buildd import engine_control, httpd  # pylint: disable=import-outside-toplevel
+        _route_twisted_logs()
+        engine_control.register(self.start_engine, self.stop_engine)
+        site = httpd.make_site()
+        reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
+        d = httpd.listen(site, config.runtime.http_endpoints)
+        d.addCallbacks(self._listening, self._listen_failed)
+        reactor.run(installSignalHandlers=True)
+        return self.exit_code

@@ -1,0 +1,135 @@
+"""Build chroots (SPEC §2.5): one per codename and architecture, with Dir (overlay union) and File
+(tarball) backends; the model owns ``~/var/chroots/CODENAME/ARCH/`` and the schroot config
+``mini-buildd-CODENAME-ARCH``. LVM and Btrfs backends fit in as further subclasses.
+"""
+
+import logging
+
+from django.db import models
+
+from mini_buildd import config
+from mini_buildd.models.base import StatusModel, StatusError
+from mini_buildd.models.source import Source, Architecture
+
+LOG = logging.getLogger(__name__)
+
+
+class Chroot(StatusModel):
+    """Base of all chroot backends (multi-table inheritance)."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE)
+    architecture = models.ForeignKey(Architecture, on_delete=models.CASCADE)
+    debootstrap_command = models.CharField(max_length=255, default="/usr/sbin/debootstrap")
+    debootstrap_extra_options = models.CharField(max_length=255, blank=True, default="", help_text="e.g. --include=foo,bar")
+    personality = models.CharField(max_length=50, default="linux", editable=False)
+    personality_override = models.CharField(max_length=50, blank=True, default="")
+
+    mbd_volatile_fields = ("personality",)
+    mbd_backend = None
+
+    class Meta:
+        unique_together = ("source", "architecture")
+        ordering = ["source__codename", "architecture__name"]
+
+    def __str__(self):
+        return f"{self.source.codename}:{self.architecture.name}"
+
+    @classmethod
+    def mbd_concrete_all(cls, queryset=None):
+        """The backend (subclass) objects of ``queryset`` (default: all chroots)."""
+        qs = Chroot.objects.all() if queryset is None else queryset
+        return [c.mbd_concrete() for c in qs.select_related("source", "architecture")]
+
+    def mbd_concrete(self):
+        for attr in ("dirchroot", "filechroot"):
+            try:
+                return getattr(self, attr)
+            except (AttributeError, models.ObjectDoesNotExist):
+                continue
+        return self
+
+    def save(self, *args, **kwargs):
+        self.personality = "linux32" if self.architecture_id == "i386" else "linux"
+        super().save(*args, **kwargs)
+
+    @property
+    def mbd_codename(self):
+        return self.source.codename
+
+    @property
+    def mbd_key(self):
+        return f"chroot '{self}'"
+
+    def mbd_schroot_name(self):
+        return f"mini-buildd-{self.source.codename}-{self.architecture.name}"
+
+    def mbd_path(self):
+        return config.paths.chroot_dir(self.source.codename, self.architecture.name)
+
+    def mbd_personality(self):
+        return self.personality_override or self.personality
+
+    def mbd_backend_args(self):
+        """Backend-specific keyword arguments for :mod:`mini_buildd.chroot_backends`."""
+        return {}
+
+    def _common_args(self):
+        return {"name": self.mbd_schroot_name(), "chroot_dir": self.mbd_path()}
+
+    def mbd_prepare_data(self):
+        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        if self.mbd_backend is None:
+            raise StatusError("Abstract chroot: use a backend (Dir, File).")
+        archive = self.source.mbd_archive()
+        if archive is None:
+            raise StatusError(f"Source {self.source} has no checked archive: check the source first.")
+        chroot_backends.prepare(
+            backend=self.mbd_backend, codename=self.source.codename, arch=self.architecture.name,
+            archive_url=archive.url, apt_keys=[k.key for k in self.source.apt_keys.all()],
+            users=[config.runtime.dedicated_user], personality=self.mbd_personality(),
+            debootstrap_command=self.debootstrap_command, extra_options=self.debootstrap_extra_options.split(),
+            shared_dir=config.paths.shared, **self._common_args(), **self.mbd_backend_args())
+
+    def mbd_remove_data(self):
+        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        chroot_backends.remove(backend=self.mbd_backend, **self._common_args())
+
+    def mbd_check_data(self):
+        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        archive = self.source.mbd_archive()
+        if archive is None:
+            raise StatusError(f"Source {self.source} has no checked archive.")
+        comps = [c.name for c in self.source.components.all()] or ["main"]
+        line = self.source.mbd_apt_line(components=["main"] if "main" in comps else comps[:1], archive=archive)
+        chroot_backends.check(self.mbd_schroot_name(), line + "\n")
+
+    def mbd_dependencies(self):
+        return [self.source]
+
+
+class DirChroot(Chroot):
+    """Plain directory with an overlay union for sessions."""
+
+    UNION_CHOICES = (("overlay", "overlay"), ("overlayfs", "overlayfs"), ("aufs", "aufs"), ("unionfs", "unionfs"))
+    union_type = models.CharField(max_length=20, choices=UNION_CHOICES, default="overlay")
+    mbd_backend = "dir"
+
+    class Meta:
+        verbose_name = "Dir chroot"
+
+    def mbd_backend_args(self):
+        return {"union_type": self.union_type}
+
+
+class FileChroot(Chroot):
+    """Tarball, unpacked for each session."""
+
+    COMPRESSION_CHOICES = (("none", "none"), ("gzip", "gzip"), ("bzip2", "bzip2"), ("xz", "xz"))
+    compression = models.CharField(max_length=10, choices=COMPRESSION_CHOICES, default="none")
+    mbd_backend = "file"
+
+    class Meta:
+        verbose_name = "File chroot"
+
+    def mbd_backend_args(self):
+        return {"compression": self.compression}

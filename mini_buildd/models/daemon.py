@@ -1,0 +1,141 @@
+"""The Daemon model (exactly one: the instance, its GnuPG key and engine settings) and EmailAddress."""
+
+import datetime
+import logging
+import os
+import socket
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from mini_buildd import config
+from mini_buildd.models import validators
+from mini_buildd.models.base import StatusModel, StatusError
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_GNUPG_TEMPLATE = """Key-Type: RSA
+Key-Length: 4096
+Expire-Date: 0"""
+
+
+def default_identity():
+    name = socket.gethostname().split(".")[0]
+    return "".join(c for c in name if c.isalnum() or c == "-") or "mini-buildd"
+
+
+def default_email():
+    return f"mini-buildd@{config.runtime.hostname}"
+
+
+def default_allow_emails_to():
+    return f".*@{config.runtime.hostname}"
+
+
+def default_max_parallel_builds():
+    return os.cpu_count() or 1
+
+
+class EmailAddress(models.Model):
+    """A mail address to notify."""
+
+    address = models.EmailField(primary_key=True, max_length=255)
+    name = models.CharField(blank=True, max_length=255)
+
+    class Meta:
+        verbose_name_plural = "email addresses"
+
+    def __str__(self):
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+class Daemon(StatusModel):
+    """The instance: identity, GnuPG archive key, FTP endpoint and engine settings."""
+
+    identity = models.CharField(max_length=100, default=default_identity, validators=[validators.daemon_identity],
+                                help_text="Instance identity: key name, keyring package <identity>-archive-keyring, dput target.")
+    custom_archive_origin = models.CharField(max_length=255, blank=True, default="",
+                                             help_text="Release 'Origin'; empty: 'Mini-Buildd archive <identity> on <fqdn>'.")
+    email_address = models.CharField(max_length=255, default=default_email, help_text="Key Name-Email and mail sender.")
+    gnupg_template = models.TextField(default=DEFAULT_GNUPG_TEMPLATE, help_text="gpg --batch --gen-key parameters for the instance key.")
+    gnupg_keyserver = models.CharField(max_length=255, default="keyserver.ubuntu.com")
+    ftpd_bind = models.CharField(max_length=255, default="tcp6:port=8067", help_text="FTP server endpoint (twisted server endpoint string).")
+    ftpd_options = models.CharField(max_length=255, blank=True, default="", help_text="e.g. passive_ports=MIN-MAX")
+    max_parallel_builds = models.PositiveSmallIntegerField(default=default_max_parallel_builds, validators=[MinValueValidator(1)])
+    event_queue_size = models.PositiveIntegerField(default=500)
+    expire_events_after = models.DurationField(default=datetime.timedelta(weeks=48))
+    expire_builds_after = models.DurationField(default=datetime.timedelta(days=5))
+    notify = models.ManyToManyField(EmailAddress, blank=True)
+    allow_emails_to = models.CharField(max_length=255, default=default_allow_emails_to, validators=[validators.regex])
+
+    mbd_lethal_dependencies = False
+
+    class Meta:
+        verbose_name = "daemon"
+
+    def __str__(self):
+        return self.identity
+
+    def save(self, *args, **kwargs):
+        self.pk = 1  # exactly one
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def get(cls):
+        """The one Daemon instance (created on first access)."""
+        obj, _created = cls.objects.get_or_create(pk=1)
+        return obj
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def archive_origin(self):
+        return self.custom_archive_origin or f"Mini-Buildd archive {self.identity} on {config.runtime.hostname}"
+
+    @property
+    def key_name(self):
+        return f"mini-buildd archive {self.identity}"
+
+    def gnupg(self):
+        from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+        return gnupg.Gnupg(config.paths.gnupg_home)
+
+    # ----------------------------------------------------------------- status hooks
+    def mbd_prepare_data(self):
+        gpg = self.gnupg()
+        if gpg.get_secret_key() is None:
+            LOG.info("Generating instance key '%s' (may take a while)...", self.key_name)
+            gpg.gen_secret_key(self.gnupg_template, self.key_name, self.email_address)
+
+    def mbd_sync_data(self):
+        # Never regenerate the key on a configuration change.
+        if self.gnupg().get_secret_key() is None:
+            self.mbd_prepare_data()
+
+    def mbd_check_data(self):
+        if self.gnupg().get_secret_key() is None:
+            raise StatusError("Instance GnuPG key missing: prepare the Daemon.")
+        from mini_buildd.models.repository import Repository  # pylint: disable=import-outside-toplevel
+        from mini_buildd.models.chroot import Chroot  # pylint: disable=import-outside-toplevel
+        if not Repository.objects.filter(status=StatusModel.STATUS_ACTIVE).exists() \
+           and not Chroot.objects.filter(status=StatusModel.STATUS_ACTIVE).exists():
+            LOG.warning("Daemon: no active repository and no active chroot: this instance can do nothing useful yet.")
+
+    def mbd_remove_data(self):
+        gpg = self.gnupg()
+        if gpg.get_secret_key() is not None:
+            gpg.remove_secret_key()
+
+    def mbd_dependencies(self):
+        from mini_buildd.models.repository import Repository  # pylint: disable=import-outside-toplevel
+        from mini_buildd.models.chroot import Chroot  # pylint: disable=import-outside-toplevel
+        from mini_buildd.models.remote import Remote  # pylint: disable=import-outside-toplevel
+        objs = list(Repository.objects.all()) + Chroot.mbd_concrete_all() + list(Remote.objects.all())
+        return [o for o in objs if o.mbd_is_active_or_reactivate()]
+
+    def mbd_on_activate(self):
+        from mini_buildd import engine_control  # pylint: disable=import-outside-toplevel
+        engine_control.on_daemon_activated()
+
+    def mbd_on_deactivate(self):
+        from mini_buildd import engine_control  # pylint: disable=import-outside-toplevel
+        engine_control.on_daemon_deactivated()

@@ -1,0 +1,305 @@
+"""The repository group: Suite, SuiteOption, Layout, Distribution (+ArchitectureOption), Repository
+(SPEC §2.4, §3). A Repository owns its reprepro tree ``~/repositories/<identity>/``.
+"""
+
+import logging
+import shutil
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from mini_buildd import config
+from mini_buildd.models import validators
+from mini_buildd.models.base import StatusModel, StatusError
+from mini_buildd.models.source import Source, PrioritySource, Component, Architecture
+from mini_buildd.models.daemon import EmailAddress
+
+LOG = logging.getLogger(__name__)
+
+
+class Suite(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[validators.suite_name])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Layout(models.Model):
+    """Suites with their options, version rules and meta distributions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    suites = models.ManyToManyField(Suite, through="SuiteOption")
+    default_version = models.CharField(max_length=100, default="~%IDENTITY%%CODEVERSION%+1")
+    mandatory_version_regex = models.CharField(max_length=100, default=r"~%IDENTITY%%CODEVERSION%\+[1-9]")
+    experimental_default_version = models.CharField(max_length=100, default="~%IDENTITY%%CODEVERSION%+0")
+    experimental_mandatory_version_regex = models.CharField(max_length=100, default=r"~%IDENTITY%%CODEVERSION%\+0")
+    meta_distributions = models.JSONField(default=dict, blank=True, help_text='e.g. {"unstable": "sid-unstable"}')
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        super().clean()
+        if not isinstance(self.meta_distributions, dict):
+            raise ValidationError({"meta_distributions": "Must be a JSON object {META: 'codename-suite'}."})
+
+    def mbd_suite_options(self):
+        """Suite options in upstream's order: stable first along the migration chain, experimental last."""
+        options = list(self.suiteoption_set.select_related("suite", "migrates_to__suite"))
+
+        def depth(so):
+            d, seen = 0, set()
+            while so.migrates_to_id and so.pk not in seen:
+                seen.add(so.pk)
+                so = next((o for o in options if o.pk == so.migrates_to_id), None)
+                if so is None:
+                    break
+                d += 1
+            return d
+        return sorted(options, key=lambda so: (so.experimental, so.suite.name == "experimental", depth(so), so.suite.name))
+
+    def mbd_reverse_dependencies(self):
+        return list(self.repository_set.all())
+
+
+class SuiteOption(models.Model):
+    """A suite within one layout."""
+
+    layout = models.ForeignKey(Layout, on_delete=models.CASCADE)
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE)
+    uploadable = models.BooleanField(default=True)
+    experimental = models.BooleanField(default=False)
+    migrates_to = models.ForeignKey("self", blank=True, null=True, on_delete=models.SET_NULL)
+    rollback = models.SmallIntegerField(default=0, help_text="Number of rollback distributions.")
+    build_keyring_package = models.BooleanField(default=False)
+    not_automatic = models.BooleanField(default=True)
+    but_automatic_upgrades = models.BooleanField(default=True)
+
+    class Meta:
+        unique_together = ("layout", "suite")
+
+    def __str__(self):
+        return f"{self.suite.name} in {self.layout.name}"
+
+    def clean(self):
+        super().clean()
+        if self.build_keyring_package and not self.uploadable:
+            raise ValidationError("Keyring suites must be uploadable.")
+        if self.experimental and (not self.uploadable or self.migrates_to_id):
+            raise ValidationError("Experimental suites must be uploadable and must not migrate.")
+        if self.migrates_to_id:
+            if self.migrates_to.layout_id != self.layout_id:
+                raise ValidationError("May only migrate to a suite of the same layout.")
+            if self.migrates_to.uploadable:
+                raise ValidationError("May only migrate to a non-uploadable suite.")
+        if self.rollback < 0:
+            raise ValidationError("Rollback count must not be negative.")
+
+    @property
+    def name(self):
+        return self.suite.name
+
+    def mbd_rollback_range(self):
+        return range(self.rollback)
+
+
+class Distribution(models.Model):
+    """A base source plus extra sources, components, architectures and build settings."""
+
+    RESOLVER_APT, RESOLVER_APTITUDE, RESOLVER_INTERNAL = 0, 1, 2
+    RESOLVER_CHOICES = ((RESOLVER_APT, "apt"), (RESOLVER_APTITUDE, "aptitude"), (RESOLVER_INTERNAL, "internal"))
+    QA_CHOICES = ((0, "disabled"), (1, "ignore"), (2, "errfail"), (3, "warnfail"))
+
+    base_source = models.ForeignKey(Source, on_delete=models.CASCADE)
+    extra_sources = models.ManyToManyField(PrioritySource, blank=True)
+    components = models.ManyToManyField(Component)
+    architectures = models.ManyToManyField(Architecture, through="ArchitectureOption")
+    build_dep_resolver = models.IntegerField(choices=RESOLVER_CHOICES, default=RESOLVER_APTITUDE)
+    sbuild_config_blocks = models.CharField(max_length=255, blank=True, default="set-default-path ccache")
+    sbuild_setup_blocks = models.CharField(max_length=255, blank=True, default="apt-setup apt-update ccache eatmydata")
+    lintian_mode = models.IntegerField(choices=QA_CHOICES, default=2)
+    lintian_extra_options = models.CharField(
+        max_length=255, blank=True,
+        default="--info --suppress-tags bad-distribution-in-changes-file,bogus-mail-host,bogus-mail-host-in-debian-changelog")
+    lintian_warnfail_options = models.CharField(max_length=255, blank=True, default="--fail-on error,warning")
+    piuparts_mode = models.IntegerField(choices=QA_CHOICES, default=0)
+    piuparts_extra_options = models.CharField(max_length=255, blank=True, default="--info")
+    piuparts_root_arg = models.CharField(max_length=255, blank=True, default="sudo")
+    autopkgtest_mode = models.IntegerField(choices=QA_CHOICES, default=0)
+    internal_apt_priority = models.SmallIntegerField(default=1)
+    deb_build_options = models.CharField(max_length=255, blank=True, default="")
+    deb_build_profiles = models.CharField(max_length=255, blank=True, default="")
+    add_depends = models.CharField(max_length=255, blank=True, default="")
+    chroot_setup_script = models.TextField(blank=True, default="", validators=[validators.shebang_script])
+    sbuildrc_snippet = models.TextField(blank=True, default="")
+
+    def __str__(self):
+        archs = " ".join(a.architecture.name for a in self.architectureoption_set.select_related("architecture"))
+        return f"{self.base_source.codename}: {archs}" if archs else self.base_source.codename
+
+    @property
+    def codename(self):
+        return self.base_source.codename
+
+    def mbd_architectures(self):
+        return sorted(a.architecture.name for a in self.architectureoption_set.select_related("architecture"))
+
+    def mbd_components(self):
+        return sorted((c.name for c in self.components.all()), key=Component.sort_key)
+
+    def mbd_sources(self):
+        return [self.base_source] + [ps.source for ps in self.extra_sources.select_related("source")]
+
+    def mbd_is_active(self):
+        """Active if the base source and every extra source are active."""
+        return all(s.mbd_is_active() for s in self.mbd_sources())
+
+    def mbd_validate(self):
+        """Raise ValidationError unless components include main and exactly one mandatory arch builds arch:all."""
+        if "main" not in self.mbd_components():
+            raise ValidationError(f"Distribution {self}: components must include 'main'.")
+        options = list(self.architectureoption_set.all())
+        if not options:
+            raise ValidationError(f"Distribution {self}: no architectures.")
+        all_archs = [o for o in options if o.build_architecture_all]
+        if len(all_archs) != 1 or all_archs[0].optional:
+            raise ValidationError(f"Distribution {self}: exactly one non-optional architecture must build arch:all.")
+
+
+class ArchitectureOption(models.Model):
+    architecture = models.ForeignKey(Architecture, on_delete=models.CASCADE)
+    distribution = models.ForeignKey(Distribution, on_delete=models.CASCADE)
+    optional = models.BooleanField(default=False, help_text="Build failures on this architecture are tolerated.")
+    build_architecture_all = models.BooleanField(default=False)
+
+    class Meta:
+        unique_together = ("architecture", "distribution")
+
+    def __str__(self):
+        return f"{self.architecture} for {self.distribution}"
+
+    def clean(self):
+        super().clean()
+        if self.optional and self.build_architecture_all:
+            raise ValidationError("An optional architecture can't build arch:all.")
+
+
+class Repository(StatusModel):
+    """An APT repository managed by reprepro: layout × distributions."""
+
+    identity = models.CharField(primary_key=True, max_length=50, default="test", validators=[validators.repository_identity])
+    layout = models.ForeignKey(Layout, on_delete=models.PROTECT)
+    distributions = models.ManyToManyField(Distribution)
+    allow_unauthenticated_uploads = models.BooleanField(default=False)
+    extra_uploader_keyrings = models.TextField(blank=True, default="", help_text="One keyring path per line; '#' comments.")
+    notify = models.ManyToManyField(EmailAddress, blank=True)
+    notify_changed_by = models.BooleanField(default=False)
+    notify_maintainer = models.BooleanField(default=False)
+    reprepro_morguedir = models.BooleanField(default=False)
+    external_home_url = models.URLField(blank=True, default="")
+
+    mbd_lethal_dependencies = False
+
+    class Meta:
+        verbose_name_plural = "repositories"
+        ordering = ["identity"]
+
+    def __str__(self):
+        return self.identity
+
+    # ----------------------------------------------------------------- naming
+    def mbd_path(self):
+        return config.paths.repository(self.identity)
+
+    def mbd_diststr(self, distribution, suite_option, rollback=None):
+        s = f"{distribution.codename}-{self.identity}-{suite_option.suite.name}"
+        return s if rollback is None else f"{s}-rollback{rollback}"
+
+    def mbd_distributions(self):
+        return sorted(self.distributions.select_related("base_source"), key=lambda d: d.codename)
+
+    def mbd_meta_distributions(self, distribution, suite_option):
+        """Meta names mapping to this distribution/suite (layout's ``{META: "codename-suite"}``)."""
+        target = f"{distribution.codename}-{suite_option.suite.name}"
+        return sorted(meta for meta, value in (self.layout.meta_distributions or {}).items() if value == target)
+
+    def mbd_reprepro_stanzas(self):
+        from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
+        origin = Daemon.get().archive_origin
+        stanzas = []
+        for dist in self.mbd_distributions():
+            common = {"origin": origin, "components": dist.mbd_components(), "architectures": dist.mbd_architectures()}
+            for so in self.layout.mbd_suite_options():
+                diststr = self.mbd_diststr(dist, so)
+                stanzas.append({**common, "codename": diststr, "description": diststr,
+                                "also_accept_for": self.mbd_meta_distributions(dist, so),
+                                "not_automatic": so.not_automatic, "but_automatic_upgrades": so.but_automatic_upgrades})
+                for r in so.mbd_rollback_range():
+                    rb = self.mbd_diststr(dist, so, r)
+                    stanzas.append({**common, "codename": rb, "description": rb, "also_accept_for": [],
+                                    "not_automatic": True, "but_automatic_upgrades": False})
+        return stanzas
+
+    def mbd_reprepro(self):
+        from mini_buildd import reprepro  # pylint: disable=import-outside-toplevel
+        return reprepro.Reprepro(self.mbd_path())
+
+    def mbd_write_conf(self):
+        """Write conf/distributions and conf/options; return True if anything changed."""
+        from mini_buildd import reprepro  # pylint: disable=import-outside-toplevel
+        from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
+        if Daemon.get().gnupg().get_secret_key() is None:
+            raise StatusError("The instance has no GnuPG key yet: prepare the Daemon first.")
+        for dist in self.mbd_distributions():
+            dist.mbd_validate()
+        self.mbd_path().mkdir(parents=True, exist_ok=True)
+        return self.mbd_reprepro().write_conf(
+            reprepro.distributions_conf(self.mbd_reprepro_stanzas()),
+            reprepro.options_conf(config.paths.gnupg_home, morguedir=self.reprepro_morguedir))
+
+    def mbd_check_meta_distributions(self):
+        """The global meta distribution map must be unambiguous."""
+        seen = {}
+        for repo in Repository.objects.exclude(status=StatusModel.STATUS_REMOVED):
+            for dist in repo.mbd_distributions():
+                for so in repo.layout.mbd_suite_options():
+                    for meta in repo.mbd_meta_distributions(dist, so):
+                        target = repo.mbd_diststr(dist, so)
+                        if meta in seen and seen[meta] != target:
+                            raise StatusError(f"Ambiguous meta distribution '{meta}': {seen[meta]} and {target}.")
+                        seen[meta] = target
+
+    # ----------------------------------------------------------------- status hooks
+    def mbd_prepare_data(self):
+        if not self.distributions.exists():
+            raise StatusError("No distributions configured.")
+        self.mbd_write_conf()
+        self.mbd_reprepro().reindex()
+
+    def mbd_sync_data(self):
+        if self.mbd_write_conf():
+            self.mbd_reprepro().reindex()
+
+    def mbd_check_data(self):
+        self.mbd_check_meta_distributions()
+        if self.mbd_write_conf():
+            self.mbd_reprepro().reindex()
+        self.mbd_reprepro().check()
+
+    def mbd_remove_data(self):
+        path = self.mbd_path()
+        if path.exists():
+            shutil.rmtree(path)
+
+    def mbd_dependencies(self):
+        deps = {}
+        for dist in self.distributions.all():
+            for source in dist.mbd_sources():
+                deps[source.pk] = source
+        return list(deps.values())

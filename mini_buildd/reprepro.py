@@ -1,0 +1,395 @@
+"""reprepro: the one wrapper around the ``reprepro`` APT repository tool (SPEC §3.6, §3.7, §10).
+
+Owns the text of a repository's ``conf/distributions`` and ``conf/options``, every ``reprepro``
+invocation, and the layout *inside* one reprepro base directory (``conf/``, ``dists/``,
+``dists/<dist>/snapshots/``). Where the base directory itself lives is decided by the caller
+(``mini_buildd.config.Paths.repository()``).
+
+All calls on one base directory are serialized by an in-process lock (:attr:`Reprepro.lock`,
+re-entrant, so callers may hold it around multi-step operations such as "shift rollbacks, then
+install"); reprepro's own ``--waitforlock 10`` covers other processes.
+"""
+
+import logging
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import threading
+
+import debian.deb822
+
+from mini_buildd import call
+
+LOG = logging.getLogger(__name__)
+
+#: Global options given to every reprepro call (SPEC §3.6). ``unusedarch`` is ignored for
+#: packages (e.g. ``make deb-pkg`` kernels) that mislabel the architecture of some binaries.
+GLOBAL_OPTIONS = ("--verbose", "--waitforlock", "10", "--ignore", "unusedarch")
+
+#: Morgue directory (removed pool files are moved there) relative to the base dir, reprepro syntax.
+MORGUEDIR = "+b/morguedir"
+
+#: Index fields written identically for every distribution.
+DEB_INDICES = "Packages Release . .gz .xz"
+DSC_INDICES = "Sources Release . .gz .xz"
+CONTENTS = ".gz"
+
+#: Name of the snapshots directory below ``dists/<dist>/``.
+SNAPSHOTS_DIR = "snapshots"
+
+#: Output format for :meth:`Reprepro.list_dist` (one record per line, ``|``-separated).
+_LIST_FIELDS = ("distribution", "component", "architecture", "type", "package", "version", "source", "source_version")
+_LIST_FORMAT = "${$codename}|${$component}|${$architecture}|${$type}|${package}|${version}|${$source}|${$sourceversion}\n"
+
+#: What we accept as distribution and snapshot names (also keeps path traversal out).
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+~-]*$")
+
+_LOCKS = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class RepreproError(call.CallError):
+    """A reprepro operation failed; ``argv``, ``returncode`` and ``output`` describe it."""
+
+
+def get_lock(basedir):
+    """The process-wide re-entrant lock for the reprepro base directory ``basedir``."""
+    key = str(pathlib.Path(basedir).resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.RLock())
+
+
+def _check_name(name, what="name"):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"Invalid {what} for reprepro: {name!r}")
+    return name
+
+
+def _one_line(value, field):
+    value = str(value)
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"reprepro conf field {field} must be one line: {value!r}")
+    return value
+
+
+def _words(values, field):
+    return " ".join(_one_line(v, field) for v in values)
+
+
+def _yes_no(value):
+    return "yes" if value else "no"
+
+
+def distributions_conf(stanzas):
+    """Return the text of ``conf/distributions`` for ``stanzas`` (SPEC §3.6).
+
+    Each stanza is a dict: ``codename`` (the diststr, also used as Suite and Label),
+    ``also_accept_for`` (list of meta-distributions; empty for rollbacks), ``origin``,
+    ``components`` (list; also used as UDebComponents), ``architectures`` (list, without
+    ``source``), ``description`` (default: the diststr), ``not_automatic`` (default True),
+    ``but_automatic_upgrades`` (default True). Stanzas are written in the given order, each
+    followed by a blank line.
+    """
+    out = []
+    for stanza in stanzas:
+        diststr = _check_name(_one_line(stanza["codename"], "Codename"), "distribution")
+        if not stanza["components"]:
+            raise ValueError(f"{diststr}: no components")
+        if not stanza["architectures"]:
+            raise ValueError(f"{diststr}: no architectures")
+        components = _words(stanza["components"], "Components")
+        lines = [
+            ("Codename", diststr),
+            ("Suite", diststr),
+            ("Label", diststr),
+            ("AlsoAcceptFor", _words(stanza.get("also_accept_for") or [], "AlsoAcceptFor")),
+            ("Origin", _one_line(stanza["origin"], "Origin")),
+            ("Components", components),
+            ("UDebComponents", components),
+            ("Architectures", "source " + _words(stanza["architectures"], "Architectures")),
+            ("Description", _one_line(stanza.get("description") or diststr, "Description")),
+            ("SignWith", "default"),
+            ("NotAutomatic", _yes_no(stanza.get("not_automatic", True))),
+            ("ButAutomaticUpgrades", _yes_no(stanza.get("but_automatic_upgrades", True))),
+            ("DebIndices", DEB_INDICES),
+            ("DscIndices", DSC_INDICES),
+            ("Contents", CONTENTS),
+        ]
+        out.append("".join(f"{key}: {value}\n" for key, value in lines) + "\n")
+    return "".join(out)
+
+
+def options_conf(gnupghome, morguedir=False):
+    """Return the text of ``conf/options``: ``gnupghome`` and, if ``morguedir`` is true, a
+    ``morguedir`` line (``+b/morguedir`` for ``True``, else the given reprepro path)."""
+    lines = [f"gnupghome {_one_line(gnupghome, 'gnupghome')}"]
+    if morguedir:
+        lines.append(f"morguedir {MORGUEDIR if morguedir is True else _one_line(morguedir, 'morguedir')}")
+    return "".join(f"{line}\n" for line in lines) + "\n"
+
+
+def parse_options_conf(text):
+    """Parse ``conf/options`` text into a dict (option name -> value, ``""`` for flags)."""
+    result = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _sep, value = line.partition(" ")
+        result[key] = value.strip()
+    return result
+
+
+def _write_if_changed(path, text):
+    """Atomically write ``text`` to ``path`` unless it already has that content; return True if written."""
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return True
+
+
+def _rm(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def dsc_has_priority(dsc_path):
+    """True if the source stanza of the DSC at ``dsc_path`` has a ``Priority`` field."""
+    with open(dsc_path, encoding="utf-8", errors="replace") as f:
+        return "Priority" in debian.deb822.Dsc(f)
+
+
+class Reprepro:
+    """One reprepro base directory (a mini-buildd repository)."""
+
+    def __init__(self, basedir):
+        self.basedir = pathlib.Path(basedir).resolve()
+        self.lock = get_lock(self.basedir)
+
+    def __repr__(self):
+        return f"Reprepro({self.basedir})"
+
+    # Paths inside the base dir (reprepro's own layout)
+    @property
+    def conf_dir(self):
+        return self.basedir / "conf"
+
+    @property
+    def distributions_file(self):
+        return self.conf_dir / "distributions"
+
+    @property
+    def options_file(self):
+        return self.conf_dir / "options"
+
+    @property
+    def dists_dir(self):
+        return self.basedir / "dists"
+
+    def dist_dir(self, dist):
+        return self.dists_dir / _check_name(dist, "distribution")
+
+    def snapshots_dir(self, dist):
+        return self.dist_dir(dist) / SNAPSHOTS_DIR
+
+    def snapshot_dir(self, dist, name):
+        return self.snapshots_dir(dist) / _check_name(name, "snapshot name")
+
+    # Running reprepro
+    def _env(self):
+        try:
+            options = parse_options_conf(self.options_file.read_text())
+        except FileNotFoundError:
+            return None
+        gnupghome = options.get("gnupghome")
+        return {"GNUPGHOME": gnupghome} if gnupghome else None
+
+    def _run(self, *args):
+        argv = ["reprepro", *GLOBAL_OPTIONS, "--basedir", str(self.basedir), *args]
+        with self.lock:
+            try:
+                output = call.run(argv, env=self._env())
+            except call.CallError as e:
+                raise RepreproError(e.argv, e.returncode, e.output) from e
+        LOG.debug("reprepro %s: %s", " ".join(args), output.strip())
+        return output
+
+    # Configuration
+    def write_conf(self, distributions_text, options_text):
+        """Write ``conf/distributions`` and ``conf/options``; return True if either changed."""
+        with self.lock:
+            self.conf_dir.mkdir(parents=True, exist_ok=True)
+            changed = _write_if_changed(self.distributions_file, distributions_text)
+            changed = _write_if_changed(self.options_file, options_text) or changed
+        if changed:
+            LOG.info("%s: configuration changed", self)
+        return changed
+
+    def dists(self):
+        """Codenames configured in ``conf/distributions``, in file order."""
+        try:
+            with open(self.distributions_file, encoding="utf-8") as f:
+                return [p["Codename"] for p in debian.deb822.Deb822.iter_paragraphs(f) if "Codename" in p]
+        except FileNotFoundError:
+            return []
+
+    # Whole repository
+    def export(self, *dists):
+        """(Re-)generate and sign the indices of ``dists`` (all if none given)."""
+        return self._run("export", *[_check_name(d, "distribution") for d in dists])
+
+    def check(self):
+        """``reprepro check``: every referenced file is known to the database."""
+        return self._run("check")
+
+    def checkpool(self, fast=False):
+        """``reprepro checkpool``: pool files exist (``fast``) and have the recorded checksums."""
+        return self._run("checkpool", *(["fast"] if fast else []))
+
+    def clearvanished(self):
+        """Forget (and delete the files of) distributions no longer configured."""
+        return self._run("--delete", "clearvanished")
+
+    def deleteunreferenced(self):
+        return self._run("deleteunreferenced")
+
+    def flood(self, dist):
+        """Make arch:all packages available to all architectures of ``dist``."""
+        return self._run("flood", _check_name(dist, "distribution"))
+
+    def reindex(self):
+        """Rebuild all indices from the database (2.x semantics).
+
+        Removes the exportable index files below ``dists/<dist>/`` (keeping ``snapshots/``),
+        drops the directories (and snapshot references) of distributions no longer configured,
+        then ``--delete clearvanished``, ``export`` and ``flood`` for every distribution.
+        """
+        with self.lock:
+            configured = set(self.dists())
+            if not configured:
+                raise RepreproError(["reprepro", "reindex"], 1, f"{self.distributions_file}: no distributions configured")
+            unreferenced = False
+            if self.dists_dir.is_dir():
+                for dist_dir in sorted(self.dists_dir.iterdir()):
+                    if dist_dir.name in configured:
+                        for entry in dist_dir.iterdir():
+                            if entry.name != SNAPSHOTS_DIR:
+                                _rm(entry)
+                    else:
+                        snapshots = dist_dir / SNAPSHOTS_DIR
+                        if dist_dir.is_dir() and not dist_dir.is_symlink() and snapshots.is_dir():
+                            for snapshot in sorted(snapshots.iterdir()):
+                                LOG.info("%s: unreferencing snapshot %s of removed distribution %s", self, snapshot.name, dist_dir.name)
+                                self._run("unreferencesnapshot", dist_dir.name, snapshot.name)
+                                unreferenced = True
+                        LOG.info("%s: removing directory of unconfigured distribution %s", self, dist_dir.name)
+                        _rm(dist_dir)
+            self.clearvanished()
+            if unreferenced:
+                self.deleteunreferenced()
+            self.export()
+            for dist in self.dists():
+                self.flood(dist)
+
+    # Queries
+    def ls(self, source):
+        """Where source package ``source`` is: ``{diststr: [{version, component, architecture}]}``.
+
+        Parsed from ``--type dsc lsbycomponent``; every distribution (rollbacks included) is its own key.
+        """
+        result = {}
+        for line in self._run("--type", "dsc", "lsbycomponent", source).splitlines():
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) != 5 or parts[0] != source:
+                continue
+            _name, version, dist, component, architecture = parts
+            result.setdefault(dist, []).append({"version": version, "component": component, "architecture": architecture})
+        return result
+
+    def versions(self, dist, source):
+        """Versions of source package ``source`` in ``dist`` (more than one only across components)."""
+        return [item["version"] for item in self.ls(source).get(dist, [])]
+
+    def list_dist(self, dist):
+        """All packages in ``dist``: list of dicts with keys distribution, component,
+        architecture (``source`` for sources), type (dsc, deb, udeb), package, version, source,
+        source_version."""
+        result = []
+        output = self._run("--list-format", _LIST_FORMAT, "list", _check_name(dist, "distribution"))
+        for line in output.splitlines():
+            parts = line.split("|")
+            if len(parts) == len(_LIST_FIELDS):
+                result.append(dict(zip(_LIST_FIELDS, parts)))
+        return result
+
+    # Changing packages
+    def includedsc(self, dist, dsc_path, component=None, add_priority_optional=True):
+        """Install a source package. Adds ``--priority optional`` when the DSC has no Priority
+        field (and ``add_priority_optional``), working around Debian #1106857."""
+        args = []
+        if component:
+            args += ["--component", component]
+        if add_priority_optional and not dsc_has_priority(dsc_path):
+            args += ["--priority", "optional"]
+        return self._run(*args, "includedsc", _check_name(dist, "distribution"), str(dsc_path))
+
+    def include(self, dist, changes_path):
+        """Install everything a ``.changes`` lists (e.g. a buildresult's binaries)."""
+        return self._run("include", _check_name(dist, "distribution"), str(changes_path))
+
+    def includedeb(self, dist, deb_path, component=None):
+        """Install one binary package."""
+        args = ["--component", component] if component else []
+        return self._run(*args, "includedeb", _check_name(dist, "distribution"), str(deb_path))
+
+    def copysrc(self, dst, src, source, version=None):
+        """Copy source package ``source`` (all versions, or ``version``) with its binaries from
+        dist ``src`` to dist ``dst``. reprepro silently does nothing if there is no match."""
+        return self._run("copysrc", _check_name(dst, "distribution"), _check_name(src, "distribution"), source,
+                         *([version] if version else []))
+
+    def removesrc(self, dist, source, version=None):
+        """Remove source package ``source`` (all versions, or ``version``) with its binaries from
+        ``dist``. reprepro silently does nothing if there is no match."""
+        return self._run("removesrc", _check_name(dist, "distribution"), source, *([version] if version else []))
+
+    # Snapshots (SPEC §3.7)
+    def gensnapshot(self, dist, name):
+        """Freeze ``dist`` as ``dists/<dist>/snapshots/<name>/``."""
+        return self._run("gensnapshot", _check_name(dist, "distribution"), _check_name(name, "snapshot name"))
+
+    def snapshots(self, dist):
+        """Sorted names of the snapshots of ``dist``."""
+        try:
+            return sorted(p.name for p in self.snapshots_dir(dist).iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def delete_snapshot(self, dist, name):
+        """Delete snapshot ``name`` of ``dist`` and the pool files only it referenced."""
+        with self.lock:
+            path = self.snapshot_dir(dist, name)
+            if not path.is_dir():
+                raise RepreproError(["reprepro", "delete_snapshot", dist, name], 1, f"No such snapshot: {dist}/{name}")
+            self._run("unreferencesnapshot", dist, name)
+            self.clearvanished()
+            self.deleteunreferenced()
+            shutil.rmtree(path)

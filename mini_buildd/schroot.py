@@ -1,0 +1,280 @@
+"""schroot wrapper: chroot configuration files, the mini-buildd fstab, and schroot sessions.
+
+This module is the only one that runs ``schroot`` and the only one that writes below
+``/etc/schroot/``. Which data a chroot has (directory, tarball, ...) is decided by
+:mod:`mini_buildd.chroot_backends`; here we only render its ``[NAME]`` section and drive sessions.
+
+About the fstab: schroot reads the mounts for a chroot from the file named by ``setup.fstab``
+(relative to ``/etc/schroot``). Besides the generic mounts it must bind the instance's
+``var/shared`` (build dirs and setup scripts live there and must be visible inside the chroot
+at the same path). Upstream has one global ``mini-buildd/fstab`` for the one system instance.
+Because the bind depends on the instance home, and tests (or several instances) may run with
+different homes at the same time, :func:`install_fstab` can also write a per-chroot file
+``mini-buildd/fstab-NAME`` so that each chroot binds the ``var/shared`` of the home that made it.
+"""
+
+import contextlib
+import logging
+import os
+import pathlib
+import re
+import uuid
+
+from mini_buildd import call, config
+
+LOG = logging.getLogger(__name__)
+
+SCHROOT = "schroot"
+
+#: ``setup.fstab`` value of the global fstab (relative to /etc/schroot), as upstream.
+GLOBAL_FSTAB = "mini-buildd/fstab"
+
+#: Generic mounts every mini-buildd chroot gets (no /dev bind: the chroot has its own nodes).
+GENERIC_FSTAB_LINES = (
+    ("/proc", "/proc", "none", "rw,bind"),
+    ("/sys", "/sys", "none", "rw,bind"),
+    ("/dev/pts", "/dev/pts", "none", "rw,bind"),
+    ("tmpfs", "/dev/shm", "tmpfs", "defaults"),
+)
+
+
+class SchrootError(Exception):
+    """A schroot operation failed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files
+# ---------------------------------------------------------------------------------------------
+
+def _csv(values):
+    if isinstance(values, str):
+        return values
+    return ",".join(values)
+
+
+def conf_text(name, description, backend_lines, users=("mini-buildd",), groups=("sbuild",), personality="linux",
+              fstab=GLOBAL_FSTAB):
+    """The schroot config (``/etc/schroot/chroot.d/NAME.conf``) for one chroot.
+
+    ``backend_lines`` are the backend specific ``key=value`` lines (``type=...`` etc.);
+    ``users``/``groups`` may access the chroot, ``users`` are also its root and source-root
+    users. ``fstab`` is the ``setup.fstab`` value (see :func:`install_fstab`).
+    """
+    lines = [
+        f"[{name}]",
+        f"description={description}",
+        f"setup.fstab={fstab}",
+        f"groups={_csv(groups)}",
+        f"users={_csv(users)}",
+        f"root-groups={_csv(groups)}",
+        f"root-users={_csv(users)}",
+        f"source-root-users={_csv(users)}",
+        f"personality={personality}",
+        "",
+        "# Backend specific config",
+    ]
+    lines += list(backend_lines)
+    lines.append("")  # upstream ends the section with an empty line
+    return "\n".join(lines) + "\n"
+
+
+def conf_path(name):
+    """``/etc/schroot/chroot.d/NAME.conf``."""
+    return config.schroot_conf(name)
+
+
+def _write_root_file(path, text, mode=0o644):
+    """Write atomically (schroot rejects files writable by others)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def install_conf(name, text):
+    """Write the schroot config for ``name``; return its path."""
+    path = conf_path(name)
+    _write_root_file(path, text)
+    LOG.info("Installed schroot config %s", path)
+    return path
+
+
+def remove_conf(name):
+    """Remove the schroot config for ``name`` (no error if absent)."""
+    path = conf_path(name)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        LOG.info("Removed schroot config %s", path)
+
+
+def fstab_text(shared_dir=None):
+    """The mini-buildd fstab: generic mounts, plus a bind of ``shared_dir`` (an instance's ``var/shared``)."""
+    lines = ["# mini-buildd schroot fstab, generated: do not edit.",
+             "# <file system> <mount point> <type> <options> <dump> <pass>"]
+    for fs, mountpoint, fstype, options in GENERIC_FSTAB_LINES:
+        lines.append(f"{fs}\t{mountpoint}\t{fstype}\t{options}\t0\t0")
+    if shared_dir is not None:
+        shared = str(pathlib.Path(shared_dir).resolve())
+        if any(c.isspace() for c in shared):
+            raise SchrootError(f"Shared dir must not contain white space (fstab): {shared}")
+        lines.append(f"{shared}\t{shared}\tnone\trw,bind\t0\t0")
+    return "\n".join(lines) + "\n"
+
+
+def fstab_setup_name(name=None):
+    """``setup.fstab`` value: ``mini-buildd/fstab``, or ``mini-buildd/fstab-NAME`` for a per-chroot fstab."""
+    return GLOBAL_FSTAB if name is None else f"{GLOBAL_FSTAB}-{name}"
+
+
+def fstab_path(name=None):
+    """``/etc/schroot/mini-buildd/fstab`` or ``/etc/schroot/mini-buildd/fstab-NAME``."""
+    return config.SCHROOT_CONF_DIR / ("fstab" if name is None else f"fstab-{name}")
+
+
+def install_fstab(shared_dir, name=None):
+    """Write the mini-buildd fstab binding ``shared_dir``; return its ``setup.fstab`` value.
+
+    Without ``name``, the global ``/etc/schroot/mini-buildd/fstab`` (one instance per host,
+    as upstream); with ``name``, the per-chroot ``/etc/schroot/mini-buildd/fstab-NAME``.
+    """
+    path = fstab_path(name)
+    _write_root_file(path, fstab_text(shared_dir))
+    LOG.info("Installed schroot fstab %s", path)
+    return fstab_setup_name(name)
+
+
+def remove_fstab(name=None):
+    """Remove the (per-chroot) fstab; the directory goes too when empty. No error if absent."""
+    path = fstab_path(name)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        LOG.info("Removed schroot fstab %s", path)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------
+# Chroots and sessions
+# ---------------------------------------------------------------------------------------------
+
+def _run(args, **kwargs):
+    return call.run([SCHROOT] + list(args), **kwargs)
+
+
+def _names(output, namespace):
+    prefix = f"{namespace}:"
+    return [line.strip()[len(prefix):] for line in output.splitlines() if line.strip().startswith(prefix)]
+
+
+def list_chroots():
+    """``schroot -l``: the configured chroots as printed, e.g. ``['chroot:mini-buildd-bookworm-amd64', ...]``."""
+    return [line.strip() for line in _run(["--list"]).splitlines() if re.match(r"^(chroot|source):", line.strip())]
+
+
+def list_sessions():
+    """The ids of all active schroot sessions (without ``session:``)."""
+    return _names(_run(["--list", "--all-sessions"]), "session")
+
+
+def session_info(session):
+    """``schroot --info`` of a session as a dict (``Name``, ``Original Chroot Name``, ``Type``, ...)."""
+    info = {}
+    for line in _run(["--info", "--chroot", f"session:{session}"]).splitlines():
+        m = re.match(r"^\s{2}(\S.*?)\s{2,}(.*)$", line)
+        if m:
+            info[m.group(1).strip()] = m.group(2).strip()
+    return info
+
+
+def session_chroot(session):
+    """The chroot name a session was begun from (``None`` if that can't be told)."""
+    try:
+        info = session_info(session)
+    except call.CallError as e:
+        LOG.warning("Can't get info on session %s: %s", session, e)
+        return None
+    return info.get("Original Chroot Name")
+
+
+def begin_session(chroot, source=False):
+    """Begin a session on ``chroot`` (``source:`` chroot if ``source``); return the session id."""
+    session = f"{chroot}-{uuid.uuid4()}"
+    namespace = "source" if source else "chroot"
+    try:
+        _run(["--begin-session", "--chroot", f"{namespace}:{chroot}", "--session-name", session])
+    except call.CallError as e:
+        raise SchrootError(f"Can't begin schroot session on {namespace}:{chroot}: {e}") from e
+    LOG.debug("Began schroot session %s on %s:%s", session, namespace, chroot)
+    return session
+
+
+def run_in_session(session, argv, user="root", input=None, directory="/", timeout=None, check=True):  # pylint: disable=redefined-builtin
+    """Run ``argv`` in ``session`` as ``user``; return its (combined) output."""
+    return _run(["--run-session", "--chroot", f"session:{session}", "--user", user, "--directory", directory, "--"]
+                + [str(a) for a in argv], input=input, timeout=timeout, check=check)
+
+
+def end_session(session, force=True):
+    """End ``session``. If that fails and ``force``, retry with ``--force``; raises on failure."""
+    try:
+        _run(["--end-session", "--chroot", f"session:{session}"])
+    except call.CallError as e:
+        if not force:
+            raise SchrootError(f"Can't end schroot session {session}: {e}") from e
+        LOG.warning("Ending schroot session %s failed, forcing: %s", session, e)
+        try:
+            _run(["--end-session", "--force", "--chroot", f"session:{session}"])
+        except call.CallError as e2:
+            raise SchrootError(f"Can't end schroot session {session} (even forced): {e2}") from e2
+    LOG.debug("Ended schroot session %s", session)
+
+
+@contextlib.contextmanager
+def session(chroot, source=False):
+    """Context manager: a session on ``chroot`` that is ended on exit, whatever happens."""
+    sid = begin_session(chroot, source=source)
+    try:
+        yield sid
+    finally:
+        end_session(sid)
+
+
+def end_stale_sessions(prefix="mini-buildd-"):
+    """End all sessions whose id starts with ``prefix`` (e.g. after a crash); return their ids."""
+    ended = []
+    for sid in list_sessions():
+        if sid.startswith(prefix):
+            try:
+                end_session(sid)
+                ended.append(sid)
+            except SchrootError as e:
+                LOG.error("Stale session %s: %s", sid, e)
+    if ended:
+        LOG.warning("Ended %s stale schroot session(s): %s", len(ended), " ".join(ended))
+    return ended
+
+
+_UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def end_sessions_of(chroot):
+    """End all sessions begun from ``chroot`` (plain or source); return their ids.
+
+    A session belongs to ``chroot`` if schroot says so, or (if its info can't be read) if its
+    id is schroot's default ``CHROOT-UUID``.
+    """
+    ended = []
+    for sid in list_sessions():
+        origin = session_chroot(sid)
+        if origin == chroot or (origin is None and re.fullmatch(re.escape(chroot) + "-" + _UUID_RE, sid)):
+            end_session(sid)
+            ended.append(sid)
+    if ended:
+        LOG.info("Ended %s session(s) of %s: %s", len(ended), chroot, " ".join(ended))
+    return ended

@@ -1,0 +1,108 @@
+"""The Django side: settings for one instance home, and the one-time Django set-up.
+
+Call :func:`setup` once per process (after :func:`mini_buildd.config.init`) before importing any
+model module.
+"""
+
+import logging
+import os
+import secrets
+
+from mini_buildd import config
+
+LOG = logging.getLogger(__name__)
+
+_DONE = False
+
+
+def secret_key(paths):
+    """Read the instance's Django secret key; create it (mode 0600) on first use."""
+    path = paths.django_secret_key
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(64))
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def settings_dict(paths, debug=False):
+    """Django settings for the instance home ``paths``."""
+    hostname = config.runtime.hostname
+    return {
+        "DEBUG": debug,
+        "SECRET_KEY": secret_key(paths),
+        "ALLOWED_HOSTS": ["*"],
+        "CSRF_TRUSTED_ORIGINS": [f"http://{hostname}", f"https://{hostname}"],
+        "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(paths.config_db),
+                                  "OPTIONS": {"timeout": 30}}},
+        "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
+        "TIME_ZONE": "UTC",
+        "USE_TZ": True,
+        "USE_I18N": False,
+        "INSTALLED_APPS": [
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.admin",
+            "mini_buildd",
+        ],
+        "MIDDLEWARE": [
+            "django.middleware.security.SecurityMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        ],
+        "ROOT_URLCONF": "mini_buildd.webapp.urls",
+        "TEMPLATES": [{
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [str(config.PACKAGE_DIR / "webapp" / "templates")],
+            "APP_DIRS": True,
+            "OPTIONS": {"context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "mini_buildd.webapp.context.instance",
+            ]},
+        }],
+        "STATIC_URL": "/static/",
+        "LOGIN_URL": "/accounts/login/",
+        "LOGIN_REDIRECT_URL": "/",
+        "LOGOUT_REDIRECT_URL": "/",
+        "SESSION_COOKIE_NAME": "mini_buildd_sessionid",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "LOGGING_CONFIG": None,
+        "MIGRATION_MODULES": {},
+    }
+
+
+def setup(paths, debug=False):
+    """Configure and set up Django for ``paths`` (idempotent within one process)."""
+    global _DONE  # pylint: disable=global-statement
+    if _DONE:
+        return
+    import django  # pylint: disable=import-outside-toplevel
+    from django.conf import settings  # pylint: disable=import-outside-toplevel
+    settings.configure(**settings_dict(paths, debug))
+    django.setup()
+    _DONE = True
+
+
+def migrate():
+    """Bring the instance database schema up to date."""
+    from django.core.management import call_command  # pylint: disable=import-outside-toplevel
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def set_admin_password(password):
+    """Create or update the Django superuser ``admin``."""
+    from django.contrib.auth.models import User  # pylint: disable=import-outside-toplevel
+    user, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.save()
+    LOG.info("Admin user %s.", "created" if created else "password updated")

@@ -1,0 +1,20 @@
+"""URL map of the web application (SPEC §5.1). Static files and ``/repositories/`` are served by
+twisted directly (see :mod:`mini_buildd.httpd`), never through Django.
+"""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic.base import RedirectView
+
+from mini_buildd.webapp import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/mini_buildd/", permanent=False)),
+    path("mini_buildd/", views.home, name="mbd-home"),
+    path("accounts/null/", views.null, name="mbd-null"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "mini_buildd.webapp.views.not_found"
+handler500 = "mini_buildd.webapp.views.server_error"

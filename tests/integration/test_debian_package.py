@@ -1,0 +1,230 @@
+"""Integration test of the Debian packaging (owns: tests/integration/test_debian_package.py).
+
+Builds the binary packages from a copy of the work tree with the real ``dpkg-buildpackage -us -uc
+-b`` (a clean-clone build: no VCS data, no earlier build artefacts), then inspects the .debs with
+``dpkg-deb``. Nothing is installed. Needs the build dependencies of debian/control installed.
+"""
+
+import fnmatch
+import os
+import pathlib
+import re
+import shutil
+import stat
+
+import pytest
+
+from mini_buildd import call
+
+SRC = pathlib.Path(__file__).resolve().parents[2]
+
+#: Not copied: VCS data and anything an earlier build or test run may have left in the tree.
+_IGNORE_ANYWHERE = ("__pycache__", "*.pyc", ".pytest_cache")
+_IGNORE_BELOW = {
+    ".": (".git", ".pybuild", "build", "*.egg-info"),
+    "debian": (".debhelper", "tmp", "files", "*.substvars", "debhelper-build-stamp", "*.debhelper.log",
+               "mini-buildd", "mini-buildd-utils", "python3-mini-buildd"),
+}
+
+
+def _ignore(directory, names):
+    relative = os.path.relpath(directory, SRC)
+    patterns = _IGNORE_ANYWHERE + _IGNORE_BELOW.get(relative, ())
+    return {name for name in names if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)}
+
+
+#: The tree's files that are no part of the shipped Python package.
+_NOT_SHIPPED = re.compile(r"(^|/)__pycache__(/|$)|\.py[co]$")
+
+BUILD_ENV = {
+    # A clean Debian build environment: system tools and /usr/bin/python3 only (no pyenv).
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "PYTHONPATH": "",
+    "LC_ALL": "C.UTF-8",
+}
+
+
+def _version():
+    text = (SRC / "mini_buildd" / "__init__.py").read_text(encoding="UTF-8")
+    return re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.MULTILINE).group(1)
+
+
+def _debian_version():
+    return call.run(["dpkg-parsechangelog", "-l", str(SRC / "debian" / "changelog"), "-S", "Version"]).strip()
+
+
+class Deb:
+    """One built .deb file, read with dpkg-deb."""
+
+    def __init__(self, path, workdir):
+        self.path = path
+        self.workdir = workdir
+
+    def field(self, name):
+        return call.run(["dpkg-deb", "--field", str(self.path), name]).strip()
+
+    def contents(self):
+        """Map of member path (``./usr/...``, no trailing slash) -> mode string (``-rw-r--r--``)."""
+        result = {}
+        for line in call.run(["dpkg-deb", "--contents", str(self.path)], env=BUILD_ENV).splitlines():
+            fields = line.split(None, 5)
+            name = fields[5].split(" -> ")[0].rstrip("/")
+            result[name] = fields[0]
+        return result
+
+    def extract(self):
+        target = self.workdir / "x" / self.path.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            call.run(["dpkg-deb", "--extract", str(self.path), str(target)])
+        return target
+
+    def control(self):
+        target = self.workdir / "c" / self.path.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            call.run(["dpkg-deb", "--control", str(self.path), str(target)])
+        return target
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """Build the packages once from a copy of the tree; return ``(copied tree, {package: Deb})``."""
+    workdir = tmp_path_factory.mktemp("debian-package")
+    tree = workdir / "mini-buildd"
+    shutil.copytree(SRC, tree, symlinks=True, ignore=_ignore)
+    log = call.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=BUILD_ENV, timeout=600)
+    (workdir / "build.log").write_text(log, encoding="UTF-8")
+    result = {}
+    for deb in sorted(workdir.glob("*.deb")):
+        package = deb.name.split("_")[0]
+        result[package] = Deb(deb, workdir)
+    return tree, result
+
+
+@pytest.fixture(scope="module")
+def debs(build):
+    return build[1]
+
+
+def test_three_packages_built(debs):
+    version = _debian_version()
+    assert version.split("-")[0] == _version(), "debian/changelog and mini_buildd.__version__ disagree"
+    assert sorted(debs) == ["mini-buildd", "mini-buildd-utils", "python3-mini-buildd"]
+    for package, deb in debs.items():
+        assert deb.path.name == f"{package}_{version}_all.deb"
+        assert deb.field("Version") == version
+        assert deb.field("Architecture") == "all"
+
+
+def test_daemon_package(debs):
+    deb = debs["mini-buildd"]
+    contents = deb.contents()
+    assert "./usr/sbin/mini-buildd" in contents
+    assert contents["./usr/sbin/mini-buildd"].startswith("-rwxr-xr-x")
+    assert "./usr/bin/mini-buildd" not in contents
+    units = {"./lib/systemd/system/mini-buildd.service", "./usr/lib/systemd/system/mini-buildd.service"} & set(contents)
+    assert len(units) == 1, units
+    assert "./etc/default/mini-buildd" in contents
+    assert "./etc/schroot/mini-buildd/fstab-generic" in contents
+    # sudo ignores snippets that are not mode 0440.
+    assert contents["./etc/sudoers.d/mini-buildd-sudoers"].startswith("-r--r-----")
+
+    depends = deb.field("Depends")
+    for needed in ("sbuild", "schroot", "reprepro", "debootstrap", "gnupg", "gpgv", "devscripts",
+                   "dpkg-dev", "arch-test", "sudo", "adduser"):
+        assert re.search(rf"(^|, ){re.escape(needed)}(,| |$)", depends), f"{needed} missing in Depends: {depends}"
+    assert f"python3-mini-buildd (= {deb.field('Version')})" in depends
+
+    root = deb.extract()
+    unit = (root / units.pop()[2:]).read_text(encoding="UTF-8")
+    assert re.search(r"^User=mini-buildd$", unit, re.MULTILINE)
+    assert re.search(r"^ExecStart=/usr/sbin/mini-buildd \$MINI_BUILDD_OPTIONS$", unit, re.MULTILINE)
+    assert re.search(r"^EnvironmentFile=-/etc/default/mini-buildd$", unit, re.MULTILINE)
+    assert re.search(r"^WantedBy=multi-user.target$", unit, re.MULTILINE)
+    default = (root / "etc/default/mini-buildd").read_text(encoding="UTF-8")
+    assert re.search(r'^MINI_BUILDD_OPTIONS=""$', default, re.MULTILINE)
+
+    fstab = (root / "etc/schroot/mini-buildd/fstab-generic").read_text(encoding="UTF-8")
+    mounts = [line.split() for line in fstab.splitlines() if line.strip() and not line.startswith("#")]
+    assert {m[1] for m in mounts} == {"/proc", "/sys", "/dev/pts", "/dev/shm"}
+    assert all(len(m) == 6 for m in mounts)
+
+    sudoers = root / "etc/sudoers.d/mini-buildd-sudoers"
+    assert re.search(r"^mini-buildd ALL = \(root\) NOPASSWD: ", sudoers.read_text(encoding="UTF-8"), re.MULTILINE)
+    if shutil.which("visudo", path=BUILD_ENV["PATH"]):
+        call.run(["visudo", "--check", "--quiet", "--file", str(sudoers)], env=BUILD_ENV)
+
+
+def test_daemon_maintainer_scripts(debs):
+    deb = debs["mini-buildd"]
+    control = deb.control()
+    conffiles = (control / "conffiles").read_text(encoding="UTF-8").split()
+    assert set(conffiles) >= {"/etc/default/mini-buildd", "/etc/schroot/mini-buildd/fstab-generic",
+                              "/etc/sudoers.d/mini-buildd-sudoers"}
+    for script in ("postinst", "prerm", "postrm"):
+        path = control / script
+        assert path.stat().st_mode & stat.S_IXUSR, f"{script} not executable"
+        call.run(["sh", "-n", str(path)], env=BUILD_ENV)
+    postinst = (control / "postinst").read_text(encoding="UTF-8")
+    assert "adduser --system" in postinst and "/var/lib/mini-buildd" in postinst
+    assert re.search(r'adduser --quiet "\$\{MBD_USER\}" sbuild', postinst)
+    assert "/etc/schroot/mini-buildd" in postinst
+    assert "deb-systemd-helper" in postinst, "systemd unit not enabled by postinst"
+    postrm = (control / "postrm").read_text(encoding="UTF-8")
+    # The home goes only on purge.
+    purge_branch = re.search(r"^\tpurge\)\n(.*?);;", postrm, re.MULTILINE | re.DOTALL)
+    assert purge_branch and "mbd_purge_home" in purge_branch.group(1)
+    assert postrm.count("mbd_purge_home") == 2  # definition + the purge branch
+
+
+def test_utils_package(debs):
+    deb = debs["mini-buildd-utils"]
+    contents = deb.contents()
+    root = deb.extract()
+    for tool, module in (("mini-buildd-api", "api"), ("mini-buildd-dput", "dput"), ("mini-buildd-events", "events")):
+        assert contents[f"./usr/bin/{tool}"].startswith("-rwxr-xr-x")
+        script = (root / "usr/bin" / tool).read_text(encoding="UTF-8")
+        assert script.startswith("#!/usr/bin/python3\n")
+        assert f"from mini_buildd.cli.{module} import main\n" in script
+    assert f"python3-mini-buildd (= {deb.field('Version')})" in deb.field("Depends")
+    daemon = (debs["mini-buildd"].extract() / "usr/sbin/mini-buildd").read_text(encoding="UTF-8")
+    assert "from mini_buildd.cli.daemon import main\n" in daemon
+
+
+def test_library_package(build):
+    tree, debs = build
+    deb = debs["python3-mini-buildd"]
+    contents = deb.contents()
+    pkg = "./usr/lib/python3/dist-packages/mini_buildd"
+    assert f"{pkg}/__init__.py" in contents
+    assert f"{pkg}/migrations" in contents
+    assert f"{pkg}/migrations/__init__.py" in contents
+    assert f"{pkg}/webapp/templates" in contents
+    assert any(name.startswith(f"{pkg}/webapp/templates/") and name.endswith(".html") for name in contents)
+
+    # Every file of the source package (modules, templates, static files, package templates,
+    # ...) of the built tree is shipped, and nothing else.
+    source_files = {
+        p.relative_to(tree / "mini_buildd").as_posix()
+        for p in (tree / "mini_buildd").rglob("*")
+        if p.is_file() and not _NOT_SHIPPED.search(p.relative_to(tree).as_posix())
+    }
+    shipped = {
+        name[len(pkg) + 1:] for name, mode in contents.items()
+        if name.startswith(pkg + "/") and not mode.startswith("d") and not _NOT_SHIPPED.search(name)
+    }
+    assert shipped == source_files, f"missing: {sorted(source_files - shipped)}; extra: {sorted(shipped - source_files)}"
+
+    depends = deb.field("Depends")
+    for needed in ("python3-django", "python3-twisted", "python3-pyftpdlib", "python3-gnupg", "python3-debian",
+                   "python3-requests", "python3-keyring", "python3-openssl", "python3-service-identity"):
+        assert re.search(rf"(^|, ){re.escape(needed)}(,| |$)", depends), f"{needed} missing in Depends: {depends}"
+    assert not any(name.startswith("./usr/bin") or name.startswith("./usr/sbin") for name in contents)
+
+
+def test_build_leaves_source_tree_alone(debs):
+    """The build ran in a copy: no artefacts in the real tree."""
+    assert debs
+    for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/files", ".pybuild"):
+        assert not (SRC / artefact).exists(), f"build artefact {artefact} in {SRC}"
