@@ -16,11 +16,11 @@ class CallError(Exception):
     """A command failed; carries the command line, exit code and its output."""
 
     def __init__(self, argv, returncode, output):
-        self.argv = list(argv)
+        self.argv = [str(a) for a in argv]
         self.returncode = returncode
         self.output = output or ""
         tail = "\n".join(self.output.strip().splitlines()[-15:])
-        super().__init__(f"Command failed (exit {returncode}): {shlex.join(self.argv)}" + (f"\n{tail}" if tail else ""))
+        super().__init__(f"Command failed (exit {returncode}): {shlex.join(str(a) for a in self.argv)}" + (f"\n{tail}" if tail else ""))
 
 
 def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdout=None, log_level=logging.DEBUG):

@@ -101,7 +101,7 @@ class Service:
         LOG.error("Can't listen: %s", err)
         print(f"mini-buildd: error: can't listen: {err}", file=sys.stderr)
         self.exit_code = 1
-        reactor.stop()
+        reactor.callWhenRunning(reactor.stop)
 
     def _listening(self, ports):
         self.ports = ports

@@ -379,9 +379,6 @@ def _table():
 #: Known codenames (setup data), ordered oldest first per origin.
 CODENAMES = _table()
 
-#: Numbered Debian releases we know that are not released yet (version used by distro-info only).
-_DEBIAN_UNRELEASED_NUMBERS = {"forky": 14}
-
 
 def _distro_info(origin):
     try:

@@ -53,11 +53,11 @@ _DIRMNGR_CONF = "no-use-tor\nconnect-quick-timeout 10\nconnect-timeout 30\n"
 _DAEMONS = ("gpg-agent", "dirmngr", "keyboxd", "scdaemon")
 
 #: Template keywords we always set ourselves.
-_OWN_TEMPLATE_KEYS = ("name-real", "name-email", "passphrase", "%commit", "%no-protection", "%dry-run", "%ask-passphrase")
+_OWN_TEMPLATE_KEYS = ("name-real", "name-email", "passphrase",
+                      "%commit", "%no-protection", "%dry-run", "%ask-passphrase")
 
 _CLEARSIGN_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 _SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
-_SIGNATURE_END = "-----END PGP SIGNATURE-----"
 
 
 class GnupgError(Exception):
@@ -125,7 +125,7 @@ def parse_template(template):
             items.append((line.split()[0], ""))
             continue
         keyword, colon, value = line.partition(":")
-        if not colon or not keyword.strip() or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", keyword.strip()) or not value.strip():
+        if not colon or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", keyword.strip()) or not value.strip():
             raise GnupgError(f"GnuPG key template line {number}: expected 'Keyword: value', got {line!r}")
         items.append((keyword.strip(), value.strip()))
     if not any(k.lower() == "key-type" for k, _v in items):
@@ -220,7 +220,9 @@ def kill_agents(homedir, remove_socketdir=False):
     home = pathlib.Path(homedir).resolve()
     if home.is_dir():
         _run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
-    left = _wait_gone(home, 5)
+        left = _wait_gone(home, 5)
+    else:  # gpgconf needs the home; daemons of a deleted home get signals right away
+        left = agent_pids(home)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not left:
             break
@@ -253,7 +255,8 @@ class VerifyResult:
     #: Signature statuses.
     GOOD, EXPIRED_KEY, EXPIRED_SIG, REVOKED, BAD, NO_PUBKEY, ERROR = (
         "good", "expired-key", "expired-signature", "revoked-key", "bad", "no-public-key", "error")
-    _SIG_KEYWORDS = {"GOODSIG": GOOD, "EXPKEYSIG": EXPIRED_KEY, "EXPSIG": EXPIRED_SIG, "REVKEYSIG": REVOKED, "BADSIG": BAD}
+    _SIG_KEYWORDS = {"GOODSIG": GOOD, "EXPKEYSIG": EXPIRED_KEY, "EXPSIG": EXPIRED_SIG,
+                     "REVKEYSIG": REVOKED, "BADSIG": BAD}
 
     def __init__(self, status_text, accept_expired_keys=True, data=None, output=""):
         self.status_text = status_text
@@ -355,6 +358,11 @@ class _GpgHome:
         self.homedir = pathlib.Path(homedir).resolve()
         self.homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.homedir, 0o700)
+        # gpg >= 2.4.1 puts "use-keyboxd" into a new home's common.conf (one more daemon, no
+        # pubring.kbx for gpgv); an empty common.conf keeps the classic keybox. gpg 2.2 ignores it.
+        common_conf = self.homedir / "common.conf"
+        if not common_conf.exists() and not any(self.homedir.glob("pubring.*")):
+            common_conf.touch(mode=0o600)
         self._options = [str(o) for o in options]
         self._autostart = autostart
         self._tmp_parent = tmp_parent
@@ -380,10 +388,13 @@ class _GpgHome:
 
     def run_gpg(self, args, autostart=None, **kwargs):
         """Run ``gpg`` on this home, never interactive; returns combined output (see :func:`call.run`)."""
-        argv = ["gpg", "--homedir", self.homedir, "--batch", "--no-tty", "--yes", *self._common_options(autostart), *args]
+        argv = ["gpg", "--homedir", self.homedir, "--batch", "--no-tty", "--yes",
+                *self._common_options(autostart), *args]
         return _run(argv, **kwargs)
 
     def _tmpdir(self):
+        if self._tmp_parent is not None:
+            pathlib.Path(self._tmp_parent).mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(prefix="mbd-gpg-io-", dir=self._tmp_parent)
 
     # Keys --------------------------------------------------------------------------------
@@ -527,7 +538,8 @@ class Gnupg(_GpgHome):
         for secret in (True, False):
             result = self.gpg.delete_keys(fpr, secret=secret, expect_passphrase=False)
             if not result:
-                raise GnupgError(f"Could not delete {'secret' if secret else 'public'} key {fpr}: {result.status}: {result.stderr.strip()}")
+                what = "secret" if secret else "public"
+                raise GnupgError(f"Could not delete {what} key {fpr}: {result.status}: {result.stderr.strip()}")
         if self._secret_keys():
             raise GnupgError(f"Secret key {fpr} still present in {self.homedir} after removal")
         LOG.info("Removed GnuPG key %s from %s", fpr, self.homedir)
@@ -603,7 +615,7 @@ class TmpKeyring(_GpgHome):
     def __init__(self, parent=None, options=()):
         if parent is not None:
             pathlib.Path(parent).mkdir(parents=True, exist_ok=True)
-        super().__init__(tempfile.mkdtemp(prefix="mbd-kr-", dir=parent), options=options, autostart=False, tmp_parent=None)
+        super().__init__(tempfile.mkdtemp(prefix="mbd-kr-", dir=parent), options=options, autostart=False)
         self._tmp_parent = str(self.homedir)
         self.closed = False
 
@@ -643,7 +655,8 @@ class TmpKeyring(_GpgHome):
                         output.strip().splitlines()[-1:] or "")
             if attempt < retries:
                 time.sleep(retry_delay)
-        raise GnupgError(f"Could not receive key {key_id} from keyserver {keyserver} ({retries} attempts):\n{output.strip()}")
+        raise GnupgError(f"Could not receive key {key_id} from keyserver {keyserver} ({retries} attempts):\n"
+                         f"{output.strip()}")
 
     def import_archive_keyrings(self, glob=ARCHIVE_KEYRINGS_GLOB):
         """Import every installed keyring matching ``glob``; return the imported fingerprints."""
@@ -657,7 +670,8 @@ class TmpKeyring(_GpgHome):
 
     def verify(self, signed_text_or_path, detached_sig=None, accept_expired_keys=True):
         """See :meth:`_GpgHome.verify_signature` (expired keys count as valid by default)."""
-        return self.verify_signature(signed_text_or_path, detached_sig=detached_sig, accept_expired_keys=accept_expired_keys)
+        return self.verify_signature(signed_text_or_path, detached_sig=detached_sig,
+                                     accept_expired_keys=accept_expired_keys)
 
 
 def key_info(armored_key, tmp_parent=None):
@@ -666,6 +680,20 @@ def key_info(armored_key, tmp_parent=None):
     with TmpKeyring(parent=tmp_parent) as keyring:
         fingerprints = keyring.add_pub_key(armored_key)
         return [k for k in keyring.list_keys() if k["fingerprint"] in fingerprints]
+
+
+def fetch_key(key_id, keyserver=DEFAULT_KEYSERVER, retries=5, archive_keyrings=ARCHIVE_KEYRINGS_GLOB, tmp_parent=None):
+    """Get a public key by id (AptKey prepare, SPEC §2.3): from the installed archive keyrings if
+    there, else from ``keyserver``. Returns ``(armored_key, key_dict)``; raises :class:`GnupgError`."""
+    with TmpKeyring(parent=tmp_parent) as keyring:
+        if archive_keyrings:
+            keyring.import_archive_keyrings(glob=archive_keyrings)
+        info = keyring.key_info(key_id)
+        if info is None:
+            info = keyring.recv_key(key_id, keyserver=keyserver, retries=retries)
+        else:
+            LOG.info("Key %s found in installed archive keyrings", key_id)
+        return keyring.export(armor=True, key_ids=[info["fingerprint"]]), info
 
 
 def verify_message(signed_text, armored_pub_keys, tmp_parent=None):
@@ -679,8 +707,8 @@ def verify_message(signed_text, armored_pub_keys, tmp_parent=None):
     with TmpKeyring(parent=tmp_parent) as keyring:
         for key in armored_pub_keys:
             keyring.add_pub_key(key)
-        result = keyring.verify_signature(signed_text if isinstance(signed_text, bytes) else signed_text.encode("utf-8"),
-                                          accept_expired_keys=False)
+        data = signed_text if isinstance(signed_text, bytes) else signed_text.encode("utf-8")
+        result = keyring.verify_signature(data, accept_expired_keys=False)
     if not result.valid or result.data is None:
         raise GnupgError(f"Message verification failed ({result.describe()})", signer_key_ids=result.signer_key_ids)
     return result.data.decode("utf-8")

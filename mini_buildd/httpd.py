@@ -20,19 +20,21 @@ ACCESS_LOG_KEEP = 9
 class DirectoryFile(static.File):
     """Static files with directory listings, plain text for unknown types."""
 
-    def __init__(self, path, listing=True, **kwargs):
-        super().__init__(path, defaultType="text/plain; charset=utf-8", **kwargs)
-        self._listing = listing
+    listing = True
+
+    def __init__(self, path, defaultType="text/plain; charset=utf-8", ignoredExts=(), registry=None, allowExt=0):
+        super().__init__(path, defaultType, ignoredExts, registry, allowExt)
 
     def directoryListing(self):
-        if self._listing:
+        if self.listing:
             return super().directoryListing()
         return resource.ForbiddenResource()
 
-    def createSimilarFile(self, path):
-        f = super().createSimilarFile(path)
-        f._listing = self._listing  # pylint: disable=protected-access
-        return f
+
+class AssetFile(DirectoryFile):
+    """Web assets: no directory listings."""
+
+    listing = False
 
 
 class Root(resource.Resource):
@@ -63,8 +65,8 @@ def static_root():
     """``/static/``: our web assets plus Django admin's."""
     import django.contrib.admin  # pylint: disable=import-outside-toplevel
     import pathlib  # pylint: disable=import-outside-toplevel
-    root = DirectoryFile(str(config.paths.static_root), listing=False)
-    root.putChild(b"admin", DirectoryFile(str(pathlib.Path(django.contrib.admin.__file__).parent / "static" / "admin"), listing=False))
+    root = AssetFile(str(config.paths.static_root))
+    root.putChild(b"admin", AssetFile(str(pathlib.Path(django.contrib.admin.__file__).parent / "static" / "admin")))
     return root
 
 

@@ -27,11 +27,9 @@ class GnuPGPublicKeyModel(StatusModel):
         """Return the armored key when only ``key_id`` is set (override to fetch elsewhere)."""
         from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
         from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
-        with gnupg.TmpKeyring() as keyring:
-            keyring.import_archive_keyrings()
-            if not keyring.has_key(self.key_id):
-                keyring.recv_key(self.key_id, Daemon.get().gnupg_keyserver)
-            return keyring.export_key(self.key_id)
+        from mini_buildd import config  # pylint: disable=import-outside-toplevel
+        armored, _info = gnupg.fetch_key(self.key_id, Daemon.get().gnupg_keyserver, tmp_parent=config.paths.tmp)
+        return armored
 
     def mbd_prepare_data(self):
         from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel

@@ -4,12 +4,11 @@ twisted directly (see :mod:`mini_buildd.httpd`), never through Django.
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic.base import RedirectView
 
 from mini_buildd.webapp import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/mini_buildd/", permanent=False)),
+    path("", views.home, name="mbd-root"),
     path("mini_buildd/", views.home, name="mbd-home"),
     path("accounts/null/", views.null, name="mbd-null"),
     path("accounts/", include("django.contrib.auth.urls")),

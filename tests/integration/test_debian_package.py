@@ -21,7 +21,7 @@ SRC = pathlib.Path(__file__).resolve().parents[2]
 #: Not copied: VCS data and anything an earlier build or test run may have left in the tree.
 _IGNORE_ANYWHERE = ("__pycache__", "*.pyc", ".pytest_cache")
 _IGNORE_BELOW = {
-    ".": (".git", ".pybuild", "build", "*.egg-info"),
+    ".": (".git", ".pybuild", "build", "*.egg-info", ".run-home", "test-artifacts"),
     "debian": (".debhelper", "tmp", "files", "*.substvars", "debhelper-build-stamp", "*.debhelper.log",
                "mini-buildd", "mini-buildd-utils", "python3-mini-buildd"),
 }

@@ -1,0 +1,52 @@
+# mini-buildd: developer entry points. See README.md.
+#   make run    install what is needed, bootstrap a local instance, run the daemon in the foreground
+#   make check  install what is needed and run the whole test suite
+#   make deb    build the Debian packages (into ..)
+
+PYTHON := /usr/bin/python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN_HOME ?= $(CURDIR)/.run-home
+RUN_PORT ?= 8066
+RUN_USER := $(shell id -un)
+
+# Debian packages the daemon needs at run time.
+RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg python3-debian python3-requests \
+	python3-keyring python3-openssl python3-service-identity python3-distro-info distro-info-data \
+	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl
+# ... and what the tests and the package build need on top.
+TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps
+
+.PHONY: deps test-deps run check unit integration e2e deb clean
+
+deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(RUN_DEPS) >/dev/null
+
+test-deps: deps
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEPS) >/dev/null
+
+run: deps
+	@mkdir -p $(RUN_HOME)
+	@[ -s $(RUN_HOME)/admin-password ] || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(12))' > $(RUN_HOME)/admin-password)
+	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password "$$(cat $(RUN_HOME)/admin-password)"
+	@echo "mini-buildd: http://$$(hostname -f):$(RUN_PORT)/  (admin password: $$(cat $(RUN_HOME)/admin-password)); stop with Ctrl-C"
+	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --http-endpoint tcp6:port=$(RUN_PORT)
+
+check: test-deps
+	$(PYTHON) -m pytest -ra tests
+
+unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+integration:
+	$(PYTHON) -m pytest -q tests/integration
+
+e2e:
+	$(PYTHON) -m pytest -q tests/e2e
+
+deb:
+	dpkg-buildpackage -us -uc -b
+
+clean:
+	rm -rf build .pybuild *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,129 @@
+"""Test helpers: run the real daemon in a temporary home, and run Django code against that home
+in a separate process (the configuration is per process)."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PYTHON = "/usr/bin/python3"
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def mbd_command(home, *args):
+    return [PYTHON, "-m", "mini_buildd", "--home", str(home), "--dedicated-user", "root", *args]
+
+
+def run_mbd(home, *args, timeout=120):
+    """Run the daemon command to completion (one-shot options); return CompletedProcess."""
+    return subprocess.run(mbd_command(home, *args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def in_home(home, code, timeout=600, hostname="127.0.0.1"):
+    """Run Python ``code`` with Django set up for ``home``; return its stdout (raises on failure)."""
+    prelude = (
+        "import sys\n"
+        "from mini_buildd import config, webapp\n"
+        f"paths = config.init({str(home)!r}, hostname={hostname!r}, dedicated_user='root')\n"
+        "paths.create()\n"
+        "webapp.setup(paths)\n"
+        "webapp.migrate()\n"
+        "from mini_buildd import models\n"
+    )
+    proc = subprocess.run([PYTHON, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"in_home failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+class Daemon:
+    """The real daemon as a subprocess; use as a context manager."""
+
+    def __init__(self, home, port=None, host="127.0.0.1", endpoints=None, extra_args=(), scheme="http", verify=True):
+        self.home = pathlib.Path(home)
+        self.host = host
+        self.port = port or free_port(host)
+        self.endpoints = endpoints or [f"tcp:interface={host}:port={self.port}"]
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.url = f"{scheme}://{host}:{self.port}"
+        self.verify = verify
+
+    def start(self, timeout=60):
+        args = ["--hostname", self.host]
+        for ep in self.endpoints:
+            args += ["--http-endpoint", ep]
+        self.log = open(self.home.parent / f"{self.home.name}-daemon.out", "w")  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(mbd_command(self.home, *args, *self.extra_args), cwd=ROOT,  # pylint: disable=consider-using-with
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}: {self.output()}")
+            try:
+                requests.get(self.url + "/accounts/null/", timeout=2, verify=self.verify)
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"daemon did not answer within {timeout}s: {self.output()}")
+
+    def output(self):
+        return (self.home.parent / f"{self.home.name}-daemon.out").read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def session(self, user=None, password=None):
+        """A requests session, logged in through /accounts/login/ like API clients do."""
+        s = requests.Session()
+        if user:
+            s.get(self.url + "/accounts/login/", timeout=10)
+            r = s.post(self.url + "/accounts/login/", timeout=10,
+                       data={"username": user, "password": password, "csrfmiddlewaretoken": s.cookies["csrftoken"],
+                             "next": "/accounts/null/"}, headers={"Referer": self.url + "/accounts/login/"})
+            if not r.url.endswith("/accounts/null/"):
+                raise AssertionError(f"login as {user} failed: {r.url}")
+        return s
+
+
+def processes_mentioning(text):
+    """PIDs whose command line mentions ``text``."""
+    pids = []
+    for p in pathlib.Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                if text in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+__all__ = ["Daemon", "in_home", "run_mbd", "free_port", "processes_mentioning", "PYTHON", "ROOT", "sys"]
