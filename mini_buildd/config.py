@@ -162,6 +162,8 @@ class Runtime:
         self.hostname = default_fqdn()
         self.http_endpoints = ["tcp6:port=8066"]
         self.dedicated_user = "mini-buildd"
+        #: Chroots start from a cached pristine debootstrap tarball (tests, ``make run``).
+        self.debootstrap_cache = os.environ.get("MINI_BUILDD_DEBOOTSTRAP_CACHE") == "1"
         self.debug = set()
 
     @property

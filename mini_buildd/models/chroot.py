@@ -77,22 +77,34 @@ class Chroot(StatusModel):
         return {"name": self.mbd_schroot_name(), "chroot_dir": self.mbd_path()}
 
     def mbd_prepare_data(self):
-        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        from mini_buildd import chroot_backends, gnupg  # pylint: disable=import-outside-toplevel
         if self.mbd_backend is None:
             raise StatusError("Abstract chroot: use a backend (Dir, File).")
         archive = self.source.mbd_archive()
         if archive is None:
             raise StatusError(f"Source {self.source} has no checked archive: check the source first.")
-        chroot_backends.prepare(
-            backend=self.mbd_backend, codename=self.source.codename, arch=self.architecture.name,
-            archive_url=archive.url, apt_keys=[k.key for k in self.source.apt_keys.all()],
-            users=[config.runtime.dedicated_user], personality=self.mbd_personality(),
-            debootstrap_command=self.debootstrap_command, extra_options=self.debootstrap_extra_options.split(),
-            shared_dir=config.paths.shared, **self._common_args(), **self.mbd_backend_args())
+        keyring_path = config.paths.tmp / f"{self.mbd_schroot_name()}-keyring.gpg"
+        try:
+            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+                for key in self.source.apt_keys.all():
+                    keyring.add_pub_key(key.key)
+                keyring.export(keyring_path)
+            base_tarball = None
+            if config.runtime.debootstrap_cache:
+                base_tarball = chroot_backends.cached_debootstrap_tarball(
+                    self.source.codename, self.architecture.name, archive.url, keyring_path=keyring_path)
+            chroot_backends.prepare(
+                backend=self.mbd_backend, codename=self.source.codename, arch=self.architecture.name,
+                archive_url=archive.url, keyring_path=keyring_path,
+                users=[config.runtime.dedicated_user], personality=self.mbd_personality(),
+                debootstrap_command=self.debootstrap_command, extra_options=self.debootstrap_extra_options.split(),
+                shared_dir=config.paths.shared, base_tarball=base_tarball, **self._common_args(), **self.mbd_backend_args())
+        finally:
+            keyring_path.unlink(missing_ok=True)
 
     def mbd_remove_data(self):
         from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
-        chroot_backends.remove(backend=self.mbd_backend, **self._common_args())
+        chroot_backends.remove(backend=self.mbd_backend, **self._common_args(), **self.mbd_backend_args())
 
     def mbd_check_data(self):
         from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
@@ -101,7 +113,8 @@ class Chroot(StatusModel):
             raise StatusError(f"Source {self.source} has no checked archive.")
         comps = [c.name for c in self.source.components.all()] or ["main"]
         line = self.source.mbd_apt_line(components=["main"] if "main" in comps else comps[:1], archive=archive)
-        chroot_backends.check(self.mbd_schroot_name(), line + "\n")
+        chroot_backends.check(self.mbd_schroot_name(), line + "\n",
+                              backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()))
 
     def mbd_dependencies(self):
         return [self.source]
@@ -112,7 +125,7 @@ class DirChroot(Chroot):
 
     UNION_CHOICES = (("overlay", "overlay"), ("overlayfs", "overlayfs"), ("aufs", "aufs"), ("unionfs", "unionfs"))
     union_type = models.CharField(max_length=20, choices=UNION_CHOICES, default="overlay")
-    mbd_backend = "dir"
+    mbd_backend = "Dir"
 
     class Meta:
         verbose_name = "Dir chroot"
@@ -126,7 +139,7 @@ class FileChroot(Chroot):
 
     COMPRESSION_CHOICES = (("none", "none"), ("gzip", "gzip"), ("bzip2", "bzip2"), ("xz", "xz"))
     compression = models.CharField(max_length=10, choices=COMPRESSION_CHOICES, default="none")
-    mbd_backend = "file"
+    mbd_backend = "File"
 
     class Meta:
         verbose_name = "File chroot"
