@@ -8,6 +8,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_HOME ?= $(CURDIR)/.run-home
 RUN_PORT ?= 8066
 RUN_USER := $(shell id -un)
+HOST_CODENAME := $(shell . /etc/os-release && echo $$VERSION_CODENAME)
+HOST_ARCH := $(shell dpkg --print-architecture)
+# First start: the host's codename and native architecture, archives from the host's apt
+# sources, repository 'test' (Default layout, anonymous uploads), a Dir chroot.
+BOOTSTRAP := --archives-from-apt-sources --sources $(HOST_CODENAME) --distributions $(HOST_CODENAME):$(HOST_ARCH) \
+	--repositories test:Default:$(HOST_CODENAME) --chroots $(HOST_CODENAME):$(HOST_ARCH) --update all --pca all
 
 # Debian packages the daemon needs at run time.
 RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg python3-debian python3-requests \
@@ -29,11 +35,14 @@ run: deps
 	@mkdir -p $(RUN_HOME)
 	@[ -s $(RUN_HOME)/admin-password ] || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(12))' > $(RUN_HOME)/admin-password)
 	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password "$$(cat $(RUN_HOME)/admin-password)"
+	@[ -e $(RUN_HOME)/.bootstrapped ] || { echo "Bootstrapping $(HOST_CODENAME)/$(HOST_ARCH) (first start: debootstrap takes a few minutes)..."; \
+	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) \
+	    --http-endpoint tcp6:port=$(RUN_PORT) $(BOOTSTRAP) && touch $(RUN_HOME)/.bootstrapped; }
 	@echo "mini-buildd: http://$$(hostname -f):$(RUN_PORT)/  (admin password: $$(cat $(RUN_HOME)/admin-password)); stop with Ctrl-C"
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --http-endpoint tcp6:port=$(RUN_PORT)
 
 check: test-deps
-	$(PYTHON) -m pytest -ra tests
+	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e tests/browser
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit

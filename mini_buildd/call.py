@@ -1,15 +1,20 @@
 """Running external commands: the one subprocess helper every tool wrapper uses.
 
 Wrappers (gnupg, reprepro, schroot, debootstrap, sbuild, ...) call :func:`run`; nothing else in
-the code base starts processes directly.
+the code base starts processes directly. Long-running commands whose output must be readable
+while they run (sbuild's build log) use :func:`popen` and, to cancel them, :func:`stop`.
 """
 
 import logging
 import os
 import shlex
+import signal
 import subprocess
 
 LOG = logging.getLogger(__name__)
+
+#: Raised by ``Popen.wait(timeout=...)`` of a :func:`popen` process.
+TimeoutExpired = subprocess.TimeoutExpired
 
 
 class CallError(Exception):
@@ -23,15 +28,20 @@ class CallError(Exception):
         super().__init__(f"Command failed (exit {returncode}): {shlex.join(str(a) for a in self.argv)}" + (f"\n{tail}" if tail else ""))
 
 
+def _full_env(env):
+    full_env = dict(os.environ)
+    if env:
+        full_env.update({k: str(v) for k, v in env.items()})
+    return full_env
+
+
 def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdout=None, log_level=logging.DEBUG):
     """Run ``argv``; return its combined stdout/stderr as text (or ``stdout`` file if given).
 
     ``env`` entries are added to the current environment. Raises :class:`CallError` on a
     non-zero exit when ``check`` is true, and on a missing program.
     """
-    full_env = dict(os.environ)
-    if env:
-        full_env.update({k: str(v) for k, v in env.items()})
+    full_env = _full_env(env)
     LOG.log(log_level, "Calling: %s", shlex.join(str(a) for a in argv))
     try:
         proc = subprocess.run([str(a) for a in argv],
@@ -56,3 +66,47 @@ def ok(argv, **kwargs):
         return True
     except CallError:
         return False
+
+
+def popen(argv, *, output, env=None, cwd=None, new_session=True, log_level=logging.DEBUG):
+    """Start ``argv`` in the background; return its ``subprocess.Popen``.
+
+    stdout and stderr go, combined and unbuffered by us, straight into ``output``: a path (created
+    or truncated) or an open binary file. So the output can be read (served) while the command
+    runs. stdin is ``/dev/null``. ``env`` entries are added to the current environment. With
+    ``new_session`` the command gets its own session and process group, so :func:`stop` can
+    kill it with all its children. Raises :class:`CallError` on a missing program. The caller
+    must ``wait()`` for the process (or :func:`stop` it).
+    """
+    LOG.log(log_level, "Starting: %s", shlex.join(str(a) for a in argv))
+    own_file = not hasattr(output, "fileno")
+    out = open(output, "wb") if own_file else output  # pylint: disable=consider-using-with
+    try:
+        return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
+                                env=_full_env(env), cwd=cwd, start_new_session=new_session)
+    except FileNotFoundError as e:
+        raise CallError(argv, 127, str(e)) from e
+    finally:
+        if own_file:
+            out.close()  # the child has its own copy of the descriptor
+
+
+def stop(proc, grace=6.0):
+    """Stop a :func:`popen` process: SIGTERM to it, then, if it is still running after ``grace``
+    seconds, SIGKILL to its process group (all its children). Waits for it; returns True if it
+    had to be killed."""
+    if proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    LOG.warning("Process %s did not stop within %ss after SIGTERM: killing its process group", proc.pid, grace)
+    try:
+        os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+    return True

@@ -76,22 +76,11 @@ def validate_endpoints(endpoint_strings):
 
 
 class Service:
-    """The running service: HTTP server always, engine while the Daemon model is Active."""
+    """The running service: HTTP server and event hub always, engine while the Daemon model is Active."""
 
     def __init__(self):
         self.exit_code = 0
         self.ports = []
-        self.engine = None
-
-    def start_engine(self):
-        from mini_buildd import engine  # pylint: disable=import-outside-toplevel
-        if self.engine is None:
-            self.engine = engine.Engine()
-        self.engine.start()
-
-    def stop_engine(self):
-        if self.engine is not None:
-            self.engine.stop()
 
     def _listen_failed(self, failure):
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
@@ -105,26 +94,43 @@ class Service:
 
     def _listening(self, ports):
         self.ports = ports
+        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         LOG.info("mini-buildd serving %s (home %s).", ", ".join(config.runtime.http_endpoints), config.paths.home)
         if Daemon.get().mbd_is_active():
-            self.start_engine()
+            from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
+            reactor.callInThread(self._start_engine, services)
+
+    @staticmethod
+    def _start_engine(services):
+        try:
+            services.engine.start()
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.exception("Engine start failed: %s", e)
 
     def _shutdown(self):
         LOG.info("Shutting down...")
-        from mini_buildd import engine_control, gnupg  # pylint: disable=import-outside-toplevel
+        from mini_buildd import gnupg, services  # pylint: disable=import-outside-toplevel
         try:
-            self.stop_engine()
+            if services.engine is not None:
+                services.engine.stop()
+            if services.events is not None:
+                services.events.shutdown()
         finally:
-            engine_control.unregister()
+            services.engine = services.events = None
             gnupg.Gnupg(config.paths.gnupg_home).kill_agents()
         LOG.info("Shut down.")
 
     def run(self):
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
-        from mini_buildd import engine_control, httpd  # pylint: disable=import-outside-toplevel
+        from mini_buildd import engine, events, httpd, services  # pylint: disable=import-outside-toplevel
+        from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         _route_twisted_logs()
-        engine_control.register(self.start_engine, self.stop_engine)
+        daemon = Daemon.get()
+        services.events = events.Events(config.paths.events, queue_size=daemon.event_queue_size,
+                                        hooks_dir=config.paths.event_hooks)
+        services.events.load()
+        services.engine = engine.Engine()
         site = httpd.make_site()
         reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         d = httpd.listen(site, config.runtime.http_endpoints)

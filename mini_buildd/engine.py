@@ -1,28 +1,87 @@
-"""The engine: runs while the Daemon model is Active (FTP incoming, packager, builder, crontab).
-
-Its parts arrive with the upload pipeline; for now it records whether it runs, which the status
-call reports as load (-1 when stopped).
+"""The engine: runs while the Daemon model is Active (SPEC §1.1). It owns the FTP incoming server,
+the packager, the builder and the crontab, and dispatches each finished ``*.changes`` by kind:
+buildrequests to the builder, uploads and buildresults to the packager.
 """
 
 import logging
+import os
 import threading
+
+from mini_buildd import changes, config, ftpd
 
 LOG = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.running = False
+    """Start/stop the engine parts; ``load`` for the status call."""
 
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.running = False
+        self.ftpd = None
+        self.packager = None
+        self.builder = None
+        self.cron = None
+
+    # ----------------------------------------------------------------------------- life cycle
     def start(self):
+        # pylint: disable=import-outside-toplevel
+        from mini_buildd import builder, cron, packager, schroot
+        from mini_buildd.models import Daemon
         with self._lock:
-            if not self.running:
-                self.running = True
-                LOG.info("Engine started.")
+            if self.running:
+                return
+            daemon = Daemon.get()
+            schroot.end_stale_sessions()
+            self.builder = builder.Builder(daemon.max_parallel_builds)
+            self.packager = packager.Packager(self.select_builder)
+            self.packager.start()
+            self.builder.start()
+            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.dispatch, options=daemon.ftpd_options)
+            self.ftpd.start()
+            self.cron = cron.Crontab(self)
+            self.cron.start()
+            self.running = True
+            LOG.info("Engine started (FTP %s, %d build slot(s)).", daemon.ftpd_bind, daemon.max_parallel_builds)
+        ftpd.requeue_leftovers(config.paths.incoming, self.dispatch)
 
     def stop(self):
         with self._lock:
-            if self.running:
-                self.running = False
-                LOG.info("Engine stopped.")
+            if not self.running:
+                return
+            self.running = False
+            for part in (self.ftpd, self.cron):
+                try:
+                    part.stop()
+                except Exception as e:  # pylint: disable=broad-except
+                    LOG.error("Stopping %s failed: %s", part, e)
+            self.builder.stop("SHUTDOWN")
+            self.packager.stop()
+            LOG.info("Engine stopped.")
+
+    @property
+    def load(self):
+        """Build load (alive builds / slots); -1 when stopped."""
+        if not self.running or self.builder is None:
+            return -1.0
+        return self.builder.load
+
+    # ----------------------------------------------------------------------------- dispatch
+    def dispatch(self, path):
+        """A finished ``*.changes`` arrived in incoming."""
+        path = str(path)
+        kind = changes.classify(path)
+        LOG.info("Incoming %s (%s).", os.path.basename(path), kind)
+        if kind == "buildrequest":
+            self.builder.submit(path)
+        else:
+            self.packager.submit(kind, path)
+
+    def select_builder(self, breq, codename_arch):
+        """Send ``breq`` to a builder that has ``codename_arch`` (today: ourselves, over FTP)."""
+        from mini_buildd.models import Chroot  # pylint: disable=import-outside-toplevel
+        codename, arch = codename_arch.split(":")
+        if not Chroot.objects.filter(source__codename=codename, architecture__name=arch, status=Chroot.STATUS_ACTIVE).exists():
+            raise RuntimeError(f"No active builder for {codename_arch}.")
+        from mini_buildd.packager import our_ftp_url  # pylint: disable=import-outside-toplevel
+        ftpd.upload(breq.path, our_ftp_url())

@@ -86,10 +86,16 @@ def conf_path(name):
 def _write_root_file(path, text, mode=0o644):
     """Write atomically (schroot rejects files writable by others)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        for attempt in (1, 2):  # the dir may vanish under us (remove_fstab of another chroot)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.write_text(text)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:

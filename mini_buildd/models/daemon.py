@@ -133,9 +133,9 @@ class Daemon(StatusModel):
         return [o for o in objs if o.mbd_is_active_or_reactivate()]
 
     def mbd_on_activate(self):
-        from mini_buildd import engine_control  # pylint: disable=import-outside-toplevel
-        engine_control.on_daemon_activated()
+        from mini_buildd import services  # pylint: disable=import-outside-toplevel
+        services.on_daemon_activated()
 
     def mbd_on_deactivate(self):
-        from mini_buildd import engine_control  # pylint: disable=import-outside-toplevel
-        engine_control.on_daemon_deactivated()
+        from mini_buildd import services  # pylint: disable=import-outside-toplevel
+        services.on_daemon_deactivated()

@@ -10,6 +10,7 @@ from mini_buildd.webapp import views
 urlpatterns = [
     path("", views.home, name="mbd-root"),
     path("mini_buildd/", views.home, name="mbd-home"),
+    path("mini_buildd/api/", include("mini_buildd.api.http")),
     path("accounts/null/", views.null, name="mbd-null"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

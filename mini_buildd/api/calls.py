@@ -1,0 +1,700 @@
+"""The API calls (SPEC §4.2): each defined exactly once, here, with its arguments, authorization,
+flags and the function that runs it.
+
+Calls whose work is plain model/configuration access run here (status, pub_key, dput_conf,
+sources_list, setup, start, stop, remake_chroots, reindex, uploaders, set_user_key, subscribe,
+unsubscribe, handshake). Calls whose work belongs to a domain module (packages in repositories,
+ports, builds, remotes, cron) import that module's function when they run; while it does not
+exist they answer 503 "not available yet" (see :func:`_delegate` and :data:`DOMAIN_FUNCTIONS`).
+
+Domain functions are called with the call's arguments as keyword arguments (plus ``user`` where
+noted) and return JSON-able data. They signal a user error by raising ``ValueError`` (400) or an
+exception with an ``http_status`` attribute; anything else is an internal error (500).
+"""
+
+import importlib
+import json
+import logging
+
+from mini_buildd import __version__, config, net
+from mini_buildd import setup as mbd_setup
+from mini_buildd.api.registry import (Argument, Call, Auth, Problem, NotAvailable, register,
+                                      STRING, URL, TEXT, CHOICE, INT, BOOL, LIST,
+                                      CONFIRM, NEEDS_RUNNING, MAINTENANCE, CONSUMER, DEVELOPER, ADMINISTRATOR)
+from mini_buildd.api import registry
+
+LOG = logging.getLogger(__name__)
+
+TEST_PACKAGE_SOURCES = ("mbd-test-archall", "mbd-test-cpp", "mbd-test-ftbfs")
+APT_TYPES = ("deb", "deb-src")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _models():
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    return models
+
+
+def instance_url():
+    """URL of the primary HTTP endpoint."""
+    return net.ServerEndpoint(config.runtime.http_endpoint).url(config.runtime.hostname)
+
+
+def incoming_url(daemon):
+    return net.ServerEndpoint(daemon.ftpd_bind, "ftp").url(config.runtime.hostname)
+
+
+def _repositories():
+    return list(_models().Repository.objects.order_by("identity").values_list("identity", flat=True))
+
+
+def _prepared_repositories():
+    m = _models()
+    return list(m.Repository.objects.filter(status__gte=m.StatusModel.STATUS_PREPARED).order_by("identity")
+                .values_list("identity", flat=True))
+
+
+def _codenames():
+    m = _models()
+    return sorted(set(m.Distribution.objects.values_list("base_source__codename", flat=True)))
+
+
+def _suites():
+    return list(_models().Suite.objects.order_by("name").values_list("name", flat=True))
+
+
+def _dists(rollbacks=False, active_only=False, suite_filter=None, rollback_filter=None):
+    """Distribution strings of all repositories (optionally with rollbacks / only active repositories)."""
+    m = _models()
+    repos = m.Repository.objects.select_related("layout").order_by("identity")
+    if active_only:
+        repos = [r for r in repos if r.mbd_is_active()]
+    result = []
+    for repo in repos:
+        for d in repo.mbd_distributions():
+            for so in repo.layout.mbd_suite_options():
+                if suite_filter is None or suite_filter(so):
+                    result.append(repo.mbd_diststr(d, so))
+                if rollbacks and (rollback_filter is None or rollback_filter(so)):
+                    result += [repo.mbd_diststr(d, so, r) for r in so.mbd_rollback_range()]
+    return result
+
+
+def _all_dists():
+    return _dists(rollbacks=True)
+
+
+def _base_dists():
+    return _dists()
+
+
+def _uploadable_dists():
+    return _dists(suite_filter=lambda so: so.uploadable)
+
+
+def _migratable_dists():
+    """Dists whose suite migrates, plus every rollback dist (rollback restore)."""
+    return _dists(rollbacks=True, suite_filter=lambda so: so.migrates_to_id is not None)
+
+
+def _keyring_dists():
+    return _dists(active_only=True, suite_filter=lambda so: so.build_keyring_package)
+
+
+def _experimental_dists():
+    return _dists(active_only=True, suite_filter=lambda so: so.experimental and so.suite.name.endswith("experimental"))
+
+
+def _chroot_keys():
+    return [str(c) for c in _models().Chroot.objects.select_related("source", "architecture")]
+
+
+def _remotes():
+    return list(_models().Remote.objects.order_by("http").values_list("http", flat=True))
+
+
+def _domain_function(module, function):
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module or module.startswith(f"{e.name}."):
+            raise NotAvailable(f"Not available yet: {module} is missing") from e
+        raise
+    func = getattr(mod, function, None)
+    if func is None:
+        raise NotAvailable(f"Not available yet: {module}.{function} is missing")
+    return func
+
+
+def _delegate(module, function, with_user=False):
+    """``run`` that calls ``module.function(**args[, user=user])`` (503 while it doesn't exist)."""
+    def run(args, user):
+        kwargs = dict(args)
+        if with_user:
+            kwargs["user"] = user
+        return _domain_function(module, function)(**kwargs)
+    run.domain = (module, function, with_user)
+    return run
+
+
+def _status_error(e):
+    return Problem(400, str(e))
+
+
+# ------------------------------------------------------------------------------------------------ Consumer
+def _status(args, _user):
+    m = _models()
+    daemon = m.Daemon.get()
+    chroots = m.Chroot.objects.filter(status=m.StatusModel.STATUS_ACTIVE).select_related("source", "architecture")
+    remotes = []
+    for remote in m.Remote.objects.order_by("http"):
+        if remote.mbd_is_active_or_reactivate():
+            try:
+                remotes.append(net.client_url(remote.http))
+            except net.EndpointError:
+                remotes.append(remote.http)
+    result = {
+        "version": __version__,
+        "identity": daemon.identity,
+        "url": instance_url(),
+        "incoming_url": incoming_url(daemon),
+        "load": registry.engine_load(),
+        "chroots": sorted(str(c) for c in chroots),
+        "remotes": remotes,
+    }
+    if args["with_repositories"]:
+        repos = {}
+        for repo in m.Repository.objects.select_related("layout").order_by("identity"):
+            options = repo.layout.suiteoption_set.select_related("suite", "migrates_to__suite").order_by("pk")
+            repos[repo.identity] = {
+                "codenames": [d.codename for d in repo.mbd_distributions()],
+                "layout": {so.suite.name: {"uploadable": so.uploadable, "experimental": so.experimental,
+                                           "migrates_to": so.migrates_to.suite.name if so.migrates_to else None}
+                           for so in options},
+            }
+        result["repositories"] = repos
+    return result
+
+
+register(Call(
+    "status", _status, category=CONSUMER, auth=Auth.NONE,
+    doc="Get status of this instance",
+    result_doc="{version, identity, url (HTTP), incoming_url (FTP), load (0..1+; -1: engine stopped), "
+               "chroots: ['codename:arch'], remotes: [url], repositories?: {id: {codenames, layout: {suite: "
+               "{uploadable, experimental, migrates_to}}}}}",
+    args=[Argument("--with-repositories", "-R", type=BOOL, doc="also list repositories with their codenames and layout")]))
+
+
+def _pub_key(_args, _user):
+    from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+    gpg = _models().Daemon.get().gnupg()
+    try:
+        if gpg.get_secret_key() is None:
+            raise Problem(503, "This instance has no GnuPG key yet (prepare the Daemon)")
+        return gpg.pub_key()
+    except gnupg.GnupgError as e:
+        raise Problem(503, f"Can't read the instance key: {e}") from e
+
+
+register(Call(
+    "pub_key", _pub_key, category=CONSUMER, auth=Auth.NONE,
+    doc="Get ASCII-armored GnuPG public key of this instance\n\n"
+        "Used to sign the APT repositories ('APT key') and for authorization across instances.",
+    result_doc="armored public key (string)"))
+
+
+def _dput_conf(args, _user):
+    daemon = _models().Daemon.get()
+    ftp = net.ServerEndpoint(daemon.ftpd_bind, "ftp")
+    target = {"method": ftp.scheme, "fqdn": f"{config.runtime.hostname}:{ftp.port}", "login": "anonymous",
+              "incoming": "/incoming"}
+    if args["dput_ng_profile"]:
+        return json.dumps(target, indent=2) + "\n"
+    text = ""
+    if not args["without_global"]:
+        text += ("# Recommended global config\n"
+                 "[DEFAULT]\n"
+                 "# Avoid accidental uploads to default target (like 'ftp-master' for Debian)\n"
+                 "default_host_main = _please_specify_target_explicitly_\n"
+                 "\n")
+    text += "# This instance's native target\n"
+    text += f"[mini-buildd-{daemon.identity}]\n"
+    text += "".join(f"{key:<8} = {value}\n" for key, value in target.items())
+    text += "\n"
+    site = config.paths.dput_cf
+    if site.is_file():
+        text += site.read_text(encoding="utf-8")
+    return text
+
+
+register(Call(
+    "dput_conf", _dput_conf, category=CONSUMER, auth=Auth.NONE,
+    doc="Get recommended dput config snippet\n\n"
+        "Usually, this is for your personal ~/.dput.cf (works for dput and dput-ng). "
+        "Administrators may add site targets in ~mini-buildd/etc/dput.cf.",
+    result_doc="dput config (string); with --dput-ng-profile a dput-ng JSON profile (string)",
+    args=[Argument("--without-global", type=BOOL, doc="omit the recommended global [DEFAULT] section"),
+          Argument("--dput-ng-profile", "-N", type=BOOL, doc="dput-ng JSON profile of this instance's target instead")]))
+
+
+def _sources_list(args, _user):
+    m = _models()
+    daemon = m.Daemon.get()
+    origin = daemon.archive_origin
+    url = instance_url()
+    options = args["options"].strip()
+    types = args["types"] or ["deb"]
+    lines, seen_extra = [], set()
+
+    def emit(base_url, diststr, components, comment):
+        if args["with_comment"]:
+            lines.append(comment)
+        for t in types:
+            lines.append(f"{t} [{options}] {base_url} {diststr} {' '.join(components)}")
+
+    repos = m.Repository.objects.select_related("layout").filter(identity__in=args["repositories"]).order_by("identity")
+    for repo in repos:
+        base_url = args["mirror"].replace("{}", repo.identity) if args["mirror"] else f"{url}/repositories/{repo.identity}"
+        for d in repo.mbd_distributions():
+            if d.codename not in args["codenames"]:
+                continue
+            components = d.mbd_components()
+            if args["with_extra"]:
+                for ps in d.extra_sources.select_related("source").order_by("pk"):
+                    source = ps.source
+                    if source.mbd_archive() is None:
+                        LOG.warning("sources_list: extra source %s has no checked archive: skipped.", source)
+                        continue
+                    line = source.mbd_apt_line(components=components)
+                    if line in seen_extra:
+                        continue
+                    seen_extra.add(line)
+                    if args["with_comment"]:
+                        lines.append(f"# Source '{source.origin} {source.codename}' ({source.codeversion}): {source.mbd_apt_pin()}")
+                    for t in types:
+                        lines.append(t + line[len("deb"):])
+            for so in repo.layout.mbd_suite_options():
+                if so.suite.name not in args["suites"]:
+                    continue
+                diststr = repo.mbd_diststr(d, so)
+                pin = f"release n={diststr}, o={origin}"
+                if args["snapshot"]:
+                    snap = f"{diststr}/snapshots/{args['snapshot']}"
+                    emit(base_url, snap, components, f"# {origin} '{snap}': {pin}")
+                    continue
+                emit(base_url, diststr, components, f"# {origin} '{diststr}': {pin}")
+                count = so.rollback if args["rollbacks"] < 0 else min(args["rollbacks"], so.rollback)
+                for r in range(count):
+                    rb = repo.mbd_diststr(d, so, r)
+                    emit(base_url, rb, components, f"# {origin} '{rb}': release n={rb}, o={origin}")
+    return "".join(line + "\n" for line in lines)
+
+
+register(Call(
+    "sources_list", _sources_list, category=CONSUMER, auth=Auth.NONE,
+    doc="Get sources.list (apt lines)\n\n"
+        "Usually, this output is put to a file like /etc/apt/sources.list.d/mini-buildd-xyz.list.",
+    result_doc="apt lines (string)",
+    args=[Argument("--codenames", "-C", type=LIST, choices=_codenames, server_default=_codenames, doc="codenames (base distributions)"),
+          Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_repositories, doc="repository identities"),
+          Argument("--suites", "-S", type=LIST, choices=_suites, server_default=_suites, doc="suite names"),
+          Argument("--types", "-T", type=LIST, choices=APT_TYPES, default=["deb"], doc="line types"),
+          Argument("--options", "-O", doc="apt options, put between the brackets (e.g. 'arch=amd64 signed-by=FILE')", default=""),
+          Argument("--rollbacks", "-r", type=INT, default=0, doc="number of rollback distributions per suite to add (<0: all)"),
+          Argument("--snapshot", "-P", default="", doc="lines for this snapshot (name) instead of the distributions"),
+          Argument("--mirror", "-M", type=URL, default="",
+                   doc="URL of a mirror to use instead of this instance's repository URL ('{}' is replaced by the repository identity)"),
+          Argument("--with-extra", "-X", type=BOOL, doc="add the extra sources (e.g. security, backports) of the distributions"),
+          Argument("--with-comment", "-D", type=BOOL, doc="add a comment line (origin, distribution, apt pin) above each line")]))
+
+
+_LS_ARGS = (
+    lambda: Argument("source", doc="source package name"),
+    lambda: Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_repositories, doc="repository identities"),
+    lambda: Argument("--codenames", "-C", type=LIST, choices=_codenames, server_default=_codenames, doc="codenames (base distributions)"),
+    lambda: Argument("--version", "-V", default="", doc="only this version"),
+    lambda: Argument("--min-version", "-M", default="", doc="only versions greater than or equal to this"),
+)
+
+register(Call(
+    "ls", _delegate("mini_buildd.archive_ops", "ls"), category=CONSUMER, auth=Auth.NONE,
+    doc="List source package in repository",
+    result_doc="{repository: {distribution: {version, component, architecture, rollbacks: {distribution: {version, component, architecture}}}}}",
+    args=[a() for a in _LS_ARGS]))
+
+register(Call(
+    "show", _delegate("mini_buildd.archive_ops", "show"), category=CONSUMER, auth=Auth.NONE,
+    doc="Show source package in repository",
+    result_doc="as ls, plus per distribution dsc_path, event_path, changes_path, uploadable, migrates_to, is_migrated "
+               "(rollbacks: dsc_path)",
+    args=[a() for a in _LS_ARGS]))
+
+register(Call(
+    "search", _delegate("mini_buildd.archive_ops", "search"), category=CONSUMER, auth=Auth.NONE,
+    doc="Search for source or binary package names in repositories, builds and events\n\n"
+        "Binary package files found outside of repositories: matches only in builds usually failed "
+        "installation; matches in events come from the initial (non source-only) user upload (local builds).",
+    result_doc="{source: {repositories: [path], builds: [path], events: [path]}}",
+    args=[Argument("pattern", doc="glob pattern (matched as *pattern*, lower case)")]))
+
+register(Call(
+    "debdiff", _delegate("mini_buildd.archive_ops", "debdiff"), category=CONSUMER, auth=Auth.NONE,
+    doc="Compare two internal source packages",
+    result_doc="debdiff output (string)",
+    args=[Argument("source", doc="source package name"),
+          Argument("repository", type=CHOICE, choices=_repositories, doc="repository identity"),
+          Argument("--versiona", "-a", default="", doc="version A (default: the second newest)"),
+          Argument("--versionb", "-b", default="", doc="version B (default: the newest)")]))
+
+# ------------------------------------------------------------------------------------------------ Developer
+register(Call(
+    "migrate", _delegate("mini_buildd.archive_ops", "migrate", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    flags=[CONFIRM],
+    doc="Migrate source package\n\n"
+        "Migrates a source package along with all its binary packages. If run for a rollback "
+        "distribution, this will perform a rollback restore.",
+    result_doc="{} (MIGRATED events)",
+    args=[Argument("source", doc="source package name"),
+          Argument("distribution", type=CHOICE, choices=_migratable_dists, doc="distribution to migrate from"),
+          Argument("--full", "-F", type=BOOL, doc="migrate along the whole chain (e.g. unstable -> testing -> stable)"),
+          Argument("--version", "-V", default="", doc="migrate this version only (when several exist)")]))
+
+register(Call(
+    "remove", _delegate("mini_buildd.archive_ops", "remove", with_user=True), category=DEVELOPER, auth=Auth.ADMIN,
+    flags=[CONFIRM],
+    doc="Remove source package\n\nRemoves a source package along with all its binary packages.",
+    result_doc="{} (REMOVED event)",
+    args=[Argument("source", doc="source package name"),
+          Argument("distribution", type=CHOICE, choices=_all_dists, doc="distribution to remove from"),
+          Argument("--without-rollback", type=BOOL, doc="don't keep the removed version in the rollback distributions"),
+          Argument("--version", "-V", default="", doc="remove this version only (when several exist)")]))
+
+register(Call(
+    "port", _delegate("mini_buildd.packager", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Port internal source package\n\n"
+        "An internal 'port' is a no-changes (only the changelog is adapted) rebuild of the given "
+        "locally-installed package. When from_distribution equals to_distribution, a rebuild is done.",
+    result_doc="[{dsc_url, source, distribution, version}]",
+    args=[Argument("source", doc="source package name"),
+          Argument("from_distribution", type=CHOICE, choices=_all_dists, doc="distribution to port from"),
+          Argument("to_distributions", type=LIST, choices=_uploadable_dists, doc="distributions to port to"),
+          Argument("--version", "-V", default="", doc="port this version (default: the one in from_distribution)"),
+          Argument("--options", "-O", default="lintian-mode=ignore", doc="upload options, '|'-separated")]))
+
+register(Call(
+    "port_ext", _delegate("mini_buildd.packager", "port_ext", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Port external source package\n\n"
+        "An external 'port' is a no-changes (only the changelog is adapted) rebuild of any given source package.",
+    result_doc="[{dsc_url, source, distribution, version}]",
+    args=[Argument("dsc", type=URL, doc="URL of the DSC file"),
+          Argument("distributions", type=LIST, choices=_uploadable_dists, doc="distributions to port to"),
+          Argument("--allow-unauthenticated", "-u", type=BOOL, doc="don't verify the DSC's signature"),
+          Argument("--options", "-O", default="lintian-mode=ignore", doc="upload options, '|'-separated")]))
+
+register(Call(
+    "retry", _delegate("mini_buildd.packager", "retry", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Retry a previously failed source package",
+    result_doc="changes file name that has been re-uploaded (string)",
+    args=[Argument("bkey", doc="SOURCE/VERSION/TIMECODE/source (extra.bkey of a FAILED or REJECTED event)")]))
+
+register(Call(
+    "cancel", _delegate("mini_buildd.builder", "cancel", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Cancel an ongoing package build",
+    result_doc="bkey (string)",
+    args=[Argument("bkey", doc="SOURCE/VERSION/TIMECODE/ARCH of an ongoing build")]))
+
+
+def _set_user_key(args, user):
+    from django.core.exceptions import ValidationError  # pylint: disable=import-outside-toplevel
+    from mini_buildd.models import validators  # pylint: disable=import-outside-toplevel
+    m = _models()
+    key = args["key"].strip()
+    if not key:
+        raise Problem(400, "Argument 'key': empty")
+    uploader, _created = m.Uploader.objects.get_or_create(user=user)
+    if "\n" in key:
+        uploader.key, uploader.key_id = key + "\n", ""
+    else:
+        try:
+            validators.key_id(key)
+        except ValidationError as e:
+            raise Problem(400, f"Argument 'key': {' '.join(e.messages)}") from e
+        uploader.key, uploader.key_id = "", key
+    try:
+        uploader.mbd_deactivate()
+        uploader.save()
+        uploader.mbd_prepare()
+    except m.StatusError as e:
+        raise _status_error(e) from e
+    LOG.info("User %s set a new GnuPG key: %s (needs (re)activation by staff).", user, uploader.key_long_id or key)
+    return {}
+
+
+register(Call(
+    "set_user_key", _set_user_key, category=DEVELOPER, auth=Auth.LOGIN, flags=[CONFIRM],
+    doc="Set a user's GnuPG public key\n\n"
+        "A multi-line value is an ASCII-armored key, a one-line value a key id. "
+        "The key must be (re)activated by staff before it is used.",
+    result_doc="{}",
+    args=[Argument("key", type=TEXT, doc="ASCII-armored public key, or key id")]))
+
+
+def _subscribe(args, user):
+    sub, created = _models().Subscription.objects.get_or_create(subscriber=user, package=args["source"],
+                                                                distribution=args["distribution"])
+    return {"created": created, "source": sub.package, "distribution": sub.distribution}
+
+
+def _unsubscribe(args, user):
+    subs = _models().Subscription.objects.filter(subscriber=user, package=args["source"], distribution=args["distribution"])
+    removed = [{"source": s.package, "distribution": s.distribution} for s in subs]
+    subs.delete()
+    return removed
+
+
+_SUBSCRIPTION_ARGS = (
+    lambda: Argument("source", doc="source package name ('' = any)"),
+    lambda: Argument("distribution", doc="distribution ('' = any)"),
+)
+
+register(Call(
+    "subscribe", _subscribe, category=DEVELOPER, auth=Auth.LOGIN,
+    doc="Subscribe to (email) notifications",
+    result_doc="{created, source, distribution}",
+    args=[a() for a in _SUBSCRIPTION_ARGS]))
+
+register(Call(
+    "unsubscribe", _unsubscribe, category=DEVELOPER, auth=Auth.LOGIN,
+    doc="Unsubscribe from (email) notifications",
+    result_doc="[{source, distribution}] (the subscriptions removed)",
+    args=[a() for a in _SUBSCRIPTION_ARGS]))
+
+
+# ------------------------------------------------------------------------------------------------ Administrator
+def _remake_chroots(args, _user):
+    result = {}
+    for chroot in _models().Chroot.mbd_concrete_all():
+        key = str(chroot)
+        if key not in args["keys"]:
+            continue
+        try:
+            chroot.mbd_remove()
+            chroot.mbd_prepare()
+            chroot.mbd_check()
+            chroot.mbd_activate()
+            result[key] = "Success"
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.error("remake_chroots: %s failed: %s", key, e)
+            result[key] = f"Failed: {e}"
+    return result
+
+
+register(Call(
+    "remake_chroots", _remake_chroots, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM, MAINTENANCE],
+    doc="Remake chroots\n\nRun actions 'remove', 'prepare', 'check' and 'activate'.",
+    result_doc="{codename:arch: 'Success' | 'Failed: reason'}",
+    args=[Argument("--keys", type=LIST, choices=_chroot_keys, server_default=_chroot_keys, doc="chroots (codename:arch)")]))
+
+
+def _reindex(args, _user):
+    m = _models()
+    for identity in args["repositories"]:
+        repo = m.Repository.objects.get(identity=identity)
+        if not repo.mbd_is_prepared():
+            raise Problem(400, f"Repository '{identity}' is not prepared")
+        LOG.info("Reindexing repository %s.", identity)
+        repo.mbd_reprepro().reindex()
+    return {}
+
+
+register(Call(
+    "reindex", _reindex, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM, MAINTENANCE],
+    doc="Force repository reindex\n\n"
+        "Usually, a repository is reindexed by a check when its configuration changed; use this call to force it. "
+        "Also runs 'reprepro flood', making arch:all packages available for added architectures.",
+    result_doc="{}",
+    args=[Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_prepared_repositories,
+                   doc="repository identities (default: all prepared)")]))
+
+
+def _start(_args, _user):
+    if not _models().Daemon.get().mbd_is_active():
+        raise Problem(400, "The Daemon instance is not active: prepare, check and activate it first (setup or admin)")
+    registry.engine_start()
+    return {}
+
+
+def _stop(_args, _user):
+    if registry.engine_is_running():
+        registry.engine_stop()
+    return {}
+
+
+register(Call(
+    "start", _start, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    doc="Start Daemon (accept incoming)\n\nDoes nothing if already started; fails if the Daemon instance is not activated.",
+    result_doc="{}"))
+
+register(Call(
+    "stop", _stop, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    doc="Stop Daemon (stop accepting incoming)\n\n"
+        "Does nothing if already stopped. Any ongoing events are canceled. This state is not persisted: "
+        "deactivate the Daemon instance to keep it stopped over service restarts.",
+    result_doc="{}"))
+
+register(Call(
+    "wake", _delegate("mini_buildd.remotes", "wake"), category=ADMINISTRATOR, auth=Auth.STAFF, flags=[CONFIRM],
+    doc="Wake a remote instance (runs its wake command)",
+    result_doc="the remote's status",
+    args=[Argument("--remote", "-r", type=CHOICE, choices=_remotes, required=True, doc="remote (its HTTP endpoint)"),
+          Argument("--sleep", "-s", type=INT, default=5, doc="seconds to wait after each wake attempt"),
+          Argument("--attempts", "-a", type=INT, default=3, doc="wake attempts")]))
+
+
+def _handshake(args, _user):
+    from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+    m = _models()
+    for remote in m.Remote.objects.exclude(status=m.StatusModel.STATUS_REMOVED).order_by("http"):
+        if not remote.key:
+            continue
+        try:
+            gnupg.verify_message(args["signed_message"], [remote.key], tmp_parent=config.paths.tmp)
+        except gnupg.GnupgError:
+            continue
+        LOG.info("Handshake: signed message matches remote %s.", remote)
+        return m.Daemon.get().gnupg().sign_message()
+    raise Problem(400, "Signed message does not match any remote's key")
+
+
+register(Call(
+    "handshake", _handshake, category=ADMINISTRATOR, auth=Auth.NONE,
+    doc="Check if signed message matches a remote, reply our signed message on success\n\nThis is for internal use only.",
+    result_doc="our signed message (string)",
+    args=[Argument("--signed-message", "-S", type=TEXT, required=True, doc="a message clear-signed by the remote")]))
+
+register(Call(
+    "cronjob", _delegate("mini_buildd.cron", "run_job"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    doc="Run a cron job now (out of schedule)",
+    result_doc="{id: success (bool)}",
+    args=[Argument("id", doc="cron job id")]))
+
+
+def _uploaders(args, _user):
+    m = _models()
+    result = {}
+    for repo in m.Repository.objects.filter(identity__in=args["repositories"]).order_by("identity"):
+        uploaders = m.Uploader.objects.filter(status=m.StatusModel.STATUS_ACTIVE, user__is_active=True,
+                                              may_upload_to=repo).select_related("user").order_by("user__username")
+        result[repo.identity] = {
+            "allow_unauthenticated_uploads": repo.allow_unauthenticated_uploads,
+            "uploaders": [{"user": u.user.username, "key_long_id": u.key_long_id, "key_name": u.key_name,
+                           "key_fingerprint": u.key_fingerprint} for u in uploaders],
+            "extra_uploader_keyrings": [line.split("#", 1)[0].strip() for line in repo.extra_uploader_keyrings.splitlines()
+                                        if line.split("#", 1)[0].strip()],
+        }
+    return result
+
+
+register(Call(
+    "uploaders", _uploaders, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[NEEDS_RUNNING],
+    doc="Get upload permissions for repositories",
+    result_doc="{repository: {allow_unauthenticated_uploads, uploaders: [{user, key_long_id, key_name, key_fingerprint}], "
+               "extra_uploader_keyrings: [path]}}",
+    args=[Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_repositories, doc="repository identities")]))
+
+register(Call(
+    "snapshot_ls", _delegate("mini_buildd.archive_ops", "snapshot_ls"), category=CONSUMER, auth=Auth.NONE,
+    flags=[NEEDS_RUNNING],
+    doc="Get list of repository snapshots for a distribution",
+    result_doc="[snapshot name]",
+    args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution")]))
+
+register(Call(
+    "snapshot_create", _delegate("mini_buildd.archive_ops", "snapshot_create"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Create a repository snapshot",
+    result_doc="{}",
+    args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution"),
+          Argument("name", doc="snapshot name")]))
+
+register(Call(
+    "snapshot_delete", _delegate("mini_buildd.archive_ops", "snapshot_delete"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Delete a repository snapshot",
+    result_doc="{}",
+    args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution"),
+          Argument("name", doc="snapshot name")]))
+
+register(Call(
+    "debmirror", _delegate("mini_buildd.archive_ops", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    doc="Make local partial repository mirror via debmirror\n\n"
+        "Useful to publish a stripped-down variant (only some repositories, suites, no rollbacks) elsewhere.",
+    result_doc="{}",
+    args=[Argument("--suites", "-S", type=LIST, choices=_suites, server_default=_suites, doc="suite names"),
+          Argument("--rollbacks", "-r", type=INT, default=0, doc="rollback distributions per suite (<0: all)"),
+          Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_repositories, doc="repository identities"),
+          Argument("--codenames", "-c", type=LIST, choices=_codenames, server_default=_codenames, doc="codenames"),
+          Argument("--architectures", "-A", type=LIST, default=[], doc="architectures (default: all of the distributions)"),
+          Argument("--components", "-C", type=LIST, default=[], doc="components (default: all of the distributions)"),
+          Argument("--destination", "-D", default="~/debmirror/{}",
+                   doc="destination directory ('{}' = repository identity); its contents are replaced!")]))
+
+register(Call(
+    "keyring_packages", _delegate("mini_buildd.packager", "keyring_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Build keyring packages",
+    result_doc="[{dsc_url, source, distribution, version, event? | error?}]",
+    args=[Argument("--distributions", "-D", type=LIST, choices=_keyring_dists, server_default=_keyring_dists,
+                   doc="distributions (default: all whose suite builds keyring packages)"),
+          Argument("--without-migration", "-M", type=BOOL, doc="don't migrate the packages to stable after installation")]))
+
+register(Call(
+    "test_packages", _delegate("mini_buildd.packager", "test_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    flags=[NEEDS_RUNNING, CONFIRM],
+    doc="Build test packages",
+    result_doc="[{dsc_url, source, distribution, version, event? | error?}]",
+    args=[Argument("--sources", "-S", type=LIST, choices=TEST_PACKAGE_SOURCES, default=list(TEST_PACKAGE_SOURCES), doc="test packages"),
+          Argument("--distributions", "-D", type=LIST, choices=_uploadable_dists, server_default=_experimental_dists,
+                   doc="distributions (default: active '*experimental' distributions)"),
+          Argument("--auto-ports", "-A", type=LIST, default=[], doc="distributions to auto-port to"),
+          Argument("--with-check", "-c", type=BOOL,
+                   doc="fail unless mbd-test-archall and mbd-test-cpp are INSTALLED and mbd-test-ftbfs FAILED")]))
+
+
+# setup: arguments from mini_buildd.setup.OPTIONS (one definition, shared with its command line)
+_SETUP_TYPES = {"str": STRING, "list": LIST, "bool": BOOL}
+_SETUP_SHORT = {"archives": "-A", "chroots_backend": "-C"}
+
+
+def _setup_args():
+    result = []
+    for name, kind, default, help_text in mbd_setup.OPTIONS:
+        flags = ["--" + name.replace("_", "-")] + ([_SETUP_SHORT[name]] if name in _SETUP_SHORT else [])
+        if name == "chroots_backend":
+            result.append(Argument(*flags, type=CHOICE, choices=mbd_setup.CHROOT_BACKENDS, default=default, doc=help_text))
+        else:
+            result.append(Argument(*flags, type=_SETUP_TYPES[kind], default=default, doc=help_text))
+    return result
+
+
+def _setup(args, _user):
+    try:
+        return mbd_setup.run(**args)
+    except mbd_setup.SetupError as e:
+        raise Problem(400, str(e)) from e
+
+
+register(Call(
+    "setup", _setup, category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM, MAINTENANCE],
+    doc="Create, update or inspect your setup\n\n"
+        "Without --update and --pca this only inspects: it shows what would be created or changed.",
+    result_doc="{setup, instances, report}",
+    args=_setup_args()))
+
+
+#: The domain functions the delegating calls expect: call name -> (module, function, gets user).
+DOMAIN_FUNCTIONS = {c.name: c.run.domain for c in registry.CALLS.values() if hasattr(c.run, "domain")}

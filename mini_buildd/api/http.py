@@ -1,0 +1,159 @@
+"""The HTTP side of the API (SPEC §4.1): the Django views for ``/mini_buildd/api/`` (index) and
+``/mini_buildd/api/<call>/`` (one call), and their URL patterns (included by the web app's URL
+map).
+
+``GET /mini_buildd/api/<call>/?<arg>=<value>&output=json|plain|html|html-snippet&confirm=<call>``.
+Results: ``output=json`` (default) the JSON value; ``plain`` strings as text, other values as
+pretty JSON; ``html`` a page, ``html-snippet`` only the result block. Errors are RFC 7807
+``application/problem+json`` (an HTML error page for the html outputs); never a traceback. Every
+call is logged with the user and the client address (``X-Forwarded-For`` honoured).
+"""
+
+import html
+import json
+import logging
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.template import engines
+from django.urls import path
+
+from mini_buildd.api import registry
+from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
+
+LOG = logging.getLogger(__name__)
+
+OUTPUTS = ("json", "plain", "html", "html-snippet")
+HTML_OUTPUTS = ("html", "html-snippet")
+
+_PAGE = """{% extends "mini_buildd/base.html" %}
+{% block title %}{{ heading }}{% endblock %}
+{% block content %}
+<h1>{{ heading }}</h1>
+{{ body }}
+{% endblock %}"""
+
+
+def client_address(request):
+    """The client's address: first ``X-Forwarded-For`` entry (behind a proxy), else the peer."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded.strip():
+        return forwarded.split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _user_str(request):
+    user = getattr(request, "user", None)
+    return user.get_username() if user is not None and user.is_authenticated else "anonymous"
+
+
+def _json_text(value):
+    return json.dumps(value)
+
+
+def _pretty(value):
+    return value if isinstance(value, str) else json.dumps(value, indent=2)
+
+
+def _page(request, heading, body_html, status=200):
+    from django.utils.safestring import mark_safe  # pylint: disable=import-outside-toplevel
+    template = engines["django"].from_string(_PAGE)
+    return HttpResponse(template.render({"heading": heading, "body": mark_safe(body_html)}, request),  # nosec: body is escaped
+                        status=status, content_type="text/html; charset=utf-8")
+
+
+def problem_response(request, problem, output="json"):
+    """The error response for ``problem`` in the requested output form."""
+    if output == "html":
+        return render(request, "mini_buildd/error.html",
+                      {"status": problem.status, "title": problem.title, "detail": problem.detail}, status=problem.status)
+    if output == "html-snippet":
+        return HttpResponse(f'<div class="mbd-api-problem"><strong>{problem.status} {html.escape(problem.title)}</strong>: '
+                            f'{html.escape(problem.detail)}</div>', status=problem.status, content_type="text/html; charset=utf-8")
+    return HttpResponse(_json_text(problem.to_dict()), status=problem.status, content_type="application/problem+json")
+
+
+def result_response(request, call, result, output):
+    if output == "json":
+        return HttpResponse(_json_text(result), content_type="application/json")
+    if output == "plain":
+        return HttpResponse(_pretty(result), content_type="text/plain; charset=utf-8")
+    snippet = f'<pre class="mbd-api-result">{html.escape(_pretty(result))}</pre>'
+    if output == "html-snippet":
+        return HttpResponse(snippet, content_type="text/html; charset=utf-8")
+    return _page(request, f"API call: {call.name}", f"<p>{html.escape(call.summary)}</p>\n{snippet}")
+
+
+def _output(request):
+    output = request.GET.get("output", "json") or "json"
+    if output not in OUTPUTS:
+        raise registry.Problem(400, f"Unknown output '{output}' (use one of: {', '.join(OUTPUTS)})")
+    return output
+
+
+def _method_not_allowed(request):
+    response = problem_response(request, registry.Problem(405, f"Method {request.method} not allowed: API calls are GET only"))
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
+def call_view(request, name):
+    """``/mini_buildd/api/<name>/``: run one call."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed(request)
+    output = "json"
+    who = f"{_user_str(request)} from {client_address(request)}"
+    query = {key: request.GET.getlist(key) for key in request.GET if key not in registry.META_PARAMETERS}
+    try:
+        output = _output(request)
+        call = registry.get(name)
+        LOG.info("API call '%s' by %s: %s", name, who, query)
+        result = registry.execute(call, query, user=request.user, confirm=request.GET.get("confirm"))
+    except registry.Problem as problem:
+        LOG.warning("API call '%s' by %s: %s", name, who, problem)
+        return problem_response(request, problem, output)
+    except Exception as e:  # pylint: disable=broad-except
+        LOG.exception("API call '%s' by %s: internal error", name, who)
+        return problem_response(request, registry.Problem(500, f"Internal error in API call '{name}': {type(e).__name__}: {e}"), output)
+    LOG.info("API call '%s' by %s: done.", name, who)
+    return result_response(request, call, result, output)
+
+
+def _index_html():
+    rows = []
+    for category in registry.CATEGORIES:
+        rows.append(f"<h2>{html.escape(category)}</h2>\n<dl>")
+        for call in (c for c in registry.CALLS.values() if c.category == category):
+            flags = ", ".join(f for f in registry.FLAGS if f in call.flags)
+            runnable = call.auth == registry.Auth.NONE and not any(a.required for a in call.args)
+            name = (f'<a href="{html.escape(call.name)}/?output=html">{html.escape(call.name)}</a>' if runnable
+                    else html.escape(call.name))
+            args = " ".join(html.escape(a.identity if a.positional else f"[{a.long or a.short}]") for a in call.args)
+            rows.append(f"<dt><code>{name} {args}</code> <small>({call.auth.name}{'; ' + flags if flags else ''})</small></dt>"
+                        f"<dd>{html.escape(call.summary)}</dd>")
+        rows.append("</dl>")
+    return "\n".join(rows)
+
+
+def index_view(request):
+    """``/mini_buildd/api/``: all calls (HTML by default; ``output=json`` for their descriptions)."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed(request)
+    output = request.GET.get("output", "html")
+    if output == "json":
+        return HttpResponse(_json_text({name: call.describe() for name, call in registry.CALLS.items()}),
+                            content_type="application/json")
+    if output == "plain":
+        text = "\n".join(f"{c.name:<18} {c.auth.name:<6} {c.summary}" for c in registry.CALLS.values()) + "\n"
+        return HttpResponse(text, content_type="text/plain; charset=utf-8")
+    if output not in HTML_OUTPUTS:
+        return problem_response(request, registry.Problem(400, f"Unknown output '{output}' (use one of: {', '.join(OUTPUTS)})"))
+    if output == "html-snippet":
+        return HttpResponse(_index_html(), content_type="text/html; charset=utf-8")
+    return _page(request, "API calls", _index_html())
+
+
+urlpatterns = [
+    path("", index_view, name="mbd-api"),
+    path("<str:name>/", call_view, name="mbd-api-call"),
+]

@@ -1,0 +1,205 @@
+"""Package operations on one repository (SPEC §3.6): where a source is (``ls``), installing an
+upload with rollback shifting, migrating along the suite chain, rollback restore, and removal.
+
+Everything runs under the repository's reprepro lock, so an operation sees and leaves a
+consistent state. Events (MIGRATED, REMOVED) are logged by the callers that own the event context.
+"""
+
+import logging
+
+from debian import debian_support
+
+from mini_buildd import dist
+
+LOG = logging.getLogger(__name__)
+
+
+class ArchiveError(Exception):
+    """An operation is not possible (the message says why)."""
+
+
+class RepositoryView:
+    """A repository's distributions, suites and rollbacks as reprepro sees them."""
+
+    def __init__(self, repository):
+        self.repository = repository
+        self.reprepro = repository.mbd_reprepro()
+
+    # ----------------------------------------------------------------------------- naming
+    def suite_option(self, suite_name):
+        so = self.repository.layout.suiteoption_set.select_related("suite", "migrates_to__suite").filter(suite__name=suite_name).first()
+        if so is None:
+            raise ArchiveError(f"Repository '{self.repository}' has no suite '{suite_name}'.")
+        return so
+
+    def distribution(self, codename):
+        d = self.repository.distributions.select_related("base_source").filter(base_source__codename=codename).first()
+        if d is None:
+            raise ArchiveError(f"Repository '{self.repository}' has no distribution '{codename}'.")
+        return d
+
+    def parse(self, diststr):
+        """(DistStr, SuiteOption) for a diststr of this repository, validated."""
+        try:
+            d = dist.DistStr(diststr)
+        except ValueError as e:
+            raise ArchiveError(str(e)) from e
+        if d.repository != self.repository.identity:
+            raise ArchiveError(f"Distribution '{diststr}' is not in repository '{self.repository}'.")
+        self.distribution(d.codename)
+        so = self.suite_option(d.suite)
+        if d.rollback is not None and d.rollback >= so.rollback:
+            raise ArchiveError(f"'{diststr}': suite '{d.suite}' has only {so.rollback} rollback distribution(s).")
+        return d, so
+
+    def rollbacks(self, base, so):
+        return [f"{base}-rollback{r}" for r in range(so.rollback)]
+
+    # ----------------------------------------------------------------------------- queries
+    def ls(self, source):
+        """``{diststr: {version, component, architecture, rollbacks: {rb: {...}}}}`` (rollbacks folded in)."""
+        raw = self.reprepro.ls(source)
+        out = {}
+        for diststr in sorted(raw):
+            try:
+                d = dist.DistStr(diststr)
+            except ValueError:
+                continue
+            entry = raw[diststr][0]
+            if d.rollback is None:
+                out.setdefault(diststr, {}).update(entry)
+                out[diststr].setdefault("rollbacks", {})
+            else:
+                out.setdefault(d.get(), {"rollbacks": {}})["rollbacks"][diststr] = entry
+        return out
+
+    def version_in(self, diststr, source):
+        versions = self.reprepro.versions(diststr, source)
+        return versions[0] if versions else None
+
+    def all_versions(self, source):
+        """Versions of ``source`` in every non-rollback distribution."""
+        return {d: [e["version"] for e in entries] for d, entries in self.reprepro.ls(source).items()
+                if dist.DistStr(d).rollback is None}
+
+    # ----------------------------------------------------------------------------- rollbacks
+    def shift_rollbacks(self, diststr, source):
+        """Move the version in ``diststr`` into rollback0, rollback0 into rollback1, ... (errors ignored)."""
+        d, so = self.parse(diststr)
+        if not so.rollback:
+            return
+        current = self.version_in(diststr, source)
+        if current is None:
+            return
+        rbs = self.rollbacks(diststr, so)
+        if any(self.version_in(rb, source) == current for rb in rbs):
+            LOG.info("%s %s already in a rollback of %s: no shift.", source, current, d.get())
+            return
+        for r in range(so.rollback - 1, -1, -1):
+            src = diststr if r == 0 else rbs[r - 1]
+            if self.version_in(src, source) is None:
+                continue
+            try:
+                self.reprepro.copysrc(rbs[r], src, source)
+            except Exception as e:  # pylint: disable=broad-except
+                LOG.warning("Rollback shift %s -> %s of %s failed (ignored): %s", src, rbs[r], source, e)
+
+    # ----------------------------------------------------------------------------- install
+    def precheck(self, diststr, source, version, mandatory_regex):
+        """Version rules of an upload to ``diststr`` (SPEC §3.4); raise ArchiveError."""
+        if not dist.version_matches_mandatory(version, mandatory_regex):
+            raise ArchiveError(f"Version {version} lacks the mandatory appendix: must match '{mandatory_regex}' "
+                               f"(e.g. {version}~<identity><codeversion>+1).")
+        for d, versions in self.all_versions(source).items():
+            if version in versions:
+                raise ArchiveError(f"Source {source} {version} already installed in {d}.")
+        current = self.version_in(diststr, source)
+        if current is not None and debian_support.Version(version) < debian_support.Version(current):
+            raise ArchiveError(f"Version {version} is lower than {current} in {diststr}.")
+
+    def install(self, diststr, dsc_path, binary_changes):
+        """Shift rollbacks, include the DSC, then each binary changes; restore from rollback0 on failure."""
+        source = dist_source_of(dsc_path)
+        with self.reprepro.lock:
+            _d, so = self.parse(diststr)
+            had_version = self.version_in(diststr, source) is not None
+            self.shift_rollbacks(diststr, source)
+            self.reprepro.includedsc(diststr, dsc_path)
+            try:
+                for changes in binary_changes:
+                    self.reprepro.include(diststr, changes)
+            except Exception as e:
+                LOG.error("Binary install of %s to %s failed: %s: restoring.", source, diststr, e)
+                self.reprepro.removesrc(diststr, source)
+                if had_version and so.rollback:
+                    self.reprepro.copysrc(diststr, f"{diststr}-rollback0", source)
+                raise ArchiveError(f"Installing binaries of {source} into {diststr} failed: {e}") from e
+
+    # ----------------------------------------------------------------------------- migrate
+    def migrate(self, source, diststr, full=False, version=None):
+        """Migrate ``source`` from ``diststr`` to its migrates_to suite (along the chain if ``full``).
+
+        On a rollback distribution: restore that version into the base distribution.
+        Returns a list of (from, to, version) done.
+        """
+        done = []
+        with self.reprepro.lock:
+            d, so = self.parse(diststr)
+            if d.rollback is not None:
+                base = d.get()
+                v = self.version_in(diststr, source)
+                if v is None:
+                    raise ArchiveError(f"Source {source} is not in {diststr}.")
+                if self.version_in(base, source) is not None:
+                    raise ArchiveError(f"Source {source} is in {base}: remove it there first to restore from {diststr}.")
+                self.reprepro.copysrc(base, diststr, source, v)
+                return [(diststr, base, v)]
+            while True:
+                if so.migrates_to is None:
+                    if not done:
+                        raise ArchiveError(f"Suite '{so.suite.name}' does not migrate.")
+                    break
+                target = dist.DistStr.build(d.codename, d.repository, so.migrates_to.suite.name).get()
+                v = self.version_in(diststr, source)
+                if v is None:
+                    raise ArchiveError(f"Source {source} is not in {diststr}.")
+                if version is not None and v != version:
+                    raise ArchiveError(f"Source {source} is in {diststr} as {v}, not {version}.")
+                if self.version_in(target, source) == v:
+                    if not full or done:
+                        raise ArchiveError(f"Source {source} {v} is already in {target}.")
+                else:
+                    self.shift_rollbacks(target, source)
+                    self.reprepro.copysrc(target, diststr, source, v)
+                    done.append((diststr, target, v))
+                if not full:
+                    break
+                diststr, d, so = target, dist.DistStr(target), so.migrates_to
+        return done
+
+    # ----------------------------------------------------------------------------- remove
+    def remove(self, source, diststr, without_rollback=False, version=None):
+        """Remove ``source`` from ``diststr`` (into rollbacks unless ``without_rollback``); return the version removed."""
+        with self.reprepro.lock:
+            d, so = self.parse(diststr)
+            v = self.version_in(diststr, source)
+            if v is None or (version is not None and v != version):
+                raise ArchiveError(f"Source {source}{' ' + version if version else ''} is not in {diststr}.")
+            if d.rollback is None:
+                if not without_rollback:
+                    self.shift_rollbacks(diststr, source)
+                self.reprepro.removesrc(diststr, source, version)
+            else:
+                self.reprepro.removesrc(diststr, source, version)
+                rbs = self.rollbacks(d.get(), so)
+                for r in range(d.rollback + 1, len(rbs)):
+                    if self.version_in(rbs[r], source) is not None:
+                        self.reprepro.copysrc(rbs[r - 1], rbs[r], source)
+                        self.reprepro.removesrc(rbs[r], source)
+            return v
+
+
+def dist_source_of(dsc_path):
+    from debian import deb822  # pylint: disable=import-outside-toplevel
+    with open(dsc_path, encoding="utf-8", errors="replace") as f:
+        return deb822.Dsc(f)["Source"]

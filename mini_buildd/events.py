@@ -1,0 +1,800 @@
+"""Events: what happened to a package (REJECTED, PACKAGING, BUILDING, BUILT, INSTALLED, FAILED,
+MIGRATED, REMOVED), SPEC §5.4.
+
+This module owns
+
+- :class:`Event`, one event and its JSON form (the format of upstream 2.x event files),
+- :class:`Events`, the instance's event hub: saving event files below ``var/events/``, the
+  in-memory queue (reloaded from those files on start), tracking of "ongoing" packages and
+  builds, event hooks (``etc/event-hooks/``), notification mails, and waking clients that wait
+  for the next event (threads via :meth:`Events.wait`, the twisted long poll via
+  :meth:`Events.attach`),
+- expiry of old event directories (:func:`expire_key_dirs`, :meth:`Events.expire`),
+- :class:`Mailer`, building and sending the notification mails, and :func:`parse_smtp_url`.
+
+Who gets a mail is decided by the caller (it needs the Django models): :class:`Mailer` takes a
+``recipients(event)`` callable. Paths are given by the caller (from :mod:`mini_buildd.config`).
+"""
+
+import collections
+import dataclasses
+import datetime
+import email.message
+import email.utils
+import enum
+import fnmatch
+import heapq
+import json
+import logging
+import os
+import pathlib
+import re
+import shutil
+import smtplib
+import tempfile
+import threading
+import time
+import typing
+
+from mini_buildd import call
+
+LOG = logging.getLogger(__name__)
+
+#: Event hooks: file names matching this glob (no leading ``_`` or ``.``, no trailing ``~``).
+HOOK_GLOB = "[!_.]*[!~]"
+#: Default time limit for one hook run (seconds).
+HOOK_TIMEOUT = 600
+#: Maximum number of clients waiting for the next event at the same time (SPEC §5.4).
+MAX_ATTACHED = 70
+#: Default size of the in-memory queue (Daemon ``event_queue_size``).
+QUEUE_SIZE = 500
+
+_TIMECODE_FORMAT = "%Y%m%d:%H%M%S:%f"
+
+
+class Type(enum.Enum):
+    """Event types (the value is the name used in JSON and file names)."""
+
+    REJECTED = "REJECTED"      # upload rejected
+    BUILDING = "BUILDING"      # build started on one of our chroots
+    BUILT = "BUILT"            # build finished (any result)
+    PACKAGING = "PACKAGING"    # packaging started (buildrequests sent)
+    INSTALLED = "INSTALLED"    # package installed in the repository
+    FAILED = "FAILED"          # packaging failed
+    MIGRATED = "MIGRATED"      # package migrated to the next suite
+    REMOVED = "REMOVED"        # package removed from a distribution
+
+    def __str__(self):
+        return self.value
+
+
+#: Types whose file name carries the architecture.
+ARCH_TYPES = (Type.BUILDING, Type.BUILT)
+#: Start of an "ongoing" state -> the types that end it.
+ONGOING = {Type.PACKAGING: (Type.INSTALLED, Type.FAILED), Type.BUILDING: (Type.BUILT,)}
+
+_FILE_NAME_RE = re.compile(r"_(" + "|".join(t.value for t in Type) + r")(_[^_/]+)?\.json$")
+
+
+class TooManyClients(Exception):
+    """More than :attr:`Events.max_attached` clients want to wait for events (HTTP 503)."""
+
+
+class Shutdown(Exception):
+    """The event hub is shut down: no more waiting for events (HTTP 503)."""
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def parse_datetime(value):
+    """``None``, an ISO 8601 string or a datetime -> aware UTC datetime (or ``None``).
+
+    A time without zone is taken as UTC. Raises ``ValueError`` on a bad string.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        value = datetime.datetime.fromisoformat(text)
+    if not isinstance(value, datetime.datetime):
+        raise ValueError(f"Not a datetime: {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc)
+
+
+def parse_timecode(timecode):
+    """``YYYYMMDD:HHMMSS:ffffff`` -> aware UTC datetime; ``ValueError`` if it is none."""
+    return datetime.datetime.strptime(timecode, _TIMECODE_FORMAT).replace(tzinfo=datetime.timezone.utc)
+
+
+def strip_epoch(version):
+    """``1:2.0-1`` -> ``2.0-1``."""
+    return version.split(":", 1)[1] if ":" in version else version
+
+
+@dataclasses.dataclass
+class Event:
+    """One event. ``timestamp`` is an aware UTC datetime; ``extra`` holds the type's details
+    (``timecode``, ``key``, ``bkey``, ``changes``, ``architecture``, ..., see SPEC §5.4).
+
+    ``path`` is where the event file was saved (or loaded from), if it was; not part of the JSON.
+    """
+
+    type: Type
+    distribution: str
+    source: str
+    version: str
+    timestamp: datetime.datetime = dataclasses.field(default_factory=utcnow)
+    extra: dict = dataclasses.field(default_factory=dict)
+    path: typing.Optional[pathlib.Path] = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        self.type = self.type if isinstance(self.type, Type) else Type(str(self.type))
+        self.timestamp = parse_datetime(self.timestamp)
+        if self.timestamp is None:
+            raise ValueError("Event needs a timestamp")
+        self.extra = dict(self.extra or {})
+
+    def __str__(self):
+        return self.one_liner()
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self):
+        """The JSON-able dict: ``{"type", "distribution", "source", "version", "timestamp", "extra"}``."""
+        return {
+            "type": self.type.value,
+            "distribution": self.distribution,
+            "source": self.source,
+            "version": self.version,
+            "timestamp": self.timestamp.isoformat(timespec="microseconds"),
+            "extra": self.extra,
+        }
+
+    def dumps(self):
+        """The event as JSON text (as saved in event files)."""
+        return json.dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, data, path=None):
+        """Event from a dict (as :meth:`to_json` makes) or JSON text; ``ValueError`` if it is none."""
+        try:
+            if isinstance(data, (str, bytes, bytearray)):
+                data = json.loads(data)
+            return cls(type=Type(data["type"]), distribution=data["distribution"], source=data["source"],
+                       version=data["version"], timestamp=parse_datetime(data["timestamp"]),
+                       extra=data.get("extra") or {}, path=pathlib.Path(path) if path else None)
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"Not an event: {e}") from e
+
+    @classmethod
+    def load(cls, path):
+        """Event from a saved event file."""
+        path = pathlib.Path(path)
+        return cls.from_json(path.read_text(encoding="utf-8"), path=path.resolve())
+
+    # ------------------------------------------------------------------ names
+    @property
+    def key(self):
+        """``SOURCE/VERSION/TIMECODE`` (from ``extra``), or ``None``."""
+        return self.extra.get("key")
+
+    @property
+    def bkey(self):
+        """``SOURCE/VERSION/TIMECODE/ARCH`` (from ``extra``), or ``None``."""
+        return self.extra.get("bkey")
+
+    @property
+    def architecture(self):
+        return self.extra.get("architecture")
+
+    def file_name(self):
+        """``<source>_<version without epoch>_<TYPE>[_<arch>].json`` (arch for BUILDING/BUILT only)."""
+        name = f"{self.source}_{strip_epoch(self.version)}_{self.type.value}"
+        if self.type in ARCH_TYPES and self.architecture:
+            name += f"_{self.architecture}"
+        return name + ".json"
+
+    def identity(self):
+        """What makes an event unique (used to drop duplicates)."""
+        return (self.type.value, self.source, self.version, self.distribution, self.timestamp, self.bkey)
+
+    def one_liner(self):
+        """Short human description, for mail subjects and logs."""
+        text = f"{self.type.value}: {self.source} {self.version} ({self.distribution})"
+        if self.type in ARCH_TYPES and self.architecture:
+            text += f" [{self.architecture}]"
+        detail = None
+        if self.type == Type.BUILT:
+            detail = self.extra.get("sbuild_status") or self.extra.get("internal_error")
+        error = self.extra.get("error")
+        if error:
+            detail = (error.get("detail") or error.get("title")) if isinstance(error, dict) else str(error)
+        if detail:
+            detail = " ".join(str(detail).split())
+            text += ": " + (detail if len(detail) <= 120 else detail[:117] + "...")
+        return text
+
+    # ------------------------------------------------------------------ ongoing
+    def ongoing_id(self):
+        """What an ongoing state is tracked by: ``(PACKAGING, key)`` for PACKAGING/INSTALLED/FAILED,
+        ``(BUILDING, bkey)`` for BUILDING/BUILT; ``None`` for other types."""
+        for start, ends in ONGOING.items():
+            if self.type == start or self.type in ends:
+                return (start, self.key if start == Type.PACKAGING else self.bkey)
+        return None
+
+    def is_ongoing_start(self):
+        """PACKAGING or BUILDING."""
+        return self.type in ONGOING
+
+    def is_ongoing_end(self):
+        """INSTALLED, FAILED (end PACKAGING) or BUILT (ends BUILDING)."""
+        return any(self.type in ends for ends in ONGOING.values())
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` (mode 0644) so readers never see a partial file."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def find_event_files(events_dir):
+    """All saved event files below ``events_dir`` (by name: ``*_<TYPE>[_<arch>].json``)."""
+    for dirpath, _dirnames, filenames in os.walk(events_dir):
+        for name in filenames:
+            if not name.startswith(".") and _FILE_NAME_RE.search(name):
+                yield pathlib.Path(dirpath, name)
+
+
+def hooks(hooks_dir):
+    """Executable hooks in ``hooks_dir`` matching :data:`HOOK_GLOB`, in alphabetical order."""
+    if hooks_dir is None:
+        return []
+    try:
+        names = sorted(os.listdir(hooks_dir))
+    except FileNotFoundError:
+        return []
+    hooks_dir = pathlib.Path(hooks_dir).resolve()
+    result = []
+    for name in names:
+        path = hooks_dir / name
+        if not fnmatch.fnmatchcase(name, HOOK_GLOB) or not path.is_file():
+            continue
+        if not os.access(path, os.X_OK):
+            LOG.warning("Event hook not executable, skipped: %s", path)
+            continue
+        result.append(path)
+    return result
+
+
+def run_hooks(hooks_dir, event_path, timeout=HOOK_TIMEOUT):
+    """Run each hook with the absolute event file path as its argument; failures are only logged.
+
+    Returns ``{hook path: exit code}`` (-1: timed out or could not run).
+    """
+    results = {}
+    for hook in hooks(hooks_dir):
+        try:
+            output = call.run([hook, pathlib.Path(event_path).resolve()], timeout=timeout, check=True)
+            results[hook] = 0
+            LOG.debug("Event hook %s: ok%s", hook, f"\n{output.strip()}" if output.strip() else "")
+        except call.CallError as e:
+            results[hook] = e.returncode
+            LOG.warning("Event hook %s failed: %s", hook, e)
+    return results
+
+
+def expire_key_dirs(root, older_than, now=None):
+    """Remove ``root/SOURCE/VERSION/TIMECODE/`` directories older than ``older_than`` (timedelta).
+
+    The age comes from the TIMECODE directory name (its mtime if the name is no timecode).
+    VERSION and SOURCE directories left empty are removed too; ``root`` itself and anything
+    not laid out like this is left alone. Returns the removed TIMECODE directories. Works for
+    ``var/events`` and ``var/shared/builds`` alike.
+    """
+    root = pathlib.Path(root)
+    cutoff = (now or utcnow()) - older_than
+    removed = []
+
+    def subdirs(path):
+        try:
+            return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+        except FileNotFoundError:
+            return []
+
+    def remove_if_empty(path):
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+    for source_dir in subdirs(root):
+        for version_dir in subdirs(source_dir):
+            for tc_dir in subdirs(version_dir):
+                try:
+                    age = parse_timecode(tc_dir.name)
+                except ValueError:
+                    age = datetime.datetime.fromtimestamp(tc_dir.stat().st_mtime, datetime.timezone.utc)
+                if age < cutoff:
+                    LOG.info("Expiring %s", tc_dir)
+                    shutil.rmtree(tc_dir, ignore_errors=True)
+                    removed.append(tc_dir)
+            remove_if_empty(version_dir)
+        remove_if_empty(source_dir)
+    return removed
+
+
+class _Worker:
+    """Runs jobs in order in a background thread that lives only while there is work."""
+
+    def __init__(self, name):
+        self.name = name
+        self._jobs = collections.deque()
+        self._cond = threading.Condition()
+        self._thread = None
+
+    def put(self, func, *args):
+        with self._cond:
+            self._jobs.append((func, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    self._thread = None
+                    self._cond.notify_all()
+                    return
+                func, args = self._jobs.popleft()
+            try:
+                func(*args)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("%s: job failed", self.name)
+
+    def join(self, timeout=None):
+        """Wait until all jobs are done; ``False`` on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._thread is None, timeout)
+
+
+class Events:
+    """The instance's event hub (thread-safe).
+
+    - :meth:`log` saves, queues, tracks ongoing, runs hooks and mail (in background threads),
+      and wakes waiting clients.
+    - :meth:`load` fills the queue from saved files on start. Ongoing states are not restored:
+      after a restart ongoing packaging is dropped (SPEC §1.4 step 7).
+    - :meth:`queue`, :meth:`ongoing` answer queries; :meth:`wait` (threads) and :meth:`attach`
+      (callbacks, for the twisted long poll) deliver the next events.
+
+    Event lists from :meth:`queue` and :meth:`ongoing` are newest first; lists from
+    :meth:`wait` and :meth:`attach` are in the order the events happened (oldest first), so a
+    streaming client answers with the first one and asks again with ``after`` = its timestamp.
+    """
+
+    max_attached = MAX_ATTACHED
+
+    def __init__(self, events_dir, queue_size=QUEUE_SIZE, hooks_dir=None, mailer=None, hook_timeout=HOOK_TIMEOUT):
+        self.events_dir = pathlib.Path(events_dir)
+        self.queue_size = queue_size
+        self.hooks_dir = pathlib.Path(hooks_dir) if hooks_dir else None
+        self.mailer = mailer
+        self.hook_timeout = hook_timeout
+        self._cond = threading.Condition()
+        self._queue = collections.deque(maxlen=queue_size)  # (seq, Event); seq 0 = loaded from file
+        self._seq = 0
+        self._ongoing = {}  # ongoing_id -> start event
+        self._attached = []
+        self._waiting = 0
+        self._shutdown = False
+        self._hook_worker = _Worker("event-hooks")
+        self._mail_worker = _Worker("event-mails")
+
+    def __repr__(self):
+        return f"Events({self.events_dir}, {len(self._queue)}/{self.queue_size})"
+
+    # ------------------------------------------------------------------ writing
+    def save(self, event, save_dir):
+        """Save ``event`` as ``save_dir/<file_name>`` (dir created, atomic write); return the path."""
+        save_dir = pathlib.Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        path = (save_dir / event.file_name()).resolve()
+        write_atomic(path, event.dumps())
+        event.path = path
+        return path
+
+    def log(self, event, save_dir=None):
+        """Log ``event``: save it to ``save_dir`` (the event's ``var/events/<bkey>/``; not saved if
+        ``None``), queue it, track ongoing, wake clients, run hooks (only for saved events) and mail.
+
+        Hooks and mails run in background threads; their failures are only logged. Returns the event.
+        """
+        if save_dir is not None:
+            try:
+                self.save(event, save_dir)
+            except OSError as e:
+                LOG.error("Could not save event %s to %s: %s", event, save_dir, e)
+        LOG.info("Event: %s", event.one_liner())
+
+        with self._cond:
+            self._seq += 1
+            self._queue.append((self._seq, event))
+            oid = event.ongoing_id()
+            if oid is not None:
+                if event.is_ongoing_start():
+                    self._ongoing[oid] = event
+                else:
+                    self._ongoing.pop(oid, None)
+            callbacks, self._attached = self._attached, []
+            self._cond.notify_all()
+        for callback in callbacks:
+            self._call(callback, event)
+
+        if event.path is not None and self.hooks_dir is not None:
+            self._hook_worker.put(run_hooks, self.hooks_dir, event.path, self.hook_timeout)
+        if self.mailer is not None:
+            self._mail_worker.put(self._mail, event)
+        return event
+
+    def _mail(self, event):
+        try:
+            self.mailer(event)
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.error("Could not send notification mail for '%s': %s", event.one_liner(), e)
+
+    @staticmethod
+    def _call(callback, event):
+        try:
+            callback(event)
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("Event client callback failed")
+
+    def join(self, timeout=None):
+        """Wait until pending hooks and mails are done; ``False`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in (self._hook_worker, self._mail_worker):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not worker.join(left):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ loading, expiry
+    def load(self):
+        """Fill the queue with the newest ``queue_size`` saved events (by timestamp) below
+        ``events_dir``; files that do not parse are skipped with a warning. Events already in
+        the queue are not duplicated. Returns the number of events in the queue."""
+        loaded = []
+        for path in find_event_files(self.events_dir):
+            try:
+                loaded.append(Event.load(path))
+            except (OSError, ValueError, UnicodeDecodeError) as e:
+                LOG.warning("Ignoring unparsable event file %s: %s", path, e)
+        newest = heapq.nlargest(self.queue_size, loaded, key=lambda e: e.timestamp)
+        with self._cond:
+            entries = {}
+            for seq, event in list(self._queue) + [(0, e) for e in newest]:
+                entries.setdefault(event.identity(), (seq, event))
+            merged = sorted(entries.values(), key=lambda se: (se[1].timestamp, se[0]))
+            self._queue = collections.deque(merged[-self.queue_size:] if self.queue_size else [], maxlen=self.queue_size)
+            count = len(self._queue)
+        LOG.info("Loaded %s events from %s (%s files)", count, self.events_dir, len(loaded))
+        return count
+
+    def expire(self, older_than, now=None):
+        """Remove saved event directories (``SOURCE/VERSION/TIMECODE/``) older than ``older_than``
+        (timedelta), empty parents up to ``events_dir``, and queued events older than that.
+        Returns the removed directories."""
+        now = now or utcnow()
+        removed = expire_key_dirs(self.events_dir, older_than, now=now)
+        cutoff = now - older_than
+        with self._cond:
+            self._queue = collections.deque(((s, e) for s, e in self._queue if e.timestamp >= cutoff), maxlen=self.queue_size)
+        return removed
+
+    # ------------------------------------------------------------------ queries
+    def queue(self, types=None, source=None, distribution=None, after=None):
+        """Queued events, newest first, filtered by type(s) (Type or name), source, distribution
+        and ``after`` (ISO string or datetime: only events with a later timestamp)."""
+        if types is not None:
+            if isinstance(types, (str, Type)):
+                types = [types]
+            types = {t if isinstance(t, Type) else Type(str(t).upper()) for t in types}
+        after = parse_datetime(after)
+        with self._cond:
+            events = [e for _s, e in reversed(self._queue)]
+        return [e for e in events
+                if (types is None or e.type in types)
+                and (source is None or e.source == source)
+                and (distribution is None or e.distribution == distribution)
+                and (after is None or e.timestamp > after)]
+
+    def ongoing(self):
+        """Start events (PACKAGING, BUILDING) not yet ended, newest first."""
+        with self._cond:
+            events = list(self._ongoing.values())
+        return sorted(events, key=lambda e: e.timestamp, reverse=True)
+
+    def _newer(self, after):
+        """Queued events newer than ``after``, oldest first (lock held)."""
+        return sorted((e for _s, e in self._queue if e.timestamp > after), key=lambda e: e.timestamp)
+
+    def _clients(self):
+        return len(self._attached) + self._waiting
+
+    # ------------------------------------------------------------------ waiting clients
+    def wait(self, after=None, timeout=None):
+        """Events newer than ``after`` (ISO string or datetime), oldest first.
+
+        If the queue holds such events they are returned at once; else (or with ``after=None``)
+        block until the next event is logged and return the events logged meanwhile, or ``[]``
+        after ``timeout`` seconds. Raises :class:`Shutdown` once the hub is shut down and
+        :class:`TooManyClients` beyond :attr:`max_attached` waiting clients.
+        """
+        after = parse_datetime(after)
+        with self._cond:
+            if self._shutdown:
+                raise Shutdown("Events are shut down")
+            if after is not None:
+                newer = self._newer(after)
+                if newer:
+                    return newer
+            if self._clients() >= self.max_attached:
+                raise TooManyClients(f"Too many event clients (max {self.max_attached})")
+            start = self._seq
+            self._waiting += 1
+            try:
+                self._cond.wait_for(lambda: self._seq != start or self._shutdown, timeout)
+                if self._seq != start:
+                    return [e for s, e in self._queue if s > start]
+                if self._shutdown:
+                    raise Shutdown("Events are shut down")
+                return []
+            finally:
+                self._waiting -= 1
+
+    def attach(self, callback, after=None):
+        """Non-blocking wait for the twisted long poll.
+
+        If queued events are newer than ``after`` they are returned (oldest first) and
+        ``callback`` is not registered. Else ``[]`` is returned and ``callback(event)`` will be
+        called once, from the logging thread, with the next event, or ``callback(None)`` on
+        :meth:`shutdown` (use ``reactor.callFromThread`` in it). Call :meth:`detach` if the client
+        goes away first. Raises :class:`TooManyClients` beyond :attr:`max_attached` clients and
+        :class:`Shutdown` once shut down.
+        """
+        after = parse_datetime(after)
+        with self._cond:
+            if self._shutdown:
+                raise Shutdown("Events are shut down")
+            if after is not None:
+                newer = self._newer(after)
+                if newer:
+                    return newer
+            if self._clients() >= self.max_attached:
+                raise TooManyClients(f"Too many event clients (max {self.max_attached})")
+            self._attached.append(callback)
+            return []
+
+    def detach(self, callback):
+        """Unregister an attached callback; ``True`` if it was still attached."""
+        with self._cond:
+            try:
+                self._attached.remove(callback)
+                return True
+            except ValueError:
+                return False
+
+    def attached(self):
+        """Number of clients now waiting (attached callbacks plus :meth:`wait` calls)."""
+        with self._cond:
+            return self._clients()
+
+    def shutdown(self, timeout=30):
+        """Wake all clients with the shutdown signal (``callback(None)``, :class:`Shutdown` in
+        :meth:`wait`), refuse new ones, and give pending hooks and mails up to ``timeout``
+        seconds. Logging still works afterwards."""
+        with self._cond:
+            self._shutdown = True
+            callbacks, self._attached = self._attached, []
+            self._cond.notify_all()
+        for callback in callbacks:
+            self._call(callback, None)
+        if not self.join(timeout):
+            LOG.warning("Event hooks/mails still running after %ss", timeout)
+
+    @property
+    def is_shutdown(self):
+        return self._shutdown
+
+
+# ---------------------------------------------------------------------- mail
+SmtpUrl = collections.namedtuple("SmtpUrl", "user password ssl host port")
+
+_SMTP_URL_RE = re.compile(r"^(?:(?P<user>[^:]*):(?P<password>.*)@)?(?P<scheme>smtp|ssmtp)://"
+                          r"(?P<host>\[[^\]]+\]|[^:/@\[\]]+)(?::(?P<port>[0-9]+))?/?$")
+
+
+def parse_smtp_url(url):
+    """``[USER]:[PASSWORD]@smtp|ssmtp://HOST:PORT`` -> :class:`SmtpUrl`.
+
+    The credentials part is optional; empty user means no login. Default ports: 25 (smtp), 465
+    (ssmtp = SMTP over TLS). Raises ``ValueError`` on anything else.
+    """
+    match = _SMTP_URL_RE.match(url.strip())
+    if not match:
+        raise ValueError(f"Bad SMTP URL (want '[USER]:[PASSWORD]@smtp|ssmtp://HOST:PORT'): {url!r}")
+    ssl = match["scheme"] == "ssmtp"
+    host = match["host"].strip("[]")
+    return SmtpUrl(user=match["user"] or "", password=match["password"] or "", ssl=ssl,
+                   host=host, port=int(match["port"]) if match["port"] else (465 if ssl else 25))
+
+
+def _links(event, events_url):
+    """(label, URL) pairs worth clicking for ``event``."""
+    extra = event.extra
+    links = []
+    if extra.get("changes") and events_url:
+        # A builder keeps the buildrequest of a running build in its builds dir.
+        base = events_url.replace("/events-dir/", "/builds-dir/") if event.type == Type.BUILDING else events_url
+        links.append(("Changes", base + extra["changes"]))
+
+    def logs(info, arch):
+        if event.type in (Type.BUILDING, Type.PACKAGING) and info.get("buildlog_building"):
+            links.append((f"Live build log ({arch})", info["buildlog_building"]))
+        elif info.get("buildlog_installed"):
+            links.append((f"Build log ({arch})", info["buildlog_installed"]))
+
+    if event.type in ARCH_TYPES:
+        logs(extra, extra.get("architecture", "?"))
+    for group in ("buildrequests", "buildresults"):
+        for arch, info in sorted((extra.get(group) or {}).items()):
+            if isinstance(info, dict):
+                logs(info, arch)
+    return links
+
+
+def summary(event, events_url=None):
+    """Plain text summary of ``event`` (mail body without signature)."""
+    extra = event.extra
+    lines = [event.one_liner(), ""]
+    fields = [("Type", event.type.value), ("Distribution", event.distribution), ("Source", event.source),
+              ("Version", event.version), ("Time", event.timestamp.isoformat(timespec="seconds")),
+              ("Architecture", extra.get("architecture")), ("Changed-By", extra.get("changed_by")),
+              ("Originally-Changed-By", extra.get("originally_changed_by")
+               if extra.get("originally_changed_by") != extra.get("changed_by") else None),
+              ("Maintainer", extra.get("maintainer")), ("Builder", extra.get("builder") if event.type in ARCH_TYPES else None),
+              ("Sbuild status", extra.get("sbuild_status"))]
+    for group in ("buildresults",):
+        for arch, info in sorted((extra.get(group) or {}).items()):
+            if isinstance(info, dict) and info.get("sbuild_status"):
+                fields.append((f"Build {arch}", info["sbuild_status"]))
+    error = extra.get("error")
+    if error:
+        fields.append(("Error", (error.get("detail") or error.get("title")) if isinstance(error, dict) else str(error)))
+    width = max(len(label) for label, value in fields if value)
+    lines += [f"{label + ':':<{width + 1}} {value}" for label, value in fields if value]
+
+    links = _links(event, events_url)
+    if links:
+        lines += ["", "Links:"] + [f"  {label}: {url}" for label, url in links]
+    auto_ports = extra.get("auto_ports")
+    if auto_ports:
+        lines += ["", "Automatic ports:"] + [f"  {target}: {result}" for target, result in sorted(auto_ports.items())]
+    return "\n".join(lines) + "\n"
+
+
+class Mailer:
+    """Notification mails for events, sent by SMTP (SPEC §5.4).
+
+    ``recipients(event)`` returns the addresses to notify (computed by the caller from the
+    models), each a string (``addr`` or ``Name <addr>``) or a pair ``(address, reason)``; every
+    address is mailed once, with the first reason given for it. One mail per distinct reason.
+    ``sender`` is the From address (Daemon ``email_address``), ``http_url`` the instance's base
+    URL (for links to files in the events directory). Instances are callable: ``mailer(event)``.
+    """
+
+    def __init__(self, smtp_url, identity, recipients, sender, http_url=None, timeout=60):
+        self.smtp = parse_smtp_url(smtp_url)
+        self.identity = identity
+        self.recipients = recipients
+        self.sender = sender
+        self.http_url = http_url.rstrip("/") if http_url else None
+        self.timeout = timeout
+
+    def __call__(self, event):
+        return self.send(event)
+
+    @property
+    def events_url(self):
+        return f"{self.http_url}/mini_buildd/events-dir/" if self.http_url else None
+
+    def subject(self, event):
+        return f"[mini-buildd-{self.identity}] {event.one_liner()}"
+
+    def groups(self, event):
+        """``{reason: [address, ...]}`` for ``event``, each address (case-insensitively) once."""
+        seen, groups = set(), {}
+        for item in self.recipients(event) or []:
+            address, reason = (item, None) if isinstance(item, str) else (item[0], item[1])
+            _name, addr = email.utils.parseaddr(address)
+            if not addr or "@" not in addr or addr.lower() in seen:
+                if not addr or "@" not in addr:
+                    LOG.warning("Ignoring bad notification address: %r", address)
+                continue
+            seen.add(addr.lower())
+            groups.setdefault(reason, []).append(address)
+        return groups
+
+    def message(self, event, to, reason=None):
+        """The mail for ``event`` to the addresses ``to``."""
+        msg = email.message.EmailMessage()
+        msg["Subject"] = self.subject(event)
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(to)
+        msg["Date"] = email.utils.formatdate(localtime=False)
+        msg["Message-ID"] = email.utils.make_msgid(domain=email.utils.parseaddr(self.sender)[1].partition("@")[2] or None)
+        msg["X-Mini-Buildd-Event"] = event.type.value
+        signature = f"mini-buildd-{self.identity}" + (f" <{self.http_url}/>" if self.http_url else "")
+        body = summary(event, self.events_url) + "\n-- \n" + signature + "\n"
+        if reason:
+            body += f"You get this mail because: {reason}\n"
+        msg.set_content(body)
+        msg.add_attachment(json.dumps(event.to_json(), indent=2).encode("utf-8"),
+                           maintype="application", subtype="json", filename=event.file_name())
+        return msg
+
+    def _connect(self):
+        if self.smtp.ssl:
+            conn = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout)
+        else:
+            conn = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout)
+            if self.smtp.user:
+                conn.ehlo()
+                if conn.has_extn("starttls"):
+                    conn.starttls()
+                    conn.ehlo()
+        if self.smtp.user:
+            conn.login(self.smtp.user, self.smtp.password)
+        return conn
+
+    def send(self, event):
+        """Send the mails for ``event``; return the addresses mailed. SMTP errors are raised."""
+        groups = self.groups(event)
+        if not groups:
+            LOG.debug("No notification recipients for: %s", event.one_liner())
+            return []
+        sent = []
+        conn = self._connect()
+        try:
+            for reason, to in groups.items():
+                msg = self.message(event, to, reason)
+                conn.send_message(msg, from_addr=email.utils.parseaddr(self.sender)[1] or self.sender,
+                                  to_addrs=[email.utils.parseaddr(a)[1] for a in to])
+                sent += to
+        finally:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+        LOG.info("Notification mail '%s' sent to: %s", self.subject(event), ", ".join(sent))
+        return sent

@@ -1,0 +1,456 @@
+"""FTP incoming: the pyftpdlib server that receives uploads into ``incoming/``, and the FTP/FTPS
+client that uploads a changes file to another instance (SPEC §1.2, §1.4 step 1, §7, §8.3).
+
+Server (:class:`FtpD`): anonymous login only; the one usable area is ``/incoming`` (list, enter,
+retrieve, store). No delete, rename, mkdir, append, resume or overwrite; file names with path
+parts are refused. Each received file is made read-only at once. When a client disconnects, the
+files it sent that no received ``*.changes`` lists are deleted as cruft, then each received
+``*.changes`` is handed to the ``on_changes`` callback, in upload order. With an ``ssl:``
+endpoint, TLS is required on control and data channels (FTPS, explicit ``AUTH TLS``).
+
+Client (:func:`upload`): stores every file a changes file lists, then the changes file itself,
+in the other side's ``/incoming``, and writes a ``<changes>.upload`` marker beside it.
+
+Start-up (:func:`requeue_leftovers`): re-queue the ``*.changes`` left in ``incoming/`` and
+delete the files none of them claims.
+"""
+
+import datetime
+import ftplib
+import logging
+import os
+import pathlib
+import re
+import ssl
+import threading
+import urllib.parse
+import warnings
+
+import debian.deb822
+
+from mini_buildd import net
+
+LOG = logging.getLogger(__name__)
+
+#: Name of the one FTP area (the ``incoming`` directory below the FTP root).
+INCOMING = "incoming"
+
+#: File name marks of the internal changes (SPEC §1.5).
+BUILDREQUEST_MARK = "_mini-buildd-buildrequest_"
+BUILDRESULT_MARK = "_mini-buildd-buildresult_"
+
+#: Poll interval of the server thread (seconds): the longest stop() waits for the loop.
+POLL_INTERVAL = 0.2
+
+#: Characters never allowed in an uploaded file name.
+_BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+class FtpError(Exception):
+    """FTP server set-up or FTP upload failed."""
+
+
+def valid_file_name(name):
+    """Whether ``name`` is a plain file name fit for incoming (no path parts, no ``.``/``..``,
+    no hidden files, no control characters)."""
+    return bool(name) and not name.startswith(".") and not _BAD_NAME_CHARS.search(name) and name == name.strip()
+
+
+def is_internal_changes(name):
+    """Whether a changes file name is a buildrequest or buildresult (SPEC §1.4 step 2)."""
+    return BUILDREQUEST_MARK in name or BUILDRESULT_MARK in name
+
+
+def changes_file_names(changes_path, strict=False):
+    """The names of the files a changes file lists (``Files`` and ``Checksums-*``), in ``Files`` order.
+
+    A changes file that cannot be read or parsed yields ``[]`` (logged), or raises
+    :class:`FtpError` when ``strict``.
+    """
+    try:
+        with open(changes_path, encoding="utf-8", errors="replace") as f:
+            changes = debian.deb822.Changes(f)
+    except Exception as e:  # pylint: disable=broad-except  # python-debian raises various errors
+        if strict:
+            raise FtpError(f"Can't parse changes file {changes_path}: {e}") from e
+        LOG.warning("Can't parse changes file %s: %s", changes_path, e)
+        return []
+    names = []
+    for field in ("Files", "Checksums-Sha256", "Checksums-Sha1"):
+        try:
+            entries = changes.get(field) or []
+            for entry in entries:
+                name = entry.get("name")
+                if name and name not in names:
+                    names.append(name)
+        except Exception as e:  # pylint: disable=broad-except
+            if strict:
+                raise FtpError(f"Bad '{field}' field in changes file {changes_path}: {e}") from e
+            LOG.warning("Bad '%s' field in changes file %s: %s", field, changes_path, e)
+    if strict and not names:
+        raise FtpError(f"Changes file {changes_path} lists no files (no 'Files' field?).")
+    return names
+
+
+def parse_options(options):
+    """Parse the Daemon's ``ftpd_options`` (``key=value``, separated by ``;``, ``,`` or blanks).
+
+    Known keys: ``passive_ports=MIN-MAX``, ``masquerade_address=IP``. Returns a dict of
+    pyftpdlib handler attributes; raises :class:`FtpError` on anything else.
+    """
+    result = {}
+    for item in re.split(r"[;,\s]+", options or ""):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise FtpError(f"Bad FTP server option '{item}' (use key=value, e.g. passive_ports=MIN-MAX).")
+        if key == "passive_ports":
+            m = re.fullmatch(r"(\d+)-(\d+)", value)
+            if not m or not 0 < int(m.group(1)) <= int(m.group(2)) <= 65535:
+                raise FtpError(f"Bad passive_ports '{value}' (use MIN-MAX, 1 <= MIN <= MAX <= 65535).")
+            result["passive_ports"] = range(int(m.group(1)), int(m.group(2)) + 1)
+        elif key == "masquerade_address":
+            result["masquerade_address"] = value
+        else:
+            raise FtpError(f"Unknown FTP server option '{key}' (known: passive_ports, masquerade_address).")
+    return result
+
+
+def _remove(path, why):
+    try:
+        os.unlink(path)
+        LOG.info("Removed %s from incoming: %s", os.path.basename(path), why)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        LOG.error("Can't remove %s from incoming: %s", path, e)
+
+
+def _call(on_changes, path):
+    try:
+        on_changes(pathlib.Path(path))
+    except Exception:  # pylint: disable=broad-except  # a failing consumer must not kill the server
+        LOG.exception("Incoming callback failed for %s", path)
+
+
+class _IncomingHandler:
+    """Mixin for a pyftpdlib handler class: the incoming rules. The concrete class (built by
+    :class:`FtpD`) sets ``mbd_incoming`` (real path of ``incoming/``) and ``mbd_on_changes``."""
+
+    mbd_incoming = None
+    mbd_on_changes = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mbd_stored = []     # STOR accepted (file created), in order
+        self.mbd_received = []   # completely received, in order
+
+    def pre_process_command(self, line, cmd, arg):
+        if cmd in ("STOR", "APPE") and arg and not valid_file_name(arg):
+            msg = f"File name not allowed: '{arg}' (plain file names only, no path parts)."
+            self.respond(f"553 {msg}")
+            self.log_cmd(cmd, arg, 553, msg)
+            return None
+        return super().pre_process_command(line, cmd, arg)
+
+    def ftp_STOR(self, file, mode="w"):
+        resume = self._restart_position
+        self._restart_position = 0
+        if "a" in mode or resume:
+            self.respond("550 Appending or resuming is not allowed.")
+            return None
+        if os.path.dirname(file) != self.mbd_incoming:
+            self.respond("550 Uploads are only allowed in /incoming.")
+            return None
+        if os.path.lexists(file):
+            self.respond("550 File exists: overwriting is not allowed.")
+            return None
+        result = super().ftp_STOR(file, mode)
+        if result:
+            self.mbd_stored.append(result)
+        return result
+
+    def ftp_STOU(self, line):  # pylint: disable=unused-argument
+        self.respond("550 STOU is not allowed: store with a file name.")
+
+    def on_file_received(self, file):
+        try:
+            os.chmod(file, 0o444)
+        except OSError as e:
+            LOG.error("Can't make %s read-only: %s", file, e)
+        self.mbd_received.append(file)
+        LOG.debug("Received %s", file)
+
+    def on_incomplete_file_received(self, file):
+        _remove(file, "incomplete upload")
+
+    def on_disconnect(self):
+        for f in self.mbd_stored:
+            if f not in self.mbd_received:
+                _remove(f, "incomplete upload")
+        received = [f for f in self.mbd_received if os.path.lexists(f)]
+        changes = [f for f in received if f.endswith(".changes")]
+        claimed = set(changes)
+        for c in changes:
+            claimed.update(os.path.join(self.mbd_incoming, n) for n in changes_file_names(c) if valid_file_name(n))
+        for f in received:
+            if f not in claimed:
+                _remove(f, "cruft (no uploaded changes file lists it)")
+        for c in changes:
+            LOG.info("Incoming: %s", os.path.basename(c))
+            _call(self.mbd_on_changes, c)
+        self.mbd_stored, self.mbd_received = [], []
+
+
+class FtpD:
+    """The FTP (or FTPS) incoming server on one endpoint, running in its own thread.
+
+    ``endpoint``: server endpoint string (``tcp6:port=8067``, ``tcp:interface=127.0.0.1:port=8067``,
+    ``ssl:port=8067:privateKey=K:certKey=C``). ``incoming_dir`` must be named ``incoming``; its
+    parent is the FTP root (not accessible itself). ``on_changes(path)`` is called (from the
+    server thread; keep it short) for each finished ``*.changes``. ``options``: see
+    :func:`parse_options`.
+    """
+
+    def __init__(self, endpoint, incoming_dir, on_changes, options=""):
+        self.endpoint = endpoint if isinstance(endpoint, net.ServerEndpoint) else net.ServerEndpoint(str(endpoint), "ftp")
+        if self.endpoint.kind == "unix":
+            raise FtpError(f"FTP server can't listen on a unix socket endpoint ('{endpoint}').")
+        self.incoming = pathlib.Path(incoming_dir)
+        if self.incoming.name != INCOMING:
+            raise FtpError(f"Incoming directory must be named '{INCOMING}' (got {incoming_dir}).")
+        self.on_changes = on_changes
+        self.handler_options = parse_options(options)
+        self._server = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"FtpD({self.endpoint})"
+
+    @property
+    def bind_address(self):
+        """(host, port) to bind, following twisted's defaults: tcp/ssl = IPv4, tcp6 = IPv6 (dual stack)."""
+        interface = self.endpoint.options.get("interface")
+        if not interface:
+            interface = "::" if self.endpoint.kind == "tcp6" else "0.0.0.0"
+        return interface.strip("[]"), self.endpoint.port
+
+    @property
+    def address(self):
+        """The (host, port) actually listened on, while running."""
+        return self._server.address if self._server else None
+
+    @property
+    def is_running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def _handler_class(self):
+        # pylint: disable=import-outside-toplevel
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        root = os.path.realpath(self.incoming.parent)
+        incoming = os.path.realpath(self.incoming)
+        authorizer = DummyAuthorizer()
+        authorizer.add_anonymous(root, perm="")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "write permissions assigned to anonymous user": intended
+            authorizer.override_perm("anonymous", incoming, "elrw", recursive=False)
+        attrs = {
+            "authorizer": authorizer,
+            "banner": "mini-buildd incoming FTP server ready (anonymous, /incoming).",
+            "permit_foreign_addresses": False,
+            "mbd_incoming": incoming,
+            "mbd_on_changes": staticmethod(self.on_changes),
+            **self.handler_options,
+        }
+        base = FTPHandler
+        if self.endpoint.is_ssl:
+            try:
+                from pyftpdlib.handlers import TLS_FTPHandler
+            except ImportError as e:
+                raise FtpError(f"FTPS endpoint '{self.endpoint}' needs python3-openssl: {e}") from e
+            base = TLS_FTPHandler
+            for opt in ("certKey", "privateKey"):
+                if not os.access(self.endpoint.options[opt], os.R_OK):
+                    raise FtpError(f"FTPS endpoint '{self.endpoint}': {opt} file '{self.endpoint.options[opt]}' is not readable.")
+            attrs.update(certfile=self.endpoint.options["certKey"], keyfile=self.endpoint.options["privateKey"],
+                         tls_control_required=True, tls_data_required=True, ssl_context=None)
+        return type("MiniBuilddFtpHandler", (_IncomingHandler, base), attrs)
+
+    def start(self):
+        """Bind and serve in a new thread. Raises :class:`FtpError` if that fails."""
+        # pylint: disable=import-outside-toplevel
+        from pyftpdlib.ioloop import IOLoop
+        from pyftpdlib.servers import FTPServer
+        with self._lock:
+            if self.is_running:
+                raise FtpError(f"{self} is already running.")
+            if not self.incoming.is_dir():
+                raise FtpError(f"Incoming directory {self.incoming} does not exist.")
+            # A handler on pyftpdlib's logger keeps it from configuring logging itself.
+            pyftpdlib_log = logging.getLogger("pyftpdlib")
+            if not pyftpdlib_log.handlers:
+                pyftpdlib_log.addHandler(logging.NullHandler())
+            handler = self._handler_class()
+            ioloop = IOLoop()
+            try:
+                self._server = FTPServer(self.bind_address, handler, ioloop=ioloop)
+            except Exception as e:
+                ioloop.close()
+                self._server = None
+                raise FtpError(f"Can't start FTP server on '{self.endpoint}': {e}") from e
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="mini-buildd-ftpd", daemon=True)
+            self._thread.start()
+            host, port = self._server.address[:2]
+            LOG.info("FTP%s server listening on %s:%s (incoming %s).", "S" if self.endpoint.is_ssl else "",
+                     f"[{host}]" if ":" in host else host, port, self.incoming)
+
+    def _run(self):
+        server = self._server
+        try:
+            while not self._stop.is_set():
+                server.ioloop.loop(timeout=POLL_INTERVAL, blocking=False)
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("FTP server loop failed")
+        finally:
+            server.close_all()
+
+    def stop(self, timeout=10):
+        """Close the listening socket and all connections, and join the thread (idempotent)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
+            self._stop.set()
+            thread.join(timeout)
+            if thread.is_alive():
+                LOG.error("%s: server thread did not end within %ss.", self, timeout)
+            self._thread = None
+            self._server = None
+            LOG.info("FTP server on %s stopped.", self.endpoint)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def requeue_leftovers(incoming_dir, on_changes):
+    """Start-up: delete files in incoming no ``*.changes`` there lists, then call ``on_changes``
+    for each leftover changes file: user uploads first, then buildrequests and buildresults
+    (each group oldest first). Returns the queued paths in order."""
+    incoming = pathlib.Path(incoming_dir)
+    files = sorted(p for p in incoming.iterdir() if p.is_file() or p.is_symlink())
+    changes = [p for p in files if p.name.endswith(".changes")]
+    claimed = {p.name for p in changes}
+    for c in changes:
+        claimed.update(changes_file_names(c))
+    for p in files:
+        if p.name not in claimed:
+            _remove(p, "cruft (no changes file in incoming lists it)")
+
+    def order(p):
+        try:
+            mtime = p.stat().st_mtime
+        except OSError:
+            mtime = 0
+        return (is_internal_changes(p.name), mtime, p.name)
+
+    queued = sorted(changes, key=order)
+    for c in queued:
+        LOG.info("Re-queueing leftover: %s", c.name)
+        _call(on_changes, c)
+    return queued
+
+
+def _split_url(url):
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("ftp", "ftps") or not parsed.hostname:
+        raise FtpError(f"Bad upload URL '{url}' (use ftp://HOST:PORT or ftps://HOST:PORT).")
+    try:
+        port = parsed.port or 21
+    except ValueError as e:
+        raise FtpError(f"Bad port in upload URL '{url}': {e}") from e
+    path = parsed.path.rstrip("/") or f"/{INCOMING}"
+    return parsed.scheme, parsed.hostname, port, path
+
+
+def upload_marker(changes_path):
+    """The ``<changes>.upload`` marker file recording a done upload."""
+    changes_path = pathlib.Path(changes_path)
+    return changes_path.with_name(changes_path.name + ".upload")
+
+
+def _client_tls_context():
+    # Instances commonly use self-signed certificates, and everything uploaded between instances
+    # is GnuPG-signed and verified by the receiver: TLS here gives privacy, not authentication
+    # (like ftplib's own default).
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def upload(changes_path, url, force=False, timeout=60, tls_context=None):
+    """Upload a changes file and every file it lists to ``url`` (``ftp://H:P`` or ``ftps://H:P``,
+    path default ``/incoming``); the changes file goes last. Writes the ``<changes>.upload``
+    marker afterwards and returns its path.
+
+    Refuses (:class:`FtpError`) when the marker exists, unless ``force``. Every failure raises
+    :class:`FtpError`.
+    """
+    changes_path = pathlib.Path(changes_path)
+    marker = upload_marker(changes_path)
+    if marker.exists() and not force:
+        done = marker.read_text(errors="replace").strip()
+        raise FtpError(f"{changes_path.name} already uploaded ({done}); remove {marker} or force to upload again.")
+    if not changes_path.is_file():
+        raise FtpError(f"No such changes file: {changes_path}")
+    scheme, host, port, path = _split_url(url)
+    names = changes_file_names(changes_path, strict=True)
+    bad = [n for n in names if not valid_file_name(n)]
+    if bad:
+        raise FtpError(f"{changes_path.name} lists files with bad names: {', '.join(bad)}")
+    files = [changes_path.parent / n for n in names if n != changes_path.name] + [changes_path]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FtpError(f"{changes_path.name}: listed files missing: {', '.join(missing)}")
+
+    if scheme == "ftps":
+        ftp = ftplib.FTP_TLS(context=tls_context or _client_tls_context(), timeout=timeout)
+    else:
+        ftp = ftplib.FTP(timeout=timeout)
+    current = None
+    try:
+        ftp.connect(host, port)
+        ftp.login()  # anonymous; FTP_TLS does AUTH TLS first
+        if scheme == "ftps":
+            ftp.prot_p()
+        ftp.cwd(path)
+        for current in files:
+            with open(current, "rb") as f:
+                ftp.storbinary(f"STOR {current.name}", f)
+            LOG.debug("Uploaded %s to %s", current.name, url)
+        current = None
+        try:
+            ftp.quit()
+        except ftplib.all_errors:
+            pass
+    except ftplib.all_errors as e:
+        what = f" (at {current.name})" if current else ""
+        reason = str(e) or type(e).__name__
+        raise FtpError(f"FTP upload of {changes_path.name} to {url} failed{what}: {reason}") from e
+    finally:
+        ftp.close()
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker.write_text(f"{url} {stamp}\n")
+    LOG.info("Uploaded %s to %s.", changes_path.name, url)
+    return marker

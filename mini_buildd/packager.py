@@ -1,0 +1,457 @@
+"""The packager (SPEC §1.4 steps 3 and 5): checks user uploads, sends one buildrequest per
+architecture to a builder, collects the buildresults and installs (or fails) the package.
+
+Runs one worker thread: uploads and buildresults are handled one at a time, in arrival order.
+Every outcome is an event: REJECTED, PACKAGING, INSTALLED or FAILED.
+"""
+
+import glob
+import hashlib
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+
+from mini_buildd import changes, config, dist, gnupg, net, services, uploadoptions
+from mini_buildd.events import Event, Type as EventType
+
+LOG = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """An upload or buildresult is refused; the message says why."""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def our_http_url():
+    return net.ServerEndpoint(config.runtime.http_endpoint).url(config.runtime.hostname)
+
+
+def our_ftp_url():
+    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
+    return net.ServerEndpoint(Daemon.get().ftpd_bind, "ftp").url(config.runtime.hostname)
+
+
+def meta_distribution_map():
+    """Global ``{meta: diststr}`` over all prepared repositories (raises Rejected when ambiguous)."""
+    from mini_buildd.models import Repository, StatusModel  # pylint: disable=import-outside-toplevel
+    result = {}
+    for repo in Repository.objects.exclude(status=StatusModel.STATUS_REMOVED):
+        for d in repo.mbd_distributions():
+            for so in repo.layout.mbd_suite_options():
+                for meta in repo.mbd_meta_distributions(d, so):
+                    target = repo.mbd_diststr(d, so)
+                    if result.get(meta, target) != target:
+                        raise Rejected(f"Ambiguous meta distribution '{meta}' ({result[meta]}, {target}): fix the layouts.")
+                    result[meta] = target
+    return result
+
+
+def event_dir(bkey):
+    return config.paths.events_of(*bkey.split("/"))
+
+
+def make_event(etype, changes_obj, extra=None, distribution=None):
+    ext = changes_obj.to_event_extra() if changes_obj is not None else {}
+    ext.update(extra or {})
+    return Event(EventType[etype] if isinstance(etype, str) else etype,
+                 distribution or (changes_obj.distribution if changes_obj else ""),
+                 changes_obj.source if changes_obj else "", changes_obj.version if changes_obj else "", extra=ext)
+
+
+def problem(title, detail, status=400):
+    return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
+
+
+def uploaders_keyring(repository, keyring):
+    """Add everybody who may upload to ``repository`` to ``keyring`` (a TmpKeyring)."""
+    from mini_buildd.models import Daemon, Uploader  # pylint: disable=import-outside-toplevel
+    for uploader in Uploader.objects.filter(status=Uploader.STATUS_ACTIVE, user__is_active=True, may_upload_to=repository):
+        if uploader.key:
+            keyring.add_pub_key(uploader.key)
+    for line in repository.extra_uploader_keyrings.splitlines():
+        path = line.split("#", 1)[0].strip()
+        if path:
+            if os.path.exists(path):
+                keyring.add_key_file(path)
+            else:
+                LOG.warning("Repository %s: extra uploader keyring %s missing.", repository, path)
+    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
+
+
+def remotes_keyring(keyring):
+    """Our own key plus every active (or auto-reactivating) remote's key."""
+    from mini_buildd.models import Daemon, Remote  # pylint: disable=import-outside-toplevel
+    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
+    for remote in Remote.objects.all():
+        if remote.mbd_is_active_or_reactivate() and remote.key:
+            keyring.add_pub_key(remote.key)
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ build config
+def build_apt_config(repository, distribution, suite_option, internal_priority):
+    """(sources.list, preferences, keys) for builds of ``suite_option`` in ``distribution`` (SPEC §6.2)."""
+    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
+    components = distribution.mbd_components()
+    lines, prefs, keys = [], [], [Daemon.get().gnupg().pub_key()]
+
+    base = distribution.base_source
+    lines.append(base.mbd_apt_line(components=components))
+    for ps in distribution.extra_sources.select_related("source"):
+        lines.append(ps.source.mbd_apt_line(components=components))
+        prefs.append(ps.mbd_apt_preferences())
+        keys += [k.key for k in ps.source.apt_keys.all() if k.key]
+
+    suites = [suite_option]
+    if suite_option.experimental:
+        suites += [so for so in repository.layout.suiteoption_set.select_related("suite") if not so.experimental]
+    else:
+        so = suite_option
+        while so.migrates_to_id:
+            so = so.migrates_to
+            suites.append(so)
+    url = our_http_url()
+    origin = Daemon.get().archive_origin
+    for so in suites:
+        diststr = repository.mbd_diststr(distribution, so)
+        lines.append(f"deb [] {url}/repositories/{repository.identity} {diststr} {' '.join(components)}")
+        prefs.append(f"Package: *\nPin: release n={diststr}, o={origin}\nPin-Priority: {internal_priority}\n")
+    return "\n".join(lines) + "\n", "\n".join(prefs), "\n".join(keys)
+
+
+# ------------------------------------------------------------------------------------------------ package
+class Package:
+    """One upload being built: its buildrequests and the buildresults that came back."""
+
+    def __init__(self, upload, repository, distribution, suite_option, diststr):
+        self.upload = upload
+        self.repository = repository
+        self.distribution = distribution
+        self.suite_option = suite_option
+        self.diststr = diststr
+        self.buildrequests = {}   # arch -> Buildrequest
+        self.buildresults = {}    # arch -> Buildresult
+        self.optional = {}        # arch -> bool
+        self.modes = {}           # arch -> (lintian, piuparts, autopkgtest)
+        self.auto_ports = []
+
+    @property
+    def key(self):
+        return self.upload.key
+
+    def complete(self):
+        return set(self.buildresults) >= set(self.buildrequests)
+
+
+class Packager:
+    """The packager thread."""
+
+    def __init__(self, builder_select):
+        self._queue = queue.Queue()
+        self._thread = None
+        self._lock = threading.Lock()
+        self.ongoing = {}          # key -> Package
+        self.builder_select = builder_select
+
+    # ----------------------------------------------------------------------------- thread
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="packager", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        """Stop the thread; ongoing packages are dropped (SPEC §1.4 step 7)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(60)
+            self._thread = None
+        with self._lock:
+            self.ongoing.clear()
+
+    def submit(self, kind, path):
+        self._queue.put((kind, path))
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            kind, path = item
+            try:
+                if kind == "upload":
+                    self.handle_upload(path)
+                else:
+                    self.handle_buildresult(path)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("Packager: unexpected error on %s", path)
+
+    # ----------------------------------------------------------------------------- uploads
+    def reject(self, changes_obj, path, reason, title="Upload rejected"):
+        LOG.warning("REJECTED %s: %s", os.path.basename(str(path)), reason)
+        extra = {"error": problem(title, reason)}
+        if changes_obj is None:
+            name = os.path.basename(str(path))
+            extra["changes"] = name
+            source = name.split("_")[0] or "_unknown"
+            version = name.split("_")[1] if name.count("_") >= 2 else "_unknown"
+            event = Event(EventType.REJECTED, "", source, version, extra=extra)
+            services.log_event(event, save_dir=config.paths.events_of(source, version, changes.timecode_now(), "_unparsable"))
+            return
+        save_dir = event_dir(changes_obj.bkey)
+        changes_obj.move_to(save_dir)
+        services.log_event(make_event("REJECTED", changes_obj, extra), save_dir=save_dir)
+
+    def handle_upload(self, path):
+        try:
+            upload = changes.Upload(path)
+        except changes.ChangesError as e:
+            remove_incoming(path)
+            self.reject(None, path, str(e))
+            return
+        try:
+            package = self._check_upload(upload)
+        except (Rejected, changes.ChangesError, ValueError) as e:
+            self._discard_unverified(upload)
+            self.reject(upload, path, str(e))
+            return
+        try:
+            self._request_builds(package)
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.exception("Buildrequests for %s failed", upload.key)
+            self.reject(upload, path, f"Can't request builds: {e}")
+            return
+        with self._lock:
+            self.ongoing[package.key] = package
+        save_dir = event_dir(upload.bkey)
+        services.log_event(make_event("PACKAGING", upload, {
+            "buildrequests": {arch: breq.to_event_extra() for arch, breq in package.buildrequests.items()}},
+            distribution=package.diststr), save_dir=save_dir)
+
+    @staticmethod
+    def _discard_unverified(upload):
+        """Files an upload lists that failed checks must not stay in incoming."""
+        for p in upload.file_paths():
+            if os.path.dirname(os.path.abspath(p)) == str(config.paths.incoming) and os.path.exists(p):
+                os.unlink(p)
+
+    def _check_upload(self, upload):
+        # pylint: disable=import-outside-toplevel
+        from mini_buildd.models import Repository
+        from mini_buildd.archive_ops import RepositoryView, ArchiveError
+
+        diststr = meta_distribution_map().get(upload.distribution, upload.distribution)
+        try:
+            d = dist.DistStr(diststr)
+        except ValueError as e:
+            raise Rejected(str(e)) from e
+        repository = Repository.objects.filter(identity=d.repository).first()
+        if repository is None:
+            raise Rejected(f"No repository '{d.repository}' (distribution '{diststr}').")
+        view = RepositoryView(repository)
+        try:
+            distribution = view.distribution(d.codename)
+            suite_option = view.suite_option(d.suite)
+        except ArchiveError as e:
+            raise Rejected(str(e)) from e
+        if d.rollback is not None:
+            raise Rejected(f"'{diststr}' is a rollback distribution: uploads are not possible.")
+        if not suite_option.uploadable:
+            raise Rejected(f"Suite '{d.suite}' is not uploadable (upload to a suite that migrates to it).")
+        if not repository.mbd_is_active():
+            raise Rejected(f"Repository '{repository}' is not active.")
+        if not distribution.mbd_is_active():
+            raise Rejected(f"Distribution '{distribution.codename}' is not active (check its sources).")
+
+        if not repository.allow_unauthenticated_uploads:
+            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+                uploaders_keyring(repository, keyring)
+                upload.signature_check(keyring)
+        upload.check_files()
+
+        dsc = upload.dsc_path()
+        if dsc is None:
+            raise Rejected("No DSC in upload (binary-only uploads are not accepted).")
+        self._complete_dsc_files(upload, repository, dsc)
+
+        regex = suite_option.layout.experimental_mandatory_version_regex if suite_option.experimental \
+            else suite_option.layout.mandatory_version_regex
+        regex = dist.substitute(regex, repository.identity, distribution.base_source.codeversion)
+        try:
+            view.precheck(diststr, upload.source, upload.version, regex)
+        except ArchiveError as e:
+            raise Rejected(str(e)) from e
+
+        package = Package(upload, repository, distribution, suite_option, diststr)
+        package.options = upload.upload_options()
+        return package
+
+    @staticmethod
+    def _complete_dsc_files(upload, repository, dsc):
+        """Every file the DSC lists must be in the upload or the repository pool (md5 equal)."""
+        from debian import deb822  # pylint: disable=import-outside-toplevel
+        with open(dsc, encoding="utf-8", errors="replace") as f:
+            d = deb822.Dsc(f)
+        here = os.path.dirname(dsc)
+        for entry in d.get("Files", []):
+            name, md5 = entry["name"], entry["md5sum"]
+            target = os.path.join(here, name)
+            if os.path.exists(target):
+                if _md5(target) != md5:
+                    raise Rejected(f"DSC file {name}: md5 mismatch.")
+                continue
+            candidates = glob.glob(os.path.join(glob.escape(str(repository.mbd_path())), "pool", "*", "*",
+                                                glob.escape(d["Source"]), glob.escape(name)))
+            found = next((c for c in candidates if _md5(c) == md5), None)
+            if found is None:
+                raise Rejected(f"DSC file {name} is neither in the upload nor in the repository pool.")
+            shutil.copy(found, target)
+
+    def _request_builds(self, package):
+        upload = package.upload
+        dsc = upload.dsc_path()
+        dsc_files = [dsc] + [os.path.join(os.path.dirname(dsc), e["name"]) for e in changes.read_dsc_files(dsc)]
+        d = package.distribution
+        opts = package.options
+
+        def opt(key, arch, default):
+            return uploadoptions.get_option(opts, key, arch, default)
+
+        for ao in d.architectureoption_set.select_related("architecture"):
+            arch = ao.architecture.name
+            lintian = dist.QAMode.parse(opt("lintian-mode", arch, d.lintian_mode))
+            piuparts = dist.QAMode.parse(opt("piuparts-mode", arch, d.piuparts_mode))
+            autopkgtest = dist.QAMode.parse(opt("autopkgtest-mode", arch, d.autopkgtest_mode))
+            sources_list, preferences, keys = build_apt_config(
+                package.repository, d, package.suite_option, int(opt("internal-apt-priority", arch, d.internal_apt_priority)))
+            builder_url = our_http_url()
+            bkey = f"{upload.key}/{arch}"
+            buildlog = f"{bkey}/{changes.name_for(upload.source, upload.version, 'buildlog', arch)}"
+            fields = {
+                "Upload-To": our_ftp_url(),
+                "Packager": our_http_url(),
+                "Build-Dep-Resolver": d.get_build_dep_resolver_display(),
+                "Sbuild-Config-Blocks": d.sbuild_config_blocks,
+                "Sbuild-Setup-Blocks": d.sbuild_setup_blocks,
+                "Deb-Build-Options": opt("deb-build-options", arch, d.deb_build_options),
+                "Deb-Build-Profiles": opt("deb-build-profiles", arch, d.deb_build_profiles),
+                "Add-Depends": ",".join(opt("add-depends", arch, None) or [x for x in d.add_depends.replace(",", " ").split() if x]),
+                "Lintian-Mode": lintian.name,
+                "Lintian-Extra-Options": d.lintian_extra_options,
+                "Lintian-Warnfail-Options": d.lintian_warnfail_options,
+                "Autopkgtest-Mode": autopkgtest.name,
+                "Piuparts-Mode": piuparts.name,
+                "Buildlog": buildlog,
+                "Builder": builder_url,
+                "Buildlog-Building": f"{builder_url}/mini_buildd/builds-dir/{buildlog}",
+                "Buildlog-Installed": f"{our_http_url()}/mini_buildd/events-dir/{buildlog}",
+            }
+            config_files = {"apt_sources.list": sources_list, "apt_preferences": preferences, "apt_keys": keys,
+                            "ssl_cert": "", "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
+            out_dir = event_dir(bkey)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            breq = changes.create_buildrequest(upload, arch, out_dir, distribution_str=package.diststr,
+                                               arch_all=ao.build_architecture_all, fields=fields,
+                                               config_files=config_files, dsc_files=dsc_files,
+                                               gnupg=_instance_gnupg())
+            self.builder_select(breq, f"{d.codename}:{arch}")
+            package.buildrequests[arch] = breq
+            package.optional[arch] = ao.optional
+            package.modes[arch] = (lintian, piuparts, autopkgtest)
+
+    # ----------------------------------------------------------------------------- buildresults
+    def handle_buildresult(self, path):
+        try:
+            bres = changes.Buildresult(path)
+        except changes.ChangesError as e:
+            remove_incoming(path)
+            self.reject(None, path, f"Bad buildresult: {e}", title="Buildresult rejected")
+            return
+        with self._lock:
+            package = self.ongoing.get(bres.key)
+        if package is None or bres.architecture not in package.buildrequests:
+            self.reject(bres, path, f"Stray buildresult: no ongoing package {bres.key} for {bres.architecture}.",
+                        title="Buildresult rejected")
+            return
+        try:
+            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+                remotes_keyring(keyring)
+                bres.signature_check(keyring)
+            bres.check_files()
+        except changes.ChangesError as e:
+            self.reject(bres, path, f"Buildresult not trusted: {e}", title="Buildresult rejected")
+            return
+        bres.move_to(event_dir(bres.bkey))
+        package.buildresults[bres.architecture] = bres
+        if package.complete():
+            with self._lock:
+                self.ongoing.pop(package.key, None)
+            self._finish(package)
+
+    def _finish(self, package):
+        from mini_buildd.archive_ops import RepositoryView  # pylint: disable=import-outside-toplevel
+        upload = package.upload
+        ignore_checks = package.suite_option.experimental
+        failed, binaries = [], []
+        with tempfile.TemporaryDirectory(dir=config.paths.tmp) as tmp:
+            for arch, bres in sorted(package.buildresults.items()):
+                ok = bres.succeeded(*package.modes[arch], ignore_checks=ignore_checks)
+                if not ok:
+                    if not package.optional[arch]:
+                        failed.append(f"{arch}: {describe_failure(bres)}")
+                    continue
+                if bres.sbuild_status == "skipped":
+                    continue
+                inner = bres.unpack(os.path.join(tmp, arch))
+                if inner:
+                    binaries.append(inner)
+            extra = {"buildresults": {arch: b.to_event_extra() for arch, b in package.buildresults.items()}}
+            save_dir = event_dir(upload.bkey)
+            if failed:
+                extra["error"] = problem("Build failed", "; ".join(failed), 500)
+                services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+                return
+            try:
+                RepositoryView(package.repository).install(package.diststr, upload.dsc_path(), binaries)
+            except Exception as e:  # pylint: disable=broad-except
+                extra["error"] = problem("Install failed", str(e), 500)
+                services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+                return
+        extra["auto_ports"] = {}
+        services.log_event(make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+
+
+def describe_failure(bres):
+    if bres.internal_error:
+        return f"internal error: {bres.internal_error}"
+    if bres.canceled_by:
+        return f"canceled by {bres.canceled_by}"
+    checks = ", ".join(f"{k} {v}" for k, v in bres.sbuild_checks().items())
+    return f"sbuild status {bres.sbuild_status}" + (f" ({checks})" if checks else "")
+
+
+def remove_incoming(path):
+    """Delete an unusable changes file and the files it lists from incoming (never elsewhere)."""
+    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+    incoming = str(config.paths.incoming)
+    names = []
+    try:
+        names = ftpd.changes_file_names(path)
+    except Exception:  # pylint: disable=broad-except
+        pass
+    for name in names + [os.path.basename(str(path))]:
+        p = os.path.join(incoming, os.path.basename(name))
+        if os.path.dirname(os.path.abspath(str(path))) == incoming and os.path.exists(p):
+            os.unlink(p)
+
+
+def _instance_gnupg():
+    return gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)

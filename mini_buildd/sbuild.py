@@ -1,0 +1,704 @@
+"""sbuild wrapper: the only module that runs ``sbuild`` (SPEC §6.1, §6.2, §6.4, §6.5, §10).
+
+Owns, for one build (one build dir ``var/shared/builds/<bkey>/``):
+
+- :func:`sbuildrc`: the text of ``<build dir>/.sbuildrc`` (config blocks, placeholder
+  ``%LIBDIR%``, the distribution's snippet, ``1;``);
+- :func:`setup_scripts`: the chroot setup scripts ``.setup.d/NNN_<block>`` (``apt-setup``,
+  ``apt-update``, ``ccache``, ``eatmydata`` and the opt-in blocks), plus the custom script;
+  :func:`write_files` puts both into the build dir;
+- :func:`command`: the sbuild argv from explicit parameters (QA modes from
+  :class:`mini_buildd.dist.QAMode`); :func:`environment`: its environment;
+- :func:`run`: running sbuild with its combined output going live to the build log, with
+  cancel (terminate, kill after :data:`KILL_AFTER` seconds) and timeout;
+- :func:`parse_summary`: the sbuild summary (``Status``, ``Lintian``, ...) of a build log;
+- :func:`chroot_preinstall_packages`: what the chroot check should preinstall.
+
+How the setup scripts reach their data
+--------------------------------------
+sbuild runs ``--chroot-setup-commands`` *inside* the chroot session as root. It neither copies
+the command into the chroot nor runs it through a shell: the string is split at white space and
+executed. So the script file itself must exist at the same absolute path inside the chroot. That
+is what the schroot fstab does (:func:`mini_buildd.schroot.fstab_text`): it binds the instance's
+``var/shared`` at the same path into every mini-buildd chroot, and build dirs live below it.
+The scripts find the build dir from their own path (``$0/../..``) and read ``.config/*`` (from
+the buildrequest tar) and ``.sbuildrc`` from there: nothing is copied and nothing about the
+build dir is baked into the scripts, so the same text works for any build dir. Build dir paths
+must not contain white space (sbuild splits the command); ``%`` is escaped for sbuild.
+
+sbuild versions and lintian (the ``--no-apt-update`` pitfall)
+-------------------------------------------------------------
+Upstream always passes ``--no-apt-update``: our ``apt-update`` setup block updates the lists
+after ``apt-setup`` installed the build's sources. sbuild installs lintian into the session
+*after* the build, through a dummy package in its internal archive:
+
+- sbuild <= 0.91.5 (bookworm 0.85, trixie 0.89): the lintian install refreshes only the
+  internal archive, so ``--no-apt-update`` works, and we keep it.
+- sbuild >= 0.91.6 ("Always honor --no-apt-update"): with ``--no-apt-update`` that refresh is
+  skipped, apt never sees the dummy package ("Unable to locate package
+  sbuild-build-depends-lintian-dummy"), and the summary says ``Lintian: error`` for every build.
+  sbuild >= 0.91.3 also runs ``apt-get distclean`` (apt >= 2.7.8 chroots) after installing the
+  build dependencies, which deletes the lists lintian's own dependencies would come from.
+
+So for builds that run lintian on sbuild >= 0.91 (or an sbuild whose version we can't read) we
+pass ``--apt-update`` (sbuild refreshes all lists before installing lintian), and on sbuild >=
+0.91.10 also ``--no-apt-distclean`` (the refresh is then a cheap "not modified" round, not a
+download of every index again). Builds without lintian keep ``--no-apt-update``. sbuild >=
+0.90 defaults to the unshare backend: we always pass ``--chroot-mode schroot``; from 0.91 the
+schroot backend needs the ``sbuild-schroot`` package. Summary words differ too: lintian says
+``pass``/``info``/``warn``/``error``/``fail`` on 0.85 and ``successful (worst tag: warn)`` /
+``failed - policy violation`` on 0.89+; the first word works with
+:func:`mini_buildd.dist.sbuild_check_passes` for both. sbuild >= 0.80 makes its internal
+archive key per build: no ``sbuild-update --keygen`` is needed. A non-root daemon user must be an
+*effective* member of group ``sbuild`` (:func:`check_user` tells before sbuild does).
+
+Performance (what costs time, and what we do about it)
+------------------------------------------------------
+Measured on bookworm/amd64 (sbuild 0.85, fast mirror) with a trivial arch:all package: a bare
+``sbuild`` run takes ~14 s; sbuild's own steps dominate (session, dependency install ~7 s).
+
+- Installing tools per build is the big cost: lintian and its ~100 dependencies add ~15 s to
+  every lintian run; ``eatmydata``, ``ccache``, ``fakeroot`` (sbuild always installs it) and
+  ``aptitude`` (for that resolver) add seconds each. The chroot check should preinstall
+  :func:`chroot_preinstall_packages` into the chroot's source; installing an already installed
+  package is a no-op for both sbuild and our setup blocks. (Trade-off: tools present during the
+  build can hide a missing Build-Depends on one of their dependencies; use
+  ``chroot_preinstall_packages(lintian=False)`` to keep lintian out of the build environment.)
+- ``eatmydata`` (default block) makes dpkg skip fsync for everything installed in the session.
+- Our ``apt-update`` block is needed anyway (the build's sources differ from the chroot's), so
+  ``--no-apt-update`` avoids a second update (see above for when we can't).
+- ``--no-apt-upgrade``/``--no-apt-distupgrade``: sbuild's default dist-upgrade (after our
+  apt-update) keeps builds on current packages, as Debian's buildds do; with an up-to-date
+  chroot it costs ~1 s, so we keep it. Keeping chroots upgraded is the chroot maintenance's job.
+- The build log is written by sbuild directly into the log file (no copying through Python).
+"""
+
+import logging
+import os
+import pathlib
+import re
+import shlex
+import signal
+import time
+
+from mini_buildd import call, dist
+
+LOG = logging.getLogger(__name__)
+
+#: The sbuild executable (tests may point it to another sbuild).
+SBUILD = "sbuild"
+
+#: Seconds between SIGTERM and SIGKILL when a build is canceled or timed out (SPEC §6.5).
+KILL_AFTER = 6.0
+
+#: Subdirectory of the build dir holding the setup scripts; config files come from the breq tar.
+SETUP_DIR = ".setup.d"
+CONFIG_DIR = ".config"
+SBUILDRC = ".sbuildrc"
+
+#: sbuild's default ``$path`` (sbuild.conf(5)).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games"
+
+#: Summary keys recorded in a buildresult (SPEC §1.5).
+SUMMARY_KEYS = ("Status", "Lintian", "Piuparts", "Autopkgtest", "Build-Time", "Package-Time", "Space", "Build-Space")
+
+#: Fixed piuparts options (SPEC §6.1); ``{chroot}`` is the schroot name.
+PIUPARTS_OPTIONS = ("--schroot {chroot} --dpkg-force-confdef --warn-on-debsums-errors --warn-on-leftovers-after-purge "
+                    "--warn-on-others --keep-sources-list")
+AUTOPKGTEST_OPTIONS = "-- schroot {chroot}"
+
+BUILD_DEP_RESOLVERS = ("apt", "aptitude", "internal", "aspcud", "xapt", "null")
+
+# sbuild versions with behaviour changes we adapt to (see module doc).
+_V_APT_UPDATE_FOR_LINTIAN = (0, 91, 0)
+_V_NO_APT_DISTCLEAN_OPTION = (0, 91, 10)
+
+
+class SbuildError(Exception):
+    """sbuild can't be run (setup problem, not a failed build)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# .sbuildrc (SPEC §6.2)
+# ---------------------------------------------------------------------------------------------
+
+#: Perl text of each config block; ``%LIBDIR%`` is replaced by the (Perl-quoted) libdir.
+CONFIG_BLOCKS = {
+    "set-default-path": f"$path = '{DEFAULT_PATH}';\n",
+    "ccache": ("$path = '/usr/lib/ccache:' . ($path // '" + DEFAULT_PATH + "');\n"
+               "$build_environment = { %{$build_environment // {}}, 'CCACHE_DIR' => '%LIBDIR%/.ccache' };\n"),
+}
+
+
+def _perl_single_quoted(text):
+    """``text`` escaped for use inside a Perl single-quoted string."""
+    return str(text).replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _block_names(blocks, validate):
+    if isinstance(blocks, str):
+        return validate(blocks)
+    return validate(" ".join(blocks or ()))
+
+
+def sbuildrc(config_blocks, libdir, snippet=""):
+    """The text of ``.sbuildrc``: config blocks in the given order (``%LIBDIR%`` = ``libdir``),
+    then ``snippet`` (the Distribution's ``sbuildrc_snippet``, placeholders expanded too), then ``1;``.
+
+    ``config_blocks``: space-separated names or a sequence (validated: unknown names raise
+    ``ValueError``).
+    """
+    names = _block_names(config_blocks, dist.validate_config_blocks)
+    libdir_perl = _perl_single_quoted(libdir)
+    parts = ["# .sbuildrc generated by mini-buildd: do not edit.\n"]
+    for name in names:
+        parts.append(f"\n# mini-buildd config block: {name}: {dist.SBUILD_CONFIG_BLOCKS[name]}\n")
+        parts.append(CONFIG_BLOCKS[name].replace("%LIBDIR%", libdir_perl))
+    if snippet and snippet.strip():
+        parts.append("\n# Distribution's sbuildrc snippet\n")
+        parts.append(snippet.replace("%LIBDIR%", str(libdir)).rstrip("\n") + "\n")
+    parts.append("\n1;\n")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup scripts (SPEC §6.2)
+# ---------------------------------------------------------------------------------------------
+
+#: apt-get options of all setup blocks.
+APT_GET = ("apt-get -q -y -o APT::Install-Recommends=false -o Acquire::Languages=none -o Dpkg::Use-Pty=false "
+           "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confnew")
+
+#: Timeouts (seconds) of the successive apt-get update attempts of the apt-update block.
+APT_UPDATE_TIMEOUTS = (10, 40, 80, 160, 320)
+
+_PRELUDE = r"""#!/bin/sh
+# Generated by mini-buildd: chroot setup block '@NAME@' (run by sbuild inside the chroot as root).
+set -e
+# The build dir is bound into the chroot at the same path: find it from our own location.
+MBD_BUILD_DIR=$(cd "$(dirname "$0")/.." && pwd)
+MBD_CONFIG="${MBD_BUILD_DIR}/@CONFIG_DIR@"
+export DEBIAN_FRONTEND=noninteractive
+MBD_APT_GET="@APT_GET@"
+
+mbd_installed()
+{
+	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q "ok installed"
+}
+
+# Install the packages not yet installed (a no-op in chroots that have them preinstalled).
+mbd_install()
+{
+	mbd_missing=""
+	for mbd_p in "$@"; do
+		mbd_installed "${mbd_p}" || mbd_missing="${mbd_missing} ${mbd_p}"
+	done
+	if [ -n "${mbd_missing}" ]; then
+		echo "MINI_BUILDD: @NAME@: Installing:${mbd_missing}"
+		${MBD_APT_GET} install ${mbd_missing}
+	fi
+}
+
+mbd_apt_conf()
+{
+	printf '%s\n' "$2" >"/etc/apt/apt.conf.d/00mbd-$1"
+	echo "MINI_BUILDD: @NAME@: /etc/apt/apt.conf.d/00mbd-$1: $2"
+}
+
+echo "MINI_BUILDD: @NAME@: @DESCRIPTION@"
+"""
+
+_APT_SETUP = r"""
+mbd_https()
+{
+	grep -q -E '^[[:space:]]*deb(-src)?[[:space:]]+(\[[^]]*\][[:space:]]+)?https://' "${MBD_CONFIG}/apt_sources.list"
+}
+
+if [ -s "${MBD_CONFIG}/apt_keys" ]; then
+	install -m 0644 "${MBD_CONFIG}/apt_keys" /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc
+	echo "MINI_BUILDD: apt-setup: Installed APT keys as /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc"
+fi
+
+if mbd_https; then
+	echo "MINI_BUILDD: apt-setup: https sources: making sure APT can use them"
+	mbd_https_pkgs=""
+	mbd_installed ca-certificates || mbd_https_pkgs="ca-certificates"
+	[ -e /usr/lib/apt/methods/https ] || mbd_https_pkgs="${mbd_https_pkgs} apt-transport-https"
+	if [ -n "${mbd_https_pkgs}" ]; then
+		${MBD_APT_GET} update
+		${MBD_APT_GET} install ${mbd_https_pkgs}
+	fi
+	if [ -s "${MBD_CONFIG}/ssl_cert" ]; then
+		mkdir -p /usr/local/share/ca-certificates
+		install -m 0644 "${MBD_CONFIG}/ssl_cert" /usr/local/share/ca-certificates/mini-buildd-buildrequest.crt
+		if command -v update-ca-certificates >/dev/null; then
+			update-ca-certificates
+		fi
+	fi
+fi
+
+install -m 0644 "${MBD_CONFIG}/apt_sources.list" /etc/apt/sources.list
+install -m 0644 "${MBD_CONFIG}/apt_preferences" /etc/apt/preferences
+echo "MINI_BUILDD: apt-setup: /etc/apt/sources.list:"
+cat /etc/apt/sources.list
+echo "MINI_BUILDD: apt-setup: /etc/apt/preferences:"
+cat /etc/apt/preferences
+"""
+
+_APT_UPDATE = r"""
+mbd_timeout()
+{
+	if command -v timeout >/dev/null; then timeout "$@"; else shift; "$@"; fi
+}
+
+mbd_out=$(mktemp)
+mbd_rc_file=$(mktemp)
+trap 'rm -f "${mbd_out}" "${mbd_rc_file}"' EXIT
+mbd_ok=""
+for mbd_timeout_s in @TIMEOUTS@; do
+	{ mbd_rc=0; mbd_timeout "${mbd_timeout_s}" ${MBD_APT_GET} update 2>&1 || mbd_rc=$?; echo "${mbd_rc}" >"${mbd_rc_file}"; } | tee "${mbd_out}"
+	mbd_rc=$(cat "${mbd_rc_file}")
+	# apt-get update exits 0 even when indices failed ("Mirror sync in progress?", hash sum mismatch)
+	if [ "${mbd_rc}" = "0" ] && ! grep -q -E '^(E: |W: (Failed to fetch|Some index files failed))' "${mbd_out}"; then
+		mbd_ok=yes
+		break
+	fi
+	echo "MINI_BUILDD: apt-update: apt-get update failed (exit ${mbd_rc}, timeout ${mbd_timeout_s}s), retrying..."
+	sleep 1
+done
+if [ -z "${mbd_ok}" ]; then
+	echo "MINI_BUILDD: apt-update: apt-get update failed, giving up" >&2
+	exit 1
+fi
+apt-cache policy
+"""
+
+_CCACHE = r"""
+mbd_install ccache
+"""
+
+_EATMYDATA = r"""
+mbd_install eatmydata
+mbd_lib=$(find /usr/lib /lib -name 'libeatmydata.so*' \( -type f -o -type l \) 2>/dev/null | sort | head -n 1)
+if [ -z "${mbd_lib}" ]; then
+	echo "MINI_BUILDD: eatmydata: libeatmydata not found, not preloading" >&2
+elif ! grep -q -F "${mbd_lib}" /etc/ld.so.preload 2>/dev/null; then
+	echo "${mbd_lib}" >>/etc/ld.so.preload
+	echo "MINI_BUILDD: eatmydata: Preloading ${mbd_lib} via /etc/ld.so.preload"
+fi
+"""
+
+_SHOW_SBUILDRC = r"""
+cat "${MBD_BUILD_DIR}/.sbuildrc"
+"""
+
+# Dearmor without gpg (old chroots have none): base64 body of each armor block, checksum dropped.
+_APT_KEY_BINARY = r"""
+mbd_asc=/etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc
+[ -s "${mbd_asc}" ] || mbd_asc="${MBD_CONFIG}/apt_keys"
+if [ -s "${mbd_asc}" ]; then
+	awk '/^-----BEGIN PGP/ {inblock=1; body=0; next}
+	     /^-----END PGP/ {inblock=0; next}
+	     inblock && !body && /^[[:space:]]*$/ {body=1; next}
+	     inblock && body && !/^=/ {print}' "${mbd_asc}" | base64 -d >/etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg
+	chmod 0644 /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg
+	rm -f /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc
+	echo "MINI_BUILDD: apt-key-binary: Installed dearmored keys as /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg"
+fi
+"""
+
+_APT_KEY_ADD = r"""
+if [ -s "${MBD_CONFIG}/apt_keys" ]; then
+	apt-key add "${MBD_CONFIG}/apt_keys"
+fi
+"""
+
+_APT_CLEAR = r"""
+rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources /etc/apt/trusted.gpg.d/* /etc/apt/trusted.gpg
+: >/etc/apt/sources.list
+"""
+
+_BASH_DEVICES = r"""
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+ls -l /dev/fd /dev/stdin /dev/stdout /dev/stderr
+"""
+
+_SCHROOT_SHM = r"""
+if [ -L /dev/shm ]; then
+	rm -f /dev/shm
+fi
+mkdir -p /dev/shm
+if ! grep -q -E '^[^ ]+ /dev/shm ' /proc/mounts; then
+	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+fi
+"""
+
+_SUN_JAVA6_LICENSE = r"""
+for mbd_p in sun-java6-bin sun-java6-jre sun-java6-jdk; do
+	echo "${mbd_p} shared/accepted-sun-dlj-v1-1 boolean true"
+done | debconf-set-selections
+"""
+
+#: APT configuration blocks: name -> apt.conf text written to /etc/apt/apt.conf.d/00mbd-<name>.
+APT_CONF_BLOCKS = {
+    "apt-no-check-valid-until": 'Acquire::Check-Valid-Until "false";',
+    "apt-allow-unauthenticated": 'APT::Get::AllowUnauthenticated "true"; Acquire::AllowInsecureRepositories "true";',
+    "apt-force-yes": 'APT::Get::force-yes "true";',
+    "apt-no-cache": 'Acquire::http::No-Cache "true";',
+    "apt-no-pipelining": 'Acquire::http::Pipeline-Depth "0";',
+}
+
+#: Script body of each setup block (after the common prelude).
+SETUP_BLOCKS = {
+    "apt-setup": _APT_SETUP,
+    "apt-update": _APT_UPDATE.replace("@TIMEOUTS@", " ".join(str(t) for t in APT_UPDATE_TIMEOUTS)),
+    "ccache": _CCACHE,
+    "eatmydata": _EATMYDATA,
+    "show-sbuildrc": _SHOW_SBUILDRC,
+    "apt-key-binary": _APT_KEY_BINARY,
+    "apt-key-add": _APT_KEY_ADD,
+    "apt-clear": _APT_CLEAR,
+    "bash-devices": _BASH_DEVICES,
+    "schroot-shm": _SCHROOT_SHM,
+    "sun-java6-license": _SUN_JAVA6_LICENSE,
+}
+SETUP_BLOCKS.update({name: f"\nmbd_apt_conf {name} '{text}'\n" for name, text in APT_CONF_BLOCKS.items()})
+
+#: Name of the script made from the Distribution's custom ``chroot_setup_script``.
+CUSTOM_SCRIPT_NAME = "chroot-setup-script"
+
+
+def _prelude(name, description):
+    return (_PRELUDE.replace("@NAME@", name).replace("@DESCRIPTION@", description)
+            .replace("@CONFIG_DIR@", CONFIG_DIR).replace("@APT_GET@", APT_GET))
+
+
+def _custom_script(text):
+    """The custom script; shell scripts (or text without ``#!``) get the banner after the first line."""
+    banner = f'echo "MINI_BUILDD: {CUSTOM_SCRIPT_NAME}: Custom chroot setup script of the distribution"\n'
+    text = text.replace("\r\n", "\n")
+    if not text.startswith("#!"):
+        return "#!/bin/sh -e\n" + banner + text.rstrip("\n") + "\n"
+    first, _, rest = text.partition("\n")
+    if re.search(r"\b(sh|bash|dash)\b", first):
+        return first + "\n" + banner + rest.rstrip("\n") + "\n"
+    return text.rstrip("\n") + "\n"
+
+
+def setup_scripts(setup_blocks, custom_script=""):
+    """The chroot setup scripts as ``[(file name, text), ...]`` in run order.
+
+    ``setup_blocks``: space-separated names or a sequence (validated with
+    :func:`mini_buildd.dist.validate_setup_blocks`); file names are ``NNN_<block>``. A non-empty
+    ``custom_script`` (the Distribution's ``chroot_setup_script``) comes last as
+    ``NNN_chroot-setup-script``. Every script prints ``MINI_BUILDD: <name>: <description>``.
+    """
+    names = _block_names(setup_blocks, dist.validate_setup_blocks)
+    scripts = []
+    for number, name in enumerate(names):
+        scripts.append((f"{number:03d}_{name}", _prelude(name, dist.SBUILD_SETUP_BLOCKS[name]) + SETUP_BLOCKS[name]))
+    if custom_script and custom_script.strip():
+        scripts.append((f"{len(names):03d}_{CUSTOM_SCRIPT_NAME}", _custom_script(custom_script)))
+    return scripts
+
+
+def write_files(build_dir, sbuildrc_text, scripts):
+    """Write ``.sbuildrc`` and the setup scripts (mode 0755) below ``build_dir``; return the
+    scripts' absolute paths (for :func:`command`)."""
+    build_dir = pathlib.Path(build_dir).resolve()
+    (build_dir / SBUILDRC).write_text(sbuildrc_text, encoding="utf-8")
+    setup_dir = build_dir / SETUP_DIR
+    setup_dir.mkdir(exist_ok=True)
+    paths = []
+    for name, text in scripts:
+        path = setup_dir / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Chroot preinstall (performance)
+# ---------------------------------------------------------------------------------------------
+
+def chroot_preinstall_packages(build_dep_resolver="apt", lintian=True, ccache=True, eatmydata=True):
+    """Packages the chroot check should install into a chroot's source so builds don't install
+    them every time: ``fakeroot`` (sbuild installs it for every build), ``eatmydata``/``ccache``
+    (default setup blocks), ``lintian`` (default QA mode ERRFAIL), ``aptitude`` (if that is the
+    build dependency resolver). See the module doc for the ``lintian`` trade-off."""
+    packages = ["fakeroot"]
+    if eatmydata:
+        packages.append("eatmydata")
+    if ccache:
+        packages.append("ccache")
+    if lintian:
+        packages.append("lintian")
+    if build_dep_resolver == "aptitude":
+        packages.append("aptitude")
+    return packages
+
+
+# ---------------------------------------------------------------------------------------------
+# sbuild version and command line (SPEC §6.1)
+# ---------------------------------------------------------------------------------------------
+
+_VERSION_CACHE = {}
+
+
+def parse_version(text):
+    """``(0, 85, 0)`` from ``sbuild --version`` output (or a version string); ``None`` if not found."""
+    match = re.search(r"(?:^|\s|\()(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if match is None:
+        return None
+    return tuple(int(g or 0) for g in match.groups())
+
+
+def version(sbuild=None):
+    """The installed sbuild's version tuple (cached per executable), ``None`` if unknown."""
+    sbuild = sbuild or SBUILD
+    if sbuild not in _VERSION_CACHE:
+        try:
+            first = call.run([sbuild, "--version"], timeout=60).strip().splitlines()
+            _VERSION_CACHE[sbuild] = parse_version(first[0] if first else "")
+        except call.CallError as e:
+            LOG.warning("Can't get sbuild version: %s", e)
+            return None
+    return _VERSION_CACHE[sbuild]
+
+
+def _opt(name, value):
+    """``--name=value`` (one argv element: values may start with ``-``)."""
+    return f"--{name}={value}"
+
+
+def _escape_percent(text):
+    """sbuild expands ``%x`` escapes in external commands; ``%%`` is a literal ``%``."""
+    return str(text).replace("%", "%%")
+
+
+def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scripts=(), arch_all=False,  # pylint: disable=redefined-outer-name
+            add_depends=(), lintian_mode=dist.QAMode.ERRFAIL, lintian_options="", lintian_warnfail_options="",
+            piuparts_mode=dist.QAMode.DISABLED, piuparts_options="", piuparts_root_args=None,
+            autopkgtest_mode=dist.QAMode.DISABLED, keyid=None, debug=False, sbuild_version="auto"):
+    """The sbuild argv for one build (run it with the build dir as working directory).
+
+    - ``dist_str``: the build's distribution string (``--dist``); ``chroot``: the schroot name;
+    - ``setup_scripts``: absolute paths of the setup scripts (inside the shared build dir);
+    - ``add_depends``: extra build dependencies (``--add-depends`` each);
+    - QA modes (:class:`mini_buildd.dist.QAMode` or names): lintian runs unless DISABLED, with
+      ``lintian_options`` and, in WARNFAIL, ``lintian_warnfail_options``; piuparts/autopkgtest
+      run unless DISABLED (piuparts: ``piuparts_options`` extra, ``piuparts_root_args`` if given);
+    - ``keyid``: sign the result with this key (needs ``GNUPGHOME``, see :func:`environment`);
+    - ``debug``: ``--debug``;
+    - ``sbuild_version``: version tuple, ``"auto"`` (ask :func:`version`) or ``None`` (unknown):
+      decides the lintian workarounds described in the module doc.
+    """
+    lintian_mode, piuparts_mode, autopkgtest_mode = (dist.QAMode.parse(m) for m in (lintian_mode, piuparts_mode, autopkgtest_mode))
+    if build_dep_resolver not in BUILD_DEP_RESOLVERS:
+        raise ValueError(f"Unknown build dependency resolver '{build_dep_resolver}' (use {'|'.join(BUILD_DEP_RESOLVERS)})")
+    if sbuild_version == "auto":
+        sbuild_version = version()
+    run_lintian = lintian_mode != dist.QAMode.DISABLED
+
+    argv = [SBUILD, "--chroot-mode", "schroot", "--dist", dist_str, "--arch", arch, "--chroot", chroot,
+            "--build-dep-resolver", build_dep_resolver, "--nolog",
+            "--log-external-command-output", "--log-external-command-error"]
+
+    # apt update: see module doc
+    if run_lintian and (sbuild_version is None or sbuild_version >= _V_APT_UPDATE_FOR_LINTIAN):
+        argv.append("--apt-update")
+        if sbuild_version is not None and sbuild_version >= _V_NO_APT_DISTCLEAN_OPTION:
+            argv.append("--no-apt-distclean")
+    else:
+        argv.append("--no-apt-update")
+
+    for script in setup_scripts:
+        script = str(script)
+        if any(c.isspace() for c in script):
+            raise SbuildError(f"Setup script path must not contain white space (sbuild splits commands): {script}")
+        argv.append(_opt("chroot-setup-commands", _escape_percent(script)))
+
+    argv.append("--arch-all" if arch_all else "--no-arch-all")
+    argv += [_opt("add-depends", dep) for dep in add_depends if dep and dep.strip()]
+
+    if run_lintian:
+        argv.append("--run-lintian")
+        if lintian_options and lintian_options.strip():
+            argv.append(_opt("lintian-opts", lintian_options.strip()))
+        if lintian_mode == dist.QAMode.WARNFAIL and lintian_warnfail_options and lintian_warnfail_options.strip():
+            argv.append(_opt("lintian-opts", lintian_warnfail_options.strip()))
+    else:
+        argv.append("--no-run-lintian")
+
+    if piuparts_mode != dist.QAMode.DISABLED:
+        argv += ["--run-piuparts", _opt("piuparts-opts", PIUPARTS_OPTIONS.format(chroot=chroot))]
+        if piuparts_options and piuparts_options.strip():
+            argv.append(_opt("piuparts-opts", piuparts_options.strip()))
+        if piuparts_root_args is not None:
+            argv.append(_opt("piuparts-root-args", piuparts_root_args))
+    else:
+        argv.append("--no-run-piuparts")
+
+    if autopkgtest_mode != dist.QAMode.DISABLED:
+        argv += ["--run-autopkgtest", _opt("autopkgtest-opts", AUTOPKGTEST_OPTIONS.format(chroot=chroot)),
+                 _opt("autopkgtest-root-args", "")]
+    else:
+        argv.append("--no-run-autopkgtest")
+
+    if debug:
+        argv.append("--debug")
+    if keyid:
+        argv.append(_opt("keyid", keyid))
+    argv.append(str(dsc))
+    return argv
+
+
+def environment(build_dir, gnupg_home=None, deb_build_options="", deb_build_profiles=""):
+    """sbuild's environment additions: ``HOME`` = build dir (sbuild reads ``~/.sbuildrc``),
+    ``GNUPGHOME`` (for ``--keyid`` signing), ``DEB_BUILD_OPTIONS``/``DEB_BUILD_PROFILES`` if set."""
+    env = {"HOME": str(pathlib.Path(build_dir).resolve())}
+    if gnupg_home:
+        env["GNUPGHOME"] = str(gnupg_home)
+    if deb_build_options and deb_build_options.strip():
+        env["DEB_BUILD_OPTIONS"] = " ".join(deb_build_options.split())
+    if deb_build_profiles and deb_build_profiles.strip():
+        env["DEB_BUILD_PROFILES"] = " ".join(deb_build_profiles.split())
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Running sbuild (SPEC §6.1, §6.5)
+# ---------------------------------------------------------------------------------------------
+
+def check_user():
+    """Raise :class:`SbuildError` unless we are root or an effective member of group ``sbuild``
+    (sbuild refuses otherwise; a daemon started before being added to the group isn't)."""
+    if os.geteuid() == 0:
+        return
+    import grp  # pylint: disable=import-outside-toplevel
+    try:
+        gid = grp.getgrnam("sbuild").gr_gid
+    except KeyError:
+        raise SbuildError("Group 'sbuild' does not exist: is sbuild installed?") from None
+    if gid not in os.getgroups() and gid != os.getegid():
+        import pwd  # pylint: disable=import-outside-toplevel
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        raise SbuildError(f"User '{user}' is not an effective member of group 'sbuild' "
+                          f"(run 'adduser {user} sbuild' and restart the daemon)")
+
+
+_SESSION_RE = re.compile(r"Log filtering will replace '(?:var/)?run/schroot/mount/([^'/]+)'")
+
+
+def session_of(buildlog_text):
+    """The schroot session id sbuild used, from its build log (``None`` if not there yet)."""
+    match = _SESSION_RE.search(buildlog_text or "")
+    return match.group(1) if match else None
+
+
+def _end_left_session(buildlog_path):
+    """After sbuild was killed: end its schroot session if it is still there."""
+    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    try:
+        session = session_of(pathlib.Path(buildlog_path).read_text(errors="replace"))
+        if session and session in schroot.list_sessions():
+            LOG.warning("Ending schroot session %s left by killed sbuild", session)
+            schroot.end_session(session)
+    except (OSError, call.CallError, schroot.SchrootError) as e:
+        LOG.error("Can't clean up after killed sbuild (%s): %s", buildlog_path, e)
+
+
+def _log_note(buildlog_path, text):
+    with open(buildlog_path, "a", encoding="utf-8") as f:
+        f.write(f"\nMINI_BUILDD: {text}\n")
+
+
+def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, kill_after=KILL_AFTER):
+    """Run sbuild ``argv`` in ``build_dir``; its combined output goes live to ``buildlog_path``.
+
+    ``env`` (see :func:`environment`) is added to the daemon's environment (``HOME`` defaults
+    to the build dir). If ``cancel_event`` (a ``threading.Event``) gets set, or ``timeout``
+    seconds pass, sbuild is terminated (it cleans up its session), killed with its process
+    group after ``kill_after`` seconds (we then end its session), and a ``MINI_BUILDD:`` line
+    saying so is appended to the log. Returns sbuild's exit code (negative: killed by signal).
+    """
+    check_user()
+    build_dir = pathlib.Path(build_dir).resolve()
+    full_env = {"HOME": str(build_dir)}
+    full_env.update(env or {})
+    start = time.monotonic()
+    proc = call.popen(argv, output=buildlog_path, env=full_env, cwd=build_dir, new_session=True, log_level=logging.INFO)
+    reason = None
+    while True:
+        try:
+            proc.wait(timeout=0.5)
+            break
+        except call.TimeoutExpired:
+            pass
+        if cancel_event is not None and cancel_event.is_set():
+            reason = "canceled"
+        elif timeout is not None and time.monotonic() - start > timeout:
+            reason = f"timed out after {timeout}s"
+        if reason:
+            LOG.warning("sbuild in %s %s: terminating", build_dir, reason)
+            killed = call.stop(proc, grace=kill_after)
+            if killed:
+                _end_left_session(buildlog_path)
+            _log_note(buildlog_path, f"sbuild {reason}" + (" (killed)" if killed else " (terminated)"))
+            break
+    LOG.info("sbuild in %s: exit %s after %.1fs", build_dir, proc.returncode, time.monotonic() - start)
+    return proc.returncode
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary (SPEC §1.5)
+# ---------------------------------------------------------------------------------------------
+
+_SUMMARY_HEADER = re.compile(r"^\|\s*Summary\b.*\|\s*$", re.MULTILINE)
+_SUMMARY_LINE = re.compile(r"^([A-Z][A-Za-z0-9-]*(?: [A-Z][A-Za-z0-9-]*)*): ?(.*)$")
+_MULTI_WORD = tuple(w for w in dist.SBUILD_STATUS_PASS + dist.SBUILD_STATUS_WARN + dist.SBUILD_STATUS_FAIL if " " in w)
+
+
+def first_word(value):
+    """First word of a summary value; known multi-word status words (``no tests``) stay whole."""
+    value = " ".join(str(value or "").split())
+    for word in _MULTI_WORD:
+        if value.lower().startswith(word):
+            return value[:len(word)]
+    return value.split(" ", 1)[0]
+
+
+def parse_summary(buildlog_text, keys=SUMMARY_KEYS, full=False):
+    """The summary of sbuild's (last) ``| Summary |`` section in a build log.
+
+    Returns ``{key: first word}`` for ``keys`` that are present (e.g. ``{"Status": "successful",
+    "Lintian": "pass", "Build-Time": "2", ...}``); ``keys=None`` returns all summary lines;
+    ``full`` keeps whole values (e.g. ``successful (worst tag: warn)``). ``{}`` if there is no
+    summary (sbuild died early).
+    """
+    headers = list(_SUMMARY_HEADER.finditer(buildlog_text or ""))
+    if not headers:
+        return {}
+    lines = buildlog_text[headers[-1].end():].splitlines()
+    result = {}
+    for line in lines:
+        if line.startswith("+---") or not line.strip():
+            continue
+        if line.startswith("----"):
+            break
+        match = _SUMMARY_LINE.match(line)
+        if match is None:
+            break
+        key, value = match.group(1), match.group(2).strip()
+        if keys is None or key in keys:
+            result[key] = value if full else first_word(value)
+    return result
+
+
+def shell_command(argv):
+    """``argv`` as one shell-quoted line (for logs and debugging)."""
+    return shlex.join(str(a) for a in argv)
