@@ -15,6 +15,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ArchiveError(Exception):
+    http_status = 400
     """An operation is not possible (the message says why)."""
 
 

@@ -393,7 +393,7 @@ def remove(backend, name, chroot_dir, compression=None, union_type="overlay", **
     LOG.info("Removed chroot %s", name)
 
 
-def check(name, sources_list_text, backend=None):
+def check(name, sources_list_text, backend=None, packages=()):
     """Check and update chroot ``name`` in a *source* session: apt sources, update, dist-upgrade, clean.
 
     Returns the collected output; raises :class:`ChrootError` on failure (autoremove failing is
@@ -415,6 +415,8 @@ def check(name, sources_list_text, backend=None):
             run(sid, ["sh", "-c", "cat >/etc/apt/sources.list"], input=sources_list_text)
             run(sid, APT_GET + ["update"])
             run(sid, APT_GET + ["--ignore-missing", "dist-upgrade"])
+            if packages:
+                run(sid, APT_GET + ["install"] + list(packages))
             try:
                 run(sid, APT_GET + ["--purge", "autoremove"])
             except call.CallError as e:

@@ -70,12 +70,62 @@ def static_root():
     return root
 
 
+class EventsAttach(resource.Resource):
+    """``/static/events.attach[?after=ISO]``: long poll returning one event JSON, without a thread
+    per client (SPEC §5.4). Replays queued events newer than ``after`` first."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        from mini_buildd import events, services  # pylint: disable=import-outside-toplevel
+        hub = services.events
+        request.setHeader(b"Content-Type", b"application/json")
+        if hub is None:
+            request.setResponseCode(503)
+            return b'{"detail": "events not available"}'
+        after = request.args.get(b"after", [b""])[0].decode(errors="replace") or None
+        try:
+            if after is not None:
+                events.parse_datetime(after)
+        except ValueError:
+            request.setResponseCode(400)
+            return b'{"detail": "bad after= datetime"}'
+        finished = []
+
+        def deliver(event):
+            def write():
+                if finished or request._disconnected:  # pylint: disable=protected-access
+                    return
+                finished.append(True)
+                if event is None:
+                    request.setResponseCode(503)
+                    request.write(b'{"detail": "shutting down"}')
+                else:
+                    request.write(event.dumps().encode())
+                request.finish()
+            reactor.callFromThread(write)
+
+        try:
+            queued = hub.attach(deliver, after=after)
+        except (events.TooManyClients, events.Shutdown) as e:
+            request.setResponseCode(503)
+            return ('{"detail": "%s"}' % e).encode()
+        if queued:
+            return queued[0].dumps().encode()
+        request.notifyFinish().addErrback(lambda _failure: hub.detach(deliver))
+        return server.NOT_DONE_YET
+
+
 def make_site():
     from django.core.wsgi import get_wsgi_application  # pylint: disable=import-outside-toplevel
     pool = reactor.getThreadPool()
     pool.adjustPoolsize(10, 100)
     root = Root(wsgi.WSGIResource(reactor, pool, get_wsgi_application()))
-    root.putChild(b"static", static_root())
+    static = static_root()
+    static.putChild(b"events", DirectoryFile(str(config.paths.events)))
+    static.putChild(b"builds", DirectoryFile(str(config.paths.builds)))
+    static.putChild(b"events.attach", EventsAttach())
+    root.putChild(b"static", static)
     root.putChild(b"repositories", DirectoryFile(str(config.paths.repositories)))
     return Site(root, logPath=str(config.paths.access_log))
 

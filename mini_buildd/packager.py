@@ -21,6 +21,7 @@ LOG = logging.getLogger(__name__)
 
 
 class Rejected(Exception):
+    http_status = 400
     """An upload or buildresult is refused; the message says why."""
 
 

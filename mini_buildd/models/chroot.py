@@ -113,8 +113,11 @@ class Chroot(StatusModel):
             raise StatusError(f"Source {self.source} has no checked archive.")
         comps = [c.name for c in self.source.components.all()] or ["main"]
         line = self.source.mbd_apt_line(components=["main"] if "main" in comps else comps[:1], archive=archive)
+        from mini_buildd import sbuild  # pylint: disable=import-outside-toplevel
+        # Tools every build needs are installed once here, not in every build (see mini_buildd.sbuild).
         chroot_backends.check(self.mbd_schroot_name(), line + "\n",
-                              backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()))
+                              backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()),
+                              packages=sbuild.chroot_preinstall_packages("aptitude"))
 
     def mbd_dependencies(self):
         return [self.source]

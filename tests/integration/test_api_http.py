@@ -351,7 +351,7 @@ def test_calls_are_logged_with_user_and_forwarded_address(instance, caplog):  # 
 LEVELS = ["anonymous", "user", "staff", "admin"]
 
 
-@pytest.mark.parametrize("who", LEVELS)
+@pytest.mark.parametrize("who", LEVELS[:-1])
 def test_authorization_matrix(instance, who):  # pylint: disable=redefined-outer-name
     """Below its level, every call answers 401 (anonymous) or 403 (logged in) before looking at arguments."""
     from mini_buildd.api import registry  # pylint: disable=import-outside-toplevel
@@ -363,7 +363,7 @@ def test_authorization_matrix(instance, who):  # pylint: disable=redefined-outer
         r = api(instance, name, who)
         assert_problem(r, 401 if who == "anonymous" else 403, f"API call '{name}' needs authorization: {call.auth.name}")
         checked += 1
-    assert checked == sum(1 for c in registry.CALLS.values() if level < int(c.auth))
+    assert checked == sum(1 for c in registry.CALLS.values() if level < int(c.auth)) > 0
 
 
 # ------------------------------------------------------------------------------------------------ implemented calls

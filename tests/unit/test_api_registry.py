@@ -1,7 +1,6 @@
 """The API call registry: argument conversion from HTTP queries and command lines, defaults,
 choices, authorization levels, confirmation, running engine and the maintenance lock."""
 
-import argparse
 import threading
 import types
 
@@ -345,10 +344,3 @@ def test_client_endpoint_parsing():
         parse_endpoint("ftp://host:21")
     with pytest.raises(ClientError):
         parse_endpoint("unix:/tmp/x")
-
-
-def test_argparse_namespace_is_not_polluted():
-    """Call arguments use prefixed destinations: no clash with the client's own options."""
-    c = registry.CALLS["sources_list"]
-    ns = argparse.Namespace(json=True, call="sources_list", endpoint="x")
-    assert c.query_from_namespace(ns) == {}

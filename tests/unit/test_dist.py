@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from mini_buildd import call, dist
+from mini_buildd import gnupg, call, dist
 
 # ---------------------------------------------------------------------------------------------
 # DistStr
@@ -115,6 +115,7 @@ def installed_debian_keys(tmp_path_factory):
                 current = fields[4]
             elif fields[0] == "uid" and current and current not in keys:
                 keys[current] = fields[9]
+    gnupg.kill_agents(env["GNUPGHOME"])
     return keys
 
 
@@ -176,7 +177,10 @@ def test_host_release_signatures_verify(tmp_path, codename, extra_index):
     call.run(["gpg", "--no-default-keyring", "--keyring", DEBIAN_KEYRINGS[0], "--output", exported, "--export", *keys], env=env)
     keyring = tmp_path / "keys.gpg"
     call.run(["gpg", "--no-default-keyring", "--keyring", keyring, "--import", exported], env=env)
-    output = call.run(["gpgv", "--keyring", keyring, files[0]], env=env)
+    try:
+        output = call.run(["gpgv", "--keyring", keyring, files[0]], env=env)
+    finally:
+        gnupg.kill_agents(tmp_path)
     assert "Good signature" in output
 
 

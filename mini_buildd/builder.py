@@ -1,0 +1,215 @@
+"""The builder (SPEC §1.4 step 4, §6.5): one thread per buildrequest, at most
+``max_parallel_builds`` running sbuild at once; each build ends with a signed buildresult sent
+back to the packager over FTP (retried by the crontab until it arrives). Events: BUILDING, BUILT
+(and REJECTED for buildrequests we don't trust).
+"""
+
+import logging
+import os
+import pathlib
+import shutil
+import threading
+import time
+
+from mini_buildd import changes, config, ftpd, gnupg, sbuild, services
+from mini_buildd.events import Event, Type as EventType
+
+LOG = logging.getLogger(__name__)
+
+
+class Build:
+    """One build in progress."""
+
+    def __init__(self, breq):
+        self.breq = breq
+        self.cancel_event = threading.Event()
+        self.canceled_by = None
+        self.started = None
+        self.thread = None
+
+    @property
+    def bkey(self):
+        return self.breq.bkey
+
+
+def _event(etype, chg, extra=None):
+    ext = chg.to_event_extra()
+    ext.update(extra or {})
+    return Event(etype, chg.distribution, chg.source, chg.version, extra=ext)
+
+
+def _problem(title, detail, status=400):
+    return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
+
+
+class Builder:
+    """Build slots and the builds that wait for or hold them."""
+
+    def __init__(self, slots):
+        self.max_slots = max(1, int(slots))
+        self._slots = threading.Semaphore(self.max_slots)
+        self._lock = threading.Lock()
+        self.builds = {}          # bkey -> Build
+        self._stopping = False
+
+    def start(self):
+        self._stopping = False
+
+    @property
+    def load(self):
+        with self._lock:
+            alive = sum(1 for b in self.builds.values() if b.thread is not None and b.thread.is_alive())
+        return alive / self.max_slots
+
+    def submit(self, path):
+        """A buildrequest arrived in incoming: parse, move to its build dir, build in a thread."""
+        try:
+            breq = changes.Buildrequest(path)
+        except changes.ChangesError as e:
+            from mini_buildd.packager import remove_incoming  # pylint: disable=import-outside-toplevel
+            remove_incoming(path)
+            LOG.warning("Buildrequest %s rejected: %s", path, e)
+            name = os.path.basename(str(path))
+            services.log_event(Event(EventType.REJECTED, "", name.split("_")[0], "", extra={
+                "changes": name, "error": _problem("Buildrequest rejected", str(e))}))
+            return
+        build_dir = config.paths.build_dir(*breq.bkey_parts)
+        if build_dir.exists():
+            shutil.rmtree(build_dir)  # a retried request: start afresh
+        breq.move_to(build_dir)
+        breq = changes.Buildrequest(build_dir / os.path.basename(str(path)), timecode=breq.timecode)
+        build = Build(breq)
+        with self._lock:
+            self.builds[breq.bkey] = build
+        build.thread = threading.Thread(target=self._run, args=(build,), name=f"build {breq.bkey}", daemon=True)
+        build.thread.start()
+
+    def cancel(self, bkey, by="admin"):
+        with self._lock:
+            build = self.builds.get(bkey)
+        if build is None:
+            raise KeyError(f"No ongoing build '{bkey}'.")
+        build.canceled_by = by
+        build.cancel_event.set()
+        return bkey
+
+    def stop(self, reason="SHUTDOWN", timeout=120):
+        """Cancel every build (they still produce a canceled buildresult) and wait for them."""
+        self._stopping = True
+        with self._lock:
+            builds = list(self.builds.values())
+        for b in builds:
+            b.canceled_by = reason
+            b.cancel_event.set()
+        deadline = time.monotonic() + timeout
+        for b in builds:
+            if b.thread is not None:
+                b.thread.join(max(0.1, deadline - time.monotonic()))
+
+    # ----------------------------------------------------------------------------- one build
+    def _run(self, build):
+        breq = build.breq
+        try:
+            while not self._slots.acquire(timeout=1):
+                if build.cancel_event.is_set():
+                    break
+            else:
+                try:
+                    self._build(build)
+                finally:
+                    self._slots.release()
+                return
+            self._build(build)  # canceled while waiting: produce the canceled result
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("Build %s: unexpected error", breq.bkey)
+        finally:
+            with self._lock:
+                self.builds.pop(breq.bkey, None)
+
+    def _build(self, build):
+        breq = build.breq
+        build_dir = pathlib.Path(breq.path).parent
+        events_dir = config.paths.events_of(*breq.bkey_parts)
+        buildlog = build_dir / breq.buildlog_name
+        instance_gnupg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
+
+        try:
+            from mini_buildd.packager import remotes_keyring  # pylint: disable=import-outside-toplevel
+            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+                remotes_keyring(keyring)
+                breq.signature_check(keyring)
+            breq.check_files()
+        except changes.ChangesError as e:
+            LOG.warning("Buildrequest %s rejected: %s", breq.bkey, e)
+            services.log_event(_event(EventType.REJECTED, breq, {"error": _problem("Buildrequest rejected", str(e))}),
+                               save_dir=events_dir)
+            return
+
+        services.log_event(_event(EventType.BUILDING, breq), save_dir=events_dir)
+        build.started = time.monotonic()
+        summary, internal_error = {}, None
+        if not build.cancel_event.is_set():
+            try:
+                summary = self._sbuild(build, build_dir, buildlog, instance_gnupg)
+            except Exception as e:  # pylint: disable=broad-except
+                LOG.exception("Build %s failed internally", breq.bkey)
+                internal_error = str(e)
+        bres = changes.create_buildresult(breq, build_dir, build_dir, sbuild_summary=summary, buildlog_path=buildlog,
+                                          internal_error=internal_error, canceled_by=build.canceled_by,
+                                          gnupg=instance_gnupg)
+        services.log_event(_event(EventType.BUILT, bres), save_dir=events_dir)
+        self.upload_result(bres.path)
+
+    @staticmethod
+    def _sbuild(build, build_dir, buildlog, instance_gnupg):
+        breq = build.breq
+        breq.unpack(build_dir)
+        codename = breq.diststr.codename
+        arch = breq.architecture
+        libdir = config.paths.libdir(codename, arch)
+        libdir.mkdir(parents=True, exist_ok=True)
+        scripts = sbuild.write_files(
+            build_dir,
+            sbuild.sbuildrc(breq.sbuild_config_blocks, libdir, breq.config_file("sbuildrc_snippet")),
+            sbuild.setup_scripts(breq.sbuild_setup_blocks, breq.config_file("chroot_setup_script")))
+        key = instance_gnupg.get_secret_key()
+        argv = sbuild.command(
+            breq.distribution, arch, f"mini-buildd-{codename}-{arch}", breq.dsc_name(),
+            build_dep_resolver=breq.build_dep_resolver, setup_scripts=scripts, arch_all=breq.arch_all,
+            add_depends=breq.add_depends, lintian_mode=breq.lintian_mode, lintian_options=breq.lintian_extra_options,
+            lintian_warnfail_options=breq.lintian_warnfail_options, piuparts_mode=breq.piuparts_mode,
+            autopkgtest_mode=breq.autopkgtest_mode, keyid=key["long_id"] if key else None,
+            debug="sbuild" in config.runtime.debug)
+        env = sbuild.environment(build_dir, config.paths.gnupg_home, breq.deb_build_options, breq.deb_build_profiles)
+        sbuild.run(build_dir, argv, env, buildlog, cancel_event=build.cancel_event)
+        return sbuild.parse_summary(buildlog.read_text(errors="replace") if buildlog.exists() else "")
+
+    # ----------------------------------------------------------------------------- results upload
+    @staticmethod
+    def upload_result(bres_path):
+        """Send a buildresult to its packager; on failure it stays for :meth:`retry_uploads`."""
+        bres = changes.Buildresult(bres_path)
+        try:
+            ftpd.upload(bres.path, bres.upload_to)
+            return True
+        except ftpd.FtpError as e:
+            LOG.warning("Buildresult %s: upload to %s failed (will retry): %s", bres.bkey, bres.upload_to, e)
+            return False
+
+    def retry_uploads(self):
+        """Upload every buildresult that has no ``.upload`` marker yet (crontab job)."""
+        done = failed = 0
+        for path in config.paths.builds.glob("*/*/*/*/*_mini-buildd-buildresult_*.changes"):
+            if ftpd.upload_marker(path).exists():
+                continue
+            if self.upload_result(path):
+                done += 1
+            else:
+                failed += 1
+        return f"{done} uploaded, {failed} failed"
+
+
+def expire_build_dirs(older_than):
+    """Remove build dirs older than ``older_than`` (crontab job)."""
+    from mini_buildd import events  # pylint: disable=import-outside-toplevel
+    return events.expire_key_dirs(config.paths.builds, older_than)

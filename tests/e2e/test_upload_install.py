@@ -1,0 +1,31 @@
+"""Upload -> build -> install with the real tools: dput over FTP, sbuild in the shared chroot,
+reprepro, events over HTTP."""
+
+import subprocess
+
+import requests
+
+from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event
+
+
+def reprepro_ls(instance, source):
+    out = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / "test"), "ls", source],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("|")[2].strip(): line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
+
+
+def test_dput_upload_is_built_and_installed(instance, tmp_path):
+    changes = make_source_package(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable")
+    cf = write_dput_cf(tmp_path / "dput.cf", "mbd-e2e", f"127.0.0.1:{instance.ftp_port}")
+    proc = dput(cf, "mbd-e2e", changes)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+1")
+    assert event["type"] == "INSTALLED", event
+    assert event["distribution"] == "bookworm-test-unstable"
+    assert event["extra"]["buildresults"]["amd64"]["sbuild_status"] == "successful"
+    ls = reprepro_ls(instance, "mbd-e2e-hello")
+    assert ls.get("bookworm-test-unstable") == "1.0~test12+1", ls
+    r = requests.get(f"{instance.url}/repositories/test/dists/bookworm-test-unstable/main/binary-amd64/Packages", timeout=10)
+    assert "Package: mbd-e2e-hello" in r.text
+    # incoming is clean again
+    assert not list((instance.home / "incoming").iterdir())

@@ -1,0 +1,87 @@
+"""Test helper: make small real Debian source packages (native, debhelper) and their source
+``.changes``, optionally signed, and wait for events of the daemon."""
+
+import os
+import pathlib
+import subprocess
+import textwrap
+import time
+
+import requests
+
+MAINTAINER = "mini-buildd test <test@example.org>"
+
+
+def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
+                        changelog_extra="", gnupghome=None, key_id=None):
+    """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``."""
+    workdir = pathlib.Path(workdir)
+    src = workdir / f"{name}-{version.split('~')[0]}"
+    (src / "debian" / "source").mkdir(parents=True, exist_ok=True)
+    bd = "debhelper-compat (= 13)" + (f", {build_depends}" if build_depends else "")
+    (src / "debian" / "control").write_text(textwrap.dedent(f"""\
+        Source: {name}
+        Section: misc
+        Priority: optional
+        Maintainer: {MAINTAINER}
+        Build-Depends: {bd}
+        Standards-Version: 4.6.2
+        Rules-Requires-Root: no
+
+        Package: {name}
+        Architecture: {arch}
+        Depends: ${{misc:Depends}}
+        Description: mini-buildd test package {name}
+         A package made by the mini-buildd test suite.
+        """))
+    extra = "".join(f"  * {line}\n" for line in changelog_extra.splitlines() if line)
+    (src / "debian" / "changelog").write_text(
+        f"{name} ({version}) {distribution}; urgency=medium\n\n  * Test upload.\n{extra}\n"
+        f" -- {MAINTAINER}  Sun, 22 Nov 2026 00:00:00 +0000\n")
+    rules = "#!/usr/bin/make -f\n%:\n\tdh $@\n"
+    if fail:
+        rules += "\noverride_dh_auto_build:\n\t@echo 'This package always fails to build.'; false\n"
+    (src / "debian" / "rules").write_text(rules)
+    os.chmod(src / "debian" / "rules", 0o755)
+    (src / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    (src / "debian" / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+                                              "Files: *\nCopyright: 2026 test\nLicense: GPL-2+\n")
+    (src / "hello.txt").write_text(f"hello from {name} {version}\n")
+    (src / "debian" / "install").write_text("hello.txt usr/share/" + name + "/\n")
+    subprocess.run(["dpkg-buildpackage", "-S", "-d", "-us", "-uc", "-nc"], cwd=src, check=True, capture_output=True)
+    changes = workdir / f"{name}_{version}_source.changes"
+    if key_id:
+        env = dict(os.environ, GNUPGHOME=str(gnupghome))
+        subprocess.run(["debsign", f"-k{key_id}", "--re-sign", str(changes)], env=env, check=True, capture_output=True)
+    return changes
+
+
+def write_dput_cf(path, target, ftp_host_port):
+    path = pathlib.Path(path)
+    path.write_text(f"[{target}]\nmethod = ftp\nfqdn = {ftp_host_port}\nlogin = anonymous\nincoming = /incoming\n"
+                    "allow_unsigned_uploads = 1\n")
+    return path
+
+
+def dput(dput_cf, target, changes):
+    return subprocess.run(["dput", "-c", str(dput_cf), "-u", target, str(changes)], capture_output=True, text=True,
+                          check=False)
+
+
+def wait_event(url, types, source, version, timeout=900, after=None):
+    """Poll the event stream until an event of ``types`` for source/version arrives; return it."""
+    deadline = time.time() + timeout
+    after = after or "1970-01-01T00:00:00+00:00"
+    while time.time() < deadline:
+        try:
+            r = requests.get(f"{url}/static/events.attach", params={"after": after}, timeout=60)
+        except requests.Timeout:
+            continue
+        if r.status_code != 200:
+            time.sleep(1)
+            continue
+        event = r.json()
+        after = event["timestamp"]
+        if event["type"] in types and event["source"] == source and event["version"] == version:
+            return event
+    raise AssertionError(f"No {types} event for {source} {version} within {timeout}s")
