@@ -91,22 +91,65 @@ def popen(argv, *, output, env=None, cwd=None, new_session=True, log_level=loggi
             out.close()  # the child has its own copy of the descriptor
 
 
+def _children():
+    """``{ppid: [pid, ...]}`` of all processes (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def descendants(pid):
+    """PIDs of all processes below ``pid`` (children, grandchildren, ...), from /proc."""
+    children, result, todo = _children(), [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            result.append(child)
+            todo.append(child)
+    return result
+
+
+def cmdline(pid):
+    """The argv of process ``pid`` (``[]`` if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def stop(proc, grace=6.0):
-    """Stop a :func:`popen` process: SIGTERM to it, then, if it is still running after ``grace``
-    seconds, SIGKILL to its process group (all its children). Waits for it; returns True if it
-    had to be killed."""
+    """Stop a :func:`popen` process: SIGTERM to it; if it still runs after ``grace`` seconds,
+    SIGKILL to its process group and to all its descendants (also those that made their own
+    session). Waits for it. Returns ``[]`` if it ended on SIGTERM, else the argvs of the killed
+    processes (it and its descendants, as they were just before the kill), so the caller can
+    clean up after them."""
     if proc.poll() is not None:
-        return False
+        return []
     proc.terminate()
     try:
         proc.wait(timeout=grace)
-        return False
+        return []
     except subprocess.TimeoutExpired:
         pass
-    LOG.warning("Process %s did not stop within %ss after SIGTERM: killing its process group", proc.pid, grace)
+    LOG.warning("Process %s did not stop within %ss after SIGTERM: killing it and its descendants", proc.pid, grace)
+    pids = [proc.pid] + descendants(proc.pid)
+    argvs = [cmdline(pid) for pid in pids]
     try:
         os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        proc.kill()
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     proc.wait()
-    return True
+    return [a for a in argvs if a]

@@ -335,7 +335,7 @@ class Packager:
                 package.repository, d, package.suite_option, int(opt("internal-apt-priority", arch, d.internal_apt_priority)))
             builder_url = our_http_url()
             bkey = f"{upload.key}/{arch}"
-            buildlog = f"{bkey}/{changes.name_for(upload.source, upload.version, 'buildlog', arch)}"
+            buildlog = f"{bkey}/{changes.buildlog_name(upload.source, upload.version, arch)}"
             fields = {
                 "Upload-To": our_ftp_url(),
                 "Packager": our_http_url(),

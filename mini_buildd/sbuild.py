@@ -78,7 +78,6 @@ import os
 import pathlib
 import re
 import shlex
-import signal
 import time
 
 from mini_buildd import call, dist
@@ -292,15 +291,29 @@ _SHOW_SBUILDRC = r"""
 cat "${MBD_BUILD_DIR}/.sbuildrc"
 """
 
-# Dearmor without gpg (old chroots have none): base64 body of each armor block, checksum dropped.
-_APT_KEY_BINARY = r"""
+#: Shell function ``mbd_dearmor FILE``: the binary OpenPGP data of all armor blocks in FILE on
+#: stdout, without gpg (old chroots have none): base64 body of each block, checksum line dropped.
+DEARMOR_SH = r"""
+mbd_dearmor()
+{
+	mbd_dearmor_dir=$(mktemp -d)
+	awk -v dir="${mbd_dearmor_dir}" '
+		/^-----BEGIN PGP/ {inblock=1; body=0; n++; next}
+		/^-----END PGP/ {inblock=0; next}
+		inblock && !body && /^[[:space:]]*$/ {body=1; next}
+		inblock && body && !/^=/ {print > (dir "/" n)}' "$1"
+	for mbd_block in $(ls "${mbd_dearmor_dir}" | sort -n); do
+		base64 -d "${mbd_dearmor_dir}/${mbd_block}"
+	done
+	rm -rf "${mbd_dearmor_dir}"
+}
+"""
+
+_APT_KEY_BINARY = DEARMOR_SH + r"""
 mbd_asc=/etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc
 [ -s "${mbd_asc}" ] || mbd_asc="${MBD_CONFIG}/apt_keys"
 if [ -s "${mbd_asc}" ]; then
-	awk '/^-----BEGIN PGP/ {inblock=1; body=0; next}
-	     /^-----END PGP/ {inblock=0; next}
-	     inblock && !body && /^[[:space:]]*$/ {body=1; next}
-	     inblock && body && !/^=/ {print}' "${mbd_asc}" | base64 -d >/etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg
+	mbd_dearmor "${mbd_asc}" >/etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg
 	chmod 0644 /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg
 	rm -f /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.asc
 	echo "MINI_BUILDD: apt-key-binary: Installed dearmored keys as /etc/apt/trusted.gpg.d/mini-buildd-buildrequest.gpg"
@@ -440,6 +453,29 @@ def chroot_preinstall_packages(build_dep_resolver="apt", lintian=True, ccache=Tr
     if build_dep_resolver == "aptitude":
         packages.append("aptitude")
     return packages
+
+
+def chroot_preinstall_script(packages):
+    """Shell script (run as root in a *source* session of the chroot, e.g.
+    ``schroot.run_in_session(sid, ["sh", "-c", script])``) that installs the missing ``packages``
+    with the chroot's own APT sources; a quick no-op when all are installed.
+
+    Conffile prompts must be answered non-interactively: schroot copies host files such as
+    ``/etc/protocols`` into sessions, so e.g. netbase (a lintian dependency) would prompt.
+    """
+    names = " ".join(shlex.quote(p) for p in packages)
+    return rf"""set -e
+export DEBIAN_FRONTEND=noninteractive
+missing=""
+for p in {names}; do
+	dpkg-query -W -f='${{Status}}\n' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -n "$missing" ] || exit 0
+echo "Installing:$missing"
+apt-get -q -o Acquire::Languages=none update
+apt-get -q -y --no-install-recommends -o Dpkg::Use-Pty=false -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install $missing
+apt-get clean
+"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,24 +627,52 @@ def check_user():
                           f"(run 'adduser {user} sbuild' and restart the daemon)")
 
 
-_SESSION_RE = re.compile(r"Log filtering will replace '(?:var/)?run/schroot/mount/([^'/]+)'")
+#: Where build logs name the schroot session: sbuild <= 0.89 early ("Log filtering will replace
+#: 'var/run/schroot/mount/<session>'"), all versions in the build environment dump.
+_SESSION_RES = (re.compile(r"Log filtering will replace '(?:var/)?run/schroot/mount/([^'/]+)'"),
+                re.compile(r"^SCHROOT_SESSION_ID=(\S+)$", re.MULTILINE))
 
 
 def session_of(buildlog_text):
-    """The schroot session id sbuild used, from its build log (``None`` if not there yet)."""
-    match = _SESSION_RE.search(buildlog_text or "")
-    return match.group(1) if match else None
+    """The schroot session id sbuild used, from its build log (``None`` if not there (yet))."""
+    for regex in _SESSION_RES:
+        match = regex.search(buildlog_text or "")
+        if match:
+            return match.group(1)
+    return None
 
 
-def _end_left_session(buildlog_path):
-    """After sbuild was killed: end its schroot session if it is still there."""
+def sessions_of(argvs):
+    """Session ids of the ``schroot --run-session`` commands among ``argvs``."""
+    sessions = set()
+    for argv in argvs:
+        if not argv or os.path.basename(argv[0]) != "schroot" or "--run-session" not in argv:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            if arg in ("-c", "--chroot"):
+                sessions.add(argv[i + 1].removeprefix("session:"))
+        sessions.update(a.split("=", 1)[1].removeprefix("session:") for a in argv if a.startswith("--chroot="))
+    return sessions
+
+
+def _end_left_sessions(buildlog_path, killed_argvs):
+    """After sbuild was killed: end the schroot session(s) it left (known from the processes we
+    killed and from the log)."""
     from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    sessions = sessions_of(killed_argvs)
     try:
-        session = session_of(pathlib.Path(buildlog_path).read_text(errors="replace"))
-        if session and session in schroot.list_sessions():
+        sessions.add(session_of(pathlib.Path(buildlog_path).read_text(errors="replace")))
+    except OSError as e:
+        LOG.warning("Can't read build log %s: %s", buildlog_path, e)
+    sessions.discard(None)
+    if not sessions:
+        LOG.warning("Killed sbuild (%s): no schroot session known (none yet, or one is left behind)", buildlog_path)
+    try:
+        existing = schroot.list_sessions()
+        for session in sorted(sessions & set(existing)):
             LOG.warning("Ending schroot session %s left by killed sbuild", session)
             schroot.end_session(session)
-    except (OSError, call.CallError, schroot.SchrootError) as e:
+    except (call.CallError, schroot.SchrootError) as e:
         LOG.error("Can't clean up after killed sbuild (%s): %s", buildlog_path, e)
 
 
@@ -647,7 +711,7 @@ def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, ki
             LOG.warning("sbuild in %s %s: terminating", build_dir, reason)
             killed = call.stop(proc, grace=kill_after)
             if killed:
-                _end_left_session(buildlog_path)
+                _end_left_sessions(buildlog_path, killed)
             _log_note(buildlog_path, f"sbuild {reason}" + (" (killed)" if killed else " (terminated)"))
             break
     LOG.info("sbuild in %s: exit %s after %.1fs", build_dir, proc.returncode, time.monotonic() - start)

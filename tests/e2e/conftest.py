@@ -47,6 +47,6 @@ def instance(tmp_path_factory):
     yield inst
     inst.daemon.stop()
     inst.django("for c in models.Chroot.mbd_concrete_all(): c.mbd_remove()")
-    assert "mini-buildd-bookworm-amd64" not in schroot.list_chroots()
+    assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
     assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
     assert not [line for line in pathlib.Path("/proc/mounts").read_text().splitlines() if str(inst.home) in line]

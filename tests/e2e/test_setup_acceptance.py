@@ -24,7 +24,7 @@ def test_first_run_all_active(instance):
 
 
 def test_chroot_listed_and_usable(instance):  # pylint: disable=unused-argument
-    assert "mini-buildd-bookworm-amd64" in schroot.list_chroots()
+    assert "chroot:mini-buildd-bookworm-amd64" in schroot.list_chroots()
     with schroot.session("mini-buildd-bookworm-amd64") as sid:
         assert schroot.run_in_session(sid, ["cat", "/etc/debian_version"]).strip().startswith("12")
     out = subprocess.run(["schroot", "-l"], capture_output=True, text=True, check=True).stdout

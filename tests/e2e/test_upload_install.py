@@ -20,7 +20,7 @@ def test_dput_upload_is_built_and_installed(instance, tmp_path):
     proc = dput(cf, "mbd-e2e", changes)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+1")
-    assert event["type"] == "INSTALLED", event
+    assert event["type"] == "INSTALLED", event["extra"].get("error")
     assert event["distribution"] == "bookworm-test-unstable"
     assert event["extra"]["buildresults"]["amd64"]["sbuild_status"] == "successful"
     ls = reprepro_ls(instance, "mbd-e2e-hello")

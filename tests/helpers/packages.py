@@ -64,7 +64,7 @@ def write_dput_cf(path, target, ftp_host_port):
 
 
 def dput(dput_cf, target, changes):
-    return subprocess.run(["dput", "-c", str(dput_cf), "-u", target, str(changes)], capture_output=True, text=True,
+    return subprocess.run(["dput", "-f", "-c", str(dput_cf), "-u", target, str(changes)], capture_output=True, text=True,
                           check=False)
 
 

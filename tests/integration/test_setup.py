@@ -81,7 +81,7 @@ def test_unknown_architecture_leaves_nothing(tmp_path):
                              "--update", "all", "--pca", "all")
     chroot = by_str(result)["DirChroot(codename=bookworm, architecture=nosucharch)"]
     assert chroot["status"] == "DEACTIVATED" and "pca(failed)" in chroot["actions"]
-    assert "mini-buildd-bookworm-nosucharch" not in schroot.list_chroots()
+    assert "chroot:mini-buildd-bookworm-nosucharch" not in schroot.list_chroots()
     assert not (home / "var" / "chroots" / "bookworm" / "nosucharch").exists()
     assert not pathlib.Path("/etc/schroot/chroot.d/mini-buildd-bookworm-nosucharch.conf").exists()
 
@@ -97,11 +97,11 @@ def test_file_chroot_prepares_checks_and_removes_cleanly(tmp_path):
     chroot = by_str(result)["FileChroot(codename=bookworm, architecture=amd64)"]
     assert chroot["status"] == "ACTIVE", chroot
     assert (home / "var/chroots/bookworm/amd64/source.tar").is_file()
-    assert "mini-buildd-bookworm-amd64" in schroot.list_chroots()
+    assert "chroot:mini-buildd-bookworm-amd64" in schroot.list_chroots()
     with schroot.session("mini-buildd-bookworm-amd64") as sid:
         assert schroot.run_in_session(sid, ["cat", "/etc/debian_version"]).strip().startswith("12")
     in_home(home, "c = models.Chroot.mbd_concrete_all()[0]; c.mbd_remove(); print(c.mbd_status_display())")
-    assert "mini-buildd-bookworm-amd64" not in schroot.list_chroots()
+    assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
     assert not (home / "var/chroots/bookworm/amd64").exists()
     assert not pathlib.Path("/etc/schroot/chroot.d/mini-buildd-bookworm-amd64.conf").exists()
     assert not _mounts_below(home)
