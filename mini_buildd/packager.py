@@ -218,10 +218,10 @@ class Packager:
             remove_incoming(path)
             self.reject(None, path, str(e))
             return
+        upload.move_to(event_dir(upload.bkey))  # out of incoming at once; kept with its events
         try:
             package = self._check_upload(upload)
         except (Rejected, changes.ChangesError, ValueError) as e:
-            self._discard_unverified(upload)
             self.reject(upload, path, str(e))
             return
         try:
@@ -236,13 +236,6 @@ class Packager:
         services.log_event(make_event("PACKAGING", upload, {
             "buildrequests": {arch: breq.to_event_extra() for arch, breq in package.buildrequests.items()}},
             distribution=package.diststr), save_dir=save_dir)
-
-    @staticmethod
-    def _discard_unverified(upload):
-        """Files an upload lists that failed checks must not stay in incoming."""
-        for p in upload.file_paths():
-            if os.path.dirname(os.path.abspath(p)) == str(config.paths.incoming) and os.path.exists(p):
-                os.unlink(p)
 
     def _check_upload(self, upload):
         # pylint: disable=import-outside-toplevel

@@ -21,7 +21,7 @@ the command into the chroot nor runs it through a shell: the string is split at 
 executed. So the script file itself must exist at the same absolute path inside the chroot. That
 is what the schroot fstab does (:func:`mini_buildd.schroot.fstab_text`): it binds the instance's
 ``var/shared`` at the same path into every mini-buildd chroot, and build dirs live below it.
-The scripts find the build dir from their own path (``$0/../..``) and read ``.config/*`` (from
+The scripts find the build dir from their own path (the parent of ``.setup.d``) and read ``.config/*`` (from
 the buildrequest tar) and ``.sbuildrc`` from there: nothing is copied and nothing about the
 build dir is baked into the scripts, so the same text works for any build dir. Build dir paths
 must not contain white space (sbuild splits the command); ``%`` is escaped for sbuild.
@@ -32,8 +32,8 @@ Upstream always passes ``--no-apt-update``: our ``apt-update`` setup block updat
 after ``apt-setup`` installed the build's sources. sbuild installs lintian into the session
 *after* the build, through a dummy package in its internal archive:
 
-- sbuild <= 0.91.5 (bookworm 0.85, trixie 0.89): the lintian install refreshes only the
-  internal archive, so ``--no-apt-update`` works, and we keep it.
+- sbuild < 0.91 (bookworm 0.85, trixie 0.89): the lintian install refreshes only the
+  internal archive, so ``--no-apt-update`` works, and we keep it (verified with 0.85).
 - sbuild >= 0.91.6 ("Always honor --no-apt-update"): with ``--no-apt-update`` that refresh is
   skipped, apt never sees the dummy package ("Unable to locate package
   sbuild-build-depends-lintian-dummy"), and the summary says ``Lintian: error`` for every build.
@@ -43,33 +43,48 @@ after ``apt-setup`` installed the build's sources. sbuild installs lintian into 
 So for builds that run lintian on sbuild >= 0.91 (or an sbuild whose version we can't read) we
 pass ``--apt-update`` (sbuild refreshes all lists before installing lintian), and on sbuild >=
 0.91.10 also ``--no-apt-distclean`` (the refresh is then a cheap "not modified" round, not a
-download of every index again). Builds without lintian keep ``--no-apt-update``. sbuild >=
+download of every index again). Builds without lintian keep ``--no-apt-update``. (Verified with
+0.91.10: ``--no-apt-update`` gives ``Lintian: error``, our options a passing lintian run.) sbuild >=
 0.90 defaults to the unshare backend: we always pass ``--chroot-mode schroot``; from 0.91 the
 schroot backend needs the ``sbuild-schroot`` package. Summary words differ too: lintian says
-``pass``/``info``/``warn``/``error``/``fail`` on 0.85 and ``successful (worst tag: warn)`` /
-``failed - policy violation`` on 0.89+; the first word works with
-:func:`mini_buildd.dist.sbuild_check_passes` for both. sbuild >= 0.80 makes its internal
-archive key per build: no ``sbuild-update --keygen`` is needed. A non-root daemon user must be an
+``pass``/``info``/``warn``/``error``/``fail`` on 0.85, and ``successful (worst tag: warn)`` /
+``failed - policy violation`` on 0.91.3+; the first word works with
+:func:`mini_buildd.dist.sbuild_check_passes` for both. sbuild (0.85 and later) makes its
+internal archive key per build: no ``sbuild-update --keygen`` is needed. A non-root daemon user must be an
 *effective* member of group ``sbuild`` (:func:`check_user` tells before sbuild does).
 
 Performance (what costs time, and what we do about it)
 ------------------------------------------------------
-Measured on bookworm/amd64 (sbuild 0.85, fast mirror) with a trivial arch:all package: a bare
-``sbuild`` run takes ~14 s; sbuild's own steps dominate (session, dependency install ~7 s).
+Measured with a trivial arch:all debhelper package, bookworm/amd64, sbuild 0.85, fast mirror,
+2 CPUs shared with other work (so +-2 s noise); times of whole sbuild runs, seconds:
 
-- Installing tools per build is the big cost: lintian and its ~100 dependencies add ~15 s to
-  every lintian run; ``eatmydata``, ``ccache``, ``fakeroot`` (sbuild always installs it) and
-  ``aptitude`` (for that resolver) add seconds each. The chroot check should preinstall
-  :func:`chroot_preinstall_packages` into the chroot's source; installing an already installed
-  package is a no-op for both sbuild and our setup blocks. (Trade-off: tools present during the
-  build can hide a missing Build-Depends on one of their dependencies; use
-  ``chroot_preinstall_packages(lintian=False)`` to keep lintian out of the build environment.)
-- ``eatmydata`` (default block) makes dpkg skip fsync for everything installed in the session.
+=====================================  ==================  ===================================
+run                                    plain chroot        chroot with preinstalled packages
+=====================================  ==================  ===================================
+bare ``sbuild``, no lintian            12.7, 13.9          10.8, 11.2, 15.7
+wrapper, default blocks, no lintian    13.4, 16.7          10.3, 11.5, 12.4
+bare ``sbuild``, lintian               30.9, 34.8          13.7, 14.9, 15.0
+wrapper, default blocks, ERRFAIL       31.5, 37.1          12.9, 13.1, 17.2
+=====================================  ==================  ===================================
+
+(sbuild 0.91.10, preinstalled chroot: wrapper ERRFAIL 15.9, 22.9; bare with lintian 16.4, 17.9.)
+
+- Installing tools per build is the big cost: lintian and its ~100 dependencies add ~18 s to
+  every lintian run; ``ccache``/``eatmydata`` (default blocks) ~1-3 s, ``fakeroot`` (sbuild
+  always installs it), ``aptitude`` (that resolver) ~9 s. The chroot check should preinstall
+  :func:`chroot_preinstall_packages` (with :func:`chroot_preinstall_script`) into the chroot's
+  source: then our overhead over bare sbuild is within the noise, and lintian ERRFAIL builds
+  cost ~2-4 s more than builds without lintian instead of ~20 s. (Trade-off: tools present
+  during the build can hide a missing Build-Depends on one of their dependencies;
+  ``chroot_preinstall_packages(lintian=False)`` keeps lintian out of the build environment.)
+- ``eatmydata`` (default block) makes dpkg skip fsync for everything installed in the session,
+  which pays for the setup blocks' own cost.
 - Our ``apt-update`` block is needed anyway (the build's sources differ from the chroot's), so
   ``--no-apt-update`` avoids a second update (see above for when we can't).
 - ``--no-apt-upgrade``/``--no-apt-distupgrade``: sbuild's default dist-upgrade (after our
   apt-update) keeps builds on current packages, as Debian's buildds do; with an up-to-date
-  chroot it costs ~1 s, so we keep it. Keeping chroots upgraded is the chroot maintenance's job.
+  chroot it costs about a second, so we keep it. Keeping chroots upgraded is the chroot
+  maintenance's job.
 - The build log is written by sbuild directly into the log file (no copying through Python).
 """
 

@@ -237,7 +237,9 @@ def end_session(session, force=True):
         try:
             _run(["--end-session", "--force", "--chroot", f"session:{session}"])
         except call.CallError as e2:
-            raise SchrootError(f"Can't end schroot session {session} (even forced): {e2}") from e2
+            if session in list_sessions():
+                raise SchrootError(f"Can't end schroot session {session} (even forced): {e2}") from e2
+            LOG.warning("Schroot session %s vanished while ending it (ended concurrently).", session)
     LOG.debug("Ended schroot session %s", session)
 
 
