@@ -6,6 +6,7 @@ consistent state. Events (MIGRATED, REMOVED) are logged by the callers that own 
 """
 
 import logging
+import pathlib
 
 from debian import debian_support
 
@@ -204,3 +205,121 @@ def dist_source_of(dsc_path):
     from debian import deb822  # pylint: disable=import-outside-toplevel
     with open(dsc_path, encoding="utf-8", errors="replace") as f:
         return deb822.Dsc(f)["Source"]
+
+
+# ------------------------------------------------------------------------------------------------ API functions
+def _repositories(identities=None):
+    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
+    qs = Repository.objects.exclude(status=Repository.STATUS_REMOVED)
+    if identities:
+        qs = qs.filter(identity__in=list(identities))
+    return list(qs)
+
+
+def _repository_of(diststr):
+    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
+    try:
+        d = dist.DistStr(diststr)
+    except ValueError as e:
+        raise ArchiveError(str(e)) from e
+    repo = Repository.objects.filter(identity=d.repository).first()
+    if repo is None:
+        raise ArchiveError(f"No repository '{d.repository}'.")
+    return RepositoryView(repo)
+
+
+def _version_ok(v, version, min_version):
+    if version and v != version:
+        return False
+    return not (min_version and debian_support.Version(v) < debian_support.Version(min_version))
+
+
+def ls(source, repositories=None, codenames=None, version=None, min_version=None, **_kwargs):
+    """``{repository: {diststr: {version, component, architecture, rollbacks: {...}}}}``."""
+    result = {}
+    for repo in _repositories(repositories):
+        listing = {}
+        for diststr, entry in RepositoryView(repo).ls(source).items():
+            if codenames and dist.DistStr(diststr).codename not in codenames:
+                continue
+            if "version" not in entry or not _version_ok(entry["version"], version, min_version):
+                continue
+            listing[diststr] = {"rollbacks": entry.get("rollbacks", {}),
+                                **{k: entry[k] for k in ("version", "component", "architecture")}}
+        if listing:
+            result[repo.identity] = listing
+    return result
+
+
+def show(source, **kwargs):
+    """``ls`` plus dsc/event/changes paths and migration info."""
+    from mini_buildd import config  # pylint: disable=import-outside-toplevel
+    import glob  # pylint: disable=import-outside-toplevel
+    result = ls(source, **kwargs)
+    for repo_id, dists in result.items():
+        view = RepositoryView(_repositories([repo_id])[0])
+        for diststr, entry in dists.items():
+            d, so = view.parse(diststr)
+            pool = sorted(glob.glob(str(view.repository.mbd_path() / "pool" / "*" / "*" / glob.escape(source) /
+                                        glob.escape(f"{source}_{entry['version'].split(':')[-1]}.dsc"))))
+            entry["dsc_path"] = str(pathlib.Path(pool[0]).relative_to(config.paths.repositories)) if pool else None
+            installed = sorted(glob.glob(str(config.paths.events_of(glob.escape(source), glob.escape(entry["version"]), "*", "*",
+                                                                    "*_INSTALLED.json"))))
+            entry["event_path"] = str(pathlib.Path(installed[-1]).relative_to(config.paths.events)) if installed else None
+            changes = sorted(glob.glob(str(pathlib.Path(installed[-1]).parent / "*_source*.changes"))) if installed else []
+            entry["changes_path"] = str(pathlib.Path(changes[0]).relative_to(config.paths.events)) if changes else None
+            entry["uploadable"] = so.uploadable
+            target = dist.DistStr.build(d.codename, d.repository, so.migrates_to.suite.name).get() if so.migrates_to else None
+            entry["migrates_to"] = target
+            entry["is_migrated"] = bool(target and dists.get(target, {}).get("version") == entry["version"])
+    return result
+
+
+def _log(etype, diststr, source, version, extra=None):
+    from mini_buildd import services  # pylint: disable=import-outside-toplevel
+    from mini_buildd.events import Event  # pylint: disable=import-outside-toplevel
+    services.log_event(Event(etype, diststr, source, version, extra=extra or {}))
+
+
+def migrate(source, distribution, full=False, version=None, user=None):
+    view = _repository_of(distribution)
+    done = view.migrate(source, distribution, full=bool(full), version=version or None)
+    for src, dst, v in done:
+        _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else ""})
+    return {}
+
+
+def remove(source, distribution, without_rollback=False, version=None, user=None):
+    view = _repository_of(distribution)
+    v = view.remove(source, distribution, without_rollback=bool(without_rollback), version=version or None)
+    _log("REMOVED", distribution, source, v, {"user": str(user) if user else ""})
+    return {}
+
+
+def snapshot_ls(distribution):
+    return _repository_of(distribution).reprepro.snapshots(distribution)
+
+
+def snapshot_create(distribution, name):
+    _repository_of(distribution).reprepro.gensnapshot(distribution, name)
+    return {}
+
+
+def snapshot_delete(distribution, name):
+    _repository_of(distribution).reprepro.delete_snapshot(distribution, name)
+    return {}
+
+
+def search(pattern):
+    """Glob search (``*pattern*``, lower case) over source and binary file names of repositories, builds and events."""
+    import fnmatch  # pylint: disable=import-outside-toplevel
+    from mini_buildd import config  # pylint: disable=import-outside-toplevel
+    glob_pattern = f"*{pattern.lower()}*"
+    result = {}
+    for area, root in (("repositories", config.paths.repositories), ("builds", config.paths.builds), ("events", config.paths.events)):
+        for path in root.rglob("*"):
+            if path.is_file() and path.suffix in (".dsc", ".deb", ".udeb") and fnmatch.fnmatch(path.name.lower(), glob_pattern):
+                source = path.name.split("_")[0]
+                result.setdefault(source, {"repositories": [], "builds": [], "events": []})[area].append(
+                    str(path.relative_to(root)))
+    return result

@@ -213,3 +213,14 @@ def expire_build_dirs(older_than):
     """Remove build dirs older than ``older_than`` (crontab job)."""
     from mini_buildd import events  # pylint: disable=import-outside-toplevel
     return events.expire_key_dirs(config.paths.builds, older_than)
+
+
+def cancel(bkey, user=None):
+    """API: cancel an ongoing build on this instance."""
+    from mini_buildd import services as svc  # pylint: disable=import-outside-toplevel
+    if svc.engine is None or svc.engine.builder is None:
+        raise ValueError("The engine is not running.")
+    try:
+        return svc.engine.builder.cancel(bkey, by=str(user) if user else "admin")
+    except KeyError as e:
+        raise ValueError(str(e)) from e

@@ -97,3 +97,15 @@ class Crontab:
         if services.events is not None:
             return services.events.expire(Daemon.get().expire_events_after)
         return None
+
+
+def run_job(id):  # pylint: disable=redefined-builtin
+    """API: run one cron job now; ``{id: success}``."""
+    from mini_buildd import services  # pylint: disable=import-outside-toplevel
+    if services.engine is None or services.engine.cron is None:
+        raise ValueError("The engine is not running.")
+    try:
+        job = services.engine.cron.get(id)
+    except KeyError as e:
+        raise ValueError(str(e)) from e
+    return {job.id: job.run()}

@@ -219,6 +219,7 @@ class Packager:
             self.reject(None, path, str(e))
             return
         upload.move_to(event_dir(upload.bkey))  # out of incoming at once; kept with its events
+        clean_incoming(listed_names(upload.path))  # what move_to refused (unsafe names) goes too
         try:
             package = self._check_upload(upload)
         except (Rejected, changes.ChangesError, ValueError) as e:
@@ -432,20 +433,51 @@ def describe_failure(bres):
     return f"sbuild status {bres.sbuild_status}" + (f" ({checks})" if checks else "")
 
 
-def remove_incoming(path):
-    """Delete an unusable changes file and the files it lists from incoming (never elsewhere)."""
-    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
-    incoming = str(config.paths.incoming)
-    names = []
+def listed_names(path):
+    """File names a changes file lists (leniently: even broken ones), as plain base names."""
+    from debian import deb822  # pylint: disable=import-outside-toplevel
+    names = set()
     try:
-        names = ftpd.changes_file_names(path)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            c = deb822.Changes(f)
+        for field in ("Files", "Checksums-Sha1", "Checksums-Sha256"):
+            for line in c.get(field) or []:
+                if line.get("name"):
+                    names.add(os.path.basename(line["name"]))
     except Exception:  # pylint: disable=broad-except
         pass
-    for name in names + [os.path.basename(str(path))]:
-        p = os.path.join(incoming, os.path.basename(name))
-        if os.path.dirname(os.path.abspath(str(path))) == incoming and os.path.exists(p):
-            os.unlink(p)
+    return names
+
+
+def clean_incoming(names):
+    """Delete these base names from incoming (never anything elsewhere)."""
+    for name in names:
+        p = config.paths.incoming / os.path.basename(name)
+        if p.is_file():
+            p.unlink()
+
+
+def remove_incoming(path):
+    """Delete an unusable changes file and the files it lists from incoming."""
+    if os.path.dirname(os.path.abspath(str(path))) == str(config.paths.incoming):
+        clean_incoming(listed_names(path) | {os.path.basename(str(path))})
 
 
 def _instance_gnupg():
     return gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
+
+
+def retry(bkey, user=None):  # pylint: disable=unused-argument
+    """API: upload a failed or rejected package again (its events dir must hold exactly one
+    FAILED/REJECTED event and one changes file)."""
+    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+    directory = event_dir(bkey)
+    if not directory.is_dir() or ".." in bkey.split("/"):
+        raise ValueError(f"No package '{bkey}' in the events.")
+    failed = list(directory.glob("*_FAILED.json")) + list(directory.glob("*_REJECTED.json"))
+    changes_files = [p for p in directory.glob("*.changes") if "_mini-buildd-" not in p.name]
+    if len(failed) != 1 or len(changes_files) != 1:
+        raise ValueError(f"'{bkey}' needs exactly one FAILED/REJECTED event and one changes file "
+                         f"(found {len(failed)} and {len(changes_files)}).")
+    ftpd.upload(changes_files[0], our_ftp_url(), force=True)
+    return changes_files[0].name

@@ -5,6 +5,7 @@ import subprocess
 
 import requests
 
+from tests.e2e.test_bad_uploads import _expect_rejected, _plain, _pkg
 from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event
 
 
@@ -29,3 +30,11 @@ def test_dput_upload_is_built_and_installed(instance, tmp_path):
     assert "Package: mbd-e2e-hello" in r.text
     # incoming is clean again
     assert not list((instance.home / "incoming").iterdir())
+
+
+def test_version_not_higher_than_installed(instance, tmp_path):
+    """Needs an installed version: uses the package test_upload_install installed (1.0~test12+1)."""
+    c = _pkg(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable")
+    _expect_rejected(instance, _plain(instance, c), r"(?i)already installed|lower")
+    c = _pkg(tmp_path / "lower", "mbd-e2e-hello", "0.9~test12+1", "bookworm-test-unstable")
+    _expect_rejected(instance, _plain(instance, c), r"(?i)lower")

@@ -85,3 +85,48 @@ def wait_event(url, types, source, version, timeout=900, after=None):
         if event["type"] in types and event["source"] == source and event["version"] == version:
             return event
     raise AssertionError(f"No {types} event for {source} {version} within {timeout}s")
+
+
+def raw_ftp_upload(host, port, paths):
+    """Upload files as they are (no checks), in the given order, over plain FTP."""
+    import ftplib  # pylint: disable=import-outside-toplevel
+    ftp = ftplib.FTP()
+    ftp.connect(host, port, timeout=30)
+    ftp.login()
+    ftp.cwd("/incoming")
+    for p in paths:
+        p = pathlib.Path(p)
+        with open(p, "rb") as f:
+            ftp.storbinary(f"STOR {p.name}", f)
+    ftp.quit()
+
+
+def now_iso():
+    import datetime  # pylint: disable=import-outside-toplevel
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def wait_for(url, predicate, timeout=900, after=None):
+    """Follow the event stream (from ``after``, default: the whole queue) until ``predicate(event)``."""
+    deadline = time.time() + timeout
+    after = after or "1970-01-01T00:00:00+00:00"
+    while time.time() < deadline:
+        try:
+            r = requests.get(f"{url}/static/events.attach", params={"after": after}, timeout=60)
+        except requests.Timeout:
+            continue
+        if r.status_code != 200:
+            time.sleep(1)
+            continue
+        event = r.json()
+        after = event["timestamp"]
+        if predicate(event):
+            return event
+    raise AssertionError(f"No matching event within {timeout}s")
+
+
+def tree_digest(root):
+    """{relative path: sha256} of every file below ``root`` (to prove nothing changed)."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+    root = pathlib.Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}

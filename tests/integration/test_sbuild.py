@@ -4,7 +4,8 @@ sbuild builds in the existing chroot ``mini-buildd-bookworm-amd64`` (skipped if 
 The real builds only open normal (snapshot) sessions through sbuild; the chroot's source is never
 touched. Build dirs are made below a directory the chroot's schroot fstab binds at the same path
 (the instance's ``var/shared``), as the builder does. ``MBD_TEST_SBUILD=/path/to/sbuild`` runs
-the real builds with another sbuild (e.g. a newer release unpacked somewhere).
+the real builds with another sbuild (e.g. a newer release unpacked somewhere);
+``MBD_TEST_SBUILD_CHROOT=NAME`` with another (same kind of) schroot chroot.
 """
 
 import os
@@ -19,7 +20,7 @@ import pytest
 
 from mini_buildd import call, dist, sbuild, schroot
 
-CHROOT = "mini-buildd-bookworm-amd64"
+CHROOT = os.environ.get("MBD_TEST_SBUILD_CHROOT", "mini-buildd-bookworm-amd64")
 CODENAME, ARCH = "bookworm", "amd64"
 DIST = "bookworm-test-unstable"
 
