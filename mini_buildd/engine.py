@@ -32,6 +32,7 @@ class Engine:
             if self.running:
                 return
             daemon = Daemon.get()
+            kill_orphaned_builds()
             schroot.end_stale_sessions()
             self.builder = builder.Builder(daemon.max_parallel_builds)
             self.packager = packager.Packager(self.select_builder)
@@ -85,3 +86,39 @@ class Engine:
             raise RuntimeError(f"No active builder for {codename_arch}.")
         from mini_buildd.packager import our_ftp_url  # pylint: disable=import-outside-toplevel
         ftpd.upload(breq.path, our_ftp_url())
+
+
+def _in_builds(pid, builds):
+    """Whether process ``pid`` works for a build below ``builds`` (cwd or HOME there: sbuild and
+    everything it starts get HOME = the build dir)."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        if cwd == builds or cwd.startswith(builds + os.sep):
+            return True
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for var in f.read().split(b"\0"):
+                if var.startswith(b"HOME="):
+                    home = var[5:].decode(errors="replace")
+                    return home.startswith(builds + os.sep)
+    except OSError:
+        pass
+    return False
+
+
+def kill_orphaned_builds():
+    """Kill build processes a previous (killed) daemon left running in our build dirs."""
+    import signal  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    builds = str(config.paths.builds)
+    victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and _in_builds(p, builds)]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 10
+    while victims and time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in victims):
+        time.sleep(0.2)
+    if victims:
+        LOG.warning("Killed %d orphaned build process(es) of a previous run.", len(victims))
+    return len(victims)

@@ -1,0 +1,108 @@
+"""Repository operations through the HTTP API with the real reprepro, parallel builds, and a
+daemon killed with SIGKILL during a build. (Runs after test_upload_install: needs mbd-e2e-hello
+1.0~test12+1 in unstable.)"""
+
+import signal
+import subprocess
+import time
+
+from mini_buildd import schroot
+from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.helpers.daemon import Daemon
+from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event, wait_for, now_iso
+
+
+def ls(instance, source):
+    out = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / "test"), "ls", source],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("|")[2].strip(): line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
+
+
+def api(instance, call, **args):
+    s = instance.daemon.session("admin", ADMIN_PASSWORD)
+    r = s.get(f"{instance.url}/mini_buildd/api/{call}/", params={**args, "confirm": call, "output": "json"}, timeout=600)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def upload(instance, tmp_path, name, version, dist="bookworm-test-unstable", **kwargs):
+    c = make_source_package(tmp_path, name, version, dist, **kwargs)
+    cf = write_dput_cf(tmp_path / "dput.cf", "e2e", f"127.0.0.1:{instance.ftp_port}")
+    proc = dput(cf, "e2e", c)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return c
+
+
+def test_higher_upload_moves_older_to_rollback0(instance, tmp_path):
+    upload(instance, tmp_path, "mbd-e2e-hello", "1.0~test12+2")
+    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+2")
+    assert event["type"] == "INSTALLED", event["extra"].get("error")
+    listing = ls(instance, "mbd-e2e-hello")
+    assert listing["bookworm-test-unstable"] == "1.0~test12+2"
+    assert listing["bookworm-test-unstable-rollback0"] == "1.0~test12+1"
+
+
+def test_migrate_remove_and_restore(instance):
+    api(instance, "migrate", source="mbd-e2e-hello", distribution="bookworm-test-unstable")
+    assert ls(instance, "mbd-e2e-hello")["bookworm-test-testing"] == "1.0~test12+2"
+    api(instance, "migrate", source="mbd-e2e-hello", distribution="bookworm-test-testing")
+    assert ls(instance, "mbd-e2e-hello")["bookworm-test-stable"] == "1.0~test12+2"
+    event = wait_for(instance.url, lambda e: e["type"] == "MIGRATED" and e["distribution"] == "bookworm-test-stable")
+    assert event["source"] == "mbd-e2e-hello"
+
+    api(instance, "remove", source="mbd-e2e-hello", distribution="bookworm-test-stable")
+    listing = ls(instance, "mbd-e2e-hello")
+    assert "bookworm-test-stable" not in listing
+    assert listing["bookworm-test-stable-rollback0"] == "1.0~test12+2"
+
+    api(instance, "migrate", source="mbd-e2e-hello", distribution="bookworm-test-stable-rollback0")
+    assert ls(instance, "mbd-e2e-hello")["bookworm-test-stable"] == "1.0~test12+2"
+
+    shown = api(instance, "show", source="mbd-e2e-hello")["test"]
+    assert shown["bookworm-test-unstable"]["is_migrated"] is True
+    assert shown["bookworm-test-unstable"]["rollbacks"]["bookworm-test-unstable-rollback0"]["version"] == "1.0~test12+1"
+    r = instance.daemon.session().get(f"{instance.url}/mini_buildd/api/migrate/",
+                                      params={"source": "mbd-e2e-hello", "distribution": "bookworm-test-testing"}, timeout=30)
+    assert r.status_code == 401
+
+
+def test_two_uploads_build_in_parallel(instance, tmp_path):
+    started = now_iso()
+    upload(instance, tmp_path / "a", "mbd-e2e-para-a", "1.0~test12+1")
+    upload(instance, tmp_path / "b", "mbd-e2e-para-b", "1.0~test12+1")
+    for name in ("mbd-e2e-para-a", "mbd-e2e-para-b"):
+        event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, "1.0~test12+1", after=started)
+        assert event["type"] == "INSTALLED", event["extra"].get("error")
+    events = []
+    wait_for(instance.url, lambda e: events.append(e) or (e["type"] == "INSTALLED" and e["source"] == "mbd-e2e-para-b"),
+             after=started)
+    order = [(e["type"], e["source"]) for e in events if e["type"] in ("BUILDING", "BUILT")]
+    first_built = next(i for i, x in enumerate(order) if x[0] == "BUILT")
+    building_before = {src for typ, src in order[:first_built] if typ == "BUILDING"}
+    assert building_before == {"mbd-e2e-para-a", "mbd-e2e-para-b"}, order
+
+
+def test_sigkill_during_build_then_retry(instance, tmp_path):
+    started = now_iso()
+    c = upload(instance, tmp_path, "mbd-e2e-killed", "1.0~test12+1")
+    wait_for(instance.url, lambda e: e["type"] == "BUILDING" and e["source"] == "mbd-e2e-killed", after=started)
+    time.sleep(3)
+    instance.daemon.stop(sig=signal.SIGKILL)
+    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint])
+    instance.daemon.start()
+    time.sleep(3)  # engine start: orphaned builds killed, stale sessions ended
+    basedir = str(instance.home / "repositories" / "test")
+    for cmd in ("check", "checkpool"):
+        proc = subprocess.run(["reprepro", "--basedir", basedir, cmd], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    for _ in range(60):  # the engine starts in the background
+        if not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]:
+            break
+        time.sleep(0.5)
+    assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
+    started = now_iso()
+    cf = write_dput_cf(tmp_path / "dput.cf", "e2e", f"127.0.0.1:{instance.ftp_port}")
+    proc = dput(cf, "e2e", c)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-killed", "1.0~test12+1", after=started)
+    assert event["type"] == "INSTALLED", event["extra"].get("error")
