@@ -276,7 +276,9 @@ def _dget(url, directory, allow_unauthenticated):
     name = pathlib.PurePosixPath(urllib.parse.urlsplit(url).path).name
     if not name.endswith(".dsc"):
         raise PortError(f"Not a DSC URL (must end in '.dsc'): {url}")
-    argv = ["dget", "--no-conf", "--download-only"] + (["--allow-unauthenticated"] if allow_unauthenticated else []) + [url]
+    # Not --no-conf: dget then skips the signature check (devscripts 2.23); /etc/devscripts.conf
+    # and ~/.devscripts (DGET_VERIFY, DSCVERIFY_KEYRINGS) are the administrator's to set.
+    argv = ["dget", "--download-only"] + (["--allow-unauthenticated"] if allow_unauthenticated else []) + [url]
     try:
         call.run(argv, cwd=directory, timeout=600)
     except call.CallError as e:

@@ -111,13 +111,28 @@ class Chroot(StatusModel):
         archive = self.source.mbd_archive()
         if archive is None:
             raise StatusError(f"Source {self.source} has no checked archive.")
-        comps = [c.name for c in self.source.components.all()] or ["main"]
-        line = self.source.mbd_apt_line(components=["main"] if "main" in comps else comps[:1], archive=archive)
+        line = self.mbd_apt_lines()
         from mini_buildd import sbuild  # pylint: disable=import-outside-toplevel
         # Tools every build needs are installed once here, not in every build (see mini_buildd.sbuild).
-        chroot_backends.check(self.mbd_schroot_name(), line + "\n",
+        chroot_backends.check(self.mbd_schroot_name(), line,
                               backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()),
                               packages=sbuild.chroot_preinstall_packages("aptitude"))
+
+    def mbd_apt_lines(self):
+        """sources.list for the chroot check: the same archive lines builds use (all components of
+        the distributions on this codename, and their extra sources), so that the big indexes are
+        already in the chroot and a build's apt-get update only fetches what changed."""
+        from mini_buildd.models.repository import Distribution  # pylint: disable=import-outside-toplevel
+        dists = list(Distribution.objects.filter(base_source=self.source))
+        components = sorted({c for d in dists for c in d.mbd_components()}) or ["main"]
+        lines = [self.source.mbd_apt_line(components=components)]
+        for d in dists:
+            for ps in d.extra_sources.select_related("source"):
+                if ps.source.mbd_archive() is not None:
+                    line = ps.source.mbd_apt_line(components=components)
+                    if line not in lines:
+                        lines.append(line)
+        return "\n".join(lines) + "\n"
 
     def mbd_dependencies(self):
         return [self.source]
