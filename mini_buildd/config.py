@@ -25,6 +25,8 @@ SSL_KEY = pathlib.Path("/etc/ssl/mini-buildd/private/mini-buildd.key")
 CACHE_DIR = pathlib.Path("/var/cache/mini-buildd")
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+#: Source package templates (keyring and test packages).
+PACKAGE_TEMPLATES = PACKAGE_DIR / "package_templates"
 
 
 class Paths:

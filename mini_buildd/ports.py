@@ -41,7 +41,7 @@ from mini_buildd import call, config, dist, net, uploadoptions
 LOG = logging.getLogger(__name__)
 
 #: Where the package templates live (shipped with the Python package).
-TEMPLATES_DIR = config.PACKAGE_DIR / "package_templates"
+TEMPLATES_DIR = config.PACKAGE_TEMPLATES
 
 #: The test package templates (SPEC §3.9) and the outcome each must have.
 TEST_PACKAGES = ("mbd-test-archall", "mbd-test-cpp", "mbd-test-ftbfs")
@@ -126,6 +126,11 @@ def dsc_files(dsc_path):
     """Paths of the files a DSC lists (beside it)."""
     dsc_path = pathlib.Path(dsc_path)
     return [dsc_path.parent / entry["name"] for entry in _read_dsc(dsc_path).get("Files", [])]
+
+
+def file_url(path):
+    """``file://`` URL of a local path as dget takes it (dget does not unquote: no ``%2B`` for ``+``)."""
+    return f"file://{pathlib.Path(path).resolve()}"
 
 
 def _link_or_copy(src, dst):
@@ -450,7 +455,7 @@ def port(source, from_distribution, to_distributions, version=None, options=None
     dsc = _pool_dsc(origin, source, entry["version"], entry["component"])
     now = datetime.datetime.now(datetime.timezone.utc)
     jobs = [(t.diststr, internal_port_version(entry["version"], origin, t, now)) for t in targets]
-    results = port_dsc(dsc.as_uri(), jobs, allow_unauthenticated=True, options=options,
+    results = port_dsc(file_url(dsc), jobs, allow_unauthenticated=True, options=options,
                        comments=[f"Internal port from: {origin.diststr}"], user=user)
     http = f"{packager.our_http_url()}/repositories/{dsc.relative_to(config.paths.repositories).as_posix()}"
     for r in results:
@@ -626,7 +631,7 @@ def keyring_packages(distributions=None, without_migration=False, timeout=WAIT_T
     after = _now()
     with _workdir("keyring-") as tmp:
         dsc = build_keyring_source(tmp, timestamp())
-        results = port_ext(dsc.as_uri(), [t.diststr for t in targets], allow_unauthenticated=True)
+        results = port_ext(file_url(dsc), [t.diststr for t in targets], allow_unauthenticated=True)
     wait_for_outcome(results, after, timeout)
     for entry in results:
         if _outcome(entry) == "INSTALLED":
@@ -658,7 +663,7 @@ def test_packages(sources=None, distributions=None, auto_ports=None, with_check=
     for source in sources:
         with _workdir("test-package-") as tmp:
             dsc = build_template_package(source, tmp, timestamp())
-            results += port_ext(dsc.as_uri(), [t.diststr for t in targets], allow_unauthenticated=True, options=options)
+            results += port_ext(file_url(dsc), [t.diststr for t in targets], allow_unauthenticated=True, options=options)
     if with_check:
         wait_for_outcome(results, after, timeout)
         wrong = [f"{r['source']} {r['version']} ({r['distribution']}): {_outcome(r) or r.get('error')}, "

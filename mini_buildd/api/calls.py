@@ -370,7 +370,7 @@ register(Call(
           Argument("--version", "-V", default="", doc="remove this version only (when several exist)")]))
 
 register(Call(
-    "port", _delegate("mini_buildd.packager", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "port", _delegate("mini_buildd.ports", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Port internal source package\n\n"
         "An internal 'port' is a no-changes (only the changelog is adapted) rebuild of the given "
@@ -383,7 +383,7 @@ register(Call(
           Argument("--options", "-O", default="lintian-mode=ignore", doc="upload options, '|'-separated")]))
 
 register(Call(
-    "port_ext", _delegate("mini_buildd.packager", "port_ext", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "port_ext", _delegate("mini_buildd.ports", "port_ext", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Port external source package\n\n"
         "An external 'port' is a no-changes (only the changelog is adapted) rebuild of any given source package.",
@@ -644,7 +644,7 @@ register(Call(
                    doc="destination directory ('{}' = repository identity); its contents are replaced!")]))
 
 register(Call(
-    "keyring_packages", _delegate("mini_buildd.packager", "keyring_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "keyring_packages", _delegate("mini_buildd.ports", "keyring_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Build keyring packages",
     result_doc="[{dsc_url, source, distribution, version, event? | error?}]",
@@ -653,7 +653,7 @@ register(Call(
           Argument("--without-migration", "-M", type=BOOL, doc="don't migrate the packages to stable after installation")]))
 
 register(Call(
-    "test_packages", _delegate("mini_buildd.packager", "test_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "test_packages", _delegate("mini_buildd.ports", "test_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Build test packages",
     result_doc="[{dsc_url, source, distribution, version, event? | error?}]",

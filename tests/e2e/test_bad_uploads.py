@@ -2,7 +2,6 @@
 the repository (indexes and pool) stays byte-identical."""
 
 import re
-import shutil
 
 import pytest
 from debian import deb822
