@@ -5,8 +5,10 @@ import subprocess
 
 import requests
 
+from mini_buildd import gnupg
+
 from tests.e2e.test_bad_uploads import _expect_rejected, _plain, _pkg
-from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event
+from tests.helpers.packages import make_source_package, dput, wait_event
 
 
 def reprepro_ls(instance, source):
@@ -16,9 +18,20 @@ def reprepro_ls(instance, source):
 
 
 def test_dput_upload_is_built_and_installed(instance, tmp_path):
-    changes = make_source_package(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable")
-    cf = write_dput_cf(tmp_path / "dput.cf", "mbd-e2e", f"127.0.0.1:{instance.ftp_port}")
-    proc = dput(cf, "mbd-e2e", changes)
+    # A developer key signs the upload; dput is configured from the instance's dput_conf call.
+    g = gnupg.Gnupg(tmp_path / "gnupg")
+    fpr = g.gen_secret_key("Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0", "dev", "dev@example.org")
+    try:
+        changes = make_source_package(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable",
+                                      gnupghome=tmp_path / "gnupg", key_id=fpr)
+    finally:
+        g.kill_agents()
+    assert "BEGIN PGP SIGNATURE" in changes.read_text()
+    dput_conf = requests.get(f"{instance.url}/mini_buildd/api/dput_conf/", timeout=10).json()
+    cf = tmp_path / "dput.cf"
+    cf.write_text(dput_conf)
+    target = next(line.strip("[]") for line in dput_conf.splitlines() if line.startswith("[mini-buildd-"))
+    proc = dput(cf, target, changes)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+1")
     assert event["type"] == "INSTALLED", event["extra"].get("error")

@@ -69,22 +69,9 @@ def dput(dput_cf, target, changes):
 
 
 def wait_event(url, types, source, version, timeout=900, after=None):
-    """Poll the event stream until an event of ``types`` for source/version arrives; return it."""
-    deadline = time.time() + timeout
-    after = after or "1970-01-01T00:00:00+00:00"
-    while time.time() < deadline:
-        try:
-            r = requests.get(f"{url}/static/events.attach", params={"after": after}, timeout=60)
-        except requests.Timeout:
-            continue
-        if r.status_code != 200:
-            time.sleep(1)
-            continue
-        event = r.json()
-        after = event["timestamp"]
-        if event["type"] in types and event["source"] == source and event["version"] == version:
-            return event
-    raise AssertionError(f"No {types} event for {source} {version} within {timeout}s")
+    """Follow the event stream until an event of ``types`` for source/version arrives; return it."""
+    return wait_for(url, lambda e: e["type"] in types and e["source"] == source and e["version"] == version,
+                    timeout=timeout, after=after)
 
 
 def raw_ftp_upload(host, port, paths):
