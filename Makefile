@@ -42,7 +42,7 @@ run: deps
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --http-endpoint tcp6:port=$(RUN_PORT)
 
 check: test-deps
-	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e tests/browser
+	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit
