@@ -4,6 +4,7 @@ HTTP server, engine hook-up, signals.
 
 import logging
 import logging.handlers
+import signal
 import sys
 
 from mini_buildd import config, net
@@ -135,5 +136,8 @@ class Service:
         reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         d = httpd.listen(site, config.runtime.http_endpoints)
         d.addCallbacks(self._listening, self._listen_failed)
+        # A background job inherits SIGINT as ignored; twisted then keeps it that way. We want
+        # SIGINT (Ctrl-C) to stop us cleanly whatever started us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         reactor.run(installSignalHandlers=True)
         return self.exit_code

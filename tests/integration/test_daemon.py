@@ -159,6 +159,19 @@ def test_sigint_stops_cleanly(tmp_path, instance):
     assert "Shut down." in d.output()
 
 
+def test_sigint_stops_even_when_started_with_sigint_ignored(instance):
+    """Like a background job of a non-interactive shell (e.g. 'make run &')."""
+    home, _ = instance
+    d = Daemon(home)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
+    try:
+        d.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert d.stop(signal.SIGINT, timeout=20) == 0
+    assert "Shut down." in d.output()
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def _assert_clean_error(proc, text):
     assert proc.returncode != 0
