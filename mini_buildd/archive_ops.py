@@ -216,16 +216,23 @@ def _repositories(identities=None):
     return list(qs)
 
 
-def _repository_of(diststr):
+def resolve(diststr, exclude_removed=False):
+    """``(DistStr, RepositoryView, Distribution, SuiteOption)`` for ``diststr``; raises ArchiveError."""
     from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     try:
         d = dist.DistStr(diststr)
     except ValueError as e:
         raise ArchiveError(str(e)) from e
-    repo = Repository.objects.filter(identity=d.repository).first()
+    repos = Repository.objects.exclude(status=Repository.STATUS_REMOVED) if exclude_removed else Repository.objects.all()
+    repo = repos.filter(identity=d.repository).first()
     if repo is None:
-        raise ArchiveError(f"No repository '{d.repository}'.")
-    return RepositoryView(repo)
+        raise ArchiveError(f"No repository '{d.repository}' (distribution '{diststr}').")
+    view = RepositoryView(repo)
+    return d, view, view.distribution(d.codename), view.suite_option(d.suite)
+
+
+def _repository_of(diststr):
+    return resolve(diststr)[1]
 
 
 def _version_ok(v, version, min_version):

@@ -31,12 +31,11 @@ import pathlib
 import re
 import shutil
 import smtplib
-import tempfile
 import threading
 import time
 import typing
 
-from mini_buildd import call
+from mini_buildd import call, files
 
 LOG = logging.getLogger(__name__)
 
@@ -238,22 +237,8 @@ class Event:
 
 
 def write_atomic(path, text):
-    """Write ``text`` to ``path`` (mode 0644) so readers never see a partial file."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write an event file atomically (and durably: events must survive a crash)."""
+    files.write_atomic(path, text, fsync=True)
 
 
 def find_event_files(events_dir):
@@ -552,14 +537,9 @@ class Events:
         """
         after = parse_datetime(after)
         with self._cond:
-            if self._shutdown:
-                raise Shutdown("Events are shut down")
-            if after is not None:
-                newer = self._newer(after)
-                if newer:
-                    return newer
-            if self._clients() >= self.max_attached:
-                raise TooManyClients(f"Too many event clients (max {self.max_attached})")
+            newer = self._admit(after)
+            if newer:
+                return newer
             start = self._seq
             self._waiting += 1
             try:
@@ -571,6 +551,19 @@ class Events:
                 return []
             finally:
                 self._waiting -= 1
+
+    def _admit(self, after):
+        """Under the lock: queued events newer than ``after`` (to answer at once), or ``[]`` if the
+        client may wait; raises :class:`Shutdown` / :class:`TooManyClients`."""
+        if self._shutdown:
+            raise Shutdown("Events are shut down")
+        if after is not None:
+            newer = self._newer(after)
+            if newer:
+                return newer
+        if self._clients() >= self.max_attached:
+            raise TooManyClients(f"Too many event clients (max {self.max_attached})")
+        return []
 
     def attach(self, callback, after=None):
         """Non-blocking wait for the twisted long poll.
@@ -584,14 +577,9 @@ class Events:
         """
         after = parse_datetime(after)
         with self._cond:
-            if self._shutdown:
-                raise Shutdown("Events are shut down")
-            if after is not None:
-                newer = self._newer(after)
-                if newer:
-                    return newer
-            if self._clients() >= self.max_attached:
-                raise TooManyClients(f"Too many event clients (max {self.max_attached})")
+            newer = self._admit(after)
+            if newer:
+                return newer
             self._attached.append(callback)
             return []
 

@@ -91,6 +91,15 @@ def remotes_keyring(keyring):
             keyring.add_pub_key(remote.key)
 
 
+def check_remote_signed(chg):
+    """Buildrequests and buildresults: signed by us or an active remote, all files intact
+    (raises ChangesError)."""
+    with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+        remotes_keyring(keyring)
+        chg.signature_check(keyring)
+    chg.check_files()
+
+
 def _md5(path):
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -240,23 +249,14 @@ class Packager:
 
     def _check_upload(self, upload):
         # pylint: disable=import-outside-toplevel
-        from mini_buildd.models import Repository
-        from mini_buildd.archive_ops import RepositoryView, ArchiveError
+        from mini_buildd.archive_ops import ArchiveError, resolve
 
         diststr = meta_distribution_map().get(upload.distribution, upload.distribution)
         try:
-            d = dist.DistStr(diststr)
-        except ValueError as e:
-            raise Rejected(str(e)) from e
-        repository = Repository.objects.filter(identity=d.repository).first()
-        if repository is None:
-            raise Rejected(f"No repository '{d.repository}' (distribution '{diststr}').")
-        view = RepositoryView(repository)
-        try:
-            distribution = view.distribution(d.codename)
-            suite_option = view.suite_option(d.suite)
+            d, view, distribution, suite_option = resolve(diststr)
         except ArchiveError as e:
             raise Rejected(str(e)) from e
+        repository = view.repository
         if d.rollback is not None:
             raise Rejected(f"'{diststr}' is a rollback distribution: uploads are not possible.")
         if not suite_option.uploadable:
@@ -377,10 +377,7 @@ class Packager:
                         title="Buildresult rejected")
             return
         try:
-            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-                remotes_keyring(keyring)
-                bres.signature_check(keyring)
-            bres.check_files()
+            check_remote_signed(bres)
         except changes.ChangesError as e:
             self.reject(bres, path, f"Buildresult not trusted: {e}", title="Buildresult rejected")
             return

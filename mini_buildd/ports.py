@@ -196,21 +196,12 @@ class Target:
 def _locate(diststr, uploadable=True):
     """:class:`Target` for ``diststr``; with ``uploadable``, it must be an uploadable non-rollback
     distribution. Raises :class:`PortError`."""
-    from mini_buildd.archive_ops import RepositoryView, ArchiveError  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     try:
-        d = dist.DistStr(diststr)
-    except ValueError as e:
-        raise PortError(str(e)) from e
-    repository = Repository.objects.exclude(status=Repository.STATUS_REMOVED).filter(identity=d.repository).first()
-    if repository is None:
-        raise PortError(f"Distribution '{diststr}': no repository '{d.repository}'.")
-    view = RepositoryView(repository)
-    try:
-        distribution = view.distribution(d.codename)
-        suite_option = view.suite_option(d.suite)
+        d, view, distribution, suite_option = resolve(diststr, exclude_removed=True)
     except ArchiveError as e:
         raise PortError(str(e)) from e
+    repository = view.repository
     if uploadable:
         if d.rollback is not None:
             raise PortError(f"'{diststr}' is a rollback distribution: can't port to it.")

@@ -11,16 +11,14 @@ install"); reprepro's own ``--waitforlock 10`` covers other processes.
 """
 
 import logging
-import os
 import pathlib
 import re
 import shutil
-import tempfile
 import threading
 
 import debian.deb822
 
-from mini_buildd import call
+from mini_buildd import call, files
 
 LOG = logging.getLogger(__name__)
 
@@ -149,18 +147,7 @@ def _write_if_changed(path, text):
             return False
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    files.write_atomic(path, text)
     return True
 
 
