@@ -61,3 +61,7 @@ def free_port():
 
 
 os.environ.setdefault("MBD_TEST_HOME", _HOME)
+
+
+# The shared end-to-end instance (tests/e2e and tests/browser).
+from tests.helpers.instance import instance  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from mini_buildd import schroot
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.helpers.instance import ADMIN_PASSWORD
 from tests.helpers.daemon import Daemon
 from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event, wait_for, now_iso
 
