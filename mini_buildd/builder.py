@@ -171,7 +171,7 @@ class Builder:
             sbuild.setup_scripts(breq.sbuild_setup_blocks, breq.config_file("chroot_setup_script")))
         key = instance_gnupg.get_secret_key()
         argv = sbuild.command(
-            breq.distribution, arch, f"mini-buildd-{codename}-{arch}", breq.dsc_name(),
+            breq.distribution, arch, config.schroot_name(codename, arch), breq.dsc_name(),
             build_dep_resolver=breq.build_dep_resolver, setup_scripts=scripts, arch_all=breq.arch_all,
             add_depends=breq.add_depends, lintian_mode=breq.lintian_mode, lintian_options=breq.lintian_extra_options,
             lintian_warnfail_options=breq.lintian_warnfail_options, piuparts_mode=breq.piuparts_mode,

@@ -7,6 +7,7 @@ The daemon (or a test) calls :func:`init` once; everyone else reads :data:`paths
 
 import os
 import pathlib
+import re
 import socket
 
 #: Directories created below the home on start (SPEC §1.3).
@@ -73,6 +74,11 @@ class Paths:
     @property
     def event_hooks(self):
         return self._h("etc", "event-hooks")
+
+    @property
+    def schroot_prefix_file(self):
+        """The home's schroot name prefix (one line), shared by setup and the daemon."""
+        return self._h("etc", "schroot-prefix")
 
     # var/
     @property
@@ -153,6 +159,50 @@ def schroot_conf(name):
     return SCHROOT_CHROOT_D / f"{name}.conf"
 
 
+#: Upstream's schroot name prefix: chroots are named ``PREFIX-CODENAME-ARCH``.
+DEFAULT_SCHROOT_PREFIX = "mini-buildd"
+_SCHROOT_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
+
+
+def schroot_name(codename, arch):
+    """The schroot name of this instance's chroot for ``codename``/``arch``."""
+    return f"{runtime.schroot_prefix}-{codename}-{arch}"
+
+
+def validate_schroot_prefix(prefix):
+    if not _SCHROOT_PREFIX_RE.match(prefix or "") or prefix.endswith("-"):
+        raise ValueError(f"Invalid schroot prefix '{prefix}' (letters, digits, '_', '.', '-'; at most 50; not ending in '-').")
+    return prefix
+
+
+def read_schroot_prefix(home_paths):
+    """The prefix persisted in the home (default :data:`DEFAULT_SCHROOT_PREFIX`)."""
+    try:
+        prefix = home_paths.schroot_prefix_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return DEFAULT_SCHROOT_PREFIX
+    return validate_schroot_prefix(prefix)
+
+
+def set_schroot_prefix(prefix):
+    """Use and persist ``prefix`` for this home (setup and daemon ``--schroot-prefix``).
+
+    Refused while the home has chroots made under another prefix (their schroot configs carry
+    the old name: remove them first).
+    """
+    validate_schroot_prefix(prefix)
+    current = read_schroot_prefix(paths)
+    if prefix != current:
+        if paths.chroots.is_dir() and any(paths.chroots.iterdir()):
+            raise ValueError(f"This home's chroots use the schroot prefix '{current}': remove them before changing it to '{prefix}'.")
+        paths.schroot_prefix_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = paths.schroot_prefix_file.with_name(f".{paths.schroot_prefix_file.name}.tmp")
+        tmp.write_text(prefix + "\n", encoding="utf-8")
+        os.replace(tmp, paths.schroot_prefix_file)
+    runtime.schroot_prefix = prefix
+    return prefix
+
+
 def default_fqdn():
     return socket.getfqdn() or "localhost"
 
@@ -167,6 +217,10 @@ class Runtime:
         #: Chroots start from a cached pristine debootstrap tarball (tests, ``make run``).
         self.debootstrap_cache = os.environ.get("MINI_BUILDD_DEBOOTSTRAP_CACHE") == "1"
         self.debug = set()
+        #: ``[USER]:[PASSWORD]@smtp|ssmtp://HOST:PORT`` for notification mails; None: no mails.
+        self.smtp = None
+        #: Account sign-up at /accounts/register/ (off unless ``--allow-registration``).
+        self.allow_registration = False
 
     @property
     def http_endpoint(self):
@@ -183,6 +237,7 @@ def init(home, hostname=None, http_endpoints=None, debug=None, dedicated_user=No
     """Set the instance home and run-time settings for this process; return :data:`paths`."""
     global paths  # pylint: disable=global-statement
     paths = Paths(home)
+    runtime.schroot_prefix = read_schroot_prefix(paths)
     if hostname:
         runtime.hostname = hostname
     if http_endpoints:

@@ -1,7 +1,8 @@
 """The internal crontab (SPEC Appendix A): periodic jobs run by one thread while the engine runs,
 each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
 
-Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly).
+Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),
+take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.snapshots`).
 """
 
 import datetime
@@ -57,6 +58,7 @@ class Crontab:
             Job("retry_uploads", datetime.timedelta(hours=1), lambda: engine.builder.retry_uploads()),
             Job("expire_builds", datetime.timedelta(days=1), self._expire_builds),
             Job("expire_events", datetime.timedelta(weeks=1), self._expire_events),
+            Job("snapshots", datetime.timedelta(hours=1), self._snapshots),
         ]
         self._stop = threading.Event()
         self._thread = None
@@ -97,6 +99,12 @@ class Crontab:
         if services.events is not None:
             return services.events.expire(Daemon.get().expire_events_after)
         return None
+
+
+    @staticmethod
+    def _snapshots():
+        from mini_buildd import snapshots  # pylint: disable=import-outside-toplevel
+        return snapshots.run()
 
 
 def run_job(id):  # pylint: disable=redefined-builtin

@@ -76,6 +76,28 @@ def validate_endpoints(endpoint_strings):
             raise StartError(str(e)) from e
 
 
+def validate_smtp(smtp_url):
+    if smtp_url is None:
+        return
+    from mini_buildd import events  # pylint: disable=import-outside-toplevel
+    try:
+        events.parse_smtp_url(smtp_url)
+    except ValueError as e:
+        raise StartError(str(e)) from e
+
+
+def make_mailer(daemon_model):
+    """The notification mailer when ``--smtp`` was given, else None."""
+    if not config.runtime.smtp:
+        return None
+    # pylint: disable=import-outside-toplevel
+    from mini_buildd import events, notify
+    from mini_buildd.packager import our_http_url
+    LOG.info("Notification mails via %s.", events.parse_smtp_url(config.runtime.smtp).host)
+    return events.Mailer(config.runtime.smtp, daemon_model.identity, notify.recipients,
+                         sender=daemon_model.email_address, http_url=our_http_url())
+
+
 class Service:
     """The running service: HTTP server and event hub always, engine while the Daemon model is Active."""
 
@@ -129,7 +151,7 @@ class Service:
         _route_twisted_logs()
         daemon = Daemon.get()
         services.events = events.Events(config.paths.events, queue_size=daemon.event_queue_size,
-                                        hooks_dir=config.paths.event_hooks)
+                                        hooks_dir=config.paths.event_hooks, mailer=make_mailer(daemon))
         services.events.load()
         services.engine = engine.Engine()
         site = httpd.make_site()

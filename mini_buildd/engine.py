@@ -1,6 +1,8 @@
 """The engine: runs while the Daemon model is Active (SPEC §1.1). It owns the FTP incoming server,
-the packager, the builder and the crontab, and dispatches each finished ``*.changes`` by kind:
-buildrequests to the builder, uploads and buildresults to the packager.
+the packager, the builder, the crontab and the builder watch (re-dispatch, see
+:mod:`mini_buildd.remotes`), dispatches each finished ``*.changes`` by kind (buildrequests to the
+builder, uploads and buildresults to the packager) and chooses the builder of each buildrequest
+(ourselves or a remote, :meth:`Engine.select_builder`).
 """
 
 import logging
@@ -22,21 +24,26 @@ class Engine:
         self.packager = None
         self.builder = None
         self.cron = None
+        self.watch = None
+        self.selector = None
 
     # ----------------------------------------------------------------------------- life cycle
     def start(self):
         # pylint: disable=import-outside-toplevel
-        from mini_buildd import builder, cron, packager, schroot
-        from mini_buildd.models import Daemon
+        from mini_buildd import builder, cron, packager, remotes, schroot
+        from mini_buildd.models import Chroot, Daemon
         with self._lock:
             if self.running:
                 return
             daemon = Daemon.get()
             kill_orphaned_builds()
-            schroot.end_stale_sessions()
+            schroot.end_stale_sessions(c.mbd_schroot_name() for c in Chroot.objects.select_related("source", "architecture"))
             self.builder = builder.Builder(daemon.max_parallel_builds)
+            self.selector = remotes.Selector()
             self.packager = packager.Packager(self.select_builder)
             self.packager.start()
+            self.watch = remotes.BuilderWatch(self.packager)
+            self.watch.start()
             self.builder.start()
             self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.dispatch, options=daemon.ftpd_options)
             self.ftpd.start()
@@ -51,7 +58,7 @@ class Engine:
             if not self.running:
                 return
             self.running = False
-            for part in (self.ftpd, self.cron):
+            for part in (self.ftpd, self.cron, self.watch):
                 try:
                     part.stop()
                 except Exception as e:  # pylint: disable=broad-except
@@ -78,14 +85,14 @@ class Engine:
         else:
             self.packager.submit(kind, path)
 
-    def select_builder(self, breq, codename_arch):
-        """Send ``breq`` to a builder that has ``codename_arch`` (today: ourselves, over FTP)."""
-        from mini_buildd.models import Chroot  # pylint: disable=import-outside-toplevel
-        codename, arch = codename_arch.split(":")
-        if not Chroot.objects.filter(source__codename=codename, architecture__name=arch, status=Chroot.STATUS_ACTIVE).exists():
-            raise RuntimeError(f"No active builder for {codename_arch}.")
-        from mini_buildd.packager import our_ftp_url  # pylint: disable=import-outside-toplevel
-        ftpd.upload(breq.path, our_ftp_url())
+    def select_builder(self, breq, codename_arch, exclude=()):
+        """Send ``breq`` to the least loaded builder (ourselves or a remote) that has
+        ``codename_arch`` and takes it over FTP; return that builder's URL (SPEC §7)."""
+        from mini_buildd import gnupg, remotes  # pylint: disable=import-outside-toplevel
+        selector = self.selector or remotes.Selector()
+        own_load = self.load if self.running else (self.builder.load if self.builder is not None else -1.0)
+        return selector.select(breq.path, codename_arch, gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp),
+                               exclude=exclude, own_load=own_load)
 
 
 def _in_builds(pid, builds):

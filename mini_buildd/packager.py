@@ -5,6 +5,7 @@ Runs one worker thread: uploads and buildresults are handled one at a time, in a
 Every outcome is an event: REJECTED, PACKAGING, INSTALLED or FAILED.
 """
 
+import collections
 import glob
 import hashlib
 import logging
@@ -154,6 +155,7 @@ class Package:
         self.optional = {}        # arch -> bool
         self.modes = {}           # arch -> (lintian, piuparts, autopkgtest)
         self.auto_ports = []
+        self.builders = {}        # arch -> URL of the builder holding the buildrequest
 
     @property
     def key(self):
@@ -172,6 +174,9 @@ class Packager:
         self._lock = threading.Lock()
         self.ongoing = {}          # key -> Package
         self.builder_select = builder_select
+        #: ``bkey -> {builder URL}``: builders a build was taken away from (re-dispatch); their late
+        #: results are ignored. Bounded (oldest dropped).
+        self.superseded = collections.OrderedDict()
 
     # ----------------------------------------------------------------------------- thread
     def start(self):
@@ -199,6 +204,8 @@ class Packager:
             try:
                 if kind == "upload":
                     self.handle_upload(path)
+                elif kind == "redispatch":
+                    self.redispatch(*path)
                 else:
                     self.handle_buildresult(path)
             except Exception:  # pylint: disable=broad-except
@@ -357,10 +364,34 @@ class Packager:
                                                arch_all=ao.build_architecture_all, fields=fields,
                                                config_files=config_files, dsc_files=dsc_files,
                                                gnupg=_instance_gnupg())
-            self.builder_select(breq, f"{d.codename}:{arch}")
+            package.builders[arch] = self.builder_select(breq, f"{d.codename}:{arch}")
+            breq = changes.Buildrequest(breq.path)  # as sent: Builder fields set to the chosen builder
             package.buildrequests[arch] = breq
             package.optional[arch] = ao.optional
             package.modes[arch] = (lintian, piuparts, autopkgtest)
+
+    # ----------------------------------------------------------------------------- re-dispatch
+    SUPERSEDED_MAX = 1000
+
+    def redispatch(self, key, arch, builder):
+        """``builder`` stopped answering while holding ``key``'s build for ``arch`` (see
+        :class:`mini_buildd.remotes.BuilderWatch`): send the buildrequest to another builder."""
+        with self._lock:
+            package = self.ongoing.get(key)
+        if package is None or arch in package.buildresults or package.builders.get(arch) != builder:
+            return
+        breq = package.buildrequests[arch]
+        try:
+            new = self.builder_select(breq, f"{package.distribution.codename}:{arch}", exclude=[builder])
+        except Exception as e:  # pylint: disable=broad-except
+            LOG.warning("Re-dispatch of %s/%s away from %s failed (will try again): %s", key, arch, builder, e)
+            return
+        self.superseded.setdefault(breq.bkey, set()).add(builder)
+        self.superseded.move_to_end(breq.bkey)
+        while len(self.superseded) > self.SUPERSEDED_MAX:
+            self.superseded.popitem(last=False)
+        package.builders[arch] = new
+        LOG.warning("Re-dispatched %s/%s: builder %s stopped answering, now built by %s.", key, arch, builder, new)
 
     # ----------------------------------------------------------------------------- buildresults
     def handle_buildresult(self, path):
@@ -372,6 +403,12 @@ class Packager:
             return
         with self._lock:
             package = self.ongoing.get(bres.key)
+        builder = bres.x_get("Builder") or ""
+        if builder in self.superseded.get(bres.bkey, ()) and (package is None or package.builders.get(bres.architecture) != builder):
+            LOG.warning("Ignoring late buildresult %s from %s: the build was re-dispatched to %s.", bres.bkey, builder,
+                        package.builders.get(bres.architecture) if package else "another builder (done)")
+            remove_incoming(path)
+            return
         if package is None or bres.architecture not in package.buildrequests:
             self.reject(bres, path, f"Stray buildresult: no ongoing package {bres.key} for {bres.architecture}.",
                         title="Buildresult rejected")
@@ -417,8 +454,26 @@ class Packager:
                 extra["error"] = problem("Install failed", str(e), 500)
                 services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
-        extra["auto_ports"] = {}
+        extra["auto_ports"] = run_auto_ports(package)
         services.log_event(make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+
+
+def run_auto_ports(package):
+    """The upload's ``auto-ports`` option, run after a successful install (SPEC §3.8): one internal
+    port per target distribution. A failing port never fails the package: the result is
+    ``{diststr: [ok, result or error message]}`` for the INSTALLED event."""
+    from mini_buildd import ports  # pylint: disable=import-outside-toplevel
+    targets = uploadoptions.get_option(getattr(package, "options", {}) or {}, "auto-ports", default=[]) or []
+    results = {}
+    for target in targets:
+        try:
+            done = ports.port(package.upload.source, package.diststr, [target], version=package.upload.version)
+            results[target] = [True, done[0]["version"] if done else ""]
+            LOG.info("Auto-port of %s %s to %s: %s.", package.upload.source, package.upload.version, target, results[target][1])
+        except Exception as e:  # pylint: disable=broad-except
+            results[target] = [False, str(e)]
+            LOG.warning("Auto-port of %s %s to %s failed: %s", package.upload.source, package.upload.version, target, e)
+    return results
 
 
 def describe_failure(bres):

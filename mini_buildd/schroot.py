@@ -253,11 +253,19 @@ def session(chroot, source=False):
         end_session(sid)
 
 
-def end_stale_sessions(prefix="mini-buildd-"):
-    """End all sessions whose id starts with ``prefix`` (e.g. after a crash); return their ids."""
+def end_stale_sessions(chroots):
+    """End every session begun from one of ``chroots`` (schroot names: this instance's own
+    chroots, e.g. after a crash); return their ids.
+
+    Sessions of any other chroot (another instance on this host, with another schroot prefix)
+    are left alone, even when their names share a prefix with ours.
+    """
+    chroots = set(chroots)
     ended = []
+    if not chroots:
+        return ended
     for sid in list_sessions():
-        if sid.startswith(prefix):
+        if _session_origin(sid) in chroots:
             try:
                 end_session(sid)
                 ended.append(sid)
@@ -269,6 +277,15 @@ def end_stale_sessions(prefix="mini-buildd-"):
 
 
 _UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _session_origin(sid):
+    """The chroot ``sid`` was begun from: schroot's word, else the ``CHROOT-UUID`` id form (or None)."""
+    origin = session_chroot(sid)
+    if origin is None:
+        m = re.fullmatch(r"(.+)-" + _UUID_RE, sid)
+        origin = m.group(1) if m else None
+    return origin
 
 
 def end_sessions_of(chroot):

@@ -587,6 +587,8 @@ def parser():
     p.add_argument("--http-endpoint", default="tcp6:port=8066", help="the daemon's primary HTTP endpoint")
     p.add_argument("--dedicated-user", default=None, help="user the chroots are made for (default: current user)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.add_argument("--schroot-prefix", default=None,
+                   help="schroot name prefix of this home's chroots (persisted in the home, as the daemon's --schroot-prefix)")
     for name, kind, default, help_text in OPTIONS:
         flag = "--" + name.replace("_", "-")
         if kind == "bool":
@@ -615,6 +617,11 @@ def main(argv=None):
         config.init(args.home, hostname=args.hostname, http_endpoints=[args.http_endpoint],
                     dedicated_user=args.dedicated_user or getpass.getuser())
         paths = daemon.prepare_home(args.home)
+        if args.schroot_prefix is not None:
+            try:
+                config.set_schroot_prefix(args.schroot_prefix)
+            except ValueError as e:
+                raise SetupError(str(e)) from e
         daemon.setup_logging(paths, [], stderr=True)
         daemon.setup_django(paths)
         result = run(**{name: getattr(args, name) for name, *_ in OPTIONS})

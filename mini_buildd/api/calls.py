@@ -338,7 +338,7 @@ register(Call(
     args=[Argument("pattern", doc="glob pattern (matched as *pattern*, lower case)")]))
 
 register(Call(
-    "debdiff", _delegate("mini_buildd.archive_ops", "debdiff"), category=CONSUMER, auth=Auth.NONE,
+    "debdiff", _delegate("mini_buildd.debdiff", "debdiff"), category=CONSUMER, auth=Auth.NONE,
     doc="Compare two internal source packages",
     result_doc="debdiff output (string)",
     args=[Argument("source", doc="source package name"),
@@ -566,7 +566,10 @@ def _handshake(args, _user):
         except gnupg.GnupgError:
             continue
         LOG.info("Handshake: signed message matches remote %s.", remote)
-        return m.Daemon.get().gnupg().sign_message()
+        answer = m.Daemon.get().gnupg().sign_message()
+        from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+        remotes.on_handshake(remote)
+        return answer
     raise Problem(400, "Signed message does not match any remote's key")
 
 
@@ -630,7 +633,7 @@ register(Call(
           Argument("name", doc="snapshot name")]))
 
 register(Call(
-    "debmirror", _delegate("mini_buildd.archive_ops", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    "debmirror", _delegate("mini_buildd.debmirror", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
     doc="Make local partial repository mirror via debmirror\n\n"
         "Useful to publish a stripped-down variant (only some repositories, suites, no rollbacks) elsewhere.",
     result_doc="{}",

@@ -21,6 +21,13 @@ def parser():
     p.add_argument("-l", "--log-level", action="append", default=[], metavar="LEVEL",
                    help="log level (DEBUG, INFO, WARNING, ERROR) or LOGGER.LEVEL; repeatable")
     p.add_argument("-d", "--debug", default="", help="comma-separated debug switches: webapp,sbuild,keep")
+    p.add_argument("-S", "--smtp", default=None, metavar="URL",
+                   help="send notification mails via '[USER]:[PASSWORD]@smtp|ssmtp://HOST:PORT' (default: no mails)")
+    p.add_argument("--schroot-prefix", default=None, metavar="PREFIX",
+                   help="schroot name prefix of this home's chroots (PREFIX-CODENAME-ARCH), persisted in the home; "
+                        "default: the persisted one, else 'mini-buildd'. Needed when several instances share a host.")
+    p.add_argument("--allow-registration", action="store_true",
+                   help="let visitors sign up for accounts at /accounts/register/ (activated by mail; needs --smtp)")
     p.add_argument("-P", "--set-admin-password", metavar="PASSWORD",
                    help="create or update the Django superuser 'admin' and exit")
     return p
@@ -49,7 +56,15 @@ def main(argv=None):
         config.init(home, hostname=args.hostname, http_endpoints=args.http_endpoints, debug=debug,
                     dedicated_user=args.dedicated_user)
         daemon.validate_endpoints(config.runtime.http_endpoints)
+        daemon.validate_smtp(args.smtp)
+        config.runtime.smtp = args.smtp
+        config.runtime.allow_registration = args.allow_registration
         paths = daemon.prepare_home(home)
+        if args.schroot_prefix is not None:
+            try:
+                config.set_schroot_prefix(args.schroot_prefix)
+            except ValueError as e:
+                return _error(str(e))
         daemon.setup_logging(paths, args.log_level)
         daemon.setup_django(paths, debug="webapp" in debug)
         if args.set_admin_password is not None:

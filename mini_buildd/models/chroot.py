@@ -61,7 +61,8 @@ class Chroot(StatusModel):
         return f"chroot '{self}'"
 
     def mbd_schroot_name(self):
-        return f"mini-buildd-{self.source.codename}-{self.architecture.name}"
+        """``PREFIX-CODENAME-ARCH``; the prefix is per home (default ``mini-buildd``, see config.schroot_name)."""
+        return config.schroot_name(self.source.codename, self.architecture.name)
 
     def mbd_path(self):
         return config.paths.chroot_dir(self.source.codename, self.architecture.name)

@@ -26,6 +26,21 @@ def secret_key(paths):
     return path.read_text().strip()
 
 
+def email_settings(smtp_url, hostname):
+    """Django e-mail settings (password reset, account activation) from the daemon's ``--smtp`` URL.
+
+    Without one, mail goes to the local MTA (localhost:25).
+    """
+    result = {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+              "DEFAULT_FROM_EMAIL": f"mini-buildd@{hostname}", "EMAIL_TIMEOUT": 30}
+    if smtp_url:
+        from mini_buildd import events  # pylint: disable=import-outside-toplevel
+        smtp = events.parse_smtp_url(smtp_url)
+        result.update({"EMAIL_HOST": smtp.host, "EMAIL_PORT": smtp.port, "EMAIL_HOST_USER": smtp.user,
+                       "EMAIL_HOST_PASSWORD": smtp.password, "EMAIL_USE_SSL": smtp.ssl})
+    return result
+
+
 def settings_dict(paths, debug=False):
     """Django settings for the instance home ``paths``."""
     hostname = config.runtime.hostname
@@ -74,7 +89,9 @@ def settings_dict(paths, debug=False):
         "LOGIN_REDIRECT_URL": "/",
         "LOGOUT_REDIRECT_URL": "/",
         "SESSION_COOKIE_NAME": "mini_buildd_sessionid",
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        **email_settings(getattr(config.runtime, "smtp", None), hostname),
+        # Account registration (/accounts/register/) with e-mail activation: off unless enabled.
+        "MBD_ALLOW_REGISTRATION": bool(getattr(config.runtime, "allow_registration", False)),
         "LOGGING_CONFIG": None,
         "MIGRATION_MODULES": {},
     }

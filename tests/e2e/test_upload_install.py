@@ -1,14 +1,17 @@
 """Upload -> build -> install with the real tools: dput over FTP, sbuild in the shared chroot,
 reprepro, events over HTTP."""
 
+import json
 import subprocess
+import time
 
 import requests
 
 from mini_buildd import gnupg
 
 from tests.e2e.test_bad_uploads import _expect_rejected, _plain, _pkg
-from tests.helpers.packages import make_source_package, dput, wait_event
+from tests.helpers.instance import NOTIFY_ADDRESS
+from tests.helpers.packages import make_source_package, dput, wait_event, write_dput_cf
 
 
 def reprepro_ls(instance, source):
@@ -43,6 +46,23 @@ def test_dput_upload_is_built_and_installed(instance, tmp_path):
     assert "Package: mbd-e2e-hello" in r.text
     # incoming is clean again
     assert not list((instance.home / "incoming").iterdir())
+    # the instance's notify list got the INSTALLED mail, with the event attached
+    mail = wait_for_mail(instance, "INSTALLED", "mbd-e2e-hello")
+    sender, rcpts, msg = mail
+    assert rcpts == [NOTIFY_ADDRESS] and sender.startswith("mini-buildd@")
+    assert msg["Subject"].startswith("[mini-buildd-")
+    attached = [json.loads(part.get_content()) for part in msg.iter_attachments()]
+    assert [(a["type"], a["source"], a["version"]) for a in attached] == [("INSTALLED", "mbd-e2e-hello", "1.0~test12+1")]
+
+
+def wait_for_mail(instance, etype, source, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mail in list(instance.smtp.mails):
+            if etype in mail[2]["Subject"] and source in mail[2]["Subject"]:
+                return mail
+        time.sleep(0.5)
+    raise AssertionError(f"no {etype} mail for {source}: {[m[2]['Subject'] for m in instance.smtp.mails]}")
 
 
 def test_version_not_higher_than_installed(instance, tmp_path):
@@ -51,3 +71,24 @@ def test_version_not_higher_than_installed(instance, tmp_path):
     _expect_rejected(instance, _plain(instance, c), r"(?i)already installed|lower")
     c = _pkg(tmp_path / "lower", "mbd-e2e-hello", "0.9~test12+1", "bookworm-test-unstable")
     _expect_rejected(instance, _plain(instance, c), r"(?i)lower")
+
+
+def test_auto_ports_after_install(instance, tmp_path):
+    """``auto-ports`` runs after the install: a good target gets a port (built and installed
+    there), a bad one is only reported in the INSTALLED event and does not fail the package."""
+    options = ("MINI_BUILDD_OPTION: auto-ports=bookworm-test-experimental,bookworm-test-stable")
+    changes = make_source_package(tmp_path, "mbd-e2e-autoport", "1.0~test12+1", "bookworm-test-unstable",
+                                  changelog_extra=options)
+    cf = write_dput_cf(tmp_path / "dput.cf", "plain", f"127.0.0.1:{instance.ftp_port}")
+    proc = dput(cf, "plain", changes)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-autoport", "1.0~test12+1")
+    assert event["type"] == "INSTALLED", event["extra"].get("error")
+    ports = event["extra"]["auto_ports"]
+    assert sorted(ports) == ["bookworm-test-experimental", "bookworm-test-stable"]
+    ok, version = ports["bookworm-test-experimental"]
+    assert ok is True and version.startswith("1.0~test12+"), ports
+    assert ports["bookworm-test-stable"][0] is False and "uploadable" in ports["bookworm-test-stable"][1], ports
+    ported = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-autoport", version)
+    assert ported["type"] == "INSTALLED" and ported["distribution"] == "bookworm-test-experimental", ported
+    assert reprepro_ls(instance, "mbd-e2e-autoport").get("bookworm-test-experimental") == version

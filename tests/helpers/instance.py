@@ -17,8 +17,11 @@ import pytest
 from mini_buildd import schroot
 from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd
 from tests.helpers.setup_run import ACCEPTANCE, run_setup
+from tests.helpers.smtp import running_smtp_server
 
 ADMIN_PASSWORD = "e2e-Admin-pw"
+#: On the Daemon's notify list; the instance mails to the fixture's SMTP sink (``instance.smtp``).
+NOTIFY_ADDRESS = "archive-admin@example.org"
 HOST_LOCK = pathlib.Path("/run/lock/mini-buildd-test-chroot.lock")
 
 
@@ -47,6 +50,7 @@ class Instance:
         self.ftp_url = f"ftp://{host}:{ftp_port}"
         self.setup_result = None
         self.daemon = None
+        self.smtp = None
 
     def setup(self, *args, **kwargs):
         return run_setup(self.home, *args, "--ftp-endpoint", self.ftp_endpoint, http_endpoint=self.http_endpoint, **kwargs)
@@ -59,11 +63,18 @@ class Instance:
 def instance(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
-    with host_chroot_lock():
+    with host_chroot_lock(), running_smtp_server() as smtp:
         inst = Instance(tmp_path_factory.mktemp("e2e") / "home", free_port(), free_port())
         assert run_mbd(inst.home, "--set-admin-password", ADMIN_PASSWORD).returncode == 0
-        _code, inst.setup_result, _err = inst.setup(*ACCEPTANCE)
-        inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint])
+        code, inst.setup_result, err = inst.setup(*ACCEPTANCE)
+        assert code == 0, f"setup of the e2e instance failed ({code}):\n{inst.setup_result}\n{err[-3000:]}"
+        inst.smtp = smtp
+        # (flagged internal: an admin's m2m edit would mark the active Daemon changed)
+        inst.django("d = models.Daemon.get(); d._mbd_internal_m2m = True; "
+                    f"d.notify.add(models.EmailAddress.objects.create(address={NOTIFY_ADDRESS!r}))")
+        assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
+        inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint],
+                             extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
         inst.daemon.start()
         try:
             yield inst

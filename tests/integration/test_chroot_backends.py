@@ -284,5 +284,5 @@ def test_end_stale_sessions(chroot_args, name):
     chroot_backends.prepare("Dir", **chroot_args)
     sids = {schroot.begin_session(name), schroot.begin_session(name, source=True)}
     assert sids <= set(schroot.list_sessions())
-    assert set(schroot.end_stale_sessions(prefix=name)) == sids
+    assert set(schroot.end_stale_sessions([name])) == sids
     assert not sids & set(schroot.list_sessions())

@@ -209,6 +209,11 @@ def test_bad_log_level(tmp_path):
                         "Unknown log level")
 
 
+def test_bad_smtp_url(tmp_path):
+    _assert_clean_error(run_mbd(tmp_path / "h", "--smtp", "mail.example.org:25", "--http-endpoint", f"tcp:port={free_port()}"),
+                        "Bad SMTP URL")
+
+
 def test_secret_key_is_stable(instance):
     home, _ = instance
     key = (home / ".django_secret_key").read_text()

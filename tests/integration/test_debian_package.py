@@ -23,7 +23,7 @@ _IGNORE_ANYWHERE = ("__pycache__", "*.pyc", ".pytest_cache")
 _IGNORE_BELOW = {
     ".": (".git", ".pybuild", "build", "*.egg-info", ".run-home", "test-artifacts"),
     "debian": (".debhelper", "tmp", "files", "*.substvars", "debhelper-build-stamp", "*.debhelper.log",
-               "mini-buildd", "mini-buildd-utils", "python3-mini-buildd"),
+               "mini-buildd", "mini-buildd-utils", "python3-mini-buildd", "mbd-generated"),
 }
 
 
@@ -192,6 +192,71 @@ def test_utils_package(debs):
     assert "from mini_buildd.cli.daemon import main\n" in daemon
 
 
+def _console_scripts(tree):
+    """``{name: section}`` of every console script of the built tree's setup.py (the daemon: /usr/sbin, 8)."""
+    text = (tree / "setup.py").read_text(encoding="UTF-8")
+    block = re.search(r"^CONSOLE_SCRIPTS = \[(.*?)^\]", text, re.MULTILINE | re.DOTALL).group(1)
+    names = re.findall(r"""["']\s*([A-Za-z0-9_.-]+)\s*=""", block)
+    assert "mini-buildd" in names and "mini-buildd-api" in names, names
+    return {name: "8" if name == "mini-buildd" else "1" for name in names}
+
+
+def test_man_pages(build):
+    """Every shipped command has a generated man page in the package that ships the command,
+    which man renders without warnings and which documents its options."""
+    tree, debs = build
+    commands = _console_scripts(tree)
+    for name, section in commands.items():
+        binary = f"./usr/{'sbin' if section == '8' else 'bin'}/{name}"
+        owner = [p for p, deb in debs.items() if binary in deb.contents()]
+        assert len(owner) == 1, f"{binary} in {owner}"
+        deb = debs[owner[0]]
+        page = f"./usr/share/man/man{section}/{name}.{section}.gz"
+        assert page in deb.contents(), f"{page} missing in {owner[0]}"
+        path = deb.extract() / page[2:]
+        env = dict(BUILD_ENV, MANWIDTH="120", MAN_KEEP_FORMATTING="")
+        text = call.run(["man", "--warnings", "-E", "UTF-8", "-l", str(path)], env=env)
+        assert text.startswith(f"{name.upper()}({section})"), text[:200]
+        for heading in ("NAME", "SYNOPSIS", "OPTIONS"):
+            assert re.search(rf"^{heading}$", text, re.MULTILINE), f"{name}: no {heading} section"
+        assert re.search(rf"^\s+{re.escape(name)} - \S", text, re.MULTILINE), f"{name}: NAME line"
+        assert "--help" in text and "--version" in text
+        # groff warnings (bad escapes, unknown macros, ...) go to stderr, the page to stdout.
+        warnings = call.run(["sh", "-c", 'man --warnings -E UTF-8 -l "$1" 2>&1 >/dev/null', "sh", str(path)], env=env)
+        assert warnings.strip() == "", f"{name}: {warnings}"
+    api_page = debs["mini-buildd-utils"].extract() / "usr/share/man/man1/mini-buildd-api.1.gz"
+    # The API page documents every call of the registry (of the built tree), with its arguments.
+    api = call.run(["man", "-E", "UTF-8", "-l", str(api_page)], env=dict(BUILD_ENV, MANWIDTH="200"))
+    calls = call.run(["/usr/bin/python3", "-c", "from mini_buildd.api import registry, calls\n"
+                      "for c in registry.CALLS.values(): print(c.name, *[f for a in c.args for f in a.flags])"],
+                     cwd=tree, env=BUILD_ENV).splitlines()
+    assert len(calls) >= 30
+    for line in calls:
+        name, *flags = line.split()
+        section = re.search(rf"^   {re.escape(name)}\n(.*?)(?=^   \S|^[A-Z])", api, re.MULTILINE | re.DOTALL)
+        assert section, f"API call {name} not in mini-buildd-api(1)"
+        for flag in flags:
+            assert flag in section.group(1), f"{name}: {flag} not documented"
+        assert re.search(r"Authorization: (NONE|LOGIN|STAFF|ADMIN)", section.group(1)), name
+
+
+def test_bash_completion(build):
+    tree, debs = build
+    deb = debs["mini-buildd-utils"]
+    path = "./usr/share/bash-completion/completions/mini-buildd-api"
+    assert deb.contents()[path].startswith("-rw-r--r--")
+    script = deb.extract() / path[2:]
+    call.run(["bash", "-n", str(script)], env=BUILD_ENV)
+    names = call.run(["/usr/bin/python3", "-c", "from mini_buildd.api import registry, calls\n"
+                      "print(*registry.CALLS)"], cwd=tree, env=BUILD_ENV).split()
+    # Completing the first word offers every call; after a call, its options.
+    probe = ('. "$1"; COMP_WORDS=(mini-buildd-api ""); COMP_CWORD=1; _mini_buildd_api; echo "${COMPREPLY[*]}"; '
+             'COMP_WORDS=(mini-buildd-api ls --); COMP_CWORD=2; _mini_buildd_api; echo "${COMPREPLY[*]}"')
+    first, ls_options = call.run(["bash", "-c", probe, "bash", str(script)], env=BUILD_ENV).splitlines()
+    assert sorted(first.split()) == sorted(names)
+    assert {"--repositories", "--codenames", "--version", "--min-version", "--help"} <= set(ls_options.split())
+
+
 def test_library_package(build):
     tree, debs = build
     deb = debs["python3-mini-buildd"]
@@ -226,5 +291,6 @@ def test_library_package(build):
 def test_build_leaves_source_tree_alone(debs):
     """The build ran in a copy: no artefacts in the real tree."""
     assert debs
-    for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/files", ".pybuild"):
+    for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/files", ".pybuild",
+                     "debian/mbd-generated"):
         assert not (SRC / artefact).exists(), f"build artefact {artefact} in {SRC}"

@@ -2,15 +2,10 @@
 ongoing tracking, waiting clients (threads and callbacks), reload after restart, expiry, SMTP
 URL parsing and notification mails (against a tiny in-test SMTP server)."""
 
-import base64
 import datetime
-import email
-import email.policy
 import json
 import logging
 import pathlib
-import re
-import socketserver
 import threading
 import time
 
@@ -18,6 +13,7 @@ import pytest
 
 from mini_buildd import events
 from mini_buildd.events import Event, Events, Type
+from tests.helpers.smtp import smtp_server  # noqa: F401  pylint: disable=unused-import
 
 REFERENCE = pathlib.Path("/work/shared/reference/events")
 SAMPLES = sorted(REFERENCE.glob("*.sample.json"))
@@ -407,66 +403,6 @@ def test_parse_smtp_url(url, expected):
 def test_parse_smtp_url_rejects(url):
     with pytest.raises(ValueError):
         events.parse_smtp_url(url)
-
-
-class SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP for smtplib: EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT."""
-
-    def send(self, text):
-        self.wfile.write(text.encode() + b"\r\n")
-
-    def handle(self):
-        srv = self.server
-        self.send("220 localhost test smtp")
-        sender, rcpts = None, []
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            cmd = line.decode().rstrip("\r\n")
-            verb = cmd.split(" ", 1)[0].upper()
-            if verb == "EHLO":
-                self.send("250-localhost\r\n250-AUTH PLAIN\r\n250 8BITMIME")
-            elif verb == "HELO":
-                self.send("250 localhost")
-            elif verb == "AUTH":
-                _zid, user, password = base64.b64decode(cmd.split()[2]).decode().split("\0")
-                srv.logins.append((user, password))
-                self.send("235 ok" if (user, password) == srv.credentials else "535 no")
-            elif verb == "MAIL":
-                sender, rcpts = re.search(r"<(.*?)>", cmd).group(1), []
-                self.send("250 ok")
-            elif verb == "RCPT":
-                rcpts.append(re.search(r"<(.*?)>", cmd).group(1))
-                self.send("250 ok")
-            elif verb == "DATA":
-                self.send("354 go")
-                data = []
-                while (line := self.rfile.readline()) not in (b".\r\n", b""):
-                    data.append(line[1:] if line.startswith(b"..") else line)
-                srv.mails.append((sender, rcpts, email.message_from_bytes(b"".join(data), policy=email.policy.default)))
-                self.send("250 queued")
-            elif verb in ("RSET", "NOOP"):
-                self.send("250 ok")
-            elif verb == "QUIT":
-                self.send("221 bye")
-                return
-            else:
-                self.send("502 unknown")
-
-
-@pytest.fixture
-def smtp_server():
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SmtpHandler)
-    server.daemon_threads = True
-    server.mails, server.logins, server.credentials = [], [], ("mbd", "pw")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
 
 
 def test_mail(smtp_server):

@@ -1,0 +1,215 @@
+"""Views of the form pages: the API index and one form page per call (``/mini_buildd/api/``,
+``/mini_buildd/api/<call>/?output=html``) and the setup page (``/mini_buildd/setup/``).
+
+The API URLs stay the HTTP API of :mod:`mini_buildd.api.http`: every request that is not an HTML
+page request (``output`` other than ``html``, other methods, unknown calls) is handed to it
+unchanged. An HTML call page shows the call's form; it runs the call (through
+:func:`mini_buildd.api.registry.execute`) when the form was submitted, or right away when the call
+needs neither arguments nor confirmation (as the plain ``output=html`` always did).
+"""
+
+import json
+import logging
+import urllib.parse
+
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import render
+
+from mini_buildd import config
+from mini_buildd.api import http as api_http, registry
+from mini_buildd.webapp import forms_calls
+
+LOG = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ API pages
+def api_index(request):
+    """``/mini_buildd/api/``: every call by category with its authorization (HTML); other outputs as the API."""
+    if request.method not in ("GET", "HEAD") or request.GET.get("output", "html") != "html":
+        return api_http.index_view(request)
+    categories = []
+    for category in registry.CATEGORIES:
+        entries = []
+        for call in (c for c in registry.CALLS.values() if c.category == category):
+            allowed, reason = forms_calls.user_allowed(call, request.user)
+            entries.append({"call": call, "allowed": allowed, "reason": reason,
+                            "flags": [f for f in registry.FLAGS if f in call.flags],
+                            "synopsis": " ".join(a.identity if a.positional else f"[{a.long or a.short}]" for a in call.args)})
+        categories.append({"name": category, "entries": entries})
+    return render(request, "mini_buildd/forms/api_index.html", {"categories": categories})
+
+
+def _wants_run(request, call):
+    if any(key != "output" for key in request.GET):
+        return True
+    return not any(a.required for a in call.args) and not call.needs_confirmation
+
+
+def api_call(request, name):
+    """``/mini_buildd/api/<name>/?output=html``: the call's form (and result); other outputs as the API."""
+    if request.method not in ("GET", "HEAD") or request.GET.get("output") != "html" or name not in registry.CALLS:
+        return api_http.call_view(request, name)
+    call = registry.CALLS[name]
+    status, result, ran = 200, None, False
+    if _wants_run(request, call):
+        form = forms_calls.CallForm(call, request.GET, request.user)
+        who = f"{api_http._user_str(request)} from {api_http.client_address(request)}"  # pylint: disable=protected-access
+        LOG.info("API call '%s' by %s (web form): %s", name, who, form.query())
+        status, result = form.run()
+        ran = status == 200
+        LOG.log(logging.INFO if ran else logging.WARNING, "API call '%s' by %s (web form): %s", name, who,
+                "done." if ran else (form.error or form.errors))
+    else:
+        form = forms_calls.CallForm(call, None, request.user)
+    context = {"call": call, "form": form, "ran": ran, "result": forms_calls.pretty(result) if ran else "",
+               "flags": [f for f in registry.FLAGS if f in call.flags], "status": status,
+               "json_query": urllib.parse.urlencode(form.hidden() + [("output", "json")]) if ran and not call.needs_confirmation else None}
+    return render(request, "mini_buildd/forms/api_call.html", context, status=status)
+
+
+# ------------------------------------------------------------------------------------------------ setup presets
+def _list(values):
+    return ",".join(values)
+
+
+def current_options():
+    """Setup options (string values) that regenerate the current configuration: the 'Current (inspect)' preset."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    daemon = models.Daemon.get()
+    distributions = list(models.Distribution.objects.select_related("base_source").order_by("base_source__codename"))
+    chroots = models.Chroot.mbd_concrete_all()
+    backends = {type(c).__name__.replace("Chroot", "") for c in chroots}
+    return {
+        "identity": daemon.identity,
+        "ftp_endpoint": daemon.ftpd_bind,
+        "archives": _list(models.Archive.objects.order_by("url").values_list("url", flat=True)),
+        "sources": _list(d.codename for d in distributions),
+        "distributions": _list(f"{d.codename}:{'+'.join(o.architecture_id for o in d.architectureoption_set.order_by('pk'))}"
+                               for d in distributions if d.architectureoption_set.exists()),
+        "repositories": _list(f"{r.identity}:{r.layout.name}:{'+'.join(d.codename for d in r.mbd_distributions())}"
+                              for r in models.Repository.objects.select_related("layout").order_by("identity")),
+        "chroots": _list(str(c) for c in chroots),
+        "chroots_backend": "File" if backends == {"File"} else "Dir",
+        "remotes": _list(models.Remote.objects.order_by("http").values_list("http", flat=True)),
+    }
+
+
+def _current_origins():
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    origins = sorted(set(models.Distribution.objects.values_list("base_source__origin", flat=True)))
+    return origins or ["Debian"]
+
+
+def extend_options():
+    """The 'Extend' preset: keep identity and FTP endpoint, add everything the origins and sources bring."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    current = current_options()
+    return {
+        "identity": current["identity"], "ftp_endpoint": current["ftp_endpoint"],
+        "from_origins": _list(_current_origins()),
+        "archives_from_apt_sources": "True", "sources_from_origins": "True", "distributions_from_sources": "True",
+        "repositories_from_distributions": _list(f"{r.identity}:{r.layout.name}" for r in
+                                                 models.Repository.objects.select_related("layout").order_by("identity")),
+        "chroots_from_sources": "True", "chroots_backend": current["chroots_backend"],
+    }
+
+
+def bootstrap_options(origin="Debian"):
+    """The 'Debian bootstrap' preset: create and activate a complete setup from the host's apt sources."""
+    return {"update": "all", "pca": "all", "from_origins": origin, "archives_from_apt_sources": "True",
+            "sources_from_origins": "True", "distributions_from_sources": "True",
+            "repositories_from_distributions": "test", "chroots_from_sources": "True"}
+
+
+PRESETS = {
+    "inspect": ("Current (inspect)", "Regenerates the options of the current configuration; without update and PCA "
+                                     "it only shows what is there and what differs.", current_options),
+    "extend": ("Extend", "Adds the codenames of the origins in use (sources, distributions, chroots) to the existing "
+                         "repositories; run it, check the report, then update + PCA.", extend_options),
+    "bootstrap": ("Debian bootstrap", "Creates and activates a complete setup for the supported Debian codenames from "
+                                      "this host's apt sources, with a 'test' repository (makes chroots: takes long).",
+                  bootstrap_options),
+}
+
+
+class _Query(dict):
+    """Minimal QueryDict stand-in (key -> list of strings) for preset and follow-up values."""
+
+    def __init__(self, values=()):
+        super().__init__((k, list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in dict(values).items())
+
+    def get(self, key, default=None):
+        values = super().get(key)
+        return values[-1] if values else default
+
+    def getlist(self, key):
+        return list(super().get(key, []))
+
+
+def _inspect_file():
+    """The last weekly inspection (``var/log/inspect.json``), or None."""
+    try:
+        path = config.paths.inspect_json
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (ValueError, OSError, AttributeError) as e:
+        LOG.warning("Can't read the last inspection: %s", e)
+        return None
+
+
+def _setup_followup(data):
+    """Query of a follow-up submission: the hidden options with update + pca set to 'all' or the selected hashes."""
+    values = {key: data.getlist(key) for key in data if key not in ("csrfmiddlewaretoken", "followup", "selected")}
+    if data.get("followup") == "selected":
+        hashes = data.getlist("selected")
+        if not hashes:
+            return None
+        values["update"] = values["pca"] = ",".join(hashes)
+    else:
+        values["update"] = values["pca"] = "all"
+    return _Query(values)
+
+
+def setup(request):
+    """``/mini_buildd/setup/`` (superusers): presets, the setup form, the report and the update + PCA follow-up."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not request.user.is_superuser:
+        return render(request, "mini_buildd/error.html", {"status": 403, "title": "Forbidden",
+                                                          "detail": "The setup page is for administrators (superusers) only."}, status=403)
+    call = registry.CALLS["setup"]
+    preset = request.GET.get("preset", "")
+    status, result, error = 200, None, ""
+    if request.method == "POST":
+        data = request.POST
+        if "followup" in data:
+            data = _setup_followup(data)
+            if data is None:
+                error = "Select the instances to update and PCA (or use 'all')."
+                data = request.POST
+        form = forms_calls.CallForm(call, data, request.user)
+        if not error:
+            LOG.info("Setup page: setup by %s: %s", request.user, form.query())
+            status, result = form.run()
+        else:
+            status = 400
+    elif preset in PRESETS:
+        form = forms_calls.CallForm(call, _Query(PRESETS[preset][2]()), request.user)
+    else:
+        form = forms_calls.CallForm(call, None, request.user)
+    if result is not None:
+        for inst in result["instances"]:
+            inst["diff_lines"] = _diff_lines(inst.get("diff", {}))
+    context = {"form": form, "call": call, "result": result, "error": error,
+               "presets": [(key, label, doc) for key, (label, doc, _f) in PRESETS.items()], "preset": preset,
+               "inspection": _inspect_file() if result is None else None}
+    return render(request, "mini_buildd/forms/setup.html", context, status=status)
+
+
+def _diff_lines(diff):
+    lines = [f"{field}: {json.dumps(d.get('current'))} → {json.dumps(d.get('target'))}" for field, d in diff.get("setup", {}).items()]
+    for field, d in diff.get("m2m", {}).items():
+        if d.get("missing"):
+            lines.append(f"{field}: missing {', '.join(map(str, d['missing']))}")
+        if d.get("unknown"):
+            lines.append(f"{field}: unknown {', '.join(map(str, d['unknown']))}")
+    return lines

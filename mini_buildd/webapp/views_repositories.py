@@ -1,0 +1,247 @@
+"""Repository pages: the overview (``/mini_buildd/repositories/``: per repository a distributions ×
+suites table with package counts and apt lines), one distribution
+(``/mini_buildd/repositories/<id>/dists/<diststr>/``), and the package tracking page
+(``/mini_buildd/packages/<source>/``: versions in every distribution and rollback, event history,
+build logs, changes, build-time picture ``buildtimes.svg``; staff actions migrate, remove and port
+POST to the API calls).
+
+Listings come from :mod:`mini_buildd.archive_ops` (``show``); actions go through the API call
+registry (:func:`mini_buildd.webapp.views.run_call`).
+"""
+
+import logging
+
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+
+from mini_buildd import archive_ops, config, dist, events, models
+from mini_buildd.api import registry
+from mini_buildd.webapp import eventrows, svg, views
+
+LOG = logging.getLogger(__name__)
+
+#: Saved events shown on a package page at most.
+MAX_PACKAGE_EVENTS = 300
+
+
+def _sources_list(query):
+    """Lines of the ``sources_list`` call (or [] with a log message)."""
+    try:
+        text = registry.execute(registry.get("sources_list"), query)
+    except Exception as e:  # pylint: disable=broad-except
+        LOG.warning("sources_list %s: %s", query, e)
+        return []
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _package_count(repo, diststr, components):
+    """Number of source packages in ``diststr`` (from the exported Sources indexes, no reprepro run)."""
+    count = 0
+    dist_dir = repo.mbd_reprepro().dist_dir(diststr)
+    for component in components:
+        try:
+            with open(dist_dir / component / "source" / "Sources", encoding="utf-8", errors="replace") as f:
+                count += sum(1 for line in f if line.startswith("Package: "))
+        except OSError:
+            pass
+    return count
+
+
+def _repository_table(repo):
+    suite_options = list(repo.layout.mbd_suite_options())
+    rows = []
+    for d in repo.mbd_distributions():
+        components = d.mbd_components()
+        cells = []
+        for so in suite_options:
+            diststr = repo.mbd_diststr(d, so)
+            apt = _sources_list({"repositories": [repo.identity], "codenames": [d.codename], "suites": [so.suite.name]})
+            cells.append({"diststr": diststr, "count": _package_count(repo, diststr, components), "apt": apt[0] if apt else "",
+                          "url": f"/mini_buildd/repositories/{repo.identity}/dists/{diststr}/", "so": so})
+        rows.append({"distribution": d, "cells": cells})
+    return {"repo": repo, "suites": suite_options, "rows": rows}
+
+
+def repositories_page(request):
+    repos = [_repository_table(r) for r in models.Repository.objects.select_related("layout").order_by("identity")]
+    return render(request, "mini_buildd/repositories.html", {"repositories": repos})
+
+
+def distribution_page(request, identity, diststr):
+    try:
+        d, view, distribution, so = archive_ops.resolve(diststr)
+        if d.repository != identity:
+            raise archive_ops.ArchiveError(f"Distribution '{diststr}' is not in repository '{identity}'.")
+        view.parse(diststr)
+    except archive_ops.ArchiveError as e:
+        return views.not_found_page(request, f"No distribution '{diststr}' in repository '{identity}': {e}")
+    repo = view.repository
+    regex = so.layout.experimental_mandatory_version_regex if so.experimental else so.layout.mandatory_version_regex
+    base = d.get()
+    packages, snapshots, error = [], [], None
+    try:
+        packages = sorted({(p["package"], p["version"]) for p in view.reprepro.list_dist(diststr) if p.get("type") == "dsc"})
+        snapshots = view.reprepro.snapshots(base) if d.rollback is None else []
+    except Exception as e:  # pylint: disable=broad-except
+        LOG.warning("Distribution page %s: %s", diststr, e)
+        error = str(e)
+    context = {
+        "repo": repo, "diststr": diststr, "d": d, "so": so, "distribution": distribution,
+        "mandatory_regex": dist.substitute(regex, repo.identity, distribution.base_source.codeversion),
+        "rollbacks": [repo.mbd_diststr(distribution, so, r) for r in so.mbd_rollback_range()] if d.rollback is None else [],
+        "apt": _sources_list({"repositories": [repo.identity], "codenames": [d.codename], "suites": [d.suite],
+                              "rollbacks": "-1", "with_comment": "True"}),
+        "packages": [{"source": s, "version": v, "url": eventrows.package_url(s)} for s, v in packages],
+        "snapshots": snapshots, "error": error,
+        "base_url": f"/mini_buildd/repositories/{repo.identity}/dists/",
+    }
+    return render(request, "mini_buildd/distribution.html", context)
+
+
+# ------------------------------------------------------------------------------------------------ package tracking
+def package_events(source):
+    """Every known event of ``source`` (saved files and the queue), newest first."""
+    found = {}
+    root = config.paths.events_of(source)
+    if source not in ("", ".", "..") and "/" not in source and root.is_dir():
+        for path in events.find_event_files(root):
+            try:
+                ev = events.Event.load(path)
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            found[ev.identity()] = ev
+    for ev in views.queued_events(source=source):
+        found.setdefault(ev.identity(), ev)
+    return sorted(found.values(), key=lambda e: e.timestamp, reverse=True)
+
+
+def _listing(source):
+    """``({repository id: {diststr: entry}}, error)`` from the ``show`` domain function."""
+    try:
+        return archive_ops.show(source), None
+    except Exception as e:  # pylint: disable=broad-except
+        LOG.warning("Package page %s: show failed: %s", source, e)
+        return {}, str(e)
+
+
+def _distribution_rows(source, listing):
+    """Per repository: every distribution of it with the version of ``source`` there (and rollbacks)."""
+    result = []
+    for repo in models.Repository.objects.exclude(status=models.Repository.STATUS_REMOVED).select_related("layout").order_by("identity"):
+        in_repo = listing.get(repo.identity, {})
+        rows = []
+        for d in repo.mbd_distributions():
+            for so in repo.layout.mbd_suite_options():
+                diststr = repo.mbd_diststr(d, so)
+                entry = in_repo.get(diststr, {})
+                rollbacks = entry.get("rollbacks", {})
+                rb = [{"diststr": repo.mbd_diststr(d, so, r), "version": (rollbacks.get(repo.mbd_diststr(d, so, r)) or {}).get("version")}
+                      for r in so.mbd_rollback_range()]
+                migrates_to = repo.mbd_diststr(d, so.migrates_to) if so.migrates_to else None
+                rows.append({"diststr": diststr, "version": entry.get("version"), "component": entry.get("component"),
+                             "suite": so, "rollbacks": rb, "migrates_to": migrates_to,
+                             "is_migrated": entry.get("is_migrated"), "uploadable": so.uploadable,
+                             "changes_url": eventrows.events_dir_url(entry["changes_path"]) if entry.get("changes_path") else None,
+                             "dsc_url": "/repositories/" + eventrows.quote_path(entry["dsc_path"]) if entry.get("dsc_path") else None})
+        if in_repo or rows:
+            result.append({"repo": repo, "rows": rows, "max_rollbacks": max((len(r["rollbacks"]) for r in rows), default=0),
+                           "has_source": bool(in_repo)})
+    return result
+
+
+def _build_logs(evs):
+    """(time, version, arch, status, log URL) of finished builds, newest first."""
+    logs = []
+    for ev in evs:
+        if ev.type == events.Type.BUILT and ev.extra.get("buildlog"):
+            logs.append({"timestamp": ev.timestamp, "version": ev.version, "arch": ev.extra.get("architecture"),
+                         "status": ev.extra.get("sbuild_status") or ev.extra.get("internal_error") or "?",
+                         "url": eventrows.events_dir_url(ev.extra["buildlog"]), "distribution": ev.distribution})
+    return logs
+
+
+def _changes(evs):
+    seen, result = set(), []
+    for ev in evs:
+        path = ev.extra.get("changes")
+        if path and path not in seen and ev.type in (events.Type.PACKAGING, events.Type.INSTALLED, events.Type.FAILED,
+                                                     events.Type.BUILT, events.Type.REJECTED):
+            seen.add(path)
+            result.append({"name": path.rsplit("/", 1)[-1], "url": eventrows.events_dir_url(path), "timestamp": ev.timestamp,
+                           "type": ev.type.value})
+    return result
+
+
+#: Form action -> API call (the call decides who may run it: migrate/port staff, remove admin).
+ACTIONS = {"migrate": "migrate", "remove": "remove", "port": "port"}
+
+
+def _post_action(request, source):
+    action = request.POST.get("action", "")
+    if action not in ACTIONS:
+        return views.error_page(request, 400, "Bad request", f"Unknown action '{action}'.")
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(f"/accounts/login/?next={eventrows.package_url(source)}")
+    if not views.is_staff(request.user):
+        return views.forbidden_page(request, f"Only staff users may {action} packages.")
+    distribution = request.POST.get("distribution", "")
+    version = request.POST.get("version", "")
+    if action == "migrate":
+        query = {"source": source, "distribution": distribution, "version": version}
+        if request.POST.get("full"):
+            query["full"] = "True"
+        what = f"Migrate {source} {version} from {distribution}"
+    elif action == "remove":
+        query = {"source": source, "distribution": distribution, "version": version}
+        what = f"Remove {source} {version} from {distribution}"
+    else:
+        targets = [t for t in request.POST.getlist("to_distributions") if t]
+        query = {"source": source, "from_distribution": distribution, "to_distributions": targets, "version": version}
+        what = f"Port {source} {version} from {distribution} to {', '.join(targets) or '(nothing)'}"
+    views.run_call(request, ACTIONS[action], query, what=what)
+    return HttpResponseRedirect(eventrows.package_url(source))
+
+
+def package_page(request, source):
+    if request.method == "POST":
+        return _post_action(request, source)
+    listing, error = _listing(source)
+    evs = package_events(source)
+    if not listing and not evs and error is None:
+        return views.not_found_page(request, f"No source package '{source}': it is in no repository and has no events.")
+    shown = evs[:MAX_PACKAGE_EVENTS]
+    user = request.user
+    context = {
+        "source": source, "error": error,
+        "repositories": _distribution_rows(source, listing),
+        "events": mark_safe(eventrows.table(shown, empty="No events.", cache=False)), "events_count": len(evs),
+        "events_truncated": len(evs) > len(shown),
+        "build_logs": _build_logs(evs)[:50], "changes": _changes(evs)[:50],
+        "has_build_times": bool(svg.build_times(evs)),
+        "staff": views.is_staff(user), "admin": bool(user.is_authenticated and user.is_superuser),
+        "uploadable": _uploadable(),
+    }
+    return render(request, "mini_buildd/package.html", context)
+
+
+def _uploadable():
+    try:
+        return registry.get("port").arg("to_distributions").get_choices()
+    except Exception:  # pylint: disable=broad-except
+        return []
+
+
+def package_buildtimes_svg(request, source):  # pylint: disable=unused-argument
+    points = svg.build_times(package_events(source))
+    response = HttpResponse(svg.build_times_svg(points, title=f"Build times of {source}"), content_type="image/svg+xml")
+    response["Cache-Control"] = "max-age=30"
+    return response
+
+
+def package_lookup(request):
+    """``/mini_buildd/packages/?source=NAME``: go to that package's page."""
+    source = request.GET.get("source", "").strip()
+    if not source:
+        return HttpResponseRedirect("/mini_buildd/repositories/")
+    return HttpResponseRedirect(eventrows.package_url(source))

@@ -1,0 +1,123 @@
+"""Test helper: several instances on one host, each on its own loopback address with the same
+port numbers (as separate hosts would be), separate homes and their own schroot prefix, for the
+distributed building tests. Chroots get per-instance names, so the host chroot lock is not needed.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import time
+
+from mini_buildd import gnupg
+from tests.helpers.daemon import Daemon, in_home
+from tests.helpers.setup_run import run_setup
+
+ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
+
+
+def _bindable(host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def common_ports(hosts, count=2):
+    """``count`` consecutive port numbers free on every one of ``hosts``."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count < 65000 and all(_bindable(h, base + i) for h in hosts for i in range(count)):
+            return [base + i for i in range(count)]
+    raise AssertionError(f"no common free ports on {hosts}")
+
+
+class RemoteInstance:
+    """One instance: ``name`` (identity), loopback ``host``, home, schroot prefix, daemon."""
+
+    def __init__(self, name, host, root, http_port, ftp_port, schroot_prefix):
+        self.name, self.host = name, host
+        self.home = pathlib.Path(root) / name / "home"
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.ftp_port = http_port, ftp_port
+        self.http_endpoint = f"tcp:interface={host}:port={http_port}"
+        self.ftp_endpoint = f"tcp:interface={host}:port={ftp_port}"
+        self.url = f"http://{host}:{http_port}"
+        self.ftp_url = f"ftp://{host}:{ftp_port}"
+        self.schroot_prefix = schroot_prefix
+        self.daemon = None
+        self.stopped = False
+
+    def django(self, code, timeout=600):
+        return in_home(self.home, code, timeout=timeout, hostname=self.host)
+
+    def setup(self, *args, check=False):
+        return run_setup(self.home, "--schroot-prefix", self.schroot_prefix, "--ftp-endpoint", self.ftp_endpoint, *args,
+                         http_endpoint=self.http_endpoint, hostname=self.host, check=check)
+
+    def bootstrap(self, *args):
+        """Daemon with a fast ed25519 key and identity ``name``, then setup ``args`` (update + pca all)."""
+        self.django(f"d = models.Daemon.get()\nd.gnupg_template = {ED25519!r}\nd.identity = {self.name!r}\nd.save()")
+        return self.setup(*args, "--update", "all", "--pca", "all", check=True)
+
+    def add_remote(self, other):
+        """Create a Remote for ``other`` (setup ``--remotes``) and PCA just that one; return its status display."""
+        _code, result, _err = self.setup("--remotes", other.url, "--update", "all", check=True)
+        target = next(i for i in result["instances"] if i["identity"]["class"] == "Remote"
+                      and i["identity"]["identifiers"]["http"] == other.url)
+        _code, result, _err = self.setup("--remotes", other.url, "--pca", target["identity_hash"], check=True)
+        return next(i for i in result["instances"] if i["identity_hash"] == target["identity_hash"])
+
+    def remote_status(self, other):
+        out = self.django(f"r = models.Remote.objects.get(http={other.url!r})\nprint(r.mbd_status_display())\n"
+                          "print(r.status_message)")
+        return out.strip()
+
+    def start(self, env=None):
+        saved = dict(os.environ)
+        os.environ.update(env or {})
+        try:
+            self.daemon = Daemon(self.home, port=self.http_port, host=self.host, endpoints=[self.http_endpoint],
+                                 extra_args=["--schroot-prefix", self.schroot_prefix])
+            self.daemon.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return self
+
+    def pause(self):
+        """SIGSTOP the daemon (it holds its builds but answers nothing)."""
+        self.daemon.proc.send_signal(signal.SIGSTOP)
+        self.stopped = True
+
+    def resume(self):
+        if self.stopped and self.daemon and self.daemon.proc.poll() is None:
+            self.daemon.proc.send_signal(signal.SIGCONT)
+        self.stopped = False
+
+    def log_text(self):
+        path = self.home / "var" / "log" / "daemon.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def teardown(self):
+        """Daemon stopped, chroots removed, gpg agents gone."""
+        self.resume()
+        if self.daemon is not None:
+            self.daemon.stop()
+        if (self.home / "config.sqlite").exists():
+            self.django("for c in models.Chroot.mbd_concrete_all(): c.mbd_remove()")
+        gnupg.kill_agents(self.home / ".gnupg")
+
+
+def wait_until(predicate, timeout, interval=1.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s")

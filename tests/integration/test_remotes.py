@@ -1,0 +1,191 @@
+"""Remote prepare/check against a real peer daemon (real gpg, real HTTP), from the test process's
+instance ("us", http://localhost:8066, not serving): handshake refusal and forged handshakes, the
+pending activation while the peer does not know us, a wrong URL, a wrong key, and success once
+the peer has an active Remote for us. No chroot, no build."""
+
+import os
+
+import pytest
+import requests
+
+from mini_buildd import gnupg, net
+from tests.helpers.daemon import free_port
+from tests.helpers.remote_instances import ED25519, RemoteInstance
+
+PEER_HOST = "127.0.0.5"
+
+
+@pytest.fixture(scope="module")
+def us():
+    """The test process's Daemon with an ed25519 key."""
+    from mini_buildd import models
+    daemon = models.Daemon.get()
+    if daemon.gnupg().get_secret_key() is None:
+        daemon.gnupg_template = ED25519
+        daemon.save()
+        daemon.mbd_prepare()
+    return daemon
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the daemon runs as its dedicated user root)")
+    port = free_port(PEER_HOST)
+    inst = RemoteInstance("peer", PEER_HOST, tmp_path_factory.mktemp("remote-peer"), port, free_port(PEER_HOST), "mbd-it-peer")
+    try:
+        inst.bootstrap()
+        inst.start()
+        yield inst
+    finally:
+        inst.teardown()
+
+
+@pytest.fixture
+def remotes_cleanup():
+    from mini_buildd import models
+    yield
+    models.Remote.objects.all().delete()
+
+
+def _remote(url, key=""):
+    from mini_buildd import models
+    return models.Remote.objects.create(http=url, key=key)
+
+
+def _peer_knows_us(peer, us, activate):
+    """A Remote for us on the peer, with our key pasted (we serve no HTTP): its check fails (we are
+    unreachable), so it is Prepared (x); ``activate`` makes it pending (A) = listed in its status."""
+    code = (f"r, _ = models.Remote.objects.get_or_create(http='http://localhost:8066')\n"
+            f"r.key = {us.gnupg().pub_key()!r}\nr.save()\nr.mbd_prepare()\n")
+    if activate:
+        code += "r.mbd_activate()\n"
+    code += "print(r.mbd_status_display())"
+    return peer.django(code).strip()
+
+
+def test_forged_handshake_fails(peer, us, tmp_path):
+    url = f"{peer.url}/mini_buildd/api/handshake/"
+    # a peer without Remotes knows nobody
+    r = requests.get(url, params={"signed_message": us.gnupg().sign_message()}, timeout=20)
+    assert r.status_code == 400 and "does not match" in r.json()["detail"]
+    _peer_knows_us(peer, us, activate=False)
+    try:
+        ok = requests.get(url, params={"signed_message": us.gnupg().sign_message()}, timeout=20)
+        assert ok.status_code == 200
+        peer_key = requests.get(f"{peer.url}/mini_buildd/api/pub_key/", timeout=10).json()
+        assert gnupg.verify_message(ok.json(), [peer_key]).strip() == gnupg.HANDSHAKE_MESSAGE
+        # signed by a stranger
+        stranger = gnupg.Gnupg(tmp_path / "stranger")
+        try:
+            stranger.gen_secret_key(ED25519, "stranger", "stranger@example.org")
+            forged = stranger.sign_message()
+        finally:
+            stranger.kill_agents()
+        r = requests.get(url, params={"signed_message": forged}, timeout=20)
+        assert r.status_code == 400
+        # our signature, other text
+        tampered = us.gnupg().sign_message().replace("Hand Shake", "Hand Shakf")
+        r = requests.get(url, params={"signed_message": tampered}, timeout=20)
+        assert r.status_code == 400
+        # not signed at all
+        r = requests.get(url, params={"signed_message": "Hand Shake"}, timeout=20)
+        assert r.status_code == 400
+    finally:
+        peer.django("models.Remote.objects.all().delete()")
+
+
+def test_wrong_url(peer, us, remotes_cleanup):  # pylint: disable=unused-argument
+    from mini_buildd.models import StatusError
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    # No key to fetch: prepare fails, says why.
+    r = _remote(nowhere)
+    with pytest.raises(StatusError):
+        r.mbd_pca()
+    r.refresh_from_db()
+    assert r.mbd_is_removed() and "Can't get the public key" in r.status_message
+    # Key given, but nobody answers there: Prepared with the failed flag.
+    peer_key = requests.get(f"{peer.url}/mini_buildd/api/pub_key/", timeout=10).json()
+    r = _remote(f"http://127.0.0.1:{free_port()}", key=peer_key)
+    with pytest.raises(StatusError):
+        r.mbd_pca()
+    r.refresh_from_db()
+    assert r.mbd_status_display() == "Prepared (x)" and "unavailable" in r.status_message
+
+
+def test_wrong_key(peer, us, remotes_cleanup, tmp_path):  # pylint: disable=unused-argument
+    from mini_buildd.models import StatusError
+    other = gnupg.Gnupg(tmp_path / "other")
+    try:
+        other.gen_secret_key(ED25519, "other", "other@example.org")
+        other_key = other.pub_key()
+    finally:
+        other.kill_agents()
+    _peer_knows_us(peer, us, activate=True)
+    try:
+        r = _remote(peer.url, key=other_key)
+        with pytest.raises(StatusError):
+            r.mbd_pca()
+        r.refresh_from_db()
+        assert r.mbd_status_display() == "Prepared (x)"
+        assert "not signed by the stored remote key" in r.status_message
+    finally:
+        peer.django("models.Remote.objects.all().delete()")
+
+
+def test_pending_until_peer_knows_us_then_active(peer, us, remotes_cleanup):  # pylint: disable=unused-argument
+    from mini_buildd import remotes
+    from mini_buildd.models import StatusError
+    r = _remote(peer.url)
+    with pytest.raises(StatusError):
+        r.mbd_pca()
+    r.refresh_from_db()
+    # key fetched from the peer; activation pending (A) because the peer does not know us
+    assert r.key_long_id and r.mbd_status_display() == "Prepared (A)"
+    assert "refused our handshake" in r.status_message
+    assert not r.mbd_is_active()
+    # peer has us, but not active: handshake works, we are not listed -> still pending
+    _peer_knows_us(peer, us, activate=False)
+    try:
+        with pytest.raises(StatusError, match="does not list us"):
+            r.mbd_check()
+        r.refresh_from_db()
+        assert r.mbd_status_display() == "Prepared (A)"
+        # the peer activates (pending there: it can't reach us) -> listed -> our check activates
+        assert _peer_knows_us(peer, us, activate=True) == "Prepared (A)"
+        r.mbd_check()
+        r.refresh_from_db()
+        assert r.mbd_is_active()
+        status = remotes.fetch_status(r)
+        assert status["remotes"] == ["http://localhost:8066"] and status["load"] >= 0
+        assert net.client_url(r.http) == peer.url
+    finally:
+        peer.django("models.Remote.objects.all().delete()")
+    # the peer forgot us: the next check fails, the Remote waits for reactivation (A)
+    with pytest.raises(StatusError):
+        r.mbd_check()
+    r.refresh_from_db()
+    assert r.mbd_status_display() == "Prepared (A)"
+
+
+def test_wake_without_command(peer, remotes_cleanup):  # pylint: disable=unused-argument
+    from mini_buildd import remotes
+    _remote(peer.url)
+    with pytest.raises(ValueError, match="no wake command"):
+        remotes.wake(peer.url)
+    with pytest.raises(ValueError, match="No remote"):
+        remotes.wake("http://nowhere:1")
+
+
+def test_wake_command_runs(tmp_path, remotes_cleanup):  # pylint: disable=unused-argument
+    """A sleeping remote (nothing listens) is woken by its wake command: here the command starts
+    nothing, so the status stays unavailable, but the command ran each attempt."""
+    from mini_buildd import remotes
+    marker = tmp_path / "woken"
+    url = f"http://127.0.0.1:{free_port()}"
+    r = _remote(url)
+    r.wake_command = f"echo x >> {marker}"
+    r.save()
+    with pytest.raises(ValueError, match="wake attempt"):
+        remotes.wake(url, sleep=0, attempts=3)
+    assert marker.read_text().count("x") == 3
