@@ -10,6 +10,7 @@ RUN_PORT ?= 8066
 RUN_USER := $(shell id -un)
 HOST_CODENAME := $(shell . /etc/os-release && echo $$VERSION_CODENAME)
 HOST_ARCH := $(shell dpkg --print-architecture)
+RUN_HOSTNAME ?= $(shell hostname -f 2>/dev/null || hostname)
 # First start: the host's codename and native architecture, archives from the host's apt
 # sources, repository 'test' (Default layout, anonymous uploads), a Dir chroot.
 BOOTSTRAP := --archives-from-apt-sources --sources $(HOST_CODENAME) --distributions $(HOST_CODENAME):$(HOST_ARCH) \
@@ -20,9 +21,12 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 	python3-keyring python3-openssl python3-service-identity python3-distro-info distro-info-data \
 	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl
 # ... and what the tests and the package build need on top.
-TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps
+TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps man-db \
+	chromium chromium-driver python3-selenium
+# ... and what the benchmarks (bench/) use on top.
+BENCH_DEPS := wrk apache2-utils
 
-.PHONY: deps test-deps run check unit integration e2e deb clean
+.PHONY: deps test-deps bench-deps run check unit integration e2e browser deb doc clean
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -31,18 +35,21 @@ deps:
 test-deps: deps
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEPS) >/dev/null
 
+bench-deps: test-deps
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEPS) >/dev/null
+
 run: deps
 	@mkdir -p $(RUN_HOME)
 	@[ -s $(RUN_HOME)/admin-password ] || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(12))' > $(RUN_HOME)/admin-password)
 	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password "$$(cat $(RUN_HOME)/admin-password)"
 	@[ -e $(RUN_HOME)/.bootstrapped ] || { echo "Bootstrapping $(HOST_CODENAME)/$(HOST_ARCH) (first start: debootstrap takes a few minutes)..."; \
-	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) \
+	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) \
 	    --http-endpoint tcp6:port=$(RUN_PORT) $(BOOTSTRAP) && touch $(RUN_HOME)/.bootstrapped; }
-	@echo "mini-buildd: http://$$(hostname -f):$(RUN_PORT)/  (admin password: $$(cat $(RUN_HOME)/admin-password)); stop with Ctrl-C"
-	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --http-endpoint tcp6:port=$(RUN_PORT)
+	@echo "mini-buildd: http://$(RUN_HOSTNAME):$(RUN_PORT)/  (admin password: $$(cat $(RUN_HOME)/admin-password)); stop with Ctrl-C"
+	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) --http-endpoint tcp6:port=$(RUN_PORT)
 
 check: test-deps
-	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e
+	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e tests/browser
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit
@@ -52,6 +59,13 @@ integration:
 
 e2e:
 	$(PYTHON) -m pytest -q tests/e2e
+
+browser:
+	$(PYTHON) -m pytest -q tests/browser
+
+# Regenerate the API reference from the call registry.
+doc:
+	$(PYTHON) -m mini_buildd.manpages --markdown doc/api.md
 
 deb:
 	dpkg-buildpackage -us -uc -b

@@ -263,13 +263,19 @@ def show(source, **kwargs):
     from mini_buildd import config  # pylint: disable=import-outside-toplevel
     import glob  # pylint: disable=import-outside-toplevel
     result = ls(source, **kwargs)
+
+    def dsc_path(repository, version):
+        pool = sorted(glob.glob(str(repository.mbd_path() / "pool" / "*" / "*" / glob.escape(source) /
+                                    glob.escape(f"{source}_{version.split(':')[-1]}.dsc"))))
+        return str(pathlib.Path(pool[0]).relative_to(config.paths.repositories)) if pool else None
+
     for repo_id, dists in result.items():
         view = RepositoryView(_repositories([repo_id])[0])
         for diststr, entry in dists.items():
             d, so = view.parse(diststr)
-            pool = sorted(glob.glob(str(view.repository.mbd_path() / "pool" / "*" / "*" / glob.escape(source) /
-                                        glob.escape(f"{source}_{entry['version'].split(':')[-1]}.dsc"))))
-            entry["dsc_path"] = str(pathlib.Path(pool[0]).relative_to(config.paths.repositories)) if pool else None
+            entry["dsc_path"] = dsc_path(view.repository, entry["version"])
+            for rollback in entry["rollbacks"].values():
+                rollback["dsc_path"] = dsc_path(view.repository, rollback["version"])
             installed = sorted(glob.glob(str(config.paths.events_of(glob.escape(source), glob.escape(entry["version"]), "*", "*",
                                                                     "*_INSTALLED.json"))))
             entry["event_path"] = str(pathlib.Path(installed[-1]).relative_to(config.paths.events)) if installed else None

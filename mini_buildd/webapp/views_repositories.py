@@ -32,7 +32,8 @@ def _sources_list(query):
     except Exception as e:  # pylint: disable=broad-except
         LOG.warning("sources_list %s: %s", query, e)
         return []
-    return [line for line in text.splitlines() if line.strip()]
+    # (an empty option list "[]" is left out: it is noise in a line meant for copying)
+    return [line.replace(" [] ", " ", 1) for line in text.splitlines() if line.strip()]
 
 
 def _package_count(repo, diststr, components):

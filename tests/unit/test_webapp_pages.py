@@ -109,6 +109,7 @@ def test_pages_answer_with_valid_html(db, hub, users, repository, who):  # pylin
         get_ok(c, url)
     html = get_ok(c, "/mini_buildd/repositories/").content.decode()
     assert "bookworm-test-unstable" in html and "/repositories/test bookworm-test-unstable main" in html
+    assert "deb http://" in html and "[]" not in html
 
 
 def test_pages_without_event_hub(db, monkeypatch):  # pylint: disable=unused-argument
