@@ -85,21 +85,29 @@ class RepositoryView:
                 if dist.DistStr(d).rollback is None}
 
     # ----------------------------------------------------------------------------- rollbacks
-    def shift_rollbacks(self, diststr, source):
-        """Move the version in ``diststr`` into rollback0, rollback0 into rollback1, ... (errors ignored)."""
+    def shift_rollbacks(self, diststr, source, listing=None):
+        """Move the version in ``diststr`` into rollback0, rollback0 into rollback1, ... (errors
+        ignored). ``listing``: a fresh ``reprepro.ls(source)`` to save asking again."""
         d, so = self.parse(diststr)
         if not so.rollback:
             return
-        current = self.version_in(diststr, source)
+        listing = self.reprepro.ls(source) if listing is None else listing
+
+        def version_in(name):
+            entries = listing.get(name)
+            return entries[0]["version"] if entries else None
+        current = version_in(diststr)
         if current is None:
             return
         rbs = self.rollbacks(diststr, so)
-        if any(self.version_in(rb, source) == current for rb in rbs):
+        if any(version_in(rb) == current for rb in rbs):
             LOG.info("%s %s already in a rollback of %s: no shift.", source, current, d.get())
             return
+        # Oldest first: each step reads a distribution that later steps write, never the reverse,
+        # so the listing taken before the loop stays valid.
         for r in range(so.rollback - 1, -1, -1):
             src = diststr if r == 0 else rbs[r - 1]
-            if self.version_in(src, source) is None:
+            if version_in(src) is None:
                 continue
             try:
                 self.reprepro.copysrc(rbs[r], src, source)
@@ -112,20 +120,23 @@ class RepositoryView:
         if not dist.version_matches_mandatory(version, mandatory_regex):
             raise ArchiveError(f"Version {version} lacks the mandatory appendix: must match '{mandatory_regex}' "
                                f"(e.g. {version}~<identity><codeversion>+1).")
-        for d, versions in self.all_versions(source).items():
-            if version in versions:
+        listing = self.reprepro.ls(source)
+        for d, entries in listing.items():
+            if dist.DistStr(d).rollback is None and version in [e["version"] for e in entries]:
                 raise ArchiveError(f"Source {source} {version} already installed in {d}.")
-        current = self.version_in(diststr, source)
+        current = listing[diststr][0]["version"] if listing.get(diststr) else None
         if current is not None and debian_support.Version(version) < debian_support.Version(current):
             raise ArchiveError(f"Version {version} is lower than {current} in {diststr}.")
 
     def install(self, diststr, dsc_path, binary_changes):
         """Shift rollbacks, include the DSC, then each binary changes; restore from rollback0 on failure."""
         source = dist_source_of(dsc_path)
-        with self.reprepro.lock:
+        # one export (and signature) per changed distribution at the end, not one per command
+        with self.reprepro.deferred_export():
             _d, so = self.parse(diststr)
-            had_version = self.version_in(diststr, source) is not None
-            self.shift_rollbacks(diststr, source)
+            listing = self.reprepro.ls(source)
+            had_version = bool(listing.get(diststr))
+            self.shift_rollbacks(diststr, source, listing=listing)
             self.reprepro.includedsc(diststr, dsc_path)
             try:
                 for changes in binary_changes:
@@ -145,7 +156,7 @@ class RepositoryView:
         Returns a list of (from, to, version) done.
         """
         done = []
-        with self.reprepro.lock:
+        with self.reprepro.deferred_export():
             d, so = self.parse(diststr)
             if d.rollback is not None:
                 base = d.get()
@@ -182,7 +193,7 @@ class RepositoryView:
     # ----------------------------------------------------------------------------- remove
     def remove(self, source, diststr, without_rollback=False, version=None):
         """Remove ``source`` from ``diststr`` (into rollbacks unless ``without_rollback``); return the version removed."""
-        with self.reprepro.lock:
+        with self.reprepro.deferred_export():
             d, so = self.parse(diststr)
             v = self.version_in(diststr, source)
             if v is None or (version is not None and v != version):

@@ -179,7 +179,8 @@ def read_schroot_prefix(home_paths):
     """The prefix persisted in the home (default :data:`DEFAULT_SCHROOT_PREFIX`)."""
     try:
         prefix = home_paths.schroot_prefix_file.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # no home yet (or not a usable one: the daemon's home check reports that)
         return DEFAULT_SCHROOT_PREFIX
     return validate_schroot_prefix(prefix)
 

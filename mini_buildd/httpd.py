@@ -1,6 +1,8 @@
-"""The HTTP server: twisted serving the Django WSGI app (in the reactor's thread pool), and plain
-static resources for ``/static/`` and ``/repositories/`` that never touch Django. Access log with
-rotation in ``~/var/log/access.log``.
+"""The HTTP server: twisted serving the Django WSGI app (in the reactor's thread pool), the API
+fast path in front of it for ``/mini_buildd/api/`` (:mod:`mini_buildd.api.fastpath`: cacheable
+calls answered in the reactor, the rest handed to Django), and plain static resources for
+``/static/`` and ``/repositories/`` that never touch Django (small files written in one go). Access
+log with rotation in ``~/var/log/access.log``.
 """
 
 import logging
@@ -17,6 +19,32 @@ ACCESS_LOG_ROTATE_BYTES = 5 * 1024 * 1024
 ACCESS_LOG_KEEP = 9
 
 
+#: Files up to this size are answered in one write (no producer/cooperator round trip per file).
+SMALL_FILE_BYTES = 256 * 1024
+
+
+class WholeFileProducer(static.StaticProducer):
+    """Writes a small file in one go and finishes the request (what NoRangeStaticProducer does in
+    ``bufferSize`` pieces through a pull producer, a reactor turn each). Never writes more than the
+    ``size`` announced in Content-Length."""
+
+    def __init__(self, request, fileObject, size):
+        super().__init__(request, fileObject)
+        self.size = size
+
+    def start(self):
+        request = self.request
+        try:
+            data = self.fileObject.read(self.size)
+        finally:
+            self.stopProducing()  # closes the file, forgets the request
+        request.write(data)
+        request.finish()
+
+    def resumeProducing(self):
+        """Nothing to do: :meth:`start` wrote everything."""
+
+
 class DirectoryFile(static.File):
     """Static files with directory listings, plain text for unknown types."""
 
@@ -24,6 +52,14 @@ class DirectoryFile(static.File):
 
     def __init__(self, path, defaultType="text/plain; charset=utf-8", ignoredExts=(), registry=None, allowExt=0):
         super().__init__(path, defaultType, ignoredExts, registry, allowExt)
+
+    def makeProducer(self, request, fileForReading):
+        size = self.getsize()
+        if request.getHeader(b"range") is None and size <= SMALL_FILE_BYTES:
+            self._setContentHeaders(request, size)
+            request.setResponseCode(200)
+            return WholeFileProducer(request, fileForReading, size)
+        return super().makeProducer(request, fileForReading)
 
     def directoryListing(self):
         if self.listing:
@@ -38,16 +74,20 @@ class AssetFile(DirectoryFile):
 
 
 class Root(resource.Resource):
-    """Route static prefixes to twisted, everything else to Django."""
+    """Route static prefixes to twisted, ``/mini_buildd/api/...`` to the API fast path (which
+    hands what it does not cache to Django), everything else to Django."""
 
-    def __init__(self, wsgi_resource):
+    def __init__(self, wsgi_resource, fastpath=None):
         super().__init__()
         self.wsgi_resource = wsgi_resource
+        self.fastpath = fastpath
 
     def getChild(self, path, request):
-        # Not a static child: hand the whole path back to Django.
+        # Not a static child: hand the whole path back to Django (or the fast path).
         request.prepath.pop()
         request.postpath.insert(0, path)
+        if self.fastpath is not None and path == b"mini_buildd" and request.postpath[1:2] == [b"api"]:
+            return self.fastpath
         return self.wsgi_resource
 
     def render(self, request):
@@ -117,10 +157,14 @@ class EventsAttach(resource.Resource):
 
 
 def make_site():
+    from django.conf import settings  # pylint: disable=import-outside-toplevel
     from django.core.wsgi import get_wsgi_application  # pylint: disable=import-outside-toplevel
+    from mini_buildd.api import fastpath  # pylint: disable=import-outside-toplevel
     pool = reactor.getThreadPool()
     pool.adjustPoolsize(10, 100)
-    root = Root(wsgi.WSGIResource(reactor, pool, get_wsgi_application()))
+    django_resource = wsgi.WSGIResource(reactor, pool, get_wsgi_application())
+    fastpath.connect_signals()
+    root = Root(django_resource, fastpath.FastPath(django_resource, session_cookie=settings.SESSION_COOKIE_NAME))
     static = static_root()
     static.putChild(b"events", DirectoryFile(str(config.paths.events)))
     static.putChild(b"builds", DirectoryFile(str(config.paths.builds)))

@@ -10,6 +10,7 @@ re-entrant, so callers may hold it around multi-step operations such as "shift r
 install"); reprepro's own ``--waitforlock 10`` covers other processes.
 """
 
+import contextlib
 import logging
 import pathlib
 import re
@@ -170,6 +171,31 @@ class Reprepro:
     def __init__(self, basedir):
         self.basedir = pathlib.Path(basedir).resolve()
         self.lock = get_lock(self.basedir)
+        #: Inside :meth:`deferred_export`: the distributions changed so far (else None).
+        self._deferred = None
+
+    @contextlib.contextmanager
+    def deferred_export(self):
+        """Group changes: inside, changing commands run with ``--export=never``; on leaving (also
+        on errors) every changed distribution is exported (and signed) once. Holds the lock."""
+        with self.lock:
+            if self._deferred is not None:  # nested: the outer one exports
+                yield
+                return
+            self._deferred = set()
+            try:
+                yield
+            finally:
+                touched, self._deferred = sorted(self._deferred), None
+                if touched:
+                    self.export(*touched)
+
+    def _change(self, dist, *args):
+        """Run a command that changes ``dist`` (export deferred inside :meth:`deferred_export`)."""
+        if self._deferred is not None:
+            self._deferred.add(dist)
+            return self._run("--export=never", *args)
+        return self._run(*args)
 
     def __repr__(self):
         return f"Reprepro({self.basedir})"
@@ -336,27 +362,27 @@ class Reprepro:
             args += ["--component", component]
         if add_priority_optional and not dsc_has_priority(dsc_path):
             args += ["--priority", "optional"]
-        return self._run(*args, "includedsc", _check_name(dist, "distribution"), str(dsc_path))
+        return self._change(dist, *args, "includedsc", _check_name(dist, "distribution"), str(dsc_path))
 
     def include(self, dist, changes_path):
         """Install everything a ``.changes`` lists (e.g. a buildresult's binaries)."""
-        return self._run("include", _check_name(dist, "distribution"), str(changes_path))
+        return self._change(dist, "include", _check_name(dist, "distribution"), str(changes_path))
 
     def includedeb(self, dist, deb_path, component=None):
         """Install one binary package."""
         args = ["--component", component] if component else []
-        return self._run(*args, "includedeb", _check_name(dist, "distribution"), str(deb_path))
+        return self._change(dist, *args, "includedeb", _check_name(dist, "distribution"), str(deb_path))
 
     def copysrc(self, dst, src, source, version=None):
         """Copy source package ``source`` (all versions, or ``version``) with its binaries from
         dist ``src`` to dist ``dst``. reprepro silently does nothing if there is no match."""
-        return self._run("copysrc", _check_name(dst, "distribution"), _check_name(src, "distribution"), source,
+        return self._change(dst, "copysrc", _check_name(dst, "distribution"), _check_name(src, "distribution"), source,
                          *([version] if version else []))
 
     def removesrc(self, dist, source, version=None):
         """Remove source package ``source`` (all versions, or ``version``) with its binaries from
         ``dist``. reprepro silently does nothing if there is no match."""
-        return self._run("removesrc", _check_name(dist, "distribution"), source, *([version] if version else []))
+        return self._change(dist, "removesrc", _check_name(dist, "distribution"), source, *([version] if version else []))
 
     # Snapshots (SPEC §3.7)
     def gensnapshot(self, dist, name):

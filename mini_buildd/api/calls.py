@@ -177,7 +177,7 @@ def _status(args, _user):
 
 
 register(Call(
-    "status", _status, category=CONSUMER, auth=Auth.NONE,
+    "status", _status, category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(max_age=1.0),
     doc="Get status of this instance",
     result_doc="{version, identity, url (HTTP), incoming_url (FTP), load (0..1+; -1: engine stopped), "
                "chroots: ['codename:arch'], remotes: [url], repositories?: {id: {codenames, layout: {suite: "
@@ -317,7 +317,7 @@ _LS_ARGS = (
 )
 
 register(Call(
-    "ls", _delegate("mini_buildd.archive_ops", "ls"), category=CONSUMER, auth=Auth.NONE,
+    "ls", _delegate("mini_buildd.archive_ops", "ls"), category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(repositories=True),
     doc="List source package in repository",
     result_doc="{repository: {distribution: {version, component, architecture, rollbacks: {distribution: {version, component, architecture}}}}}",
     args=[a() for a in _LS_ARGS]))

@@ -1,7 +1,8 @@
 """The registry of API calls (SPEC §4.1): what a call is (:class:`Call`), what its arguments are
 (:class:`Argument`), authorization levels (:class:`Auth`), flags (:data:`CONFIRM`,
 :data:`NEEDS_RUNNING`, :data:`MAINTENANCE`), the one error type every delivery layer turns into an
-RFC 7807 problem (:class:`Problem`), and the hooks to the engine (:func:`set_engine_hooks`).
+RFC 7807 problem (:class:`Problem`), what the HTTP fast path may cache (:class:`Cache`), and the
+hooks to the engine (:func:`set_engine_hooks`).
 
 Every call is defined once (in :mod:`mini_buildd.api.calls`); the HTTP view, the
 ``mini-buildd-api`` argparse sub-commands, and later web forms and docs are all generated from
@@ -243,15 +244,40 @@ class Argument:
                 "computed_choices": callable(self.choices)}
 
 
+# ------------------------------------------------------------------------------------------------ caching
+class Cache:
+    """How the HTTP fast path (:mod:`mini_buildd.api.fastpath`) may answer a call from a cache.
+
+    Only for :attr:`Auth.NONE` calls, and only their default ``output=json``. A cached result is
+    always dropped when any mini-buildd model is saved or deleted, and when the engine starts or
+    stops. Besides:
+
+    ``max_age``: seconds a result may be served after it was computed (None: no time limit).
+    ``repositories``: the result depends on the packages in the repositories: dropped as soon as
+    any repository's reprepro database changes.
+    """
+
+    def __init__(self, max_age=None, repositories=False):
+        if max_age is not None and max_age <= 0:
+            raise ValueError(f"Cache max_age must be > 0: {max_age}")
+        self.max_age = max_age
+        self.repositories = bool(repositories)
+
+    def __repr__(self):
+        return f"Cache(max_age={self.max_age}, repositories={self.repositories})"
+
+
 # ------------------------------------------------------------------------------------------------ calls
 class Call:
     """One API call: name, doc, category, arguments, authorization, flags and the function.
 
     ``run(args, request_user)`` gets a dict ``{identity: value}`` with every argument (defaults
     filled in) and the Django user (or None); it returns JSON-able data.
+
+    ``cache``: a :class:`Cache` if the HTTP fast path may cache the JSON result (NONE calls only).
     """
 
-    def __init__(self, name, run, doc="", category=CONSUMER, args=(), auth=Auth.NONE, flags=(), result_doc=""):
+    def __init__(self, name, run, doc="", category=CONSUMER, args=(), auth=Auth.NONE, flags=(), result_doc="", cache=None):
         unknown = set(flags) - set(FLAGS)
         if unknown:
             raise ValueError(f"Call {name}: unknown flags {unknown}")
@@ -265,6 +291,9 @@ class Call:
         self.auth = Auth(auth)
         self.flags = frozenset(flags)
         self.result_doc = result_doc.strip()
+        if cache is not None and (not isinstance(cache, Cache) or self.auth != Auth.NONE or self.flags):
+            raise ValueError(f"Call {name}: only NONE calls without flags can be cached (cache={cache!r})")
+        self.cache = cache
         identities = [a.identity for a in self.args]
         if len(set(identities)) != len(identities):
             raise ValueError(f"Call {name}: duplicate argument identities {identities}")

@@ -449,3 +449,28 @@ def test_calls_are_serialized(repo):
         t1.join(10)
     t2.join(30)
     assert done.is_set()
+
+
+def test_deferred_export_signs_each_changed_dist_once(repo, package, gnupghome):
+    """Inside ``deferred_export`` the indices stay as they were; on leaving, every changed
+    distribution (and only those) is exported and signed; an error inside still exports."""
+    _home, pubkey = gnupghome
+    packages = repo.dist_dir(UNSTABLE) / "main" / "source" / "Sources"
+    before = {d: (repo.dist_dir(d) / "InRelease").read_bytes() for d in repo.dists()}
+    with repo.deferred_export():
+        repo.includedsc(UNSTABLE, package["dsc"])
+        repo.include(UNSTABLE, package["changes"])
+        repo.copysrc(UNSTABLE_RB0, UNSTABLE, SOURCE)
+        assert f"Package: {SOURCE}\n" not in packages.read_text()
+        assert (repo.dist_dir(UNSTABLE) / "InRelease").read_bytes() == before[UNSTABLE]
+    assert f"Package: {SOURCE}\n" in packages.read_text()
+    for d in (UNSTABLE, UNSTABLE_RB0):
+        assert (repo.dist_dir(d) / "InRelease").read_bytes() != before[d]
+        gpgv(pubkey, repo.dist_dir(d) / "InRelease")
+    assert (repo.dist_dir(TESTING) / "InRelease").read_bytes() == before[TESTING]
+
+    with pytest.raises(RuntimeError):
+        with repo.deferred_export():
+            repo.removesrc(UNSTABLE, SOURCE)
+            raise RuntimeError("boom")
+    assert f"Package: {SOURCE}\n" not in packages.read_text()
