@@ -25,6 +25,11 @@ LOG = logging.getLogger(__name__)
 
 #: Global options given to every reprepro call (SPEC §3.6). ``unusedarch`` is ignored for
 #: packages (e.g. ``make deb-pkg`` kernels) that mislabel the architecture of some binaries.
+#: Files (path parts) inside a base directory whose change means "the packages may have changed":
+#: reprepro rewrites ``db/packages.db`` on include/copy/remove, not on queries or exports (every
+#: call rewrites ``db/version``, so the ``db`` directory itself tells nothing).
+STATE_FILES = (("db", "packages.db"), ("conf", "distributions"))
+
 GLOBAL_OPTIONS = ("--verbose", "--waitforlock", "10", "--ignore", "unusedarch")
 
 #: Morgue directory (removed pool files are moved there) relative to the base dir, reprepro syntax.

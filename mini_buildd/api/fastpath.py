@@ -37,14 +37,11 @@ import time
 
 from twisted.web import resource, server
 
-from mini_buildd import config
+from mini_buildd import config, reprepro
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import  (fills the registry)
 
 LOG = logging.getLogger(__name__)
-
-#: Files inside a reprepro base directory whose change means "the packages may have changed".
-REPREPRO_STATE_FILES = (("db", "packages.db"), ("conf", "distributions"))
 
 #: A state file changed less than this long ago (ns): results are served but not kept.
 RACY_NS = 1_000_000_000
@@ -108,7 +105,7 @@ def repositories_signature(base=None):
         return (), False
     sig, racy = [], False
     for name in names:
-        for parts in REPREPRO_STATE_FILES:
+        for parts in reprepro.STATE_FILES:
             try:
                 st = os.stat(os.path.join(base, name, *parts))
             except OSError:
