@@ -5,7 +5,8 @@ arguments and an assertion on its result.
 Coverage is taken from the registry: a call without a ``test_call_<name>`` function here fails
 :func:`test_every_registered_call_has_a_test`, and :func:`test_zz_every_call_ran_over_http` fails
 unless every registered call answered over HTTP in this module (with success; ``wake`` with its
-4xx for an unknown remote, as remotes are not part of this instance).
+4xx for an unknown remote and ``handshake`` with its 400 for a message no remote signed, as
+this instance has no remotes).
 
 Packages: this module uploads its own (``mbd-e2e-api*``) and leaves ``mbd-e2e-hello`` (used by
 test_zz_repository_ops and test_zzz_keyring_apt) alone. Maintenance calls (setup, reindex,
@@ -38,8 +39,9 @@ FINAL = ("INSTALLED", "FAILED", "REJECTED")
 
 #: Calls that answered over HTTP in this module: name -> set of HTTP statuses.
 ANSWERED = {}
-#: Calls for which a 4xx answer is all this module can check (see the module doc).
-ONLY_ERRORS = {"wake"}
+#: Calls for which a 4xx answer is all this module can check (see the module doc): they need a
+#: Remote, which this instance has not (their success paths: test_zzzz_remotes).
+ONLY_ERRORS = {"wake", "handshake"}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
