@@ -63,7 +63,7 @@ class Problem(Exception):
         super().__init__(detail)
         self.status = int(status)
         self.detail = detail
-        self.title = title or http.HTTPStatus(self.status).description
+        self.title = title or http.HTTPStatus(self.status).description  # as upstream (reference outputs)
 
     def to_dict(self):
         return {"type": "about:blank", "status": self.status, "title": self.title, "detail": self.detail,

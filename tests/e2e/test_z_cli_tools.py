@@ -11,7 +11,6 @@ Packages: this module uploads its own (``mbd-e2e-cli*``, and the always-failing 
 import datetime
 import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -19,12 +18,12 @@ import time
 import pytest
 import requests
 
-from mini_buildd import chroot_backends, ports
+from mini_buildd import ports
 from tests.e2e.test_z_api_calls import wait_engine_running
-from tests.helpers import host_archive
 from tests.helpers.daemon import PYTHON, ROOT
 from tests.helpers.instance import ADMIN_PASSWORD
 from tests.helpers.packages import make_source_package, wait_event, now_iso
+from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
 
 UNSTABLE = "bookworm-test-unstable"
 CLI_SRC, CLI_VERSION = "mbd-e2e-cli", "1.0~test12+1"
@@ -201,23 +200,6 @@ def test_events_follow_an_upload(instance, dput_cf, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ sources_list -> apt
-@pytest.fixture
-def clean_chroot(tmp_path):
-    tarball = chroot_backends.cached_tarball_path("bookworm", host_archive.host_arch())
-    if not tarball.exists():
-        pytest.skip("no cached debootstrap tarball")
-    root = tmp_path / "root"
-    root.mkdir()
-    subprocess.run(["tar", "--extract", "--numeric-owner", "--file", str(tarball), "--directory", str(root)], check=True)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _chroot(root, *argv):
-    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, check=False,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"})
-
-
 def _keyring_deb(instance, identity):
     """URL of the keyring package's .deb in unstable (built through mini-buildd-api if there is none yet)."""
     name = f"{identity}-archive-keyring"
@@ -243,16 +225,16 @@ def test_sources_list_cli_apt_installs_verified(instance, clean_chroot):
     r = requests.get(_keyring_deb(instance, identity), timeout=30)
     assert r.status_code == 200
     (root / "tmp" / "keyring.deb").write_bytes(r.content)
-    installed = _chroot(root, "dpkg", "-i", "/tmp/keyring.deb")
+    installed = in_chroot(root, "dpkg", "-i", "/tmp/keyring.deb")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     # only the instance's lines, from the CLI, in sources.list.d
     (root / "etc" / "apt" / "sources.list").write_text("")
     for p in (root / "etc" / "apt" / "sources.list.d").glob("*"):
         p.unlink()
     (root / "etc" / "apt" / "sources.list.d" / "mini-buildd.list").write_text(proc.stdout)
-    update = _chroot(root, "apt-get", "update")
+    update = in_chroot(root, "apt-get", "update")
     output = update.stdout + update.stderr
     assert update.returncode == 0 and "NO_PUBKEY" not in output and "not signed" not in output and "W:" not in output, output
-    install = _chroot(root, "apt-get", "install", "--yes", CLI_SRC)
+    install = in_chroot(root, "apt-get", "install", "--yes", CLI_SRC)
     assert install.returncode == 0, install.stdout + install.stderr
     assert (root / "usr" / "share" / CLI_SRC / "hello.txt").read_text().startswith(f"hello from {CLI_SRC}")

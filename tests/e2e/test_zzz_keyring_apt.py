@@ -2,14 +2,10 @@
 debootstrapped base, no trusted=yes) installs our keyring package and a built binary over HTTP
 with signature verification. Runs last: needs mbd-e2e-hello in stable (test_zz_repository_ops)."""
 
-import shutil
 import subprocess
 
-import pytest
-
-from mini_buildd import chroot_backends
 from tests.e2e.test_zz_repository_ops import api
-from tests.helpers import host_archive
+from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
 
 
 def test_keyring_packages(instance):
@@ -26,23 +22,6 @@ def test_test_packages_with_check(instance):
     assert outcome == {"mbd-test-archall": "INSTALLED", "mbd-test-cpp": "INSTALLED", "mbd-test-ftbfs": "FAILED"}, result
 
 
-@pytest.fixture
-def clean_chroot(tmp_path):
-    tarball = chroot_backends.cached_tarball_path("bookworm", host_archive.host_arch())
-    if not tarball.exists():
-        pytest.skip("no cached debootstrap tarball")
-    root = tmp_path / "root"
-    root.mkdir()
-    subprocess.run(["tar", "--extract", "--numeric-owner", "--file", str(tarball), "--directory", str(root)], check=True)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _chroot(root, *argv):
-    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, check=False,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"})
-
-
 def test_apt_installs_keyring_and_binary_verified(instance, clean_chroot):
     root = clean_chroot
     identity = api(instance, "status")["identity"]
@@ -55,16 +34,16 @@ def test_apt_installs_keyring_and_binary_verified(instance, clean_chroot):
         p.unlink()
     # 1: bootstrap trust with the instance key (verified, no trusted=yes), install the keyring package
     sources.write_text(f"deb [signed-by=/bootstrap.gpg] {line}\n")
-    proc = _chroot(root, "apt-get", "update")
+    proc = in_chroot(root, "apt-get", "update")
     assert proc.returncode == 0 and "NO_PUBKEY" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    proc = _chroot(root, "apt-get", "install", "--yes", f"{identity}-archive-keyring")
+    proc = in_chroot(root, "apt-get", "install", "--yes", f"{identity}-archive-keyring")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (root / "etc" / "apt" / "trusted.gpg.d" / f"{identity}-archive-keyring.gpg").is_file()
     # 2: only the keyring package's key now: update verifies, the built binary installs
     bootstrap.unlink()
     sources.write_text(f"deb {line}\n")
-    proc = _chroot(root, "apt-get", "update")
+    proc = in_chroot(root, "apt-get", "update")
     assert proc.returncode == 0 and "NO_PUBKEY" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    proc = _chroot(root, "apt-get", "install", "--yes", "mbd-e2e-hello")
+    proc = in_chroot(root, "apt-get", "install", "--yes", "mbd-e2e-hello")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (root / "usr" / "share" / "mbd-e2e-hello" / "hello.txt").read_text().startswith("hello from mbd-e2e-hello")
