@@ -16,6 +16,9 @@ response, so a response is never older than its token. The token is
 
 - a generation counter, bumped by every save/delete (and commit) of a mini-buildd model in this
   process (Django signals; :func:`connect_signals`), or :func:`invalidate`;
+- mtime/size/inode of the configuration database file (and its ``-wal``/``-journal``), so that a
+  change written by another process (an administrator's ``manage.py shell``, a second daemon
+  process) is seen too; the same :data:`RACY_NS` rule applies;
 - whether the engine runs (so ``start``/``stop`` are seen at once);
 - for ``Cache(repositories=True)``: mtime/size/inode of every repository's reprepro database
   (``db/packages.db``: reprepro rewrites it on include/copy/remove, not on queries or exports) and
@@ -93,6 +96,27 @@ def connect_signals():
         signal.connect(_on_model_change, dispatch_uid=f"mbd-api-fastpath-{id(signal)}")
 
 
+def _stat_signature(paths, now):
+    """``(signature, racy)`` of ``paths``: ``(mtime, size, inode)`` each (None when missing)."""
+    sig, racy = [], False
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            sig.append(None)
+            continue
+        sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        racy = racy or now - st.st_mtime_ns < RACY_NS
+    return tuple(sig), racy
+
+
+def database_signature(path=None):
+    """``(signature, racy)``: the state of the configuration database file (default: the instance's)
+    and SQLite's ``-wal`` and ``-journal`` files beside it."""
+    path = str(config.paths.config_db if path is None else path)
+    return _stat_signature((path, path + "-wal", path + "-journal"), time.time_ns())
+
+
 def repositories_signature(base=None):
     """``(signature, racy)``: the state of every reprepro base directory below ``base`` (default:
     the instance's repositories directory); ``racy`` if a state file changed within :data:`RACY_NS`."""
@@ -105,24 +129,20 @@ def repositories_signature(base=None):
         return (), False
     sig, racy = [], False
     for name in names:
-        for parts in reprepro.STATE_FILES:
-            try:
-                st = os.stat(os.path.join(base, name, *parts))
-            except OSError:
-                sig.append((name, None))
-                continue
-            sig.append((name, st.st_mtime_ns, st.st_size, st.st_ino))
-            racy = racy or now - st.st_mtime_ns < RACY_NS
+        files, files_racy = _stat_signature([os.path.join(base, name, *parts) for parts in reprepro.STATE_FILES], now)
+        sig.append((name, files))
+        racy = racy or files_racy
     return tuple(sig), racy
 
 
 def token(call):
     """``(token, keepable)`` for a cacheable call, now."""
     running = registry.engine_is_running()
+    db_sig, db_racy = database_signature()
     if call.cache.repositories:
         sig, racy = repositories_signature()
-        return (GENERATION.value, running, sig), not racy
-    return (GENERATION.value, running), True
+        return (GENERATION.value, running, db_sig, sig), not (racy or db_racy)
+    return (GENERATION.value, running, db_sig), not db_racy
 
 
 # ------------------------------------------------------------------------------------------------ the resource

@@ -36,3 +36,10 @@ def assert_valid_html(html_text, what="page", strict=False):
         numbered = "\n".join(f"{i + 1:4} {line}" for i, line in enumerate(html_text.splitlines()))
         raise AssertionError(f"{what}: HTML Tidy reports:\n  " + "\n  ".join(problems) + f"\n--- HTML ---\n{numbered}")
     return warnings
+
+
+def assert_valid_response(response, what="page"):
+    """A Django test client ``response`` is a full HTML document (doctype first) without tidy errors."""
+    html = response.content
+    assert html.lstrip().startswith(b"<!DOCTYPE html>"), html[:200]
+    return assert_valid_html(html, what=what)

@@ -30,6 +30,17 @@ class SyncPool:
         f(*args, **kwargs)
 
 
+DATABASE_SIGNATURE = fastpath.database_signature
+DB_STATE = {"sig": ("db",), "racy": False}
+
+
+@pytest.fixture(autouse=True)
+def quiet_database(monkeypatch):
+    """The test database file is written all the time: pin its signature (tests change DB_STATE)."""
+    DB_STATE.update(sig=("db",), racy=False)
+    monkeypatch.setattr(fastpath, "database_signature", lambda: (DB_STATE["sig"], DB_STATE["racy"]))
+
+
 @pytest.fixture
 def site():
     from django.core.wsgi import get_wsgi_application
@@ -208,7 +219,7 @@ def test_repositories_signature(tmp_path):
     for f in (db / "packages.db", tmp_path / "test" / "conf" / "distributions"):
         os.utime(f, (old, old))
     sig, racy = fastpath.repositories_signature(tmp_path)
-    assert not racy and len(sig) == 2
+    assert not racy and len(sig) == 1 and len(sig[0][1]) == 2
     (db / "version").write_text("w")  # reprepro rewrites this even on queries: ignored
     assert fastpath.repositories_signature(tmp_path) == (sig, False)
     (db / "packages.db").write_bytes(b"2")
@@ -394,3 +405,33 @@ def test_small_files_in_one_write_large_and_ranges_as_before(tmp_path):
         request.requestReceived(b"GET", b"/repositories/" + name, b"HTTP/1.0")
         assert request.producer is not None and not isinstance(request.producer, httpd.WholeFileProducer)
         request.connectionLost(Exception("done"))
+
+
+def test_database_signature_sees_other_processes_writes(tmp_path):
+    """A configuration change written by another process (no model signal here) changes the token."""
+    db = tmp_path / "config.sqlite"
+    db.write_bytes(b"1")
+    old = time.time() - 10
+    os.utime(db, (old, old))
+    sig, racy = DATABASE_SIGNATURE(db)
+    assert not racy and sig[0] is not None and sig[1:] == (None, None)
+    assert DATABASE_SIGNATURE(db) == (sig, False)
+    (tmp_path / "config.sqlite-wal").write_bytes(b"page")   # SQLite in WAL mode: the -wal file changes
+    sig2, racy = DATABASE_SIGNATURE(db)
+    assert sig2 != sig and racy
+    db.write_bytes(b"22")
+    assert DATABASE_SIGNATURE(db)[0] != sig2
+
+
+def test_database_change_by_another_process_is_a_miss(scripted):  # pylint: disable=redefined-outer-name
+    fast, django, _clock = scripted
+    fast.render(Request(b"/mini_buildd/api/status/"))
+    django.answer(b"1")
+    assert fast.render(Request(b"/mini_buildd/api/status/")) == b"1"
+    DB_STATE["sig"] = ("written by someone else",)
+    assert fast.render(Request(b"/mini_buildd/api/status/")) is server.NOT_DONE_YET
+    django.answer(b"2")
+    DB_STATE.update(sig=("being written",), racy=True)     # still being written: served, not kept
+    assert fast.render(Request(b"/mini_buildd/api/status/")) is server.NOT_DONE_YET
+    django.answer(b"3")
+    assert fast.render(Request(b"/mini_buildd/api/status/")) is server.NOT_DONE_YET

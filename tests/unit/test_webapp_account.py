@@ -3,22 +3,14 @@ password reset by mail, registration with e-mail activation (off unless enabled)
 (GnuPG key for uploads, subscriptions). Every page passes ``tidy``."""
 
 import re
-import subprocess
 
 import pytest
 from django.test import override_settings
 
+from tests.helpers.html_check import assert_valid_response
+
 PASSWORD = "account-Secret-1"
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
-
-
-def assert_valid_html(response):
-    """Zero ``tidy -e -q`` errors (exit status 2 means errors; 1 only warnings)."""
-    html = response.content
-    assert html.lstrip().startswith(b"<!DOCTYPE html>"), html[:200]
-    proc = subprocess.run(["tidy", "-e", "-q"], input=html, capture_output=True, check=False)
-    errors = [line for line in proc.stderr.decode().splitlines() if " - Error: " in line]
-    assert proc.returncode < 2 and not errors, proc.stderr.decode()
 
 
 def text(response):
@@ -52,7 +44,7 @@ def test_api_client_login_with_csrf(user):  # pylint: disable=redefined-outer-na
     c = Client(enforce_csrf_checks=True)
     r = c.get("/accounts/login/")
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     token = c.cookies["csrftoken"].value
     assert 'href="/accounts/password_reset/"' in text(r) and 'id="mbd-register"' not in text(r)
     # Without the token: refused.
@@ -64,7 +56,7 @@ def test_api_client_login_with_csrf(user):  # pylint: disable=redefined-outer-na
     # Wrong password: the form again with the error.
     r = Client().post("/accounts/login/", {"username": user.username, "password": "wrong", "next": "/accounts/null/"})
     assert r.status_code == 200 and "didn't match" in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
 
 
 def test_logout(user):  # pylint: disable=redefined-outer-name
@@ -80,23 +72,23 @@ def test_password_reset_by_mail(user, mailbox):  # pylint: disable=redefined-out
     c = Client()
     r = c.get("/accounts/password_reset/")
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = c.post("/accounts/password_reset/", {"email": "not-an-address"})
     assert r.status_code == 200 and 'id="id_email_error"' in text(r) and not mailbox
     r = c.post("/accounts/password_reset/", {"email": user.email}, follow=True)
     assert r.status_code == 200 and "Password reset sent" in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert len(mailbox) == 1 and mailbox[0].to == [user.email]
     link = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mailbox[0].body).group(1)
     r = c.get(link, follow=True)
     assert r.status_code == 200 and 'id="mbd-password-reset-confirm-form"' in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     form_url = r.redirect_chain[-1][0]
     r = c.post(form_url, {"new_password1": "a", "new_password2": "b"})
     assert r.status_code == 200 and 'id="id_new_password2_error"' in text(r)
     r = c.post(form_url, {"new_password1": "New-Secret-2", "new_password2": "New-Secret-2"}, follow=True)
     assert "Password set" in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert Client().login(username=user.username, password="New-Secret-2")
     # The link is single-use.
     r = Client().get(link, follow=True)
@@ -108,7 +100,7 @@ def test_registration_is_off_by_default(db):  # pylint: disable=unused-argument,
     from django.test import Client
     r = Client().get("/accounts/register/")
     assert r.status_code == 404 and "Registration closed" in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = Client().post("/accounts/register/", {"username": "x", "email": "x@example.org", "password1": "Aa-1234567", "password2": "Aa-1234567"})
     assert r.status_code == 404
     from django.contrib.auth.models import User
@@ -123,17 +115,17 @@ def test_registration_with_activation(db, mailbox):  # pylint: disable=unused-ar
         assert 'id="mbd-register"' in text(c.get("/accounts/login/"))
         r = c.get("/accounts/register/")
         assert r.status_code == 200
-        assert_valid_html(r)
+        assert_valid_response(r)
         # Bad input: errors next to the fields, nobody created.
         r = c.post("/accounts/register/", {"username": "new-user", "email": "bad", "password1": "Aa-1234567", "password2": "other"})
         assert r.status_code == 400
-        assert_valid_html(r)
+        assert_valid_response(r)
         assert 'id="id_email_error"' in text(r) and 'id="id_password2_error"' in text(r)
         assert not User.objects.filter(username="new-user").exists() and not mailbox
         r = c.post("/accounts/register/", {"username": "new-user", "email": "new@example.org",
                                            "password1": "Aa-1234567", "password2": "Aa-1234567"})
         assert r.status_code == 200 and "new@example.org" in text(r)
-        assert_valid_html(r)
+        assert_valid_response(r)
         new = User.objects.get(username="new-user")
         assert not new.is_active and hasattr(new, "uploader")
         assert not Client().login(username="new-user", password="Aa-1234567")
@@ -146,10 +138,10 @@ def test_registration_with_activation(db, mailbox):  # pylint: disable=unused-ar
         # A broken link fails, the real one activates.
         r = c.get(link[:-3] + "xx/")
         assert r.status_code == 400 and "Activation failed" in text(r)
-        assert_valid_html(r)
+        assert_valid_response(r)
         r = c.get(link)
         assert r.status_code == 200 and "Account activated" in text(r)
-        assert_valid_html(r)
+        assert_valid_response(r)
         assert User.objects.get(username="new-user").is_active
         assert Client().login(username="new-user", password="Aa-1234567")
 
@@ -177,10 +169,10 @@ def test_profile_subscriptions(user):  # pylint: disable=redefined-outer-name
     c = logged_in(user)
     r = c.get("/accounts/profile/")
     assert r.status_code == 200 and "No subscriptions." in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = c.post("/accounts/profile/", {"action": "subscribe", "source": "hello", "distribution": ""}, follow=True)
     assert "Subscribed." in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert list(models.Subscription.objects.filter(subscriber=user).values_list("package", "distribution")) == [("hello", "")]
     r = c.post("/accounts/profile/", {"action": "subscribe", "source": "hello", "distribution": ""}, follow=True)
     assert "You already had this subscription." in text(r)
@@ -198,13 +190,13 @@ def test_profile_key_errors_next_to_field(user):  # pylint: disable=redefined-ou
     c = logged_in(user)
     r = c.post("/accounts/profile/", {"action": "set_key", "key": ""})
     assert r.status_code == 400 and "empty" in re.search(r'id="id_key_error">(.*?)</span>', text(r)).group(1)
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = c.post("/accounts/profile/", {"action": "set_key", "key": "not-a-key-id"})
     assert r.status_code == 400 and re.search(r'id="id_key_error">Argument &#x27;key&#x27;', text(r))
     assert 'not-a-key-id</textarea>' in text(r)  # the value is kept
     r = c.post("/accounts/profile/", {"action": "set_key", "key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\ngarbage\n-----END PGP PUBLIC KEY BLOCK-----"})
     assert r.status_code == 400 and 'id="id_key_error"' in text(r) and "Traceback" not in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
 
 
 def test_profile_set_key(user, monkeypatch):  # pylint: disable=redefined-outer-name
@@ -220,7 +212,7 @@ def test_profile_set_key(user, monkeypatch):  # pylint: disable=redefined-outer-
     c = logged_in(user)
     r = c.post("/accounts/profile/", {"action": "set_key", "key": "0123456789ABCDEF"}, follow=True)
     assert r.status_code == 200 and "staff must (re)activate it" in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     uploader.refresh_from_db()
     assert uploader.key_id == "0123456789ABCDEF" and uploader.mbd_is_prepared() and not uploader.mbd_is_active()
     assert 'id="mbd-uploader-key">0123456789ABCDEF Account User' in text(r)

@@ -6,20 +6,12 @@ superusers only, presets, the report and the update + PCA follow-up. Every page 
 
 import json
 import re
-import subprocess
 
 import pytest
 
+from tests.helpers.html_check import assert_valid_response
+
 PASSWORD = "forms-Secret-1"
-
-
-def assert_valid_html(response):
-    """Zero ``tidy -e -q`` errors (exit status 2 means errors; 1 only warnings)."""
-    html = response.content
-    assert html.lstrip().startswith(b"<!DOCTYPE html>"), html[:200]
-    proc = subprocess.run(["tidy", "-e", "-q"], input=html, capture_output=True, check=False)
-    errors = [line for line in proc.stderr.decode().splitlines() if " - Error: " in line]
-    assert proc.returncode < 2 and not errors, proc.stderr.decode()
 
 
 @pytest.fixture
@@ -48,7 +40,7 @@ def test_tidy_check_catches_errors():
     class Bad:  # pylint: disable=too-few-public-methods
         content = b"<!DOCTYPE html><html><head><title>x</title></head><body><foo>x</foo></body></html>"
     with pytest.raises(AssertionError):
-        assert_valid_html(Bad)
+        assert_valid_response(Bad)
 
 
 def client(who=None):
@@ -74,7 +66,7 @@ def test_index_lists_every_call_by_category_with_auth(users):  # pylint: disable
     from mini_buildd.api import registry
     r = client().get("/mini_buildd/api/")
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     page = text(r)
     assert '<link rel="stylesheet" href="/static/mini_buildd/forms.css">' in page
     for category in registry.CATEGORIES:
@@ -113,7 +105,7 @@ def test_index_other_outputs_are_the_api(users):  # pylint: disable=redefined-ou
 def test_call_page_runs_call_without_arguments(users):  # pylint: disable=redefined-outer-name
     r = client().get("/mini_buildd/api/status/", {"output": "html"})
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     result = re.search(r'<pre class="mbd-api-result" id="mbd-api-result">(.*?)</pre>', text(r), re.S).group(1)
     assert json.loads(result.replace("&quot;", '"'))["identity"]
     # The form: one checkbox for the BOOL argument, and a link to the same call as JSON.
@@ -126,7 +118,7 @@ def test_call_form_widgets_from_argument_types(users):  # pylint: disable=redefi
     models.Repository.objects.create(identity="formtest", layout=models.Layout.objects.get(name="Default"))
     r = client().get("/mini_buildd/api/sources_list/", {"output": "html"})
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     page = text(r)
     assert 'id="mbd-api-result"' in page  # no required args, no confirmation: runs right away
     # LIST with (computed) choices: multiple select with the server default pre-selected.
@@ -139,7 +131,7 @@ def test_call_form_widgets_from_argument_types(users):  # pylint: disable=redefi
     # TEXT -> textarea; required positional; confirmable -> confirm checkbox; not run without a submission.
     r = client(users["user"]).get("/mini_buildd/api/set_user_key/", {"output": "html"})
     assert r.status_code == 200 and 'id="mbd-api-result"' not in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert '<textarea name="key" id="id_key"' in text(r) and "(required)" in text(r)
     assert '<input type="checkbox" name="confirm" id="id_confirm" value="set_user_key">' in text(r)
 
@@ -149,7 +141,7 @@ def test_choice_argument_is_a_select(users):  # pylint: disable=redefined-outer-
     models.Remote.objects.create(http="tcp:host=remote.example.org:port=8066")
     r = client(users["staff"]).get("/mini_buildd/api/wake/", {"output": "html"})
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert re.search(r'<select name="remote" id="id_remote">\s*<option value="tcp:host=remote.example.org:port=8066">', text(r))
 
 
@@ -157,7 +149,7 @@ def test_bad_values_show_next_to_their_field(users):  # pylint: disable=redefine
     r = client().get("/mini_buildd/api/sources_list/", {"output": "html", "rollbacks": "many", "types": "rpm",
                                                         "mirror": "not a url", "mbd_run": "1"})
     assert r.status_code == 400
-    assert_valid_html(r)
+    assert_valid_response(r)
     assert "not an integer: &#x27;many&#x27;" in field_error(r, "rollbacks")
     assert "&#x27;rpm&#x27; is not a valid choice" in field_error(r, "types")
     assert "not a URL" in field_error(r, "mirror")
@@ -175,14 +167,14 @@ def test_missing_required_and_runtime_argument_errors(users):  # pylint: disable
     assert r.status_code == 400 and "empty" in field_error(r, "key")
     r = client(users["user"]).get("/mini_buildd/api/set_user_key/", {"output": "html", "key": "nohex!", "confirm": "set_user_key"})
     assert r.status_code == 400 and field_error(r, "key")
-    assert_valid_html(r)
+    assert_valid_response(r)
 
 
 def test_confirmation_required(users, engine):  # pylint: disable=redefined-outer-name
     r = client(users["admin"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1"})
     assert r.status_code == 400 and "Please confirm" in field_error(r, "confirm")
     assert engine["log"] == []
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = client(users["admin"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
     assert r.status_code == 200 and 'id="mbd-api-result">{}</pre>' in text(r)
     assert engine["log"] == ["stop"]
@@ -193,7 +185,7 @@ def test_not_allowed(users, engine):  # pylint: disable=redefined-outer-name
     r = client().get("/mini_buildd/api/stop/", {"output": "html"})
     assert r.status_code == 200 and 'id="mbd-not-allowed"' in text(r) and "Not allowed: needs ADMIN (log in)" in text(r)
     assert "<fieldset disabled>" in text(r) and 'id="mbd-api-run" disabled' in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = client().get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
     assert r.status_code == 401 and 'id="mbd-form-error">401' in text(r)
     r = client(users["staff"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
@@ -206,7 +198,7 @@ def test_internal_error_is_no_traceback(users, monkeypatch):  # pylint: disable=
     monkeypatch.setattr(registry.CALLS["pub_key"], "run", lambda args, user: 1 / 0)
     r = client().get("/mini_buildd/api/pub_key/", {"output": "html"})
     assert r.status_code == 500 and "ZeroDivisionError" in text(r) and "Traceback" not in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
 
 
 def test_api_clients_untouched(users):  # pylint: disable=redefined-outer-name
@@ -228,10 +220,10 @@ def test_setup_page_access(users):  # pylint: disable=redefined-outer-name
     assert r.status_code == 302 and r["Location"].startswith("/accounts/login/?next=/mini_buildd/setup/")
     r = client(users["staff"]).get("/mini_buildd/setup/")
     assert r.status_code == 403
-    assert_valid_html(r)
+    assert_valid_response(r)
     r = client(users["admin"]).get("/mini_buildd/setup/")
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     for preset in ("inspect", "extend", "bootstrap"):
         assert f'id="mbd-preset-{preset}"' in text(r)
     assert 'id="mbd-setup-report"' not in text(r)
@@ -243,7 +235,7 @@ def test_setup_presets_fill_the_form(users):  # pylint: disable=redefined-outer-
     daemon = models.Daemon.get()
     r = client(users["admin"]).get("/mini_buildd/setup/", {"preset": "inspect"})
     assert r.status_code == 200
-    assert_valid_html(r)
+    assert_valid_response(r)
     page = text(r)
     assert f'name="identity" id="id_identity" value="{daemon.identity}"' in page
     assert 'name="archives" id="id_archives" value="http://MIRROR-HOST/debian/"' in page
@@ -257,7 +249,7 @@ def test_setup_presets_fill_the_form(users):  # pylint: disable=redefined-outer-
     assert 'name="repositories_from_distributions" id="id_repositories_from_distributions" value="test"' in page
     r = client(users["admin"]).get("/mini_buildd/setup/", {"preset": "extend"})
     assert 'name="chroots_from_sources" id="id_chroots_from_sources" value="True" checked' in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
 
 
 def _inspect_post(extra=None):
@@ -279,7 +271,7 @@ def test_setup_inspect_report_and_followup(users):  # pylint: disable=redefined-
     # Inspect with one new archive: a report, the new archive MISSING (not created).
     r = c.post("/mini_buildd/setup/", _inspect_post({"archives": "http://MIRROR-HOST/debian/,http://MIRROR-HOST/new/", "confirm": "setup"}))
     assert r.status_code == 200, text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
     page = text(r)
     assert 'id="mbd-setup-report"' in page and 'id="mbd-setup-summary"' in page
     rows = re.findall(r'<tr class="mbd-severity-(\d)">\s*<td><input type="checkbox" name="selected" value="([0-9a-f]{64})"[^>]*>'
@@ -307,4 +299,4 @@ def test_setup_bad_option_is_shown(users):  # pylint: disable=redefined-outer-na
     assert r.status_code == 400 and "not a valid choice" in field_error(r, "chroots_backend")
     r = client(users["admin"]).post("/mini_buildd/setup/", _inspect_post({"repositories": "broken", "confirm": "setup"}))
     assert r.status_code == 400 and "Bad repository" in text(r) and "Traceback" not in text(r)
-    assert_valid_html(r)
+    assert_valid_response(r)
