@@ -157,6 +157,11 @@ def test_dput_check_ftbfs_fails(instance, dput_cf, tmp_path):
     assert "FAILED" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-test-ftbfs", version, after=started, timeout=30)
     assert event["type"] == "FAILED"
+    # the build log of the failed build is reachable over HTTP (the event's link)
+    result = event["extra"]["buildresults"]["amd64"]
+    assert result["sbuild_status"] != "successful", result
+    r = requests.get(result["buildlog_installed"], timeout=30)
+    assert r.status_code == 200 and "mbd-test-ftbfs" in r.text and "Status: " in r.text, (r.status_code, r.text[-2000:])
 
 
 # ------------------------------------------------------------------------------------------------ events
