@@ -8,7 +8,7 @@ calls through :func:`run_call` (the call registry), never their own copy of the 
 import logging
 
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
@@ -50,6 +50,16 @@ def not_found_page(request, detail):
 
 def forbidden_page(request, detail="You may not do this."):
     return error_page(request, 403, "Forbidden", detail)
+
+
+def staff_only(request, next_url, what):
+    """None if the request's user is staff; else the response: the login page (anonymous, back to
+    ``next_url`` afterwards) or a 403 page saying that only staff users may ``what``."""
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(f"/accounts/login/?next={next_url}")
+    if not is_staff(request.user):
+        return forbidden_page(request, f"Only staff users may {what}.")
+    return None
 
 
 def run_call(request, name, query, what=None):

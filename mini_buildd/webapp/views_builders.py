@@ -1,5 +1,6 @@
 """Builders and crontab pages: chroots with status and build slots, remotes with status and load
-(``/mini_buildd/builders/``); cron jobs with their last runs and logs, and "run now" for
+(``/mini_buildd/builders/``; staff users run a chroot's or remote's check there: POST
+``check=chroot:<pk>|remote:<pk>``); cron jobs with their last runs and logs, and "run now" for
 administrators (``/mini_buildd/crontab/``, POST runs the ``cronjob`` API call).
 """
 
@@ -7,6 +8,7 @@ import collections
 import datetime
 import logging
 
+from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 
@@ -43,7 +45,31 @@ def _remote_load(remote):
         return None
 
 
+def _check(request):
+    """Run the check of the chroot or remote named by ``check`` (``chroot:PK`` or ``remote:PK``)."""
+    refused = views.staff_only(request, "/mini_buildd/builders/", "check builders")
+    if refused is not None:
+        return refused
+    kind, _, pk = request.POST.get("check", "").partition(":")
+    if kind == "chroot":
+        target = next((c for c in models.Chroot.mbd_concrete_all() if str(c.pk) == pk), None)
+    elif kind == "remote":
+        target = models.Remote.objects.filter(pk=pk).first()
+    else:
+        return views.error_page(request, 400, "Bad request", "Nothing to check: 'check' must be chroot:ID or remote:ID.")
+    if target is None:
+        return views.not_found_page(request, f"No {kind} '{pk}'.")
+    try:
+        target.mbd_check()
+        messages.success(request, f"Check {kind} {target}: {target.mbd_status_display()}.")
+    except models.StatusError as e:
+        messages.error(request, f"Check {kind} {target}: {e}")
+    return HttpResponseRedirect("/mini_buildd/builders/")
+
+
 def builders_page(request):
+    if request.method == "POST":
+        return _check(request)
     eng = views.engine()
     builder = eng.builder if eng is not None else None
     building = collections.defaultdict(list)
@@ -53,16 +79,17 @@ def builders_page(request):
                 {"bkey": ev.bkey, "url": eventrows.build_url(ev.bkey), "source": ev.source, "version": ev.version})
     chroots = []
     for c in models.Chroot.mbd_concrete_all():
-        chroots.append({"key": str(c), "backend": type(c).__name__.replace("Chroot", "") or "Chroot", "status": c.mbd_status_display(),
+        chroots.append({"key": str(c), "pk": c.pk, "backend": type(c).__name__.replace("Chroot", "") or "Chroot", "status": c.mbd_status_display(),
                         "active": c.mbd_is_active(), "message": c.status_message, "builds": building.get(str(c), []),
                         "admin_url": f"/admin/mini_buildd/{type(c).__name__.lower()}/{c.pk}/change/"})
-    remotes = [{"http": r.http, "status": r.mbd_status_display(), "active": r.mbd_is_active_or_reactivate(),
+    remotes = [{"http": r.http, "pk": r.pk, "status": r.mbd_status_display(), "active": r.mbd_is_active_or_reactivate(),
                 "load": _remote_load(r), "message": r.status_message} for r in models.Remote.objects.order_by("http")]
     context = {
         "chroots": chroots, "remotes": remotes, "engine_running": eng is not None,
         "slots": builder.max_slots if builder is not None else models.Daemon.get().max_parallel_builds,
         "busy": sum(len(v) for v in building.values()),
         "load": builder.load if builder is not None else None,
+        "staff": views.is_staff(request.user),
     }
     return render(request, "mini_buildd/builders.html", context)
 

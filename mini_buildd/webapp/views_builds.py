@@ -1,11 +1,12 @@
 """Builds pages: ongoing and recent builds (``/mini_buildd/builds/``) and one build with its (live)
 build log (``/mini_buildd/builds/<bkey>/``; ``?tail=1`` gives the log's tail as plain text for the
-JavaScript live view, header ``X-Mini-Buildd-Ongoing: 1|0``).
+JavaScript live view, header ``X-Mini-Buildd-Ongoing: 1|0``). Staff users cancel an ongoing build
+there (POST ``action=cancel`` runs the ``cancel`` API call).
 """
 
 import logging
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
@@ -82,11 +83,24 @@ def _build_info(bkey):
     return evs, ongoing, log, url
 
 
+def _cancel(request, bkey):
+    page = f"/mini_buildd/builds/{eventrows.quote_path(bkey)}/"
+    if request.POST.get("action") != "cancel":
+        return views.error_page(request, 400, "Bad request", f"Unknown action '{request.POST.get('action', '')}'.")
+    refused = views.staff_only(request, page, "cancel builds")
+    if refused is not None:
+        return refused
+    views.run_call(request, "cancel", {"bkey": bkey}, what=f"Cancel build {bkey}")
+    return HttpResponseRedirect(page)
+
+
 def build_page(request, bkey):
     bkey = bkey.strip("/")
     if _inside(config.paths.builds, bkey) is None and _inside(config.paths.events, bkey) is None \
             and not any(e.bkey == bkey for e in views.queued_events()):
         return views.not_found_page(request, f"No build '{bkey}'.")
+    if request.method == "POST":
+        return _cancel(request, bkey)
     evs, ongoing, log, url = _build_info(bkey)
     if request.GET.get("tail"):
         response = HttpResponse(_tail(log) if log else "", content_type="text/plain; charset=utf-8")
@@ -98,5 +112,5 @@ def build_page(request, bkey):
                "arch": parts[3] if len(parts) > 3 else "", "ongoing": ongoing,
                "table": mark_safe(eventrows.table(evs, empty="No events for this build.", cache=False)),
                "log": _tail(log) if log else None, "log_url": url, "log_name": log.name if log else None,
-               "package_url": eventrows.package_url(parts[0])}
+               "package_url": eventrows.package_url(parts[0]), "can_cancel": ongoing and views.is_staff(request.user)}
     return render(request, "mini_buildd/build.html", context)

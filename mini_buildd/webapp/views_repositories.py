@@ -182,10 +182,9 @@ def _post_action(request, source):
     action = request.POST.get("action", "")
     if action not in ACTIONS:
         return views.error_page(request, 400, "Bad request", f"Unknown action '{action}'.")
-    if not request.user.is_authenticated:
-        return HttpResponseRedirect(f"/accounts/login/?next={eventrows.package_url(source)}")
-    if not views.is_staff(request.user):
-        return views.forbidden_page(request, f"Only staff users may {action} packages.")
+    refused = views.staff_only(request, eventrows.package_url(source), f"{action} packages")
+    if refused is not None:
+        return refused
     distribution = request.POST.get("distribution", "")
     version = request.POST.get("version", "")
     if action == "migrate":

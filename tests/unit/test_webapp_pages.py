@@ -336,3 +336,55 @@ def test_pages_have_no_tidy_warnings_either(db, hub, users, repository):  # pyli
             "/mini_buildd/repositories/test/dists/bookworm-test-unstable/", "/mini_buildd/packages/none/"]:
         r = c.get(url)
         assert_valid_html(r.content, what=url, strict=True)
+
+
+def test_cancel_button_on_an_ongoing_build_is_for_staff(db, hub, users):  # pylint: disable=unused-argument,redefined-outer-name
+    for e in pipeline()[:2]:
+        hub.log(e)
+    bkey = f"{SRC}/{VER}/20260102:030405:000000/amd64"
+    url = f"/mini_buildd/builds/{bkey}/"
+    build_dir = config.paths.build_dir(*bkey.split("/"))
+    build_dir.mkdir(parents=True)
+    try:
+        assert "Cancel this build" not in get_ok(client(users["plain"]), url).content.decode()
+        c = client(users["staff"])
+        r = get_ok(c, url)
+        assert "Cancel this build" in r.content.decode()
+        assert_valid_html(r.content, what=url, strict=True)
+        r = client().post(url, {"action": "cancel"})
+        assert r.status_code == 302 and r["Location"] == f"/accounts/login/?next={url}"
+        r = client(users["plain"]).post(url, {"action": "cancel"})
+        assert r.status_code == 403 and "cancel builds" in r.content.decode()
+        assert client(users["staff"]).post(url, {"action": "explode"}).status_code == 400
+        # staff: the cancel call runs; no engine here, so the page shows the call's 503 as a message
+        r = c.post(url, {"action": "cancel"})
+        assert r.status_code == 302 and r["Location"] == url
+        html = get_ok(c, url).content.decode()
+        assert "msg-error" in html and f"Cancel build {bkey}: 503" in html, html
+        hub.log(pipeline()[2])  # BUILT: finished, no button
+        assert "Cancel this build" not in get_ok(c, url).content.decode()
+    finally:
+        import shutil
+        shutil.rmtree(config.paths.build_dir(SRC), ignore_errors=True)
+
+
+def test_builders_check_buttons_are_for_staff(db, hub, users):  # pylint: disable=unused-argument,redefined-outer-name
+    from mini_buildd import models
+    remote = models.Remote.objects.create(http="http://127.0.0.1:9")
+    url = "/mini_buildd/builders/"
+    assert "Check</button>" not in get_ok(client(users["plain"]), url).content.decode()
+    c = client(users["staff"])
+    r = get_ok(c, url)
+    assert f'value="remote:{remote.pk}">Check</button>' in r.content.decode()
+    assert_valid_html(r.content, what=url, strict=True)
+    data = {"check": f"remote:{remote.pk}"}
+    r = client().post(url, data)
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    assert client(users["plain"]).post(url, data).status_code == 403
+    assert c.post(url, {"check": "toaster:1"}).status_code == 400
+    assert c.post(url, {"check": "remote:999999"}).status_code == 404
+    # the remote was never prepared: its check fails and the page says why
+    r = c.post(url, data)
+    assert r.status_code == 302 and r["Location"] == url
+    html = get_ok(c, url).content.decode()
+    assert "msg-error" in html and "Check remote" in html and "prepare" in html, html
