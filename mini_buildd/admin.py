@@ -22,11 +22,9 @@ OBJECT_ACTIONS = (("prepare", "Prepare"), ("check", "Check"), ("pca", "PCA"), ("
 def _run_action(modeladmin, request, queryset, action):
     for obj in queryset:
         obj = obj.mbd_concrete() if isinstance(obj, models.Chroot) else obj
-        try:
-            obj.mbd_run(action)
-            modeladmin.message_user(request, f"{obj.mbd_key}: {action} done: {obj.mbd_status_display()}", messages.SUCCESS)
-        except Exception as e:  # pylint: disable=broad-except
-            modeladmin.message_user(request, f"{obj.mbd_key}: {action} failed: {e}", messages.ERROR)
+        ok, detail = obj.mbd_run_reported(action)
+        modeladmin.message_user(request, f"{obj.mbd_key}: {action} {'done' if ok else 'failed'}: {detail}",
+                                messages.SUCCESS if ok else messages.ERROR)
 
 
 def _make_action(action, description):

@@ -274,6 +274,14 @@ class StatusModel(models.Model):
             raise StatusError(f"Unknown status action '{action}'")
         getattr(self, f"mbd_{action}")()
 
+    def mbd_run_reported(self, action):
+        """Run ``action`` for a user interface: ``(True, status display)`` or ``(False, why)``; never raises."""
+        try:
+            self.mbd_run(action)
+            return True, self.mbd_status_display()
+        except Exception as e:  # pylint: disable=broad-except  (the actions log their own failures)
+            return False, str(e)
+
     # ------------------------------------------------------------------ change tracking
     def mbd_config_values(self):
         """The configuration field values (what the administrator edits)."""

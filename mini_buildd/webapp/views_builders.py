@@ -52,18 +52,16 @@ def _check(request):
         return refused
     kind, _, pk = request.POST.get("check", "").partition(":")
     if kind == "chroot":
-        target = next((c for c in models.Chroot.mbd_concrete_all() if str(c.pk) == pk), None)
+        chroot = models.Chroot.objects.filter(pk=pk).first() if pk.isdigit() else None
+        target = chroot.mbd_concrete() if chroot is not None else None
     elif kind == "remote":
         target = models.Remote.objects.filter(pk=pk).first()
     else:
         return views.error_page(request, 400, "Bad request", "Nothing to check: 'check' must be chroot:ID or remote:ID.")
     if target is None:
         return views.not_found_page(request, f"No {kind} '{pk}'.")
-    try:
-        target.mbd_check()
-        messages.success(request, f"Check {kind} {target}: {target.mbd_status_display()}.")
-    except models.StatusError as e:
-        messages.error(request, f"Check {kind} {target}: {e}")
+    ok, detail = target.mbd_run_reported("check")
+    (messages.success if ok else messages.error)(request, f"Check {kind} {target}: {detail}" + ("." if ok else ""))
     return HttpResponseRedirect("/mini_buildd/builders/")
 
 
