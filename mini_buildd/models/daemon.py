@@ -68,6 +68,30 @@ class Daemon(StatusModel):
     notify = models.ManyToManyField(EmailAddress, blank=True)
     allow_emails_to = models.CharField(max_length=255, default=default_allow_emails_to, validators=[validators.regex])
 
+    # Limits against anonymous resource exhaustion (FTP, HTTP, disk). Sizes in MiB.
+    ftpd_max_file_size = models.PositiveIntegerField(
+        default=2048, validators=[MinValueValidator(1)],
+        help_text="FTP: largest single file an upload may contain (MiB); bigger ones are refused with 552.")
+    ftpd_max_session_size = models.PositiveIntegerField(
+        default=4096, validators=[MinValueValidator(1)],
+        help_text="FTP: most bytes one FTP session may store (MiB); more is refused with 552.")
+    ftpd_max_connections_per_address = models.PositiveSmallIntegerField(
+        default=8, validators=[MinValueValidator(1)], help_text="FTP: simultaneous connections from one client address.")
+    min_free_disk = models.PositiveIntegerField(
+        default=1024, help_text="Uploads are refused while the home's file system has less free space than this (MiB); 0: no floor.")
+    http_max_request_body = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)], help_text="HTTP: largest request body (MiB); bigger ones get 413.")
+    login_max_failures = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="Failed logins from one address before it is refused (429) for login_lockout.")
+    login_lockout = models.DurationField(default=datetime.timedelta(minutes=15),
+                                         help_text="How long an address is refused after too many failed logins.")
+    anonymous_search_max_results = models.PositiveIntegerField(
+        default=200, validators=[MinValueValidator(1)], help_text="Most results an anonymous search returns.")
+    anonymous_requests_per_minute = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1)],
+        help_text="Anonymous costly calls (search, debdiff) per client address and minute; more get 429.")
+
     mbd_lethal_dependencies = False
 
     class Meta:

@@ -2,6 +2,7 @@
 (SPEC §2.4, §3). A Repository owns its reprepro tree ``~/repositories/<identity>/``.
 """
 
+import datetime
 import logging
 import shutil
 
@@ -138,6 +139,9 @@ class Distribution(models.Model):
     add_depends = models.CharField(max_length=255, blank=True, default="")
     chroot_setup_script = models.TextField(blank=True, default="", validators=[validators.shebang_script])
     sbuildrc_snippet = models.TextField(blank=True, default="")
+    build_time_limit = models.DurationField(
+        default=datetime.timedelta(hours=6),
+        help_text="A build that runs longer than this is stopped and ends FAILED (time limit exceeded).")
 
     def __str__(self):
         archs = " ".join(a.architecture.name for a in self.architectureoption_set.select_related("architecture"))
