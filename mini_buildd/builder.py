@@ -134,8 +134,8 @@ class Builder:
         instance_gnupg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
 
         try:
-            from mini_buildd.packager import check_remote_signed  # pylint: disable=import-outside-toplevel
-            check_remote_signed(breq)
+            from mini_buildd import trust  # pylint: disable=import-outside-toplevel
+            trust.check_remote_signed(breq)
         except changes.ChangesError as e:
             LOG.warning("Buildrequest %s rejected: %s", breq.bkey, e)
             services.log_event(_event(EventType.REJECTED, breq, {"error": _problem("Buildrequest rejected", str(e))}),

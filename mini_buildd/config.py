@@ -14,7 +14,7 @@ import socket
 HOME_DIRS = (
     ".gnupg", "incoming", "repositories", "etc", "etc/event-hooks",
     "var", "var/events", "var/shared", "var/shared/builds", "var/shared/libdir", "var/shared/debug",
-    "var/chroots", "var/crontab", "var/log", "var/tmp",
+    "var/chroots", "var/crontab", "var/log", "var/tmp", "var/quarantine",
 )
 
 #: System files outside the home.
@@ -140,6 +140,16 @@ class Paths:
     @property
     def tmp(self):
         return self._h("var", "tmp")
+
+    @property
+    def quarantine(self):
+        """Private per-arrival directories of uploads not yet verified (:mod:`mini_buildd.incoming`)."""
+        return self._h("var", "quarantine")
+
+    @property
+    def accepted_requests(self):
+        """Record of the buildrequests accepted (replays are refused)."""
+        return self._h("var", "accepted-buildrequests")
 
     @property
     def static_root(self):

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 
-from mini_buildd import changes, config, ftpd
+from mini_buildd import changes, config, ftpd, incoming
 
 LOG = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class Engine:
         self.cron = None
         self.watch = None
         self.selector = None
+        self.incoming = None
 
     # ----------------------------------------------------------------------------- life cycle
     def start(self):
@@ -45,20 +46,22 @@ class Engine:
             self.watch = remotes.BuilderWatch(self.packager)
             self.watch.start()
             self.builder.start()
-            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.dispatch, options=daemon.ftpd_options)
+            self.incoming = incoming.Incoming(self.dispatch)
+            self.incoming.start()
+            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.incoming.submit_session, options=daemon.ftpd_options)
             self.ftpd.start()
             self.cron = cron.Crontab(self)
             self.cron.start()
             self.running = True
             LOG.info("Engine started (FTP %s, %d build slot(s)).", daemon.ftpd_bind, daemon.max_parallel_builds)
-        ftpd.requeue_leftovers(config.paths.incoming, self.dispatch)
+        self.incoming.requeue_leftovers()
 
     def stop(self):
         with self._lock:
             if not self.running:
                 return
             self.running = False
-            for part in (self.ftpd, self.cron, self.watch):
+            for part in (self.ftpd, self.incoming, self.cron, self.watch):
                 try:
                     part.stop()
                 except Exception as e:  # pylint: disable=broad-except
@@ -76,7 +79,7 @@ class Engine:
 
     # ----------------------------------------------------------------------------- dispatch
     def dispatch(self, path):
-        """A finished ``*.changes`` arrived in incoming."""
+        """A ``*.changes`` arrived (in its quarantine directory, not verified yet)."""
         path = str(path)
         kind = changes.classify(path)
         LOG.info("Incoming %s (%s).", os.path.basename(path), kind)

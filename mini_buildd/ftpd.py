@@ -4,15 +4,12 @@ client that uploads a changes file to another instance (SPEC §1.2, §1.4 step 1
 Server (:class:`FtpD`): anonymous login only; the one usable area is ``/incoming`` (list, enter,
 retrieve, store). No delete, rename, mkdir, append, resume or overwrite; file names with path
 parts are refused. Each received file is made read-only at once. When a client disconnects, the
-files it sent that no received ``*.changes`` lists are deleted as cruft, then each received
-``*.changes`` is handed to the ``on_changes`` callback, in upload order. With an ``ssl:``
+files it received completely are handed to the ``on_session`` callback, in upload order (the
+incoming quarantine, :mod:`mini_buildd.incoming`, sorts them out in its own thread). With an ``ssl:``
 endpoint, TLS is required on control and data channels (FTPS, explicit ``AUTH TLS``).
 
 Client (:func:`upload`): stores every file a changes file lists, then the changes file itself,
 in the other side's ``/incoming``, and writes a ``<changes>.upload`` marker beside it.
-
-Start-up (:func:`requeue_leftovers`): re-queue the ``*.changes`` left in ``incoming/`` and
-delete the files none of them claims.
 """
 
 import datetime
@@ -128,19 +125,19 @@ def _remove(path, why):
         LOG.error("Can't remove %s from incoming: %s", path, e)
 
 
-def _call(on_changes, path):
+def _call(callback, arg):
     try:
-        on_changes(pathlib.Path(path))
+        callback(arg)
     except Exception:  # pylint: disable=broad-except  # a failing consumer must not kill the server
-        LOG.exception("Incoming callback failed for %s", path)
+        LOG.exception("Incoming callback failed for %s", arg)
 
 
 class _IncomingHandler:
     """Mixin for a pyftpdlib handler class: the incoming rules. The concrete class (built by
-    :class:`FtpD`) sets ``mbd_incoming`` (real path of ``incoming/``) and ``mbd_on_changes``."""
+    :class:`FtpD`) sets ``mbd_incoming`` (real path of ``incoming/``) and ``mbd_on_session``."""
 
     mbd_incoming = None
-    mbd_on_changes = None
+    mbd_on_session = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -190,18 +187,12 @@ class _IncomingHandler:
         for f in self.mbd_stored:
             if f not in self.mbd_received:
                 _remove(f, "incomplete upload")
-        received = [f for f in self.mbd_received if os.path.lexists(f)]
-        changes = [f for f in received if f.endswith(".changes")]
-        claimed = set(changes)
-        for c in changes:
-            claimed.update(os.path.join(self.mbd_incoming, n) for n in changes_file_names(c) if valid_file_name(n))
-        for f in received:
-            if f not in claimed:
-                _remove(f, "cruft (no uploaded changes file lists it)")
-        for c in changes:
-            LOG.info("Incoming: %s", os.path.basename(c))
-            _call(self.mbd_on_changes, c)
+        received = [pathlib.Path(f) for f in self.mbd_received if os.path.lexists(f)]
         self.mbd_stored, self.mbd_received = [], []
+        if received:
+            # Nothing is parsed here: the session's files go to the incoming quarantine
+            # (mini_buildd.incoming), which works in its own thread.
+            _call(self.mbd_on_session, received)
 
 
 class FtpD:
@@ -209,19 +200,19 @@ class FtpD:
 
     ``endpoint``: server endpoint string (``tcp6:port=8067``, ``tcp:interface=127.0.0.1:port=8067``,
     ``ssl:port=8067:privateKey=K:certKey=C``). ``incoming_dir`` must be named ``incoming``; its
-    parent is the FTP root (not accessible itself). ``on_changes(path)`` is called (from the
-    server thread; keep it short) for each finished ``*.changes``. ``options``: see
-    :func:`parse_options`.
+    parent is the FTP root (not accessible itself). ``on_session(paths)`` is called (from the
+    server thread; keep it short, parse nothing) when a client disconnects, with the files that
+    session received completely, in upload order. ``options``: see :func:`parse_options`.
     """
 
-    def __init__(self, endpoint, incoming_dir, on_changes, options=""):
+    def __init__(self, endpoint, incoming_dir, on_session, options=""):
         self.endpoint = endpoint if isinstance(endpoint, net.ServerEndpoint) else net.ServerEndpoint(str(endpoint), "ftp")
         if self.endpoint.kind == "unix":
             raise FtpError(f"FTP server can't listen on a unix socket endpoint ('{endpoint}').")
         self.incoming = pathlib.Path(incoming_dir)
         if self.incoming.name != INCOMING:
             raise FtpError(f"Incoming directory must be named '{INCOMING}' (got {incoming_dir}).")
-        self.on_changes = on_changes
+        self.on_session = on_session
         self.handler_options = parse_options(options)
         self._server = None
         self._thread = None
@@ -264,7 +255,7 @@ class FtpD:
             "banner": "mini-buildd incoming FTP server ready (anonymous, /incoming).",
             "permit_foreign_addresses": False,
             "mbd_incoming": incoming,
-            "mbd_on_changes": staticmethod(self.on_changes),
+            "mbd_on_session": staticmethod(self.on_session),
             **self.handler_options,
         }
         base = FTPHandler
@@ -340,34 +331,6 @@ class FtpD:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def requeue_leftovers(incoming_dir, on_changes):
-    """Start-up: delete files in incoming no ``*.changes`` there lists, then call ``on_changes``
-    for each leftover changes file: user uploads first, then buildrequests and buildresults
-    (each group oldest first). Returns the queued paths in order."""
-    incoming = pathlib.Path(incoming_dir)
-    files = sorted(p for p in incoming.iterdir() if p.is_file() or p.is_symlink())
-    changes = [p for p in files if p.name.endswith(".changes")]
-    claimed = {p.name for p in changes}
-    for c in changes:
-        claimed.update(changes_file_names(c))
-    for p in files:
-        if p.name not in claimed:
-            _remove(p, "cruft (no changes file in incoming lists it)")
-
-    def order(p):
-        try:
-            mtime = p.stat().st_mtime
-        except OSError:
-            mtime = 0
-        return (is_internal_changes(p.name), mtime, p.name)
-
-    queued = sorted(changes, key=order)
-    for c in queued:
-        LOG.info("Re-queueing leftover: %s", c.name)
-        _call(on_changes, c)
-    return queued
 
 
 def _split_url(url):

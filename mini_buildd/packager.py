@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, gnupg, net, services, uploadoptions
+from mini_buildd import changes, config, dist, gnupg, net, services, trust, uploadoptions
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -65,40 +65,6 @@ def make_event(etype, changes_obj, extra=None, distribution=None):
 
 def problem(title, detail, status=400):
     return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
-
-
-def uploaders_keyring(repository, keyring):
-    """Add everybody who may upload to ``repository`` to ``keyring`` (a TmpKeyring)."""
-    from mini_buildd.models import Daemon, Uploader  # pylint: disable=import-outside-toplevel
-    for uploader in Uploader.objects.filter(status=Uploader.STATUS_ACTIVE, user__is_active=True, may_upload_to=repository):
-        if uploader.key:
-            keyring.add_pub_key(uploader.key)
-    for line in repository.extra_uploader_keyrings.splitlines():
-        path = line.split("#", 1)[0].strip()
-        if path:
-            if os.path.exists(path):
-                keyring.add_key_file(path)
-            else:
-                LOG.warning("Repository %s: extra uploader keyring %s missing.", repository, path)
-    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
-
-
-def remotes_keyring(keyring):
-    """Our own key plus every active (or auto-reactivating) remote's key."""
-    from mini_buildd.models import Daemon, Remote  # pylint: disable=import-outside-toplevel
-    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
-    for remote in Remote.objects.all():
-        if remote.mbd_is_active_or_reactivate() and remote.key:
-            keyring.add_pub_key(remote.key)
-
-
-def check_remote_signed(chg):
-    """Buildrequests and buildresults: signed by us or an active remote, all files intact
-    (raises ChangesError)."""
-    with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-        remotes_keyring(keyring)
-        chg.signature_check(keyring)
-    chg.check_files()
 
 
 def _md5(path):
@@ -275,7 +241,7 @@ class Packager:
 
         if not repository.allow_unauthenticated_uploads:
             with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-                uploaders_keyring(repository, keyring)
+                trust.uploaders_keyring(repository, keyring)
                 upload.signature_check(keyring)
         upload.check_files()
 
@@ -414,7 +380,7 @@ class Packager:
                         title="Buildresult rejected")
             return
         try:
-            check_remote_signed(bres)
+            trust.check_remote_signed(bres)
         except changes.ChangesError as e:
             self.reject(bres, path, f"Buildresult not trusted: {e}", title="Buildresult rejected")
             return
