@@ -82,28 +82,28 @@ def wait_for(predicate, timeout=10.0):
 
 
 class Consumer:
-    """on_changes callback like the engine's: records each changes file, the modes of it and its
-    files at hand-over, and moves them out of incoming."""
+    """on_session callback like the engine's incoming: records each session's file names (in the
+    order handed over) and their modes at hand-over, and moves them out of incoming."""
 
     def __init__(self, processed):
         self.processed = pathlib.Path(processed)
         self.processed.mkdir(parents=True, exist_ok=True)
-        self.calls = []
+        self.sessions = []
         self.modes = {}
         self.lock = threading.Lock()
 
-    def __call__(self, path):
-        path = pathlib.Path(path)
+    def __call__(self, paths):
         with self.lock:
-            self.calls.append(path.name)
-            for p in [path] + [path.parent / n for n in listed(path)]:
-                if p.exists():
-                    self.modes[p.name] = stat.S_IMODE(p.stat().st_mode)
-                    shutil.move(str(p), str(self.processed / p.name))
+            assert isinstance(paths, list) and all(isinstance(p, pathlib.Path) for p in paths), paths
+            self.sessions.append([p.name for p in paths])
+            for p in paths:
+                self.modes[p.name] = stat.S_IMODE(p.stat().st_mode)
+                shutil.move(str(p), str(self.processed / p.name))
 
     def names(self):
+        """The changes files handed over, over all sessions, in order."""
         with self.lock:
-            return list(self.calls)
+            return [n for s in self.sessions for n in s if n.endswith(".changes")]
 
 
 def home_with_incoming(tmp_path):
@@ -195,7 +195,9 @@ def test_dput_upload(server, tmp_path):
         assert server.consumer.modes[name] == 0o444
 
 
-def test_cruft_removed_after_disconnect(server, tmp_path):
+def test_whole_session_handed_over_at_disconnect(server, tmp_path):
+    """Every completely received file of a session, stray ones included (sorting them out is the
+    incoming quarantine's job), in upload order, once, and only when the client has gone."""
     changes = make_changes(tmp_path / "up", source="crufty")
     ftp = anonymous(server.port)
     store(ftp, "stray-file.txt")
@@ -203,24 +205,40 @@ def test_cruft_removed_after_disconnect(server, tmp_path):
     for name in listed(changes) + [changes.name]:
         with open(changes.parent / name, "rb") as f:
             ftp.storbinary(f"STOR {name}", f)
-    # Still connected: nothing handed over, nothing removed yet.
+    # Still connected: nothing handed over yet.
     time.sleep(0.2)
-    assert server.consumer.names() == []
+    assert server.consumer.sessions == []
     assert (server.incoming / "stray-file.txt").exists()
     ftp.quit()
-    assert wait_for(lambda: server.consumer.names() == [changes.name])
-    assert wait_for(lambda: list(server.incoming.iterdir()) == [])
-    assert not (server.consumer.processed / "stray-file.txt").exists()
-    assert sorted(p.name for p in server.consumer.processed.iterdir()) == sorted(listed(changes) + [changes.name])
+    assert wait_for(lambda: server.consumer.sessions != [])
+    assert server.consumer.sessions == [["stray-file.txt", "other_1.0.tar.xz"] + listed(changes) + [changes.name]]
+    assert list(server.incoming.iterdir()) == []
 
 
-def test_session_without_changes_leaves_nothing(server):
+def test_abrupt_disconnect_hands_over_complete_files_only(server):
     ftp = anonymous(server.port)
     store(ftp, "lonely.deb")
-    assert (server.incoming / "lonely.deb").exists()
-    ftp.close()  # abrupt disconnect, no QUIT
-    assert wait_for(lambda: not (server.incoming / "lonely.deb").exists())
-    assert server.consumer.names() == []
+    # A transfer cut off in the middle: the control connection goes away while the data
+    # connection is still open (no QUIT).
+    conn = ftp.transfercmd("STOR cut.deb")
+    conn.sendall(b"x" * 100000)
+    assert wait_for(lambda: (server.incoming / "cut.deb").exists())
+    ftp.sock.close()
+    ftp.close()
+    assert wait_for(lambda: server.consumer.sessions != [])
+    conn.close()
+    assert server.consumer.sessions == [["lonely.deb"]]
+    assert wait_for(lambda: list(server.incoming.iterdir()) == [])
+    time.sleep(0.3)
+    assert server.consumer.sessions == [["lonely.deb"]]  # once only
+
+
+def test_session_without_files_hands_over_nothing(server):
+    ftp = anonymous(server.port)
+    ftp.nlst()
+    ftp.quit()
+    time.sleep(0.3)
+    assert server.consumer.sessions == []
 
 
 def test_refused_operations(server):
@@ -387,42 +405,6 @@ def test_passive_ports_option(tmp_path):
         host, data_port = ftplib.parse227(ftp.sendcmd("PASV"))
         assert (host, data_port) == ("127.0.0.1", pasv)
         ftp.close()
-
-
-def test_requeue_leftovers(tmp_path):
-    incoming = home_with_incoming(tmp_path)
-    breq = make_changes(incoming, source="a-breq", arch="amd64", name="a-breq_1.0_mini-buildd-buildrequest_amd64.changes")
-    bres = make_changes(incoming, source="b-bres", arch="amd64", name="b-bres_1.0_mini-buildd-buildresult_amd64.changes",
-                        signed=True)
-    user_new = make_changes(incoming, source="z-new")
-    user_old = make_changes(incoming, source="y-old")
-    (incoming / "cruft.deb").write_text("nobody lists me\n")
-    (incoming / "hello_9.9.dsc").write_text("neither\n")
-    now = time.time()
-    for path, age in ((breq, 400), (bres, 300), (user_old, 200), (user_new, 100)):
-        os.utime(path, (now - age, now - age))
-
-    got = []
-    queued = ftpd.requeue_leftovers(incoming, got.append)
-    assert [p.name for p in got] == [user_old.name, user_new.name, breq.name, bres.name]
-    assert queued == got
-    assert all(isinstance(p, pathlib.Path) and p.parent == incoming for p in got)
-    assert not (incoming / "cruft.deb").exists()
-    assert not (incoming / "hello_9.9.dsc").exists()
-    expected = set()
-    for c in (breq, bres, user_new, user_old):
-        expected.update(listed(c) + [c.name])
-    assert {p.name for p in incoming.iterdir()} == expected
-
-    # A failing consumer does not stop the others; an empty incoming queues nothing.
-    def fails(path):
-        got.append(path)
-        raise RuntimeError("boom")
-    got.clear()
-    assert len(ftpd.requeue_leftovers(incoming, fails)) == 4 and len(got) == 4
-    for p in list(incoming.iterdir()):
-        p.unlink()
-    assert ftpd.requeue_leftovers(incoming, fails) == []
 
 
 def test_upload_marker_and_force(server, tmp_path):
