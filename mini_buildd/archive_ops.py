@@ -5,6 +5,7 @@ Everything runs under the repository's reprepro lock, so an operation sees and l
 consistent state. Events (MIGRATED, REMOVED) are logged by the callers that own the event context.
 """
 
+import contextvars
 import logging
 import pathlib
 
@@ -334,16 +335,36 @@ def snapshot_delete(distribution, name):
     return {}
 
 
+#: Most paths :func:`search` returns (None: all); set per request for anonymous callers (the API's
+#: HTTP layer sets the Daemon's ``anonymous_search_max_results``).
+SEARCH_MAX_RESULTS = contextvars.ContextVar("SEARCH_MAX_RESULTS", default=None)
+
+
 def search(pattern):
-    """Glob search (``*pattern*``, lower case) over source and binary file names of repositories, builds and events."""
+    """Glob search (``*pattern*``, lower case) over source and binary file names of repositories, builds and events.
+
+    Symlinks are neither followed nor reported; at most :data:`SEARCH_MAX_RESULTS` paths (the walk
+    stops there)."""
     import fnmatch  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
     from mini_buildd import config  # pylint: disable=import-outside-toplevel
     glob_pattern = f"*{pattern.lower()}*"
-    result = {}
+    limit = SEARCH_MAX_RESULTS.get()
+    result, found = {}, 0
     for area, root in (("repositories", config.paths.repositories), ("builds", config.paths.builds), ("events", config.paths.events)):
-        for path in root.rglob("*"):
-            if path.is_file() and path.suffix in (".dsc", ".deb", ".udeb") and fnmatch.fnmatch(path.name.lower(), glob_pattern):
-                source = path.name.split("_")[0]
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.endswith((".dsc", ".deb", ".udeb")) or not fnmatch.fnmatch(name.lower(), glob_pattern):
+                    continue
+                path = pathlib.Path(dirpath, name)
+                if path.is_symlink() or not path.is_file():
+                    continue
+                if limit is not None and found >= limit:
+                    LOG.info("search '%s': stopped at %d results (anonymous limit).", pattern, limit)
+                    return result
+                found += 1
+                source = name.split("_")[0]
                 result.setdefault(source, {"repositories": [], "builds": [], "events": []})[area].append(
                     str(path.relative_to(root)))
     return result

@@ -4,6 +4,7 @@ API function behind the ``debdiff`` call (SPEC §4.2).
 This is the only module that runs ``debdiff``.
 """
 
+import contextvars
 import glob
 import logging
 
@@ -18,10 +19,15 @@ class DebdiffError(ValueError):
     """The comparison is not possible (the message says why): a user error (400)."""
 
 
+#: Time limit (s) of one debdiff run; the API's HTTP layer sets :data:`ANONYMOUS_TIMEOUT` for anonymous callers.
+TIMEOUT = contextvars.ContextVar("TIMEOUT", default=300)
+ANONYMOUS_TIMEOUT = 30
+
+
 def run(dsc_a, dsc_b):
     """debdiff output of two DSC files (debdiff exits 1 when they differ: that is no error)."""
     try:
-        return call.run(["debdiff", str(dsc_a), str(dsc_b)], check=False, timeout=300)
+        return call.run(["debdiff", str(dsc_a), str(dsc_b)], check=False, timeout=TIMEOUT.get())
     except call.CallError as e:
         raise DebdiffError(f"debdiff failed: {e}") from e
 

@@ -3,9 +3,18 @@ fast path in front of it for ``/mini_buildd/api/`` (:mod:`mini_buildd.api.fastpa
 calls answered in the reactor, the rest handed to Django), and plain static resources for
 ``/static/`` and ``/repositories/`` that never touch Django (small files written in one go). Access
 log with rotation in ``~/var/log/access.log``.
+
+Trust (DESIGN "Trust model"): the data trees (``/static/events/``, ``/static/builds/``,
+``/repositories/``) hold files written by uploaders and builds: :class:`DataFile` serves them with
+a safe type only, ``nosniff`` and ``Content-Security-Policy: sandbox``, and never follows a symlink
+or ``..`` out of (or within) them. Request bodies bigger than the Daemon's limit are refused with
+413 here, before Django reads them (:class:`Request`).
 """
 
+import errno
 import logging
+import os
+import stat
 
 from twisted.internet import endpoints, reactor
 from twisted.python import logfile
@@ -21,6 +30,32 @@ ACCESS_LOG_KEEP = 9
 
 #: Files up to this size are answered in one write (no producer/cooperator round trip per file).
 SMALL_FILE_BYTES = 256 * 1024
+
+#: Type of every served data file that is not a known package, index or log type.
+SAFE_DEFAULT_TYPE = "text/plain; charset=utf-8"
+
+#: Types of served data files (var/, repositories/): package, index and log types only, never an
+#: active type (HTML, SVG, XML, ...). Anything else is :data:`SAFE_DEFAULT_TYPE`. Compression
+#: suffixes (.gz, .bz2, ...) are twisted's content encodings; the name below them is looked up here.
+DATA_TYPES = {
+    ".deb": "application/vnd.debian.binary-package",
+    ".udeb": "application/vnd.debian.binary-package",
+    ".ddeb": "application/vnd.debian.binary-package",
+    ".tar": "application/x-tar",
+    ".tgz": "application/gzip",
+    ".xz": "application/x-xz",
+    ".lzma": "application/x-lzma",
+    ".zst": "application/zstd",
+    ".json": "application/json",
+    ".db": "application/octet-stream",
+    ".dsc": SAFE_DEFAULT_TYPE, ".changes": SAFE_DEFAULT_TYPE, ".buildinfo": SAFE_DEFAULT_TYPE,
+    ".buildlog": SAFE_DEFAULT_TYPE, ".log": SAFE_DEFAULT_TYPE, ".diff": SAFE_DEFAULT_TYPE,
+    ".gpg": SAFE_DEFAULT_TYPE, ".asc": SAFE_DEFAULT_TYPE, ".txt": SAFE_DEFAULT_TYPE,
+}
+
+#: Headers of everything served from var/ and repositories/ (files, listings, errors).
+DATA_HEADERS = ((b"X-Content-Type-Options", b"nosniff"), (b"Content-Security-Policy", b"sandbox"),
+                (b"Referrer-Policy", b"same-origin"))
 
 
 class WholeFileProducer(static.StaticProducer):
@@ -46,15 +81,19 @@ class WholeFileProducer(static.StaticProducer):
 
 
 class DirectoryFile(static.File):
-    """Static files with directory listings, plain text for unknown types."""
+    """Static files with directory listings, plain text for unknown types; nosniff."""
 
     listing = True
 
     def __init__(self, path, defaultType="text/plain; charset=utf-8", ignoredExts=(), registry=None, allowExt=0):
         super().__init__(path, defaultType, ignoredExts, registry, allowExt)
 
+    def render(self, request):
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        return super().render(request)
+
     def makeProducer(self, request, fileForReading):
-        size = self.getsize()
+        size = self.getFileSize()
         if request.getHeader(b"range") is None and size <= SMALL_FILE_BYTES:
             self._setContentHeaders(request, size)
             request.setResponseCode(200)
@@ -68,9 +107,156 @@ class DirectoryFile(static.File):
 
 
 class AssetFile(DirectoryFile):
-    """Web assets: no directory listings."""
+    """Web assets (this package's and Django admin's; trusted, may be symlinks into other Debian
+    packages): their proper types, nosniff, no directory listings."""
 
     listing = False
+
+
+def _set_data_headers(request):
+    for name, value in DATA_HEADERS:
+        request.setHeader(name, value)
+
+
+class DataNotFound(resource.Resource):
+    """404 for the served data trees: plain text, with the data headers."""
+
+    isLeaf = True
+
+    def render(self, request):
+        _set_data_headers(request)
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", SAFE_DEFAULT_TYPE.encode())
+        return b"Not found.\n"
+
+
+DATA_NOT_FOUND = DataNotFound()
+
+class DataListing(static.DirectoryLister):
+    """Directory listing of a data tree (names escaped by twisted), with the data headers."""
+
+    def render(self, request):
+        _set_data_headers(request)
+        return super().render(request)
+
+
+_ROOT_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_beneath(root, parts, directory=False):
+    """Open ``root/parts...`` without following a symlink in any component below ``root`` (each
+    component opened relative to its parent with ``O_NOFOLLOW``); return the fd. Raises OSError
+    (ELOOP for a symlink, ENOENT, ...). A file is opened non-blocking (a FIFO can't stall us).
+    ``root`` itself is the administrator's choice and may be a symlink."""
+    fd = os.open(root, _ROOT_DIR)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = _NOFOLLOW_FILE if last and not directory else _NOFOLLOW_DIR
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def safe_name(name):
+    """Whether ``name`` is one plain path component (no separator, not ``.``/``..``, no NUL)."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+class DataFile(DirectoryFile):
+    """Files below a served data root (var/events, var/shared/builds, repositories): written partly
+    by uploaders and builds, so served defensively: a safe type (:data:`DATA_TYPES`, else
+    :data:`SAFE_DEFAULT_TYPE`), nosniff and ``CSP: sandbox`` on every answer; every path component
+    checked with ``lstat`` (a symlink, device or FIFO anywhere answers 404) and the file opened
+    component by component with ``O_NOFOLLOW`` (no race with a build swapping in a symlink);
+    listings without symlinks and dot files."""
+
+    contentTypes = DATA_TYPES
+
+    def __init__(self, path, defaultType=SAFE_DEFAULT_TYPE, ignoredExts=(), registry=None, allowExt=0, root=None, parts=()):
+        super().__init__(path, SAFE_DEFAULT_TYPE, (), registry, allowExt)
+        self.root = root if root is not None else path
+        self.parts = tuple(parts)
+        self._opened = None
+
+    def render(self, request):
+        _set_data_headers(request)
+        return super().render(request)
+
+    def getChild(self, path, request):
+        try:
+            name = path.decode("utf-8")
+        except UnicodeDecodeError:
+            return DATA_NOT_FOUND
+        if not name:
+            return self.directoryListing() if self.isdir() else DATA_NOT_FOUND
+        if not safe_name(name):
+            return DATA_NOT_FOUND
+        child_path = os.path.join(self.path, name)
+        try:
+            st = os.lstat(child_path)
+        except OSError:
+            return DATA_NOT_FOUND
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return DATA_NOT_FOUND
+        child = DataFile(child_path, registry=self.registry, root=self.root, parts=self.parts + (name,))
+        child.listing = self.listing
+        return child
+
+    def render_GET(self, request):
+        self.restat(False)
+        if not self.exists():
+            return DATA_NOT_FOUND.render(request)
+        if self.isdir():
+            return super().render_GET(request)  # redirect to the slashed URL
+        try:
+            fd = open_beneath(self.root, self.parts)
+        except OSError:
+            return DATA_NOT_FOUND.render(request)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return DATA_NOT_FOUND.render(request)
+        os.set_blocking(fd, True)
+        self._opened = (os.fdopen(fd, "rb"), st.st_size)
+        try:
+            return super().render_GET(request)
+        finally:
+            self._opened = None
+
+    render_HEAD = render_GET
+
+    def openForReading(self):
+        if self._opened is None:
+            raise OSError(errno.ENOENT, "not opened")
+        return self._opened[0]
+
+    def getFileSize(self):
+        return self._opened[1] if self._opened is not None else self.getsize()
+
+    def directoryListing(self):
+        if not self.listing:
+            return resource.ForbiddenResource()
+        try:
+            fd = open_beneath(self.root, self.parts, directory=True)
+        except OSError:
+            return DATA_NOT_FOUND
+        try:
+            with os.scandir(fd) as it:
+                names = sorted(e.name for e in it if not e.name.startswith(".") and not e.is_symlink()
+                               and (e.is_file(follow_symlinks=False) or e.is_dir(follow_symlinks=False)))
+        finally:
+            os.close(fd)
+        return DataListing(self.path, names, self.contentTypes, self.contentEncodings, SAFE_DEFAULT_TYPE)
+
+    def createSimilarFile(self, path):
+        return DATA_NOT_FOUND  # children come from getChild only
 
 
 class Root(resource.Resource):
@@ -94,8 +280,68 @@ class Root(resource.Resource):
         return self.wsgi_resource.render(request)
 
 
+def max_request_body():
+    """The request body limit in bytes (Daemon.http_max_request_body MiB; cached, never waits for the
+    database: a stale value is refreshed in a thread)."""
+    from mini_buildd.webapp import security  # pylint: disable=import-outside-toplevel
+    return security.LIMITS.get_nowait(reactor.callInThread)["http_max_request_body"] * 1024 * 1024
+
+
+class Request(server.Request):
+    """A request whose body may not exceed :func:`max_request_body`: a bigger ``Content-Length`` is
+    answered ``413`` at once (before the body is read, ``Expect: 100-continue`` not honoured), a
+    chunked body as soon as it grows too big; the connection is closed, nothing reaches Django."""
+
+    _mbd_limit = None
+    _mbd_received = 0
+    _mbd_refused = False
+
+    def gotLength(self, length):
+        if length is None or length > 0:
+            self._mbd_limit = max_request_body()
+            if length is not None and length > self._mbd_limit:
+                self._mbd_refuse(length)
+                return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self._mbd_refused:
+            return
+        self._mbd_received += len(data)
+        if self._mbd_limit is not None and self._mbd_received > self._mbd_limit:
+            self._mbd_refuse(None)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):
+        if self._mbd_refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def _mbd_refuse(self, length):
+        import io  # pylint: disable=import-outside-toplevel
+        import json  # pylint: disable=import-outside-toplevel
+        self._mbd_refused = True
+        self.content = io.BytesIO()
+        self.requestHeaders.removeHeader(b"expect")
+        limit_mib = self._mbd_limit // (1024 * 1024)
+        size = f"{length} bytes" if length is not None else "a chunked body of more than that"
+        detail = f"Request body too large: at most {limit_mib} MiB are accepted here, this request sent {size}."
+        body = json.dumps({"type": "about:blank", "status": 413, "title": "Content Too Large", "detail": detail,
+                           "instance": self.uri.decode("latin-1")[:200]}).encode()
+        peer = getattr(self.getClientAddress(), "host", "")
+        LOG.warning("HTTP %s %s from %s: refused (413): %s", self.method.decode("latin-1"), self.uri.decode("latin-1")[:200],
+                    peer, detail)
+        self.channel.transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\n"
+                                     b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+                                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.channel.loseConnection()
+
+
 class Site(server.Site):
-    """Site with a size-rotated access log."""
+    """Site with a size-rotated access log and the request body limit (:class:`Request`)."""
+
+    requestFactory = Request
 
     def _openLogFile(self, path):
         return logfile.LogFile.fromFullPath(path, rotateLength=ACCESS_LOG_ROTATE_BYTES, maxRotatedFiles=ACCESS_LOG_KEEP)
@@ -166,11 +412,11 @@ def make_site():
     fastpath.connect_signals()
     root = Root(django_resource, fastpath.FastPath(django_resource, session_cookie=settings.SESSION_COOKIE_NAME))
     static = static_root()
-    static.putChild(b"events", DirectoryFile(str(config.paths.events)))
-    static.putChild(b"builds", DirectoryFile(str(config.paths.builds)))
+    static.putChild(b"events", DataFile(str(config.paths.events)))
+    static.putChild(b"builds", DataFile(str(config.paths.builds)))
     static.putChild(b"events.attach", EventsAttach())
     root.putChild(b"static", static)
-    root.putChild(b"repositories", DirectoryFile(str(config.paths.repositories)))
+    root.putChild(b"repositories", DataFile(str(config.paths.repositories)))
     return Site(root, logPath=str(config.paths.access_log))
 
 

@@ -2,13 +2,18 @@
 ``/mini_buildd/api/<call>/`` (one call), and their URL patterns (included by the web app's URL
 map).
 
-``GET /mini_buildd/api/<call>/?<arg>=<value>&output=json|plain|html|html-snippet&confirm=<call>``.
+``GET /mini_buildd/api/<call>/?<arg>=<value>&output=json|plain|html|html-snippet&confirm=<call>``
+(command-line clients), or ``POST`` with the same parameters in the form body and Django's CSRF
+token (web pages). State-changing calls are refused when a browser says the request is cross-site
+(:mod:`mini_buildd.webapp.security`, before this view). Costly anonymous calls (``search``,
+``debdiff``) are rate-limited per client address (429) and bounded (:func:`anonymous_bounds`).
 Results: ``output=json`` (default) the JSON value; ``plain`` strings as text, other values as
 pretty JSON; ``html`` a page, ``html-snippet`` only the result block. Errors are RFC 7807
 ``application/problem+json`` (an HTML error page for the html outputs); never a traceback. Every
 call is logged with the user and the client address (``X-Forwarded-For`` honoured).
 """
 
+import contextlib
 import html
 import json
 import logging
@@ -70,7 +75,10 @@ def problem_response(request, problem, output="json"):
     if output == "html-snippet":
         return HttpResponse(f'<div class="mbd-api-problem"><strong>{problem.status} {html.escape(problem.title)}</strong>: '
                             f'{html.escape(problem.detail)}</div>', status=problem.status, content_type="text/html; charset=utf-8")
-    return HttpResponse(_json_text(problem.to_dict()), status=problem.status, content_type="application/problem+json")
+    response = HttpResponse(_json_text(problem.to_dict()), status=problem.status, content_type="application/problem+json")
+    if getattr(problem, "retry_after", None):
+        response["Retry-After"] = str(problem.retry_after)
+    return response
 
 
 def result_response(request, call, result, output):
@@ -84,31 +92,75 @@ def result_response(request, call, result, output):
     return _page(request, f"API call: {call.name}", f"<p>{html.escape(call.summary)}</p>\n{snippet}")
 
 
+#: Anonymous calls that cost time: rate-limited per client address, results bounded.
+COSTLY_ANONYMOUS = ("search", "debdiff")
+
+
+@contextlib.contextmanager
+def anonymous_bounds(request, call):
+    """Around running ``call`` for ``request``: an anonymous costly call (:data:`COSTLY_ANONYMOUS`)
+    is counted against the Daemon's ``anonymous_requests_per_minute`` for its address (Problem 429
+    beyond), and runs with the anonymous bounds (``search``: at most ``anonymous_search_max_results``
+    results; ``debdiff``: a short time limit)."""
+    user = getattr(request, "user", None)
+    if call.name not in COSTLY_ANONYMOUS or (user is not None and user.is_authenticated):
+        yield
+        return
+    from mini_buildd import archive_ops, debdiff  # pylint: disable=import-outside-toplevel
+    from mini_buildd.webapp import security  # pylint: disable=import-outside-toplevel
+    limits = security.LIMITS.get()
+    allowed, retry_after = security.ANONYMOUS.allow(security.peer_address(request), limits["anonymous_requests_per_minute"])
+    if not allowed:
+        problem = registry.Problem(429, f"API call '{call.name}': too many anonymous requests from your address "
+                                        f"(at most {limits['anonymous_requests_per_minute']} a minute); try again in "
+                                        f"{retry_after} s, or log in")
+        problem.retry_after = retry_after
+        raise problem
+    search_token = archive_ops.SEARCH_MAX_RESULTS.set(limits["anonymous_search_max_results"])
+    debdiff_token = debdiff.TIMEOUT.set(debdiff.ANONYMOUS_TIMEOUT)
+    try:
+        yield
+    finally:
+        archive_ops.SEARCH_MAX_RESULTS.reset(search_token)
+        debdiff.TIMEOUT.reset(debdiff_token)
+
+
+def _params(request):
+    """The call's parameters: the form body of a POST, else the query string."""
+    return request.POST if request.method == "POST" else request.GET
+
+
 def _output(request):
-    output = request.GET.get("output", "json") or "json"
+    output = _params(request).get("output", "json") or "json"
     if output not in OUTPUTS:
         raise registry.Problem(400, f"Unknown output '{output}' (use one of: {', '.join(OUTPUTS)})")
     return output
 
 
-def _method_not_allowed(request):
-    response = problem_response(request, registry.Problem(405, f"Method {request.method} not allowed: API calls are GET only"))
-    response["Allow"] = "GET, HEAD"
+def _method_not_allowed(request, allow="GET, HEAD, POST", what="API calls are GET (or POST with a CSRF token)"):
+    response = problem_response(request, registry.Problem(405, f"Method {request.method} not allowed: {what}"))
+    response["Allow"] = allow
     return response
 
 
+#: Form fields of a POST that are no call parameters.
+_FORM_FIELDS = ("csrfmiddlewaretoken", "mbd_run")
+
+
 def call_view(request, name):
-    """``/mini_buildd/api/<name>/``: run one call."""
-    if request.method not in ("GET", "HEAD"):
+    """``/mini_buildd/api/<name>/``: run one call (GET; POST from web pages, CSRF checked by Django)."""
+    if request.method not in ("GET", "HEAD", "POST"):
         return _method_not_allowed(request)
     output = "json"
     who = f"{_user_str(request)} from {client_address(request)}"
-    query = {key: request.GET.getlist(key) for key in request.GET if key not in registry.META_PARAMETERS}
+    params = _params(request)
+    query = {key: params.getlist(key) for key in params if key not in registry.META_PARAMETERS and key not in _FORM_FIELDS}
     try:
         output = _output(request)
         call = registry.get(name)
         LOG.info("API call '%s' by %s: %s", name, who, query)
-        result = registry.execute(call, query, user=request.user, confirm=request.GET.get("confirm"))
+        with anonymous_bounds(request, call):
+            result = registry.execute(call, query, user=request.user, confirm=params.get("confirm"))
     except registry.Problem as problem:
         LOG.warning("API call '%s' by %s: %s", name, who, problem)
         return problem_response(request, problem, output)
@@ -138,7 +190,7 @@ def _index_html():
 def index_view(request):
     """``/mini_buildd/api/``: all calls (HTML by default; ``output=json`` for their descriptions)."""
     if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed(request)
+        return _method_not_allowed(request, "GET, HEAD", "the API index is GET only")
     output = request.GET.get("output", "html")
     if output == "json":
         return HttpResponse(_json_text({name: call.describe() for name, call in registry.CALLS.items()}),

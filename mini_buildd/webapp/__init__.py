@@ -41,14 +41,53 @@ def email_settings(smtp_url, hostname):
     return result
 
 
+def endpoint_host(endpoint):
+    """The host (interface) a twisted endpoint string listens on, or None (all addresses)."""
+    for part in endpoint.replace("\\:", "\0").split(":")[1:]:
+        key, _sep, value = part.partition("=")
+        if key == "interface" and value:
+            return value.replace("\0", ":").strip("[]")
+    return None
+
+
+def allowed_hosts(hostname, http_endpoints):
+    """``ALLOWED_HOSTS``: the instance's ``--hostname``, the HTTP endpoints' addresses and the
+    loopback names (never ``*``: the Host header goes into password-reset and activation links)."""
+    hosts = [hostname]
+    hosts += [h for h in (endpoint_host(ep) for ep in http_endpoints) if h and h not in ("0.0.0.0", "::")]
+    hosts += ["localhost", "127.0.0.1", "::1", "[::1]"]
+    result = []
+    for host in hosts:
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        if host and host not in result:
+            result.append(host)
+    return result
+
+
+def _endpoint_tls(endpoint):
+    return endpoint.split(":", 1)[0] in ("ssl", "tls")
+
+
 def settings_dict(paths, debug=False):
     """Django settings for the instance home ``paths``."""
     hostname = config.runtime.hostname
+    endpoints = list(getattr(config.runtime, "http_endpoints", []) or [])
     return {
         "DEBUG": debug,
         "SECRET_KEY": secret_key(paths),
-        "ALLOWED_HOSTS": ["*"],
+        "ALLOWED_HOSTS": allowed_hosts(hostname, endpoints),
         "CSRF_TRUSTED_ORIGINS": [f"http://{hostname}", f"https://{hostname}"],
+        # Cookies: never sent on cross-site requests; the session cookie is not readable by scripts;
+        # Secure when every endpoint is HTTPS (on mixed endpoints the middleware marks them per request).
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "CSRF_COOKIE_SAMESITE": "Strict",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "CSRF_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SECURE": bool(endpoints) and all(_endpoint_tls(ep) for ep in endpoints),
+        "CSRF_COOKIE_SECURE": bool(endpoints) and all(_endpoint_tls(ep) for ep in endpoints),
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+        "SECURE_REFERRER_POLICY": "same-origin",
+        "X_FRAME_OPTIONS": "DENY",
         "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(paths.config_db),
                                   "OPTIONS": {"timeout": 30}}},
         "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
@@ -65,6 +104,7 @@ def settings_dict(paths, debug=False):
         ],
         "MIDDLEWARE": [
             "django.middleware.security.SecurityMiddleware",
+            "mini_buildd.webapp.security.Middleware",
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.middleware.csrf.CsrfViewMiddleware",

@@ -4,8 +4,10 @@
 The API URLs stay the HTTP API of :mod:`mini_buildd.api.http`: every request that is not an HTML
 page request (``output`` other than ``html``, other methods, unknown calls) is handed to it
 unchanged. An HTML call page shows the call's form; it runs the call (through
-:func:`mini_buildd.api.registry.execute`) when the form was submitted, or right away when the call
-needs neither arguments nor confirmation (as the plain ``output=html`` always did).
+:func:`mini_buildd.api.registry.execute`) when the form was submitted (a ``POST`` with Django's CSRF
+token), or, for calls that change nothing (auth ``NONE``), on a ``GET`` with arguments or right away
+when the call needs neither arguments nor confirmation (as the plain ``output=html`` always did). A
+``GET`` with arguments of a state-changing call only fills in the form.
 """
 
 import json
@@ -45,20 +47,34 @@ def _wants_run(request, call):
     return not any(a.required for a in call.args) and not call.needs_confirmation
 
 
+def _html_request(request):
+    data = request.POST if request.method == "POST" else request.GET
+    return request.method in ("GET", "HEAD", "POST") and data.get("output") == "html"
+
+
 def api_call(request, name):
     """``/mini_buildd/api/<name>/?output=html``: the call's form (and result); other outputs as the API."""
-    if request.method not in ("GET", "HEAD") or request.GET.get("output") != "html" or name not in registry.CALLS:
+    if not _html_request(request) or name not in registry.CALLS:
         return api_http.call_view(request, name)
     call = registry.CALLS[name]
     status, result, ran = 200, None, False
-    if _wants_run(request, call):
-        form = forms_calls.CallForm(call, request.GET, request.user)
+    changes_state = call.auth != registry.Auth.NONE
+    if request.method == "POST" or (not changes_state and _wants_run(request, call)):
+        data = request.POST if request.method == "POST" else request.GET
+        form = forms_calls.CallForm(call, data, request.user)
         who = f"{api_http._user_str(request)} from {api_http.client_address(request)}"  # pylint: disable=protected-access
         LOG.info("API call '%s' by %s (web form): %s", name, who, form.query())
-        status, result = form.run()
+        try:
+            with api_http.anonymous_bounds(request, call):
+                status, result = form.run()
+        except registry.Problem as problem:
+            form.add_problem(problem)
+            status, result = problem.status, None
         ran = status == 200
         LOG.log(logging.INFO if ran else logging.WARNING, "API call '%s' by %s (web form): %s", name, who,
                 "done." if ran else (form.error or form.errors))
+    elif any(key != "output" for key in request.GET):
+        form = forms_calls.CallForm(call, request.GET, request.user)  # filled in, not run: submitting POSTs it
     else:
         form = forms_calls.CallForm(call, None, request.user)
     context = {"call": call, "form": form, "ran": ran, "result": forms_calls.pretty(result) if ran else "",

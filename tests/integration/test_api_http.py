@@ -53,6 +53,15 @@ MIRROR = "http://MIRROR-HOST/"
 PROBLEM_KEYS = ["type", "status", "title", "detail", "instance"]
 
 
+@pytest.fixture(autouse=True)
+def _testserver_allowed():
+    """The Django test client's Host ('testserver') is no host of the instance: allow it here."""
+    from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
+    from django.test import override_settings as _override  # pylint: disable=import-outside-toplevel
+    with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+        yield
+
+
 def _reference(name):
     path = REFERENCE / name
     if not path.exists():

@@ -9,6 +9,15 @@ from django.test import override_settings
 
 from tests.helpers.html_check import assert_valid_response
 
+
+@pytest.fixture(autouse=True)
+def _testserver_allowed():
+    """The Django test client's Host ('testserver') is no host of the instance: allow it here."""
+    from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
+    from django.test import override_settings as _override  # pylint: disable=import-outside-toplevel
+    with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+        yield
+
 PASSWORD = "account-Secret-1"
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 

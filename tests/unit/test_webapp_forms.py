@@ -11,6 +11,15 @@ import pytest
 
 from tests.helpers.html_check import assert_valid_response
 
+
+@pytest.fixture(autouse=True)
+def _testserver_allowed():
+    """The Django test client's Host ('testserver') is no host of the instance: allow it here."""
+    from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
+    from django.test import override_settings as _override  # pylint: disable=import-outside-toplevel
+    with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+        yield
+
 PASSWORD = "forms-Secret-1"
 
 
@@ -163,19 +172,19 @@ def test_missing_required_and_runtime_argument_errors(users):  # pylint: disable
     r = client().get("/mini_buildd/api/ls/", {"output": "html", "mbd_run": "1"})
     assert r.status_code == 400 and field_error(r, "source") == "This argument is required."
     # The call's own check ("Argument 'key': empty") is attributed to the field too.
-    r = client(users["user"]).get("/mini_buildd/api/set_user_key/", {"output": "html", "key": "", "confirm": "set_user_key"})
+    r = client(users["user"]).post("/mini_buildd/api/set_user_key/", {"output": "html", "key": "", "confirm": "set_user_key"})
     assert r.status_code == 400 and "empty" in field_error(r, "key")
-    r = client(users["user"]).get("/mini_buildd/api/set_user_key/", {"output": "html", "key": "nohex!", "confirm": "set_user_key"})
+    r = client(users["user"]).post("/mini_buildd/api/set_user_key/", {"output": "html", "key": "nohex!", "confirm": "set_user_key"})
     assert r.status_code == 400 and field_error(r, "key")
     assert_valid_response(r)
 
 
 def test_confirmation_required(users, engine):  # pylint: disable=redefined-outer-name
-    r = client(users["admin"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1"})
+    r = client(users["admin"]).post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1"})
     assert r.status_code == 400 and "Please confirm" in field_error(r, "confirm")
     assert engine["log"] == []
     assert_valid_response(r)
-    r = client(users["admin"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
+    r = client(users["admin"]).post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
     assert r.status_code == 200 and 'id="mbd-api-result">{}</pre>' in text(r)
     assert engine["log"] == ["stop"]
     assert "As JSON" not in text(r)  # no re-run links for confirmable calls
@@ -186,11 +195,32 @@ def test_not_allowed(users, engine):  # pylint: disable=redefined-outer-name
     assert r.status_code == 200 and 'id="mbd-not-allowed"' in text(r) and "Not allowed: needs ADMIN (log in)" in text(r)
     assert "<fieldset disabled>" in text(r) and 'id="mbd-api-run" disabled' in text(r)
     assert_valid_response(r)
-    r = client().get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
+    r = client().post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
     assert r.status_code == 401 and 'id="mbd-form-error">401' in text(r)
-    r = client(users["staff"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
+    r = client(users["staff"]).post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
     assert r.status_code == 403
     assert engine["log"] == []
+
+
+def test_state_changing_form_runs_only_on_post(users, engine):  # pylint: disable=redefined-outer-name
+    """A GET of the form page with arguments (a link anyone can plant) fills in the form, never runs the call."""
+    r = client(users["admin"]).get("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
+    assert r.status_code == 200 and 'id="mbd-api-result"' not in text(r) and 'id="id_confirm" value="stop" checked' in text(r)
+    assert engine["log"] == []
+    assert '<form method="post" action="/mini_buildd/api/stop/" id="mbd-api-form">' in text(r)
+    assert 'name="csrfmiddlewaretoken"' in text(r)
+
+
+def test_form_post_needs_the_csrf_token(users, engine):  # pylint: disable=redefined-outer-name
+    from django.test import Client
+    c = Client(enforce_csrf_checks=True)
+    assert c.login(username=users["admin"].username, password=PASSWORD)
+    r = c.post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop"})
+    assert r.status_code == 403 and engine["log"] == []
+    page = c.get("/mini_buildd/api/stop/", {"output": "html"})
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', text(page)).group(1)
+    r = c.post("/mini_buildd/api/stop/", {"output": "html", "mbd_run": "1", "confirm": "stop", "csrfmiddlewaretoken": token})
+    assert r.status_code == 200 and engine["log"] == ["stop"]
 
 
 def test_internal_error_is_no_traceback(users, monkeypatch):  # pylint: disable=redefined-outer-name
@@ -206,7 +236,9 @@ def test_api_clients_untouched(users):  # pylint: disable=redefined-outer-name
     assert r["Content-Type"] == "application/json" and "identity" in json.loads(r.content)
     r = client().get("/mini_buildd/api/status/", {"output": "plain"})
     assert r["Content-Type"] == "text/plain; charset=utf-8"
-    r = client().post("/mini_buildd/api/status/", {"output": "html"})
+    r = client().post("/mini_buildd/api/status/", {"output": "json"})
+    assert r.status_code == 200 and "identity" in json.loads(r.content)
+    r = client().put("/mini_buildd/api/status/")
     assert r.status_code == 405 and r["Content-Type"] == "application/problem+json"
     r = client().get("/mini_buildd/api/no_such_call/", {"output": "html"})
     assert r.status_code == 404 and "no_such_call" in text(r)

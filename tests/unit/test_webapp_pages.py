@@ -15,6 +15,15 @@ from mini_buildd.events import Event, Type
 from mini_buildd.webapp import eventrows, svg, views
 from tests.helpers.html_check import assert_valid_html
 
+
+@pytest.fixture(autouse=True)
+def _testserver_allowed():
+    """The Django test client's Host ('testserver') is no host of the instance: allow it here."""
+    from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
+    from django.test import override_settings as _override  # pylint: disable=import-outside-toplevel
+    with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+        yield
+
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SRC = "mbd-webtest"
