@@ -62,6 +62,7 @@ class Type(enum.Enum):
     FAILED = "FAILED"          # packaging failed
     MIGRATED = "MIGRATED"      # package migrated to the next suite
     REMOVED = "REMOVED"        # package removed from a distribution
+    DENIED = "DENIED"          # access refused (e.g. an address locked after too many failed logins)
 
     def __str__(self):
         return self.value
