@@ -4,6 +4,7 @@ back to the packager over FTP (retried by the crontab until it arrives). Events:
 (and REJECTED for buildrequests we don't trust).
 """
 
+import datetime
 import logging
 import os
 import pathlib
@@ -11,10 +12,13 @@ import shutil
 import threading
 import time
 
-from mini_buildd import changes, config, ftpd, gnupg, sbuild, services
+from mini_buildd import changes, config, ftpd, gnupg, incoming, sbuild, services
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
+
+#: Seconds a build may run when its request names no limit.
+DEFAULT_BUILD_TIME_LIMIT = 6 * 3600
 
 
 class Build:
@@ -61,26 +65,39 @@ class Builder:
             alive = sum(1 for b in self.builds.values() if b.thread is not None and b.thread.is_alive())
         return alive / self.max_slots
 
+    #: Builds that may wait for a slot, per slot; more buildrequests are rejected.
+    MAX_WAITING_PER_SLOT = 20
+
     def submit(self, path):
-        """A buildrequest arrived in incoming: parse, move to its build dir, build in a thread."""
+        """A buildrequest arrived (in its quarantine directory): verify it there (signature,
+        files, freshness, never accepted before, no build of that key here yet), then move it to
+        its build dir and build it in a thread. Anything else is REJECTED, and nothing of another
+        build is touched."""
+        from mini_buildd import trust  # pylint: disable=import-outside-toplevel
+        from mini_buildd.packager import reject_arrival  # pylint: disable=import-outside-toplevel
         try:
             breq = changes.Buildrequest(path)
         except changes.ChangesError as e:
-            from mini_buildd.packager import remove_incoming  # pylint: disable=import-outside-toplevel
-            remove_incoming(path)
-            LOG.warning("Buildrequest %s rejected: %s", path, e)
-            name = os.path.basename(str(path))
-            services.log_event(Event(EventType.REJECTED, "", name.split("_")[0], "", extra={
-                "changes": name, "error": _problem("Buildrequest rejected", str(e))}))
+            reject_arrival(None, path, str(e), title="Buildrequest rejected")
             return
         build_dir = config.paths.build_dir(*breq.bkey_parts)
-        if build_dir.exists():
-            shutil.rmtree(build_dir)  # a retried request: start afresh
-        breq.move_to(build_dir)
-        breq = changes.Buildrequest(build_dir / os.path.basename(str(path)), timecode=breq.timecode)
-        build = Build(breq)
-        with self._lock:
-            self.builds[breq.bkey] = build
+        try:
+            trust.check_buildrequest(breq)
+            with self._lock:
+                if breq.bkey in self.builds:
+                    raise changes.ChangesError(f"a build of {breq.bkey} is running here already")
+                if len(self.builds) >= self.max_slots * (1 + self.MAX_WAITING_PER_SLOT):
+                    raise changes.ChangesError(f"too many builds waiting ({len(self.builds)}): try again later")
+                if os.path.lexists(build_dir):
+                    raise changes.ChangesError(f"{breq.bkey} was built here already")
+                incoming.release(breq, build_dir)
+                trust.accept_buildrequest(breq)
+                breq = changes.Buildrequest(breq.path, timecode=breq.timecode)
+                build = Build(breq)
+                self.builds[breq.bkey] = build
+        except changes.ChangesError as e:
+            reject_arrival(breq, path, f"Buildrequest rejected: {e}", title="Buildrequest rejected")
+            return
         build.thread = threading.Thread(target=self._run, args=(build,), name=f"build {breq.bkey}", daemon=True)
         build.thread.start()
 
@@ -132,30 +149,34 @@ class Builder:
         events_dir = config.paths.events_of(*breq.bkey_parts)
         buildlog = build_dir / breq.buildlog_name
         instance_gnupg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
-
-        try:
-            from mini_buildd import trust  # pylint: disable=import-outside-toplevel
-            trust.check_remote_signed(breq)
-        except changes.ChangesError as e:
-            LOG.warning("Buildrequest %s rejected: %s", breq.bkey, e)
-            services.log_event(_event(EventType.REJECTED, breq, {"error": _problem("Buildrequest rejected", str(e))}),
-                               save_dir=events_dir)
-            return
-
         services.log_event(_event(EventType.BUILDING, breq), save_dir=events_dir)
         build.started = time.monotonic()
         summary, internal_error = {}, None
-        if not build.cancel_event.is_set():
-            try:
-                summary = self._sbuild(build, build_dir, buildlog, instance_gnupg)
-            except Exception as e:  # pylint: disable=broad-except
-                LOG.exception("Build %s failed internally", breq.bkey)
-                internal_error = str(e)
+        limit = breq.build_time_limit or DEFAULT_BUILD_TIME_LIMIT
+        timer = threading.Timer(limit, self._time_is_up, args=(build, limit))
+        timer.daemon = True
+        timer.start()
+        try:
+            if not build.cancel_event.is_set():
+                try:
+                    summary = self._sbuild(build, build_dir, buildlog, instance_gnupg)
+                except Exception as e:  # pylint: disable=broad-except
+                    LOG.exception("Build %s failed internally", breq.bkey)
+                    internal_error = str(e)
+        finally:
+            timer.cancel()
         bres = changes.create_buildresult(breq, build_dir, build_dir, sbuild_summary=summary, buildlog_path=buildlog,
                                           internal_error=internal_error, canceled_by=build.canceled_by,
                                           gnupg=instance_gnupg)
         services.log_event(_event(EventType.BUILT, bres), save_dir=events_dir)
         self.upload_result(bres.path)
+
+    @staticmethod
+    def _time_is_up(build, limit):
+        if not build.cancel_event.is_set():
+            LOG.warning("Build %s: time limit of %s exceeded: stopping it.", build.bkey, datetime.timedelta(seconds=limit))
+            build.canceled_by = f"time limit ({datetime.timedelta(seconds=limit)}) exceeded"
+            build.cancel_event.set()
 
     @staticmethod
     def _sbuild(build, build_dir, buildlog, instance_gnupg):
@@ -199,11 +220,32 @@ class Builder:
         for path in config.paths.builds.glob("*/*/*/*/*_mini-buildd-buildresult_*.changes"):
             if ftpd.upload_marker(path).exists():
                 continue
+            try:
+                check_own_result(path)
+            except changes.ChangesError as e:
+                LOG.warning("Not uploading %s: %s", path, e)
+                failed += 1
+                continue
             if self.upload_result(path):
                 done += 1
             else:
                 failed += 1
         return f"{done} uploaded, {failed} failed"
+
+
+def check_own_result(bres_path):
+    """A buildresult in a build dir is sent only if we made it: signed by our own key, for the
+    buildrequest we accepted in the same dir, to that request's ``Upload-To`` (raises
+    ChangesError). Builds can write into their own dir: a planted file is never forwarded."""
+    bres = changes.Buildresult(bres_path)
+    breq_path = bres.path.parent / changes.name_for(bres.source, bres.version, changes.BUILDREQUEST, bres.architecture)
+    breq = changes.Buildrequest(breq_path)
+    with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+        keyring.add_pub_key(gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp).pub_key())
+        bres.signature_check(keyring)
+    if bres.upload_to != breq.upload_to or bres.timecode != breq.timecode:
+        raise changes.ChangesError(f"{bres.name}: does not fit the buildrequest it sits beside")
+    return bres
 
 
 def expire_build_dirs(older_than):

@@ -52,7 +52,7 @@ KINDS = (UPLOAD, BUILDREQUEST, BUILDRESULT)
 OWN_SECTION, OWN_PRIORITY = "mini-buildd", "extra"
 
 #: Refuse changes files larger than this (they are a few KiB; anything huge is not one).
-MAX_CHANGES_SIZE = 16 * 1024 * 1024
+MAX_CHANGES_SIZE = 4 * 1024 * 1024
 
 #: Names of the config files in a buildrequest tar (below ``.config/``), in tar order.
 CONFIG_FILES = ("apt_sources.list", "apt_preferences", "apt_keys", "ssl_cert", "chroot_setup_script",
@@ -67,6 +67,9 @@ BUILDREQUEST_FIELDS = (
     "Lintian-Warnfail-Options", "Autopkgtest-Mode", "Piuparts-Mode", "Buildlog", "Builder", "Buildlog-Building",
     "Buildlog-Installed",
 )
+
+#: Optional buildrequest fields (written after the others when given).
+BUILDREQUEST_OPTIONAL_FIELDS = ("Build-Time-Limit",)
 
 #: Buildrequest fields copied into the buildresult, in file order.
 BUILDRESULT_COPIED_FIELDS = ("Timecode", "Builder", "Buildlog", "Buildlog-Installed", "Upload-To")
@@ -144,9 +147,9 @@ def check_file_name(name, where=None):
     """Raise :class:`ChangesError` (prefixed ``where: ``) unless ``name`` is a plain file name
     (no path part, not ``..``); return ``name``."""
     if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-            or any(ord(c) < 32 for c in name)):
+            or name[0] in "-." or any(ord(c) < 32 or ord(c) == 127 for c in name)):
         raise ChangesError(f"{where + ': ' if where else ''}Invalid file name {name!r}: "
-                           "must be a plain file name without path or '..'")
+                           "must be a plain file name (no path, no leading '-' or '.')")
     return name
 
 
@@ -191,6 +194,11 @@ def _render(fields):
 def _files_line(path):
     path = pathlib.Path(path)
     return f"{_md5(path)} {path.stat().st_size} {OWN_SECTION} {OWN_PRIORITY} {path.name}"
+
+
+def _sha256_line(path):
+    path = pathlib.Path(path)
+    return f"{_hashes(path)[2]} {path.stat().st_size} {path.name}"
 
 
 def _owner():
@@ -479,10 +487,12 @@ class Changes:
         return [self.path.parent / f["name"] for f in self.files()]
 
     def check_files(self):
-        """Every listed file must be a regular file beside the changes with matching size and checksums.
+        """Every listed file must be a regular file beside the changes with matching size and
+        checksums, and have a SHA-256 checksum (MD5 alone proves nothing).
 
-        Raises :class:`ChangesError` naming the first bad file.
+        Raises :class:`ChangesError` naming the first bad file. Returns ``{name: sha256}``.
         """
+        verified = {}
         for entry in self.files():
             path = self.path.parent / entry["name"]
             try:
@@ -494,11 +504,15 @@ class Changes:
             if st.st_size != entry["size"]:
                 raise ChangesError(f"{self.name}: size mismatch for '{entry['name']}': "
                                    f"listed {entry['size']}, file has {st.st_size}")
+            if not entry["sha256"]:
+                raise ChangesError(f"{self.name}: no SHA-256 checksum for '{entry['name']}' (Checksums-Sha256 is required)")
             md5, sha1, sha256 = _hashes(path)
             for what, actual in (("md5", md5), ("sha1", sha1), ("sha256", sha256)):
                 if entry[what] is not None and entry[what] != actual:
                     raise ChangesError(f"{self.name}: {what} checksum mismatch for '{entry['name']}'")
+            verified[entry["name"]] = sha256
         LOG.debug("%s: all listed files present and intact", self.name)
+        return verified
 
     def dsc_name(self):
         """Name of the ``.dsc`` listed in ``Files`` (None if there is none)."""
@@ -529,7 +543,7 @@ class Changes:
         """
         if not gpgmod.is_clearsigned(self.text):
             raise ChangesError(f"{self.name}: not signed")
-        result = keyring.verify_signature(self.path)
+        result = keyring.verify_signature(self.path, accept_expired_keys=False)
         if not result.valid:
             if not result.signatures:
                 raise ChangesError(f"{self.name}: no valid signature found")
@@ -590,15 +604,23 @@ class Changes:
             if field in self:
                 extra[key] = self.get(field)
         for field in self.field_names():
-            if field.lower().startswith(PREFIX.lower()) and snake(field) != "timecode":
+            # Fields of the file never override our own data (X-Mini-Buildd-Key, -Bkey, ...).
+            if field.lower().startswith(PREFIX.lower()) and snake(field) not in extra:
                 extra[snake(field)] = self.get(field)
         return extra
 
 
 class Upload(Changes):
-    """A user upload (any ``*.changes`` that is neither buildrequest nor buildresult)."""
+    """A user upload (any ``*.changes`` that is neither buildrequest nor buildresult).
+
+    Its timecode is always ours (``timecode`` or a new one): an ``X-Mini-Buildd-Timecode`` field
+    in an upload is ignored, so no uploader can choose the key of another package."""
 
     KIND = UPLOAD
+
+    def __init__(self, path, timecode=None):
+        super().__init__(path, timecode=timecode)
+        self._timecode = timecode or timecode_now()
 
 
 def read_dsc(path):
@@ -615,12 +637,20 @@ def read_dsc(path):
 
 
 def read_dsc_files(path):
-    """Files a ``.dsc`` lists: dicts ``name, md5, size`` (names checked to be plain file names)."""
+    """Files a ``.dsc`` lists: dicts ``name, md5, size, sha256`` (names checked to be plain file
+    names; ``sha256`` from ``Checksums-Sha256``, None if the .dsc has none)."""
     path = pathlib.Path(path)
     read_dsc(path)
     raw = deb822.Deb822(_payload(path.read_text(encoding="utf-8"), path.name))
-    return [{"name": check_file_name(name, path.name), "md5": md5.lower(), "size": int(size)}
+    sha256 = {name: digest.lower() for digest, _size, name in
+              _file_lines(raw.get("Checksums-Sha256"), f"{path.name}: Checksums-Sha256", ("CHECKSUM", "SIZE", "NAME"))}
+    return [{"name": check_file_name(name, path.name), "md5": md5.lower(), "size": int(size), "sha256": sha256.get(name)}
             for md5, size, name in _file_lines(raw.get("Files"), f"{path.name}: Files", ("MD5", "SIZE", "NAME"))]
+
+
+def file_sha256(path):
+    """SHA-256 hex digest of a file."""
+    return _hashes(path)[2]
 
 
 def load(path, timecode=None):
@@ -777,6 +807,12 @@ class Buildrequest(Changes):
         return self.x_get("Arch-All", "").lower() == "yes"
 
     @property
+    def build_time_limit(self):
+        """Seconds a build may take (``X-Mini-Buildd-Build-Time-Limit``), None if not given or bad."""
+        value = self.x_get("Build-Time-Limit", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    @property
     def sbuild_config_blocks(self):
         return self.x_get("Sbuild-Config-Blocks", "").split()
 
@@ -829,7 +865,7 @@ def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fi
     if not ARCH_REGEX.match(arch or ""):
         raise ValueError(f"Invalid build architecture '{arch}'")
     DistStr(distribution_str)  # raises ValueError
-    unknown = sorted(set(fields) - set(BUILDREQUEST_FIELDS) - {"Arch-All"})
+    unknown = sorted(set(fields) - set(BUILDREQUEST_FIELDS) - set(BUILDREQUEST_OPTIONAL_FIELDS) - {"Arch-All"})
     if unknown:
         raise ValueError(f"Unknown buildrequest field(s): {', '.join(unknown)}")
     unknown = sorted(set(config_files) - set(CONFIG_FILES))
@@ -839,6 +875,7 @@ def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fi
     bkey = "/".join(upload.key_parts + (arch,))
     values = dict(fields)
     values.pop("Arch-All", None)
+    optional = [(name, values.pop(name)) for name in BUILDREQUEST_OPTIONAL_FIELDS if values.get(name)]
     values.setdefault("Buildlog", f"{bkey}/{buildlog_name(upload.source, upload.version, arch)}")
     missing = [f for f in BUILDREQUEST_FIELDS if f != "Arch-All" and f not in values]
     if missing:
@@ -887,6 +924,8 @@ def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fi
                 head.append((PREFIX + name, "Yes"))
             continue
         head.append((PREFIX + name, _one_line(values[name])))
+    head += [(PREFIX + name, _one_line(value)) for name, value in optional]
+    head.append(("Checksums-Sha256", [_sha256_line(tar_path)]))
     head.append(("Files", [_files_line(tar_path)]))
     _write_signed(changes_path, _render(head), gnupg)
     LOG.info("Created buildrequest %s", changes_path)
@@ -959,6 +998,7 @@ def create_buildresult(breq, build_dir, out_dir, *, sbuild_summary, buildlog_pat
         note += [f"Canceled by: {canceled_by}"] if canceled_by else []
         log_target.write_text("\n".join(note) + "\n", encoding="utf-8")
     files = [_files_line(log_target)]
+    sha256 = [_sha256_line(log_target)]
 
     # sbuild's changes and its files
     if sbuild_changes_path is None:
@@ -972,6 +1012,7 @@ def create_buildresult(breq, build_dir, out_dir, *, sbuild_summary, buildlog_pat
                 for path in inner.file_paths() + [inner.path]:
                     tar.add(str(path), arcname=path.name, recursive=False)
             files.append(_files_line(tar_path))
+            sha256.append(_sha256_line(tar_path))
         except (ChangesError, OSError, tarfile.TarError) as e:
             LOG.error("%s: unusable sbuild changes: %s", breq.bkey, e)
             errors.append(f"Unusable sbuild changes: {_one_line(e)}")
@@ -980,6 +1021,7 @@ def create_buildresult(breq, build_dir, out_dir, *, sbuild_summary, buildlog_pat
     fields = [("Distribution", breq.distribution), ("Source", breq.source), ("Version", breq.version),
               ("Architecture", arch)]
     fields += [(PREFIX + name, breq.x_get(name, "")) for name in BUILDRESULT_COPIED_FIELDS]
+    fields.append(("Checksums-Sha256", sha256))
     fields.append(("Files", files))
     fields += sbuild_summary_fields(sbuild_summary)
     if errors:

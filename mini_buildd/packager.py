@@ -7,15 +7,15 @@ Every outcome is an event: REJECTED, PACKAGING, INSTALLED or FAILED.
 
 import collections
 import glob
-import hashlib
 import logging
 import os
+import pathlib
 import queue
 import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, gnupg, net, services, trust, uploadoptions
+from mini_buildd import changes, config, dist, faults, gnupg, incoming, net, services, trust, uploadoptions
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -65,14 +65,6 @@ def make_event(etype, changes_obj, extra=None, distribution=None):
 
 def problem(title, detail, status=400):
     return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
-
-
-def _md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ build config
@@ -146,6 +138,7 @@ class Packager:
 
     # ----------------------------------------------------------------------------- thread
     def start(self):
+        conclude_interrupted()
         self._thread = threading.Thread(target=self._run, name="packager", daemon=True)
         self._thread.start()
 
@@ -179,31 +172,21 @@ class Packager:
 
     # ----------------------------------------------------------------------------- uploads
     def reject(self, changes_obj, path, reason, title="Upload rejected"):
-        LOG.warning("REJECTED %s: %s", os.path.basename(str(path)), reason)
-        extra = {"error": problem(title, reason)}
-        if changes_obj is None:
-            name = os.path.basename(str(path))
-            extra["changes"] = name
-            source = name.split("_")[0] or "_unknown"
-            version = name.split("_")[1] if name.count("_") >= 2 else "_unknown"
-            event = Event(EventType.REJECTED, "", source, version, extra=extra)
-            services.log_event(event, save_dir=config.paths.events_of(source, version, changes.timecode_now(), "_unparsable"))
-            return
-        save_dir = event_dir(changes_obj.bkey)
-        changes_obj.move_to(save_dir)
-        services.log_event(make_event("REJECTED", changes_obj, extra), save_dir=save_dir)
+        """Log a REJECTED event for an arrival. Only its changes file is kept (in a directory of
+        its own, never one of another package); every other file of the arrival is deleted."""
+        reject_arrival(changes_obj, path, reason, title)
 
     def handle_upload(self, path):
+        """A user upload in its quarantine directory: parse, verify, decide, and only then move it
+        to ``var/events/<bkey>/`` and request builds."""
         try:
             upload = changes.Upload(path)
         except changes.ChangesError as e:
-            remove_incoming(path)
             self.reject(None, path, str(e))
             return
-        upload.move_to(event_dir(upload.bkey))  # out of incoming at once; kept with its events
-        clean_incoming(listed_names(upload.path))  # what move_to refused (unsafe names) goes too
         try:
             package = self._check_upload(upload)
+            incoming.release(upload, event_dir(upload.bkey))
         except (Rejected, changes.ChangesError, ValueError) as e:
             self.reject(upload, path, str(e))
             return
@@ -211,7 +194,7 @@ class Packager:
             self._request_builds(package)
         except Exception as e:  # pylint: disable=broad-except
             LOG.exception("Buildrequests for %s failed", upload.key)
-            self.reject(upload, path, f"Can't request builds: {e}")
+            self.reject(upload, upload.path, f"Can't request builds: {e}")
             return
         with self._lock:
             self.ongoing[package.key] = package
@@ -239,16 +222,17 @@ class Packager:
         if not distribution.mbd_is_active():
             raise Rejected(f"Distribution '{distribution.codename}' is not active (check its sources).")
 
-        if not repository.allow_unauthenticated_uploads:
-            with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-                trust.uploaders_keyring(repository, keyring)
-                upload.signature_check(keyring)
         upload.check_files()
+        check_upload_rights(upload, repository)
+        with self._lock:
+            busy = [k for k, p in self.ongoing.items() if p.upload.source == upload.source and p.upload.version == upload.version]
+        if busy:
+            raise Rejected(f"Source {upload.source} {upload.version} is being built already ({busy[0]}).")
 
         dsc = upload.dsc_path()
         if dsc is None:
             raise Rejected("No DSC in upload (binary-only uploads are not accepted).")
-        self._complete_dsc_files(upload, repository, dsc)
+        accepted = self._complete_dsc_files(upload, repository, dsc)
 
         regex = suite_option.layout.experimental_mandatory_version_regex if suite_option.experimental \
             else suite_option.layout.mandatory_version_regex
@@ -260,28 +244,44 @@ class Packager:
 
         package = Package(upload, repository, distribution, suite_option, diststr)
         package.options = upload.upload_options()
+        check_auto_ports(upload, repository, uploadoptions.get_option(package.options, "auto-ports", default=[]) or [])
+        package.accepted_source = accepted
         return package
 
     @staticmethod
     def _complete_dsc_files(upload, repository, dsc):
-        """Every file the DSC lists must be in the upload or the repository pool (md5 equal)."""
-        from debian import deb822  # pylint: disable=import-outside-toplevel
-        with open(dsc, encoding="utf-8", errors="replace") as f:
-            d = deb822.Dsc(f)
-        here = os.path.dirname(dsc)
-        for entry in d.get("Files", []):
-            name, md5 = entry["name"], entry["md5sum"]
-            target = os.path.join(here, name)
-            if os.path.exists(target):
-                if _md5(target) != md5:
-                    raise Rejected(f"DSC file {name}: md5 mismatch.")
-                continue
-            candidates = glob.glob(os.path.join(glob.escape(str(repository.mbd_path())), "pool", "*", "*",
-                                                glob.escape(d["Source"]), glob.escape(name)))
-            found = next((c for c in candidates if _md5(c) == md5), None)
-            if found is None:
-                raise Rejected(f"DSC file {name} is neither in the upload nor in the repository pool.")
-            shutil.copy(found, target)
+        """The DSC must be of the uploaded source and version; every file it lists must be in the
+        upload or in the repository pool, with the DSC's SHA-256. Files from the pool are copied
+        into the upload's (quarantine) directory. Returns ``{name: sha256}`` of the .dsc and its
+        files, as accepted."""
+        try:
+            parsed = changes.read_dsc(dsc)
+            files = changes.read_dsc_files(dsc)  # names checked before any is joined to a path
+        except (changes.ChangesError, ValueError) as e:
+            raise Rejected(str(e)) from e
+        if parsed.get("Source") != upload.source or parsed.get("Version") != upload.version:
+            raise Rejected(f"{dsc.name} is of {parsed.get('Source')} {parsed.get('Version')}, "
+                           f"not of the uploaded {upload.source} {upload.version}.")
+        here = dsc.parent
+        listed = {f["name"] for f in upload.files()}
+        accepted = {dsc.name: changes.file_sha256(dsc)}
+        pool = repository.mbd_path() / "pool"
+        for entry in files:
+            name, sha256 = entry["name"], entry["sha256"]
+            if sha256 is None:
+                raise Rejected(f"{dsc.name}: no SHA-256 checksum for {name} (Checksums-Sha256 is required).")
+            target = here / name
+            if name in listed:
+                if changes.file_sha256(target) != sha256:
+                    raise Rejected(f"DSC file {name}: SHA-256 differs from the .dsc.")
+            else:
+                candidates = glob.glob(os.path.join(glob.escape(str(pool)), "*", "*", glob.escape(upload.source), glob.escape(name)))
+                found = next((c for c in candidates if not os.path.islink(c) and changes.file_sha256(c) == sha256), None)
+                if found is None:
+                    raise Rejected(f"DSC file {name} is neither in the upload nor in the repository pool.")
+                shutil.copyfile(found, target)
+            accepted[name] = sha256
+        return accepted
 
     def _request_builds(self, package):
         upload = package.upload
@@ -321,6 +321,7 @@ class Packager:
                 "Builder": builder_url,
                 "Buildlog-Building": f"{builder_url}/mini_buildd/builds-dir/{buildlog}",
                 "Buildlog-Installed": f"{our_http_url()}/mini_buildd/events-dir/{buildlog}",
+                "Build-Time-Limit": int(d.build_time_limit.total_seconds()),
             }
             config_files = {"apt_sources.list": sources_list, "apt_preferences": preferences, "apt_keys": keys,
                             "ssl_cert": "", "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
@@ -361,10 +362,11 @@ class Packager:
 
     # ----------------------------------------------------------------------------- buildresults
     def handle_buildresult(self, path):
+        """A buildresult in its quarantine directory: it must belong to an ongoing package's
+        request for its architecture and be signed by the builder that request went to."""
         try:
             bres = changes.Buildresult(path)
         except changes.ChangesError as e:
-            remove_incoming(path)
             self.reject(None, path, f"Bad buildresult: {e}", title="Buildresult rejected")
             return
         with self._lock:
@@ -373,18 +375,22 @@ class Packager:
         if builder in self.superseded.get(bres.bkey, ()) and (package is None or package.builders.get(bres.architecture) != builder):
             LOG.warning("Ignoring late buildresult %s from %s: the build was re-dispatched to %s.", bres.bkey, builder,
                         package.builders.get(bres.architecture) if package else "another builder (done)")
-            remove_incoming(path)
+            incoming.discard(bres.path.parent)
             return
         if package is None or bres.architecture not in package.buildrequests:
             self.reject(bres, path, f"Stray buildresult: no ongoing package {bres.key} for {bres.architecture}.",
                         title="Buildresult rejected")
             return
+        if bres.architecture in package.buildresults:
+            self.reject(bres, path, f"Duplicate buildresult for {bres.bkey}: one was accepted already.",
+                        title="Buildresult rejected")
+            return
         try:
-            trust.check_remote_signed(bres)
+            trust.check_buildresult_signer(bres, package.builders.get(bres.architecture))
+            incoming.release(bres, event_dir(bres.bkey))
         except changes.ChangesError as e:
             self.reject(bres, path, f"Buildresult not trusted: {e}", title="Buildresult rejected")
             return
-        bres.move_to(event_dir(bres.bkey))
         package.buildresults[bres.architecture] = bres
         if package.complete():
             with self._lock:
@@ -415,13 +421,56 @@ class Packager:
                 services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
             try:
+                verify_accepted_source(package)
                 RepositoryView(package.repository).install(package.diststr, upload.dsc_path(), binaries)
             except Exception as e:  # pylint: disable=broad-except
                 extra["error"] = problem("Install failed", str(e), 500)
                 services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
+        faults.point("package:before-installed-event")
         extra["auto_ports"] = run_auto_ports(package)
         services.log_event(make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+
+
+TERMINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")
+
+
+def conclude_interrupted():
+    """Start-up: every package a previous run left ongoing (a PACKAGING event and no INSTALLED,
+    FAILED or REJECTED) gets its terminal event: INSTALLED if its version is in its distribution
+    now (an install the previous run finished, or the repository journal completed), else FAILED
+    naming the restart. Returns ``[(key, type)]``."""
+    import json  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
+    done = []
+    for packaging in sorted(config.paths.events.glob("*/*/*/*/*_PACKAGING.json")):
+        directory = packaging.parent
+        if any(directory.glob(f"*_{t}.json") for t in TERMINAL_EVENTS):
+            continue
+        try:
+            data = json.loads(packaging.read_text(encoding="utf-8"))
+            diststr, source, version = data["distribution"], data["source"], data["version"]
+            extra = {k: v for k, v in data.get("extra", {}).items() if k in ("timecode", "key", "bkey", "changes", "architecture",
+                                                                                 "changed_by", "maintainer")}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            LOG.error("Can't read %s: %s", packaging, e)
+            continue
+        try:
+            installed = resolve(diststr)[1].version_in(diststr, source) == version
+        except (ArchiveError, Exception) as e:  # pylint: disable=broad-except
+            LOG.warning("Can't look up %s %s in %s: %s", source, version, diststr, e)
+            installed = False
+        if installed:
+            etype = EventType.INSTALLED
+            extra["resumed"] = "installed before the restart"
+        else:
+            etype = EventType.FAILED
+            extra["error"] = problem("Interrupted", "The daemon stopped while this package was being built or installed "
+                                     "(not resumed): upload it again, or use the 'retry' call.", 500)
+        services.log_event(Event(etype, diststr, source, version, extra=extra), save_dir=directory)
+        LOG.warning("Package %s/%s ended %s at start-up (interrupted by a restart).", source, version, etype.name)
+        done.append((data.get("extra", {}).get("key"), etype.name))
+    return done
 
 
 def run_auto_ports(package):
@@ -451,34 +500,80 @@ def describe_failure(bres):
     return f"sbuild status {bres.sbuild_status}" + (f" ({checks})" if checks else "")
 
 
-def listed_names(path):
-    """File names a changes file lists (leniently: even broken ones), as plain base names."""
-    from debian import deb822  # pylint: disable=import-outside-toplevel
-    names = set()
+def check_upload_rights(upload, repository):
+    """Unless ``repository`` takes unauthenticated uploads, ``upload`` must be signed by one of its
+    uploaders (raises ChangesError)."""
+    if not repository.allow_unauthenticated_uploads:
+        with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+            trust.uploaders_keyring(repository, keyring)
+            upload.signature_check(keyring)
+
+
+def check_auto_ports(upload, repository, targets):
+    """Each ``auto-ports`` target must be a distribution the uploader may upload to: in the same
+    repository, or in one whose uploader rights the upload meets (auto-ports are signed with the
+    instance key, which every repository accepts, so the rights are checked here)."""
+    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
+    for target in targets:
+        try:
+            view = resolve(target)[1]
+        except ArchiveError as e:
+            raise Rejected(f"auto-ports: {e}") from e
+        other = view.repository
+        if other.pk == repository.pk:
+            continue
+        try:
+            check_upload_rights(upload, other)
+        except changes.ChangesError as e:
+            raise Rejected(f"auto-ports to {target}: the upload may not go to repository '{other}' ({e}).") from e
+
+
+def verify_accepted_source(package):
+    """Before install: the .dsc and its files in the package's events dir must still have the
+    SHA-256 they had when the upload was accepted."""
+    here = package.upload.path.parent
+    for name, sha256 in (getattr(package, "accepted_source", None) or {}).items():
+        path = here / name
+        if path.is_symlink() or not path.is_file() or changes.file_sha256(path) != sha256:
+            raise Rejected(f"Source file {name} changed since the upload was accepted: not installing.")
+
+
+def _plain_part(value, regex):
+    return value if value and regex.match(value) else "_unknown"
+
+
+def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
+    """REJECTED event for an arrival (``changes_obj``: parsed, or None if it could not be); its
+    changes file is kept in a fresh events directory of its own, the rest of its quarantine
+    directory is deleted."""
+    path = pathlib.Path(path)
+    LOG.warning("REJECTED %s: %s", path.name, reason)
+    extra = {"error": problem(title, reason)}
+    if changes_obj is None:
+        parts = path.name.split("_")
+        source = _plain_part(parts[0], changes.SOURCE_REGEX)
+        version = _plain_part(parts[1] if len(parts) >= 3 else "", changes.VERSION_REGEX)
+        save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_unparsable")
+        event = Event(EventType.REJECTED, "", source, version, extra=dict(extra, changes=path.name))
+    else:
+        source, version = changes_obj.source, changes_obj.version
+        # Never the directory of another package: a fresh timecode of ours.
+        timecode = changes_obj.timecode if changes_obj.kind == changes.UPLOAD else changes.timecode_now()
+        save_dir = config.paths.events_of(source, version, timecode, changes_obj.architecture.replace(" ", "_")
+                                          if changes_obj.kind != changes.UPLOAD else changes_obj.architecture)
+        if os.path.lexists(save_dir / path.name):
+            save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_rejected")
+        event = make_event("REJECTED", changes_obj, extra)
+        event.extra["changes"] = str(save_dir.relative_to(config.paths.events) / path.name)
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            c = deb822.Changes(f)
-        for field in ("Files", "Checksums-Sha1", "Checksums-Sha256"):
-            for line in c.get(field) or []:
-                if line.get("name"):
-                    names.add(os.path.basename(line["name"]))
-    except Exception:  # pylint: disable=broad-except
-        pass
-    return names
-
-
-def clean_incoming(names):
-    """Delete these base names from incoming (never anything elsewhere)."""
-    for name in names:
-        p = config.paths.incoming / os.path.basename(name)
-        if p.is_file():
-            p.unlink()
-
-
-def remove_incoming(path):
-    """Delete an unusable changes file and the files it lists from incoming."""
-    if os.path.dirname(os.path.abspath(str(path))) == str(config.paths.incoming):
-        clean_incoming(listed_names(path) | {os.path.basename(str(path))})
+        save_dir.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
+            os.rename(path, save_dir / path.name)
+    except OSError as e:
+        LOG.error("Can't keep rejected %s: %s", path.name, e)
+    if incoming.is_quarantined(path):
+        incoming.discard(path.parent)
+    services.log_event(event, save_dir=save_dir)
 
 
 def _instance_gnupg():

@@ -397,7 +397,8 @@ def test_buildrequest_unpack_refuses_bad_tar(tmp_path):
     name = "foo_1.0_mini-buildd-buildrequest_amd64.changes"
     tar = make_tar(tmp_path / (name + ".tar"), [({"name": "../escaped"}, b"evil")])
     data = tar.read_bytes()
-    (tmp_path / name).write_text(GOOD_BREQ.replace("d41d8cd98f00b204e9800998ecf8427e 0", f"{md5(data)} {len(data)}"))
+    (tmp_path / name).write_text(GOOD_BREQ.replace("d41d8cd98f00b204e9800998ecf8427e 0", f"{md5(data)} {len(data)}")
+                                 .replace("Files:", f"Checksums-Sha256:\n {hashlib.sha256(data).hexdigest()} {len(data)} {name}.tar\nFiles:"))
     breq = changes.Buildrequest(tmp_path / name)
     with pytest.raises(ChangesError, match="unsafe member name '../escaped'"):
         breq.unpack(tmp_path / "build")
@@ -495,7 +496,7 @@ class FakeKeyring:
                                          f"{s['key_id']} ({s['status']})" for s in self.signatures)})()
         self.checked = []
 
-    def verify_signature(self, path):
+    def verify_signature(self, path, **_kwargs):
         self.checked.append(path)
         return self.result
 

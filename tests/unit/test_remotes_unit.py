@@ -2,6 +2,7 @@
 accepting builder wins, the builder watch's re-dispatch timing, the packager's re-dispatch and
 late-result handling, URL normalisation, schroot prefix and stale-session selection."""
 
+import pathlib
 import types
 
 import pytest
@@ -173,18 +174,19 @@ def test_packager_redispatch_and_late_result(monkeypatch, tmp_path):
     assert p.superseded == {"hello/1.0/t/amd64": {"http://a:1"}}
 
     # A late result of the superseded builder is ignored (and removed from incoming), not rejected.
-    bres = types.SimpleNamespace(key="hello/1.0/t", bkey="hello/1.0/t/amd64", architecture="amd64",
-                                 x_get=lambda name, default=None: "http://a:1" if name == "Builder" else default)
-    monkeypatch.setattr(pk.changes, "Buildresult", lambda path: bres)
+    def parse(path):
+        return types.SimpleNamespace(key="hello/1.0/t", bkey="hello/1.0/t/amd64", architecture="amd64", path=pathlib.Path(path),
+                                     x_get=lambda name, default=None: "http://a:1" if name == "Builder" else default)
+    monkeypatch.setattr(pk.changes, "Buildresult", parse)
     removed, rejected = [], []
-    monkeypatch.setattr(pk, "remove_incoming", removed.append)
+    monkeypatch.setattr(pk.incoming, "discard", removed.append)
     monkeypatch.setattr(p, "reject", lambda *a, **k: rejected.append(a))
-    p.handle_buildresult("/incoming/late.changes")
-    assert removed == ["/incoming/late.changes"] and rejected == []
+    p.handle_buildresult("/q/arrival-1/late.changes")
+    assert removed == [pathlib.Path("/q/arrival-1")] and rejected == []
     # ... also after the package finished
     p.ongoing.clear()
-    p.handle_buildresult("/incoming/late2.changes")
-    assert removed[-1] == "/incoming/late2.changes" and rejected == []
+    p.handle_buildresult("/q/arrival-2/late2.changes")
+    assert removed[-1] == pathlib.Path("/q/arrival-2") and rejected == []
 
 
 def test_packager_redispatch_without_builder_keeps_holder():
