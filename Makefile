@@ -39,13 +39,14 @@ bench-deps: test-deps
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEPS) >/dev/null
 
 run: deps
-	@mkdir -p $(RUN_HOME)
+	@mkdir -p -m 0700 $(RUN_HOME)
 	@[ -s $(RUN_HOME)/admin-password ] || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(12))' > $(RUN_HOME)/admin-password)
-	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password "$$(cat $(RUN_HOME)/admin-password)"
+	@chmod 0600 $(RUN_HOME)/admin-password
+	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password-file - < $(RUN_HOME)/admin-password
 	@[ -e $(RUN_HOME)/.bootstrapped ] || { echo "Bootstrapping $(HOST_CODENAME)/$(HOST_ARCH) (first start: debootstrap takes a few minutes)..."; \
 	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) \
 	    --http-endpoint tcp6:port=$(RUN_PORT) $(BOOTSTRAP) && touch $(RUN_HOME)/.bootstrapped; }
-	@echo "mini-buildd: http://$(RUN_HOSTNAME):$(RUN_PORT)/  (admin password: $$(cat $(RUN_HOME)/admin-password)); stop with Ctrl-C"
+	@echo "mini-buildd: http://$(RUN_HOSTNAME):$(RUN_PORT)/  (user admin, password in $(RUN_HOME)/admin-password); stop with Ctrl-C"
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) --http-endpoint tcp6:port=$(RUN_PORT)
 
 check: test-deps

@@ -17,6 +17,11 @@ HOME_DIRS = (
     "var/chroots", "var/crontab", "var/log", "var/tmp", "var/quarantine",
 )
 
+#: Mode of the home: private to the daemon's user (it serves ``repositories/`` itself).
+HOME_MODE = 0o700
+#: Mode of secret files in the home (database, Django secret key, GnuPG files, admin password).
+SECRET_FILE_MODE = 0o600
+
 #: System files outside the home.
 SCHROOT_CHROOT_D = pathlib.Path("/etc/schroot/chroot.d")
 SCHROOT_CONF_DIR = pathlib.Path("/etc/schroot/mini-buildd")
@@ -147,6 +152,14 @@ class Paths:
         return self._h("var", "quarantine")
 
     @property
+    def journals(self):
+        """Write-ahead journals of repository changes, one dir per repository (:mod:`mini_buildd.journal`)."""
+        return self._h("var", "journal")
+
+    def journal(self, identity):
+        return self._h("var", "journal", identity)
+
+    @property
     def accepted_requests(self):
         """Record of the buildrequests accepted (replays are refused)."""
         return self._h("var", "accepted-buildrequests")
@@ -156,12 +169,57 @@ class Paths:
         """Web assets shipped with the package."""
         return PACKAGE_DIR / "webapp" / "static"
 
+    @property
+    def lock_file(self):
+        """Held (``flock``) by the daemon running on this home; holds its pid."""
+        return self._h(".mini-buildd.lock")
+
+    @property
+    def admin_password_file(self):
+        """Where ``make run`` keeps the generated admin password (a secret: 0600)."""
+        return self._h("admin-password")
+
+    def config_db_files(self):
+        """The configuration database and SQLite's side files (journal, WAL, shared memory)."""
+        db = self.config_db
+        return [db] + [db.with_name(db.name + suffix) for suffix in ("-journal", "-wal", "-shm")]
+
+    def ccache_dir(self, codename, arch):
+        """ccache's cache in the per-chroot libdir (the one part of ``var/shared`` a build may write)."""
+        return shared_ccache_dir(self.shared, codename, arch)
+
     def create(self):
-        """Create the home layout (idempotent). Raises OSError if the home is not writable."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the home layout (idempotent) and make the home and its secrets private to us:
+        home and ``.gnupg`` (dirs) 0700, secret files 0600, also on an existing home.
+        Raises OSError if the home is not writable."""
+        self.home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
         for d in HOME_DIRS:
             self._h(d).mkdir(parents=True, exist_ok=True)
+        self.make_private()
+
+    def make_private(self):
+        """Fix the modes of the home and its secrets (see :meth:`create`)."""
+        os.chmod(self.home, HOME_MODE)
         os.chmod(self.gnupg_home, 0o700)
+        for dirpath, dirnames, filenames in os.walk(self.gnupg_home):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o700)
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if os.path.isfile(path) and not os.path.islink(path):  # not the agent's sockets
+                    os.chmod(path, SECRET_FILE_MODE)
+        if not self.config_db.exists():
+            # Created here (an empty file is an empty SQLite database) so that it never exists
+            # with another mode; SQLite gives its side files the database file's mode.
+            os.close(os.open(self.config_db, os.O_WRONLY | os.O_CREAT, SECRET_FILE_MODE))
+        for path in self.config_db_files() + [self.django_secret_key, self.admin_password_file]:
+            if path.is_file() and not path.is_symlink():
+                os.chmod(path, SECRET_FILE_MODE)
+
+
+def shared_ccache_dir(shared_dir, codename, arch):
+    """``SHARED/libdir/CODENAME/ARCH/.ccache`` of an instance's ``var/shared`` dir ``shared_dir``."""
+    return pathlib.Path(shared_dir).resolve().joinpath("libdir", codename, arch, ".ccache")
 
 
 def schroot_conf(name):

@@ -1,9 +1,12 @@
-"""Process start-up and shut-down of the mini-buildd service: home layout, logging, Django,
-HTTP server, engine hook-up, signals.
+"""Process start-up and shut-down of the mini-buildd service: the home lock (one daemon per
+home), home layout and its private modes, logging, Django, HTTP server, engine hook-up, signals.
 """
 
+import errno
+import fcntl
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 
@@ -44,6 +47,48 @@ def _route_twisted_logs():
     from twisted.logger import globalLogBeginner, STDLibLogObserver  # pylint: disable=import-outside-toplevel
     globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False,
                                      discardBuffer=True)
+
+
+class HomeInUse(StartError):
+    """Another daemon holds the home's lock."""
+
+
+#: The open lock file while we hold the home (kept for the life of the process; close-on-exec,
+#: so build processes never inherit the lock).
+_HOME_LOCK = None
+
+
+def lock_home(home):
+    """Take the home's exclusive lock (:attr:`mini_buildd.config.Paths.lock_file`) and write our pid
+    into it; raise :class:`HomeInUse` naming the holder's pid if another daemon has it.
+
+    This must be the first thing a daemon does with a home: a second daemon must not touch
+    anything (no build killed, no session ended, no port bound) of the one running. Only the
+    home directory itself is created (mode 0700) if missing; an existing lock file is only read.
+    """
+    global _HOME_LOCK  # pylint: disable=global-statement
+    paths = config.Paths(home)
+    try:
+        paths.home.mkdir(mode=config.HOME_MODE, parents=True, exist_ok=True)
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, config.SECRET_FILE_MODE)
+    except OSError as e:
+        raise StartError(f"Home '{home}' is not usable: {e.strerror or e}") from e
+    lock = os.fdopen(fd, "r+", encoding="ascii")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            lock.close()
+            raise StartError(f"Can't lock home '{home}': {e.strerror or e}") from e
+        holder = lock.read(32).strip() or "?"
+        lock.close()
+        raise HomeInUse(f"home '{paths.home}' is in use by the mini-buildd daemon with pid {holder}.") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    _HOME_LOCK = lock
+    return lock
 
 
 def prepare_home(home):

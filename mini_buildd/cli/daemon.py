@@ -1,4 +1,6 @@
-"""``mini-buildd``: the daemon command (SPEC §8.3)."""
+"""``mini-buildd``: the daemon command (SPEC §8.3): its options, where passwords come from
+(files or standard input, never the command line; the old forms warn), and the start-up order
+(home lock first)."""
 
 import argparse
 import os
@@ -22,20 +24,101 @@ def parser():
                    help="log level (DEBUG, INFO, WARNING, ERROR) or LOGGER.LEVEL; repeatable")
     p.add_argument("-d", "--debug", default="", help="comma-separated debug switches: webapp,sbuild,keep")
     p.add_argument("-S", "--smtp", default=None, metavar="URL",
-                   help="send notification mails via '[USER]:[PASSWORD]@smtp|ssmtp://HOST:PORT' (default: no mails)")
+                   help="send notification mails via '[USER:]@smtp|ssmtp://HOST:PORT' (default: no mails); the "
+                        f"password comes from --smtp-password-file or ${SMTP_PASSWORD_ENV} (a password in the URL "
+                        "is deprecated: it shows in ps)")
+    p.add_argument("--smtp-password-file", default=None, metavar="FILE",
+                   help="read the SMTP password from FILE ('-': standard input); first line, trailing newline removed")
     p.add_argument("--schroot-prefix", default=None, metavar="PREFIX",
                    help="schroot name prefix of this home's chroots (PREFIX-CODENAME-ARCH), persisted in the home; "
                         "default: the persisted one, else 'mini-buildd'. Needed when several instances share a host.")
     p.add_argument("--allow-registration", action="store_true",
                    help="let visitors sign up for accounts at /accounts/register/ (activated by mail; needs --smtp)")
+    p.add_argument("--set-admin-password-file", metavar="FILE",
+                   help="create or update the Django superuser 'admin' with the password read from FILE "
+                        "('-': standard input; first line) and exit")
     p.add_argument("-P", "--set-admin-password", metavar="PASSWORD",
-                   help="create or update the Django superuser 'admin' and exit")
+                   help="deprecated (the password shows in ps): use --set-admin-password-file")
     return p
+
+
+#: Environment variable with the SMTP password (alternative to --smtp-password-file).
+SMTP_PASSWORD_ENV = "MINI_BUILDD_SMTP_PASSWORD"
+
+
+class UsageError(Exception):
+    """Bad option values; the message is shown as one error line."""
 
 
 def _error(msg):
     print(f"mini-buildd: error: {msg}", file=sys.stderr)
     return 1
+
+
+def _warn(msg):
+    print(f"mini-buildd: warning: {msg}", file=sys.stderr)
+
+
+def read_secret(source, what):
+    """The first line of file ``source`` (``-``: standard input), without its line end.
+
+    Raises :class:`UsageError` if it can't be read or is empty."""
+    try:
+        if source == "-":
+            text = sys.stdin.readline()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.readline()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"can't read the {what} from '{source}': {getattr(e, 'strerror', None) or e}") from e
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise UsageError(f"no {what} in '{'standard input' if source == '-' else source}' (empty first line).")
+    return secret
+
+
+def admin_password(args):
+    """The admin password to set (None: not asked for)."""
+    if args.set_admin_password_file is not None and args.set_admin_password is not None:
+        raise UsageError("give only one of --set-admin-password-file and --set-admin-password.")
+    if args.set_admin_password is not None:
+        _warn("--set-admin-password is deprecated: the password is visible to every user in the process list; "
+              "use --set-admin-password-file FILE (or '-' for standard input).")
+        return args.set_admin_password
+    if args.set_admin_password_file is not None:
+        return read_secret(args.set_admin_password_file, "admin password")
+    return None
+
+
+def smtp_url(args):
+    """The ``--smtp`` URL with the password from ``--smtp-password-file`` or the environment
+    (kept in memory only); None without ``--smtp``."""
+    from mini_buildd import events  # pylint: disable=import-outside-toplevel
+    password = None
+    if args.smtp_password_file is not None:
+        if args.smtp_password_file == "-" and args.set_admin_password_file == "-":
+            raise UsageError("only one password can come from standard input.")
+        password = read_secret(args.smtp_password_file, "SMTP password")
+    elif os.environ.get(SMTP_PASSWORD_ENV):
+        password = os.environ[SMTP_PASSWORD_ENV]
+    if args.smtp is None:
+        if password is not None and args.smtp_password_file is not None:
+            raise UsageError("--smtp-password-file needs --smtp.")
+        return None
+    try:
+        smtp = events.parse_smtp_url(args.smtp)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if smtp.password:
+        if password is not None:
+            raise UsageError("the --smtp URL has a password and one was given separately: remove it from the URL.")
+        _warn("a password in the --smtp URL is deprecated: it is visible to every user in the process list; "
+              f"use --smtp-password-file FILE (or '-' for standard input) or ${SMTP_PASSWORD_ENV}.")
+        return args.smtp
+    if password is None:
+        return args.smtp
+    host = f"[{smtp.host}]" if ":" in smtp.host else smtp.host
+    return f"{smtp.user}:{password}@{'ssmtp' if smtp.ssl else 'smtp'}://{host}:{smtp.port}"
 
 
 def main(argv=None):
@@ -53,11 +136,19 @@ def main(argv=None):
     from mini_buildd import daemon  # pylint: disable=import-outside-toplevel
     debug = {d for d in args.debug.split(",") if d}
     try:
+        password = admin_password(args)
+        smtp = smtp_url(args)
+    except UsageError as e:
+        return _error(str(e))
+    try:
+        if password is None:
+            # One daemon per home: before anything else touches the home (or anything else).
+            daemon.lock_home(home)
         config.init(home, hostname=args.hostname, http_endpoints=args.http_endpoints, debug=debug,
                     dedicated_user=args.dedicated_user)
         daemon.validate_endpoints(config.runtime.http_endpoints)
-        daemon.validate_smtp(args.smtp)
-        config.runtime.smtp = args.smtp
+        daemon.validate_smtp(smtp)
+        config.runtime.smtp = smtp
         config.runtime.allow_registration = args.allow_registration
         paths = daemon.prepare_home(home)
         if args.schroot_prefix is not None:
@@ -67,9 +158,9 @@ def main(argv=None):
                 return _error(str(e))
         daemon.setup_logging(paths, args.log_level)
         daemon.setup_django(paths, debug="webapp" in debug)
-        if args.set_admin_password is not None:
+        if password is not None:
             from mini_buildd import webapp  # pylint: disable=import-outside-toplevel
-            webapp.set_admin_password(args.set_admin_password)
+            webapp.set_admin_password(password)
             return 0
         return daemon.Service().run()
     except daemon.StartError as e:

@@ -134,8 +134,22 @@ def test_access_log(instance, daemon):
     assert (home / "var" / "log" / "daemon.log").read_text().count("serving") >= 1
 
 
+def _own_home(instance, tmp_path):
+    """A copy of the instance home: one daemon per home, and the module's daemon holds that one."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    import sqlite3  # pylint: disable=import-outside-toplevel
+    home, _ = instance
+    copy = tmp_path / "own-home"
+    shutil.copytree(home, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns(".mini-buildd.lock", "S.*", "config.sqlite*"))
+    with sqlite3.connect(str(home / "config.sqlite")) as src, sqlite3.connect(str(copy / "config.sqlite")) as dst:
+        src.backup(dst)
+    return copy
+
+
 def test_https_endpoint(tmp_path, instance):
-    home, pub_key = instance
+    _, pub_key = instance
+    home = _own_home(instance, tmp_path)
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -153,15 +167,15 @@ def test_https_endpoint(tmp_path, instance):
 
 
 def test_sigint_stops_cleanly(tmp_path, instance):
-    home, _ = instance
+    home = _own_home(instance, tmp_path)
     d = Daemon(home).start()
     assert d.stop(signal.SIGINT) == 0
     assert "Shut down." in d.output()
 
 
-def test_sigint_stops_even_when_started_with_sigint_ignored(instance):
+def test_sigint_stops_even_when_started_with_sigint_ignored(instance, tmp_path):
     """Like a background job of a non-interactive shell (e.g. 'make run &')."""
-    home, _ = instance
+    home = _own_home(instance, tmp_path)
     d = Daemon(home)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child
     try:
