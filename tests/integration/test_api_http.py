@@ -316,10 +316,64 @@ def test_404_unknown_call(instance):  # pylint: disable=redefined-outer-name
     assert r.status_code == 404 and r["Content-Type"].startswith("text/html") and "no_such_call" in r.content.decode()
 
 
-def test_405_not_get(instance):  # pylint: disable=redefined-outer-name
-    r = client(instance).post("/mini_buildd/api/status/")
+def test_cross_site_browser_requests_refused(instance, engine):  # pylint: disable=redefined-outer-name
+    """The attack of issue #12 item 1: the admin's browser, on another site's page, sends a
+    state-changing call with the admin's cookie. Every browser hint of a cross-site request is
+    refused with a 403 naming why, and the engine stays running; without browser headers (CLI) or
+    same-origin the call runs; anonymous read calls answer whatever the headers say."""
+    admin = client(instance, "admin")
+    ours = "http://testserver"
+    attacks = [
+        {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_REFERER": "http://evil.example.org/page.html"},
+        {"HTTP_SEC_FETCH_SITE": "same-site"},
+        {"HTTP_ORIGIN": "http://127.0.0.2:8066"},
+        {"HTTP_ORIGIN": "null"},
+        {"HTTP_REFERER": "http://evil.example.org/"},
+        {"HTTP_REFERER": "http://testserver:8080/mini_buildd/"},  # our host, another port: another origin
+        {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_ORIGIN": "http://evil.example.org"},
+    ]
+    for headers in attacks:
+        for method in ("get", "post"):
+            r = getattr(admin, method)("/mini_buildd/api/stop/", {"confirm": "stop"}, **headers)
+            body = assert_problem(r, 403)
+            assert body["detail"].startswith("Refused cross-site request: API call 'stop' changes state, and "), body
+            assert engine["log"] == [] and engine["running"], headers
+    r = admin.get("/mini_buildd/api/stop/", {"confirm": "stop"}, HTTP_SEC_FETCH_SITE="cross-site")
+    assert "Sec-Fetch-Site" in json.loads(r.content)["detail"]
+    # Anonymous read-only calls stay usable from anywhere (links to status pages, apt line helpers).
+    r = client(instance).get("/mini_buildd/api/status/", HTTP_SEC_FETCH_SITE="cross-site", HTTP_ORIGIN="http://evil.example.org")
+    assert r.status_code == 200
+    # Same origin (our own pages) and no browser headers (mini-buildd-api) run the call.
+    r = admin.post("/mini_buildd/api/stop/", {"confirm": "stop"}, HTTP_SEC_FETCH_SITE="same-origin", HTTP_ORIGIN=ours,
+                   HTTP_REFERER=ours + "/mini_buildd/api/stop/?output=html")
+    assert r.status_code == 200 and engine["log"] == ["stop"]
+    engine.update(running=True, log=[])
+    r = admin.get("/mini_buildd/api/stop/", {"confirm": "stop"})
+    assert r.status_code == 200 and engine["log"] == ["stop"]
+
+
+def test_405_other_methods(instance):  # pylint: disable=redefined-outer-name
+    r = client(instance).put("/mini_buildd/api/status/")
+    assert_problem(r, 405)
+    assert r["Allow"] == "GET, HEAD, POST"
+    r = client(instance).post("/mini_buildd/api/")
     assert_problem(r, 405)
     assert r["Allow"] == "GET, HEAD"
+
+
+def test_session_and_csrf_cookies_strict(instance):  # pylint: disable=redefined-outer-name
+    from django.test import Client  # pylint: disable=import-outside-toplevel
+    c = Client()
+    r = c.get("/accounts/login/")
+    csrf = r.cookies["csrftoken"]
+    assert csrf["samesite"] == "Strict" and csrf["httponly"]
+    r = c.post("/accounts/login/", {"username": instance["users"]["admin"].username, "password": PASSWORD,
+                                    "csrfmiddlewaretoken": csrf.value, "next": "/accounts/null/"})
+    session = r.cookies["mini_buildd_sessionid"]
+    assert session["samesite"] == "Strict" and session["httponly"] and not session["secure"]
+    # On HTTPS the cookies are Secure.
+    r = Client().get("/accounts/login/", secure=True)
+    assert r.cookies["csrftoken"]["secure"]
 
 
 def test_503_engine_not_running(instance, engine):  # pylint: disable=redefined-outer-name
