@@ -13,7 +13,7 @@ MAINTAINER = "mini-buildd test <test@example.org>"
 
 
 def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
-                        changelog_extra="", gnupghome=None, key_id=None):
+                        changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None):
     """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``."""
     workdir = pathlib.Path(workdir)
     src = workdir / f"{name}-{version.split('~')[0]}"
@@ -41,12 +41,14 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
     rules = "#!/usr/bin/make -f\n%:\n\tdh $@\n"
     if fail:
         rules += "\noverride_dh_auto_build:\n\t@echo 'This package always fails to build.'; false\n"
+    elif build_sleep:
+        rules += f"\noverride_dh_auto_build:\n\tsleep {int(build_sleep)}\n"
     (src / "debian" / "rules").write_text(rules)
     os.chmod(src / "debian" / "rules", 0o755)
     (src / "debian" / "source" / "format").write_text("3.0 (native)\n")
     (src / "debian" / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
                                               "Files: *\nCopyright: 2026 test\nLicense: GPL-2+\n")
-    (src / "hello.txt").write_text(f"hello from {name} {version}\n")
+    (src / "hello.txt").write_text(payload or f"hello from {name} {version}\n")
     (src / "debian" / "install").write_text("hello.txt usr/share/" + name + "/\n")
     subprocess.run(["dpkg-buildpackage", "-S", "-d", "-us", "-uc", "-nc"], cwd=src, check=True, capture_output=True)
     changes = workdir / f"{name}_{version}_source.changes"

@@ -1,0 +1,95 @@
+"""The incoming quarantine (mini_buildd.incoming) on real files in a temporary home: each
+arrival gets a private directory of its own with only the files its own FTP session sent; cruft
+is deleted; nothing is overwritten; leftovers are picked up at start."""
+
+import os
+import stat
+
+import pytest
+
+from mini_buildd import config, incoming
+from tests.integration.test_ftpd import make_changes
+
+
+@pytest.fixture
+def home(tmp_path):
+    paths = config.init(tmp_path / "home")
+    paths.create()
+    return paths
+
+
+def _received(paths, directory, changes_path, names=None):
+    """Copy a changes file and its files (or ``names``) into incoming as if an FTP session sent them."""
+    out = []
+    for name in (names if names is not None else [p.name for p in directory.iterdir()]):
+        target = paths.incoming / name
+        target.write_bytes((directory / name).read_bytes())
+        os.chmod(target, 0o444)
+        out.append(target)
+    return out
+
+
+def test_session_is_quarantined_privately(home, tmp_path):
+    c = make_changes(tmp_path / "up", extra_files=[("cruft.html", "<script>alert(1)</script>")])
+    c.write_text(c.read_text().replace(" cruft.html", " not-listed.html").replace("cruft.html", "cruft.html"))
+    received = _received(home, c.parent, c)
+    got = []
+    arrivals = incoming.Incoming(got.append).sort_session(received)
+    assert got == arrivals and len(arrivals) == 1
+    arrival = arrivals[0].parent
+    assert arrival.parent == home.quarantine and arrival.name.startswith(incoming.ARRIVAL_PREFIX)
+    assert stat.S_IMODE(arrival.stat().st_mode) == 0o700
+    assert sorted(p.name for p in arrival.iterdir()) == sorted(["hello_1.0.dsc", "hello_1.0.tar.xz", c.name])
+    assert not list(home.incoming.iterdir()), "cruft left in incoming"
+
+
+def test_arrival_dir_name_never_from_the_upload(home, tmp_path):
+    c = make_changes(tmp_path / "up", source="evil", version="1.0")
+    received = _received(home, c.parent, c)
+    arrival = incoming.Incoming(lambda p: None).sort_session(received)[0].parent
+    assert "evil" not in arrival.name
+
+
+def test_changes_cannot_claim_another_sessions_files(home, tmp_path):
+    """Session A sent its tarball (its changes file not yet); session B's changes file lists it:
+    B's arrival lacks it, and it stays in incoming for A."""
+    a = make_changes(tmp_path / "a")
+    a_files = _received(home, a.parent, a, names=["hello_1.0.tar.xz"])
+    b = make_changes(tmp_path / "b", name="hello_1.0_b.changes")
+    b_files = _received(home, b.parent, b, names=["hello_1.0.dsc", b.name])
+    arrival = incoming.Incoming(lambda p: None).sort_session(b_files)[0].parent
+    assert "hello_1.0.tar.xz" not in [p.name for p in arrival.iterdir()]
+    assert a_files[0].exists()
+
+
+def test_release_never_overwrites(home, tmp_path):
+    from mini_buildd import changes
+    c = make_changes(tmp_path / "up")
+    arrival = incoming.Incoming(lambda p: None).sort_session(_received(home, c.parent, c))[0]
+    target = tmp_path / "events"
+    target.mkdir()
+    (target / "hello_1.0.dsc").write_text("the ongoing package's .dsc\n")
+    with pytest.raises(changes.ChangesError, match="already exist"):
+        incoming.release(changes.Upload(arrival), target)
+    assert (target / "hello_1.0.dsc").read_text() == "the ongoing package's .dsc\n"
+    assert arrival.exists(), "nothing moved on a clash"
+
+
+def test_oversized_changes_lists_nothing(home, tmp_path):
+    big = home.incoming / "big_1.0_source.changes"
+    with open(big, "w", encoding="utf-8") as f:
+        f.write("Files:\n a 1 b c hello_1.0.dsc\nX: " + "x" * (5 * 1024 * 1024) + "\n")
+    assert incoming.listed_names(big) == []
+
+
+def test_requeue_leftovers(home, tmp_path):
+    c = make_changes(tmp_path / "up")
+    _received(home, c.parent, c)
+    (home.incoming / "stray.bin").write_text("cruft")
+    left = home.quarantine / (incoming.ARRIVAL_PREFIX + "old")
+    left.mkdir()
+    (left / "x_1_source.changes").write_text("x")
+    got = []
+    found = incoming.Incoming(got.append).requeue_leftovers()
+    assert got == found and len(found) == 2
+    assert not list(home.incoming.iterdir())
