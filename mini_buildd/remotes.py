@@ -5,6 +5,11 @@ building, and the one place that runs a Remote's wake command.
   with its wake command when it does not answer.
 - :func:`check`: the Remote check: status, the signed handshake both ways, our URL in the remote's
   ``remotes`` list, remote running (load >= 0).
+- :func:`handshake` / :func:`answer_handshake`: challenge-response. The caller signs a fresh random
+  challenge (and its URL); the callee, if a Remote's key made that signature, answers with the
+  challenge, addressed to the caller, signed by its own key; the caller checks that answer against
+  the key it stored for the remote and its own challenge, so a recorded answer can't be replayed.
+  Both texts have a strict form, so the call never signs anything else (no signing oracle).
 - :func:`select_builder`: ourselves plus every active (or auto-reactivating) remote that lists the
   ``codename:arch``, tried in ascending load; equal loads go to the builder used least recently
   (fair, instead of upstream's "equal loads shadow each other"); the first builder whose FTP
@@ -25,6 +30,7 @@ Time limits are module constants; the two for re-dispatch can be set from the en
 import logging
 import os
 import re
+import secrets
 import threading
 import time
 
@@ -167,13 +173,125 @@ def fetch_key(remote):
     return key
 
 
+# ------------------------------------------------------------------------------------------------ handshake
+#: First line of a handshake request (signed by the caller) and of its answer (signed by the callee).
+HANDSHAKE_REQUEST, HANDSHAKE_ANSWER = "mini-buildd handshake request", "mini-buildd handshake answer"
+#: Fields of each, in this order, one ``Name: value`` line each, nothing else.
+_HANDSHAKE_FIELDS = {HANDSHAKE_REQUEST: ("Challenge", "From"),
+                     HANDSHAKE_ANSWER: ("Challenge", "To", "By", "Fingerprint")}
+_HANDSHAKE_VALUES = {
+    "Challenge": re.compile(r"^[0-9a-f]{64}$", re.ASCII),
+    "From": re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[!-~]{1,250}$", re.ASCII),
+    "To": re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[!-~]{1,250}$", re.ASCII),
+    "By": re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[!-~]{1,250}$", re.ASCII),
+    "Fingerprint": re.compile(r"^[0-9A-F]{40,64}$", re.ASCII),
+}
+
+
+class HandshakeRefused(RemoteError):
+    """The ``handshake`` call refuses a request (not signed by a remote, or not a handshake request)."""
+
+
+def new_challenge():
+    """A fresh random challenge (256 bits, hex)."""
+    return secrets.token_hex(32)
+
+
+def handshake_text(kind, **fields):
+    """The text of a handshake request or answer (``kind``: :data:`HANDSHAKE_REQUEST`/``_ANSWER``)."""
+    names = _HANDSHAKE_FIELDS[kind]
+    if set(fields) != set(names):
+        raise ValueError(f"{kind}: fields {', '.join(names)} needed, got {', '.join(sorted(fields))}")
+    lines = [kind] + [f"{name}: {fields[name]}" for name in names]
+    parse_handshake(kind, "\n".join(lines))   # never sign what we would not accept
+    return "\n".join(lines) + "\n"
+
+
+def parse_handshake(kind, text):
+    """The fields of a handshake request/answer text; raises ValueError unless it is exactly one
+    (first line ``kind``, then its fields in order with well-formed values, nothing else). This
+    strictness keeps the ``handshake`` call from ever signing anything but a handshake answer."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    names = _HANDSHAKE_FIELDS[kind]
+    if len(lines) != len(names) + 1 or lines[0] != kind:
+        raise ValueError(f"not a {kind}")
+    fields = {}
+    for name, line in zip(names, lines[1:]):
+        prefix = f"{name}: "
+        value = line[len(prefix):] if line.startswith(prefix) else None
+        if value is None or not _HANDSHAKE_VALUES[name].match(value):
+            raise ValueError(f"{kind}: bad or missing field {name}")
+        fields[name] = value
+    return fields
+
+
+def answer_handshake(signed_message):
+    """The ``handshake`` call: ``signed_message`` must be a handshake request signed by the key of
+    one of our (not removed) Remotes; answer with its challenge, addressed to the caller, signed by
+    us. Raises :class:`HandshakeRefused`."""
+    from mini_buildd.models import Daemon, Remote, StatusModel  # pylint: disable=import-outside-toplevel
+    remote, payload = None, None
+    for candidate in Remote.objects.exclude(status=StatusModel.STATUS_REMOVED).order_by("http"):
+        if not candidate.key:
+            continue
+        try:
+            payload = gnupg.verify_message(signed_message, [candidate.key], tmp_parent=config.paths.tmp)
+        except gnupg.GnupgError:
+            continue
+        remote = candidate
+        break
+    if remote is None:
+        raise HandshakeRefused("Signed message does not match any remote's key")
+    try:
+        request = parse_handshake(HANDSHAKE_REQUEST, payload)
+    except ValueError as e:
+        LOG.warning("Handshake: message signed by remote %s is no handshake request: %s", remote, e)
+        raise HandshakeRefused(f"Signed message is not a handshake request ({e})") from e
+    if normalize_url(request["From"]) != remote_url(remote):
+        LOG.info("Handshake: remote %s calls itself %s.", remote, request["From"])
+    gpg = Daemon.get().gnupg()
+    try:
+        answer = gpg.sign_message(handshake_text(HANDSHAKE_ANSWER, Challenge=request["Challenge"], To=request["From"],
+                                                 By=normalize_url(our_url()), Fingerprint=gpg.get_secret_key()["fingerprint"].upper()))
+    except (gnupg.GnupgError, TypeError) as e:
+        raise RemoteError(f"Can't sign our handshake answer (prepare the Daemon): {e}") from e
+    LOG.info("Handshake: answered remote %s.", remote)
+    on_handshake(remote)
+    return answer
+
+
+def verify_handshake_answer(remote, answer, challenge):
+    """Check ``answer`` (the ``handshake`` call's result) against the key stored for ``remote`` and
+    the ``challenge`` we sent; return its fields. Raises :class:`RemoteError`: a replayed answer
+    (other challenge), one meant for another caller, or one signed by another key fails."""
+    try:
+        payload = gnupg.verify_message(answer, [remote.key], tmp_parent=config.paths.tmp)
+    except (ValueError, TypeError, gnupg.GnupgError) as e:
+        raise RemoteError(f"Handshake answer of {remote.http} is not signed by the stored remote key "
+                          f"{remote.key_long_id}: {e}") from e
+    try:
+        fields = parse_handshake(HANDSHAKE_ANSWER, payload)
+    except ValueError as e:
+        raise RemoteError(f"Handshake answer of {remote.http} is no handshake answer: {e}") from e
+    if not secrets.compare_digest(fields["Challenge"], challenge):
+        raise RemoteError(f"Handshake answer of {remote.http} does not answer our challenge (replayed answer?).")
+    if normalize_url(fields["To"]) != normalize_url(our_url()):
+        raise RemoteError(f"Handshake answer of {remote.http} is addressed to {fields['To']}, not to us ({normalize_url(our_url())}).")
+    return fields
+
+
 def handshake(remote):
-    """Send our signed handshake message; the remote must accept it (it knows our key) and answer
-    with a message signed by the key we stored for it. Raises :class:`RemoteError`."""
+    """Send a handshake request with a fresh random challenge, signed by us; the remote must accept
+    it (it knows our key) and answer with that challenge, addressed to us, signed by the key we
+    stored for it. Raises :class:`RemoteError`."""
     import requests  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
+    challenge = new_challenge()
     try:
-        signed = Daemon.get().gnupg().sign_message()
+        signed = Daemon.get().gnupg().sign_message(handshake_text(HANDSHAKE_REQUEST, Challenge=challenge,
+                                                                  From=normalize_url(our_url())))
     except gnupg.GnupgError as e:
         raise RemoteError(f"Can't sign our handshake message (prepare the Daemon): {e}") from e
     url = f"{net.client_url(remote.http)}/mini_buildd/api/handshake/"
@@ -190,12 +308,9 @@ def handshake(remote):
                           f"it needs a Remote for {our_url()} with our key, prepared there.")
     try:
         answer = response.json()
-        payload = gnupg.verify_message(answer, [remote.key], tmp_parent=config.paths.tmp)
-    except (ValueError, TypeError, gnupg.GnupgError) as e:
-        raise RemoteError(f"Handshake answer of {remote.http} is not signed by the stored remote key "
-                          f"{remote.key_long_id}: {e}") from e
-    if payload.strip() != gnupg.HANDSHAKE_MESSAGE:
-        raise RemoteError(f"Handshake answer of {remote.http} has unexpected content {payload.strip()!r}.")
+    except ValueError as e:
+        raise RemoteError(f"Handshake answer of {remote.http} is not JSON: {e}") from e
+    verify_handshake_answer(remote, answer, challenge)
     return True
 
 

@@ -556,28 +556,22 @@ register(Call(
 
 
 def _handshake(args, _user):
-    from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
-    m = _models()
-    for remote in m.Remote.objects.exclude(status=m.StatusModel.STATUS_REMOVED).order_by("http"):
-        if not remote.key:
-            continue
-        try:
-            gnupg.verify_message(args["signed_message"], [remote.key], tmp_parent=config.paths.tmp)
-        except gnupg.GnupgError:
-            continue
-        LOG.info("Handshake: signed message matches remote %s.", remote)
-        answer = m.Daemon.get().gnupg().sign_message()
-        from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
-        remotes.on_handshake(remote)
-        return answer
-    raise Problem(400, "Signed message does not match any remote's key")
+    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    try:
+        return remotes.answer_handshake(args["signed_message"])
+    except remotes.HandshakeRefused as e:
+        raise Problem(400, str(e)) from e
+    except remotes.RemoteError as e:
+        raise Problem(503, str(e)) from e
 
 
 register(Call(
     "handshake", _handshake, category=ADMINISTRATOR, auth=Auth.NONE,
-    doc="Check if signed message matches a remote, reply our signed message on success\n\nThis is for internal use only.",
-    result_doc="our signed message (string)",
-    args=[Argument("--signed-message", "-S", type=TEXT, required=True, doc="a message clear-signed by the remote")]))
+    doc="Answer a remote's handshake challenge\n\nThis is for internal use only: the signed message must be a handshake "
+        "request (a fresh random challenge and the caller's URL) signed by the key of one of our remotes; the answer "
+        "is that challenge, addressed to the caller, signed by us.",
+    result_doc="our signed handshake answer (string)",
+    args=[Argument("--signed-message", "-S", type=TEXT, required=True, doc="a handshake request clear-signed by the remote")]))
 
 register(Call(
     "cronjob", _delegate("mini_buildd.cron", "run_job"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],

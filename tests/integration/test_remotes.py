@@ -1,5 +1,6 @@
 """Remote prepare/check against a real peer daemon (real gpg, real HTTP), from the test process's
-instance ("us", http://localhost:8066, not serving): handshake refusal and forged handshakes, the
+instance ("us", http://localhost:8066, not serving): handshake refusal, forged and replayed
+handshakes, the handshake call as a signing oracle, the
 pending activation while the peer does not know us, a wrong URL, a wrong key, and success once
 the peer has an active Remote for us. No chroot, no build."""
 
@@ -64,33 +65,122 @@ def _peer_knows_us(peer, us, activate):
     return peer.django(code).strip()
 
 
+def _request(gpg, challenge=None, from_url="http://localhost:8066"):
+    from mini_buildd import remotes
+    challenge = challenge or remotes.new_challenge()
+    return challenge, gpg.sign_message(remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=challenge, From=from_url))
+
+
 def test_forged_handshake_fails(peer, us, tmp_path):
+    from mini_buildd import remotes
     url = f"{peer.url}/mini_buildd/api/handshake/"
     # a peer without Remotes knows nobody
-    r = requests.get(url, params={"signed_message": us.gnupg().sign_message()}, timeout=20)
+    r = requests.get(url, params={"signed_message": _request(us.gnupg())[1]}, timeout=20)
     assert r.status_code == 400 and "does not match" in r.json()["detail"]
     _peer_knows_us(peer, us, activate=False)
     try:
-        ok = requests.get(url, params={"signed_message": us.gnupg().sign_message()}, timeout=20)
+        challenge, signed = _request(us.gnupg())
+        ok = requests.get(url, params={"signed_message": signed}, timeout=20)
         assert ok.status_code == 200
         peer_key = requests.get(f"{peer.url}/mini_buildd/api/pub_key/", timeout=10).json()
-        assert gnupg.verify_message(ok.json(), [peer_key]).strip() == gnupg.HANDSHAKE_MESSAGE
+        answer = remotes.parse_handshake(remotes.HANDSHAKE_ANSWER, gnupg.verify_message(ok.json(), [peer_key]))
+        assert answer["Challenge"] == challenge and answer["To"] == "http://localhost:8066" and answer["By"] == peer.url
         # signed by a stranger
         stranger = gnupg.Gnupg(tmp_path / "stranger")
         try:
             stranger.gen_secret_key(ED25519, "stranger", "stranger@example.org")
-            forged = stranger.sign_message()
+            forged = _request(stranger)[1]
         finally:
             stranger.kill_agents()
         r = requests.get(url, params={"signed_message": forged}, timeout=20)
         assert r.status_code == 400
         # our signature, other text
-        tampered = us.gnupg().sign_message().replace("Hand Shake", "Hand Shakf")
+        tampered = signed.replace(challenge, "0" * 64)
         r = requests.get(url, params={"signed_message": tampered}, timeout=20)
         assert r.status_code == 400
         # not signed at all
-        r = requests.get(url, params={"signed_message": "Hand Shake"}, timeout=20)
+        r = requests.get(url, params={"signed_message": gnupg.unsign(signed)}, timeout=20)
         assert r.status_code == 400
+    finally:
+        peer.django("models.Remote.objects.all().delete()")
+
+
+def test_handshake_is_no_signing_oracle(peer, us):
+    """Anything signed by a remote's key (the old constant message, a buildrequest-like text, a
+    request with a line smuggled in) is refused: the peer signs nothing but handshake answers."""
+    from mini_buildd import remotes
+    url = f"{peer.url}/mini_buildd/api/handshake/"
+    _peer_knows_us(peer, us, activate=False)
+    challenge = remotes.new_challenge()
+    try:
+        for text in ("Hand Shake",
+                     "Distribution: bookworm-test-unstable\nSource: hello\nVersion: 1.0\nArchitecture: amd64\n",
+                     f"{remotes.HANDSHAKE_REQUEST}\nChallenge: {challenge}\nFrom: http://localhost:8066\nSource: hello\n",
+                     f"{remotes.HANDSHAKE_ANSWER}\nChallenge: {challenge}\nFrom: http://localhost:8066\n",
+                     f"{remotes.HANDSHAKE_REQUEST}\nChallenge: {challenge}\nFrom: http://localhost:8066 Source: hello\n"):
+            r = requests.get(url, params={"signed_message": us.gnupg().sign_message(text)}, timeout=20)
+            assert r.status_code == 400 and "not a handshake request" in r.json()["detail"], (text, r.text)
+            assert "BEGIN PGP" not in r.text
+    finally:
+        peer.django("models.Remote.objects.all().delete()")
+
+
+class _Replayer:
+    """An attacker's HTTP server (e.g. where the remote's name points after DNS spoofing): it
+    answers every handshake with one recorded answer of the real peer."""
+
+    def __init__(self, answer):
+        import http.server
+        import json
+        import threading
+        body = json.dumps(answer).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # pylint: disable=invalid-name
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_replayed_handshake_answer_refused(peer, us, remotes_cleanup):  # pylint: disable=unused-argument
+    """A recorded, genuinely signed handshake answer of the peer, replayed by someone else at the
+    peer's address, does not pass our handshake; neither does an answer the peer gave another
+    caller. The real peer passes (control)."""
+    from mini_buildd import remotes
+    peer_key = requests.get(f"{peer.url}/mini_buildd/api/pub_key/", timeout=10).json()
+    _peer_knows_us(peer, us, activate=False)
+    try:
+        real = _remote(peer.url, key=peer_key)
+        assert remotes.handshake(real) is True
+        old_challenge, signed = _request(us.gnupg())
+        recorded = requests.get(f"{peer.url}/mini_buildd/api/handshake/", params={"signed_message": signed}, timeout=20).json()
+        assert remotes.verify_handshake_answer(real, recorded, old_challenge)["Challenge"] == old_challenge
+        replayer = _Replayer(recorded)
+        try:
+            impostor = _remote(replayer.url, key=peer_key)
+            with pytest.raises(remotes.RemoteError, match="does not answer our challenge"):
+                remotes.handshake(impostor)
+        finally:
+            replayer.close()
+        # an answer the peer gave another caller (From: someone else) is not for us
+        challenge, signed = _request(us.gnupg(), from_url="http://127.0.0.77:8066")
+        other = requests.get(f"{peer.url}/mini_buildd/api/handshake/", params={"signed_message": signed}, timeout=20).json()
+        with pytest.raises(remotes.RemoteError, match="addressed to http://127.0.0.77:8066, not to us"):
+            remotes.verify_handshake_answer(real, other, challenge)
     finally:
         peer.django("models.Remote.objects.all().delete()")
 
