@@ -2,7 +2,11 @@
 upload with rollback shifting, migrating along the suite chain, rollback restore, and removal.
 
 Everything runs under the repository's reprepro lock, so an operation sees and leaves a
-consistent state. Events (MIGRATED, REMOVED) are logged by the callers that own the event context.
+consistent state. Each change (install, migrate, remove; ports install through ``install``) is
+planned completely first (:class:`_Plan` simulates the reprepro steps on one listing) and then run
+through the repository's write-ahead journal (:mod:`mini_buildd.journal`): all or nothing, also
+across SIGKILL; :func:`recover_interrupted` completes or rolls back what a crash left, at daemon
+start. Events (MIGRATED, REMOVED) are logged by the callers that own the event context.
 """
 
 import contextvars
@@ -11,7 +15,7 @@ import pathlib
 
 from debian import debian_support
 
-from mini_buildd import dist
+from mini_buildd import dist, journal
 
 LOG = logging.getLogger(__name__)
 
@@ -21,12 +25,62 @@ class ArchiveError(Exception):
     """An operation is not possible (the message says why)."""
 
 
+class _Plan:
+    """Journal steps of one change, with the listing of its source as it will be after each step
+    (``{diststr: [{version, ...}]}``, as :meth:`mini_buildd.reprepro.Reprepro.ls`)."""
+
+    def __init__(self, source, listing):
+        self.source = source
+        self.listing = {d: [dict(e) for e in entries] for d, entries in listing.items()}
+        self.steps = []
+        self.touched = set()
+
+    def version_in(self, diststr):
+        entries = self.listing.get(diststr)
+        return entries[0]["version"] if entries else None
+
+    def point(self, name):
+        self.steps.append(journal.point(name))
+
+    def copysrc(self, dst, src, version=None, ignore_errors=False):
+        self.steps.append(journal.step("copysrc", dst, src, self.source, *([version] if version else []), ignore_errors=ignore_errors))
+        self.touched.add(dst)
+        entries = [e for e in self.listing.get(src, []) if version is None or e["version"] == version]
+        if entries:
+            self.listing[dst] = [dict(e) for e in entries]
+
+    def removesrc(self, diststr, version=None):
+        self.steps.append(journal.step("removesrc", diststr, self.source, *([version] if version else [])))
+        self.touched.add(diststr)
+        remaining = [e for e in self.listing.get(diststr, []) if version is not None and e["version"] != version]
+        if remaining:
+            self.listing[diststr] = remaining
+        else:
+            self.listing.pop(diststr, None)
+
+    def include(self, cmd, diststr, path):
+        self.steps.append(journal.step(cmd, diststr, file=path))
+        self.touched.add(diststr)
+
+
 class RepositoryView:
     """A repository's distributions, suites and rollbacks as reprepro sees them."""
 
     def __init__(self, repository):
         self.repository = repository
         self.reprepro = repository.mbd_reprepro()
+
+    @property
+    def journal(self):
+        from mini_buildd import config  # pylint: disable=import-outside-toplevel
+        return journal.Journal(config.paths.journal(self.repository.identity), self.reprepro)
+
+    def _run(self, op, plan):
+        """Run ``plan`` through the journal; a failure (rolled back) is an ArchiveError."""
+        try:
+            self.journal.run(op, plan.source, plan.steps, plan.touched)
+        except journal.JournalError as e:
+            raise ArchiveError(str(e)) from e
 
     # ----------------------------------------------------------------------------- naming
     def suite_option(self, suite_name):
@@ -86,34 +140,33 @@ class RepositoryView:
                 if dist.DistStr(d).rollback is None}
 
     # ----------------------------------------------------------------------------- rollbacks
-    def shift_rollbacks(self, diststr, source, listing=None):
-        """Move the version in ``diststr`` into rollback0, rollback0 into rollback1, ... (errors
-        ignored). ``listing``: a fresh ``reprepro.ls(source)`` to save asking again."""
-        d, so = self.parse(diststr)
+    def _plan_shift(self, plan, diststr, so):
+        """Plan moving the version in ``diststr`` into rollback0, rollback0 into rollback1, ...
+        (errors of these steps are ignored, as before)."""
         if not so.rollback:
             return
-        listing = self.reprepro.ls(source) if listing is None else listing
-
-        def version_in(name):
-            entries = listing.get(name)
-            return entries[0]["version"] if entries else None
-        current = version_in(diststr)
+        current = plan.version_in(diststr)
         if current is None:
             return
         rbs = self.rollbacks(diststr, so)
-        if any(version_in(rb) == current for rb in rbs):
-            LOG.info("%s %s already in a rollback of %s: no shift.", source, current, d.get())
+        if any(plan.version_in(rb) == current for rb in rbs):
+            LOG.info("%s %s already in a rollback of %s: no shift.", plan.source, current, diststr)
             return
-        # Oldest first: each step reads a distribution that later steps write, never the reverse,
-        # so the listing taken before the loop stays valid.
+        # Oldest first: each step reads a distribution that later steps write, never the reverse.
         for r in range(so.rollback - 1, -1, -1):
             src = diststr if r == 0 else rbs[r - 1]
-            if version_in(src) is None:
-                continue
-            try:
-                self.reprepro.copysrc(rbs[r], src, source)
-            except Exception as e:  # pylint: disable=broad-except
-                LOG.warning("Rollback shift %s -> %s of %s failed (ignored): %s", src, rbs[r], source, e)
+            if plan.version_in(src) is not None:
+                plan.copysrc(rbs[r], src, ignore_errors=True)
+
+    def shift_rollbacks(self, diststr, source):
+        """Move the version in ``diststr`` into rollback0, rollback0 into rollback1, ... (one journaled change)."""
+        _d, so = self.parse(diststr)
+        with self.reprepro.lock:
+            self.journal.recover()
+            plan = _Plan(source, self.reprepro.ls(source))
+            self._plan_shift(plan, diststr, so)
+            if plan.steps:
+                self._run("shift", plan)
 
     # ----------------------------------------------------------------------------- install
     def precheck(self, diststr, source, version, mandatory_regex):
@@ -130,86 +183,100 @@ class RepositoryView:
             raise ArchiveError(f"Version {version} is lower than {current} in {diststr}.")
 
     def install(self, diststr, dsc_path, binary_changes):
-        """Shift rollbacks, include the DSC, then each binary changes; restore from rollback0 on failure."""
+        """Shift rollbacks, include the DSC, then each binary changes: all or nothing (journaled)."""
         source = dist_source_of(dsc_path)
-        # one export (and signature) per changed distribution at the end, not one per command
-        with self.reprepro.deferred_export():
-            _d, so = self.parse(diststr)
-            listing = self.reprepro.ls(source)
-            had_version = bool(listing.get(diststr))
-            self.shift_rollbacks(diststr, source, listing=listing)
-            self.reprepro.includedsc(diststr, dsc_path)
+        _d, so = self.parse(diststr)
+        with self.reprepro.lock:
+            self.journal.recover()
+            plan = _Plan(source, self.reprepro.ls(source))
+            plan.point("install:before-shift")
+            self._plan_shift(plan, diststr, so)
+            plan.point("install:after-shift")
+            plan.include("includedsc", diststr, dsc_path)
+            plan.point("install:after-includedsc")
+            for changes in binary_changes:
+                plan.include("include", diststr, changes)
+            plan.point("install:after-include")
             try:
-                for changes in binary_changes:
-                    self.reprepro.include(diststr, changes)
-            except Exception as e:
-                LOG.error("Binary install of %s to %s failed: %s: restoring.", source, diststr, e)
-                self.reprepro.removesrc(diststr, source)
-                if had_version and so.rollback:
-                    self.reprepro.copysrc(diststr, f"{diststr}-rollback0", source)
-                raise ArchiveError(f"Installing binaries of {source} into {diststr} failed: {e}") from e
+                self._run("install", plan)
+            except ArchiveError as e:
+                LOG.error("Install of %s to %s failed (rolled back): %s", source, diststr, e)
+                raise ArchiveError(f"Installing {source} into {diststr} failed: {e}") from e
 
     # ----------------------------------------------------------------------------- migrate
     def migrate(self, source, diststr, full=False, version=None):
         """Migrate ``source`` from ``diststr`` to its migrates_to suite (along the chain if ``full``).
 
         On a rollback distribution: restore that version into the base distribution.
-        Returns a list of (from, to, version) done.
+        Returns a list of (from, to, version) done. All or nothing (journaled).
         """
         done = []
-        with self.reprepro.deferred_export():
-            d, so = self.parse(diststr)
+        d, so = self.parse(diststr)
+        with self.reprepro.lock:
+            self.journal.recover()
+            plan = _Plan(source, self.reprepro.ls(source))
+            plan.point("migrate:before-copy")
             if d.rollback is not None:
                 base = d.get()
-                v = self.version_in(diststr, source)
+                v = plan.version_in(diststr)
                 if v is None:
                     raise ArchiveError(f"Source {source} is not in {diststr}.")
-                if self.version_in(base, source) is not None:
+                if plan.version_in(base) is not None:
                     raise ArchiveError(f"Source {source} is in {base}: remove it there first to restore from {diststr}.")
-                self.reprepro.copysrc(base, diststr, source, v)
-                return [(diststr, base, v)]
-            while True:
-                if so.migrates_to is None:
-                    if not done:
-                        raise ArchiveError(f"Suite '{so.suite.name}' does not migrate.")
-                    break
-                target = dist.DistStr.build(d.codename, d.repository, so.migrates_to.suite.name).get()
-                v = self.version_in(diststr, source)
-                if v is None:
-                    raise ArchiveError(f"Source {source} is not in {diststr}.")
-                if version is not None and v != version:
-                    raise ArchiveError(f"Source {source} is in {diststr} as {v}, not {version}.")
-                if self.version_in(target, source) == v:
-                    if not full or done:
-                        raise ArchiveError(f"Source {source} {v} is already in {target}.")
-                else:
-                    self.shift_rollbacks(target, source)
-                    self.reprepro.copysrc(target, diststr, source, v)
-                    done.append((diststr, target, v))
-                if not full:
-                    break
-                diststr, d, so = target, dist.DistStr(target), so.migrates_to
+                plan.copysrc(base, diststr, v)
+                done.append((diststr, base, v))
+            else:
+                while True:
+                    if so.migrates_to is None:
+                        if not done:
+                            raise ArchiveError(f"Suite '{so.suite.name}' does not migrate.")
+                        break
+                    target = dist.DistStr.build(d.codename, d.repository, so.migrates_to.suite.name).get()
+                    v = plan.version_in(diststr)
+                    if v is None:
+                        raise ArchiveError(f"Source {source} is not in {diststr}.")
+                    if version is not None and v != version:
+                        raise ArchiveError(f"Source {source} is in {diststr} as {v}, not {version}.")
+                    if plan.version_in(target) == v:
+                        if not full or done:
+                            raise ArchiveError(f"Source {source} {v} is already in {target}.")
+                    else:
+                        self._plan_shift(plan, target, so.migrates_to)
+                        plan.copysrc(target, diststr, v)
+                        done.append((diststr, target, v))
+                    if not full:
+                        break
+                    diststr, d, so = target, dist.DistStr(target), so.migrates_to
+            plan.point("migrate:after-copy")
+            self._run("migrate", plan)
         return done
 
     # ----------------------------------------------------------------------------- remove
     def remove(self, source, diststr, without_rollback=False, version=None):
-        """Remove ``source`` from ``diststr`` (into rollbacks unless ``without_rollback``); return the version removed."""
-        with self.reprepro.deferred_export():
-            d, so = self.parse(diststr)
-            v = self.version_in(diststr, source)
+        """Remove ``source`` from ``diststr`` (into rollbacks unless ``without_rollback``); return the
+        version removed. All or nothing (journaled)."""
+        d, so = self.parse(diststr)
+        with self.reprepro.lock:
+            self.journal.recover()
+            plan = _Plan(source, self.reprepro.ls(source))
+            v = plan.version_in(diststr)
             if v is None or (version is not None and v != version):
                 raise ArchiveError(f"Source {source}{' ' + version if version else ''} is not in {diststr}.")
             if d.rollback is None:
                 if not without_rollback:
-                    self.shift_rollbacks(diststr, source)
-                self.reprepro.removesrc(diststr, source, version)
+                    self._plan_shift(plan, diststr, so)
+                plan.point("remove:before-remove")
+                plan.removesrc(diststr, version)
             else:
-                self.reprepro.removesrc(diststr, source, version)
+                plan.point("remove:before-remove")
+                plan.removesrc(diststr, version)
                 rbs = self.rollbacks(d.get(), so)
                 for r in range(d.rollback + 1, len(rbs)):
-                    if self.version_in(rbs[r], source) is not None:
-                        self.reprepro.copysrc(rbs[r - 1], rbs[r], source)
-                        self.reprepro.removesrc(rbs[r], source)
+                    if plan.version_in(rbs[r]) is not None:
+                        plan.copysrc(rbs[r - 1], rbs[r])
+                        plan.removesrc(rbs[r])
+            plan.point("remove:after-remove")
+            self._run("remove", plan)
             return v
 
 
@@ -297,6 +364,29 @@ def show(source, **kwargs):
             target = dist.DistStr.build(d.codename, d.repository, so.migrates_to.suite.name).get() if so.migrates_to else None
             entry["migrates_to"] = target
             entry["is_migrated"] = bool(target and dists.get(target, {}).get("version") == entry["version"])
+    return result
+
+
+def recover_interrupted():
+    """At daemon start, before the packager: complete or roll back every repository change that a
+    crash interrupted (see :mod:`mini_buildd.journal`). Returns ``{repository identity: outcome}``
+    for the repositories that had one ("completed" or "rolled back")."""
+    from mini_buildd import config  # pylint: disable=import-outside-toplevel
+    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
+    result = {}
+    for repo in Repository.objects.all():
+        view = RepositoryView(repo)
+        if view.journal.pending():
+            outcome = view.journal.recover()
+            if outcome:
+                result[repo.identity] = outcome
+    known = {r.identity for r in Repository.objects.all()}
+    if config.paths.journals.is_dir():
+        for path in sorted(config.paths.journals.iterdir()):
+            if path.name.removesuffix(".new") not in known:
+                LOG.warning("Journal %s of an unknown repository: ignored.", path)
+    if result:
+        LOG.warning("Interrupted repository changes recovered: %s", result)
     return result
 
 

@@ -11,11 +11,14 @@ install"); reprepro's own ``--waitforlock 10`` covers other processes.
 """
 
 import contextlib
+import glob
 import logging
+import os
 import pathlib
 import re
 import shutil
 import threading
+import time
 
 import debian.deb822
 
@@ -178,6 +181,8 @@ class Reprepro:
         self.lock = get_lock(self.basedir)
         #: Inside :meth:`deferred_export`: the distributions changed so far (else None).
         self._deferred = None
+        #: Inside :meth:`journaled`: changes keep unreferenced pool files (a rollback needs them).
+        self._journaled = False
 
     @contextlib.contextmanager
     def deferred_export(self):
@@ -195,8 +200,23 @@ class Reprepro:
                 if touched:
                     self.export(*touched)
 
+    @contextlib.contextmanager
+    def journaled(self):
+        """Inside (lock held), changing commands run with ``--export=never --keepunreferencedfiles``:
+        indices and pool stay as they were until the caller (the journal) commits with
+        :meth:`deleteunreferenced` and :meth:`export`, so that restoring the database
+        (:meth:`restore_db`) is a complete rollback."""
+        with self.lock:
+            previous, self._journaled = self._journaled, True
+            try:
+                yield
+            finally:
+                self._journaled = previous
+
     def _change(self, dist, *args):
         """Run a command that changes ``dist`` (export deferred inside :meth:`deferred_export`)."""
+        if self._journaled:
+            return self._run("--export=never", "--keepunreferencedfiles", *args)
         if self._deferred is not None:
             self._deferred.add(dist)
             return self._run("--export=never", *args)
@@ -217,6 +237,19 @@ class Reprepro:
     @property
     def options_file(self):
         return self.conf_dir / "options"
+
+    @property
+    def db_dir(self):
+        return self.basedir / "db"
+
+    @property
+    def db_lockfile(self):
+        """reprepro's own lock (left behind when reprepro itself is killed)."""
+        return self.db_dir / "lockfile"
+
+    @property
+    def pool_dir(self):
+        return self.basedir / "pool"
 
     @property
     def dists_dir(self):
@@ -411,3 +444,103 @@ class Reprepro:
             self.clearvanished()
             self.deleteunreferenced()
             shutil.rmtree(path)
+
+    # Database copies and pool files (for all-or-nothing changes, see mini_buildd.journal)
+    def db_files(self):
+        """The database files (``db/*`` but reprepro's lockfile), sorted."""
+        try:
+            return sorted(p for p in self.db_dir.iterdir() if p.is_file() and p.name != self.db_lockfile.name)
+        except FileNotFoundError:
+            return []
+
+    def snapshot_db(self, dest):
+        """Copy the database files into the (new, empty) directory ``dest``, fsync'ed. Lock held:
+        no reprepro command runs meanwhile, so the copy is consistent."""
+        dest = pathlib.Path(dest)
+        with self.lock:
+            self.wait_unlocked()
+            dest.mkdir(parents=True)
+            for path in self.db_files():
+                _copy_synced(path, dest / path.name)
+            _fsync_dir(dest)
+
+    def restore_db(self, src):
+        """Make ``db/`` exactly the copy in ``src`` (files not in the copy are deleted). Each file
+        is replaced atomically; if interrupted, calling it again completes it."""
+        src = pathlib.Path(src)
+        with self.lock:
+            self.wait_unlocked()
+            self.db_dir.mkdir(parents=True, exist_ok=True)
+            wanted = {p.name for p in src.iterdir() if p.is_file()}
+            for name in sorted(wanted):
+                tmp = self.db_dir / f".{name}.restore"
+                _copy_synced(src / name, tmp)
+                os.replace(tmp, self.db_dir / name)
+            for path in self.db_files():
+                if path.name not in wanted:
+                    path.unlink()
+            _fsync_dir(self.db_dir)
+
+    def wait_unlocked(self, timeout=120.0):
+        """Wait until reprepro's own lockfile is gone. A lockfile that no running reprepro process
+        on this base directory holds (reprepro was killed) is removed."""
+        deadline = time.monotonic() + timeout
+        while self.db_lockfile.exists():
+            if not self._reprepro_running():
+                LOG.warning("%s: removing stale reprepro lockfile (no reprepro process on this base directory).", self)
+                with contextlib.suppress(FileNotFoundError):
+                    self.db_lockfile.unlink()
+                break
+            if time.monotonic() > deadline:
+                raise RepreproError(["reprepro"], 1, f"{self.db_lockfile}: still locked by a running reprepro")
+            time.sleep(0.2)
+
+    def _reprepro_running(self):
+        needle = str(self.basedir).encode()
+        for proc in pathlib.Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0]) == b"reprepro" and needle in argv:
+                return True
+        return False
+
+    def known_files(self):
+        """Pool file keys (``pool/...``) the database knows (``_listchecksums``)."""
+        return {line.split(" ", 1)[0] for line in self._run("_listchecksums").splitlines() if line.startswith("pool/")}
+
+    def pool_candidates(self, source, names):
+        """Pool files (as file keys) named ``names`` in the pool directories of ``source``."""
+        result = set()
+        for component_dir in sorted(self.pool_dir.glob("*")) if self.pool_dir.is_dir() else []:
+            for name in names:
+                for path in component_dir.glob(f"*/{glob.escape(source)}/{glob.escape(name)}"):
+                    result.add(str(path.relative_to(self.basedir)))
+        return result
+
+    def remove_stray_files(self, source, names):
+        """Delete pool files of ``source`` named ``names`` that the database does not know (left by
+        an interrupted include whose database change was rolled back); return their file keys."""
+        with self.lock:
+            stray = sorted(self.pool_candidates(source, names) - self.known_files())
+            for key in stray:
+                LOG.info("%s: removing stray pool file %s", self, key)
+                (self.basedir / key).unlink()
+            return stray
+
+
+def _copy_synced(src, dst):
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -173,27 +173,28 @@ def gnupghome(tmp_path_factory):
         call.run(["gpgconf", "--kill", "all"], env=env, check=False)
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    """Source package (.dsc) and a binary-only .changes with one arch:all .deb."""
-    top = tmp_path_factory.mktemp("pkg")
-    src = top / f"{SOURCE}-1.0"
+def make_package(top, version, source=SOURCE, distribution=UNSTABLE):
+    """Build source package ``source`` ``version`` (.dsc) and a binary-only .changes with one
+    arch:all .deb in the new directory ``top``; return ``{dsc, changes, deb}``."""
+    top = pathlib.Path(top)
+    upstream = version.split("-")[0].split(":")[-1]
+    src = top / f"{source}-{upstream}"
     (src / "debian" / "source").mkdir(parents=True)
     (src / "debian" / "source" / "format").write_text("3.0 (native)\n")
     (src / "debian" / "control").write_text(f"""\
-Source: {SOURCE}
+Source: {source}
 Section: misc
 Priority: optional
 Maintainer: Test <t@example.org>
 Standards-Version: 4.6.2
 
-Package: {SOURCE}
+Package: {source}
 Architecture: all
 Description: tiny test package
  Tiny test package for mini-buildd.
 """)
     (src / "debian" / "changelog").write_text(f"""\
-{SOURCE} ({VERSION}) {UNSTABLE}; urgency=medium
+{source} ({version}) {distribution}; urgency=medium
 
   * Test.
 
@@ -202,21 +203,27 @@ Description: tiny test package
     (src / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\t@true\n")
     (src / "debian" / "rules").chmod(0o755)
     call.run(["dpkg-source", "-b", src.name], cwd=top)
-    dsc = top / f"{SOURCE}_{VERSION}.dsc"
+    dsc = top / f"{source}_{version}.dsc"
     assert dsc.exists()
 
     # Binary: arch:all .deb + binary-only .changes (after the source package was built).
     root = src / "debian" / "tmp"
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / SOURCE).mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / SOURCE / "README").write_text("tiny\n")
-    call.run(["dpkg-gencontrol", f"-p{SOURCE}", "-Pdebian/tmp"], cwd=src)
+    (root / "usr" / "share" / "doc" / source).mkdir(parents=True)
+    (root / "usr" / "share" / "doc" / source / "README").write_text(f"tiny {version}\n")
+    call.run(["dpkg-gencontrol", f"-p{source}", "-Pdebian/tmp"], cwd=src)
     call.run(["dpkg-deb", "--root-owner-group", "--build", "debian/tmp", ".."], cwd=src)
-    changes = top / f"{SOURCE}_{VERSION}_all.changes"
+    changes = top / f"{source}_{version}_all.changes"
     call.run(["dpkg-genchanges", "-b", f"-O{changes}"], cwd=src)
-    deb = top / f"{SOURCE}_{VERSION}_all.deb"
+    deb = top / f"{source}_{version}_all.deb"
     assert deb.exists() and changes.exists()
     return {"dsc": dsc, "changes": changes, "deb": deb}
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    """Source package (.dsc) and a binary-only .changes with one arch:all .deb."""
+    return make_package(tmp_path_factory.mktemp("pkg"), VERSION)
 
 
 def conf_texts(gnupg_home, architectures=("amd64",), with_testing=True):
