@@ -73,11 +73,25 @@ class Daemon:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}: {self.output()}")
             try:
                 requests.get(self.url + "/accounts/null/", timeout=2, verify=self.verify)
-                return self
             except requests.RequestException:
                 time.sleep(0.2)
+                continue
+            if self.ftp_port is None or self._ftp_answers():
+                return self
+            time.sleep(0.2)
         self.stop()
         raise AssertionError(f"daemon did not answer within {timeout}s: {self.output()}")
+
+    #: Set (e.g. by the e2e instance) when the engine runs: :meth:`start` then also waits for its FTP server.
+    ftp_port = None
+
+    def _ftp_answers(self):
+        try:
+            with socket.create_connection((self.host, self.ftp_port), timeout=2) as sock:
+                sock.recv(64)
+            return True
+        except OSError:
+            return False
 
     def output(self):
         return (self.home.parent / f"{self.home.name}-daemon.out").read_text()

@@ -75,6 +75,7 @@ def instance(tmp_path_factory):
         assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
         inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint],
                              extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
+        inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too
         inst.daemon.start()
         try:
             yield inst
