@@ -31,7 +31,7 @@ class Engine:
     # ----------------------------------------------------------------------------- life cycle
     def start(self):
         # pylint: disable=import-outside-toplevel
-        from mini_buildd import builder, cron, packager, remotes, schroot
+        from mini_buildd import archive_ops, builder, cron, packager, remotes, schroot
         from mini_buildd.models import Chroot, Daemon
         with self._lock:
             if self.running:
@@ -41,6 +41,10 @@ class Engine:
             schroot.end_stale_sessions(c.mbd_schroot_name() for c in Chroot.objects.select_related("source", "architecture"))
             self.builder = builder.Builder(daemon.max_parallel_builds)
             self.selector = remotes.Selector()
+            try:  # before the packager, which looks at what is installed to conclude interrupted packages
+                archive_ops.recover_interrupted()
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("Recovery of interrupted repository changes failed")
             self.packager = packager.Packager(self.select_builder)
             self.packager.start()
             self.watch = remotes.BuilderWatch(self.packager)
@@ -48,7 +52,8 @@ class Engine:
             self.builder.start()
             self.incoming = incoming.Incoming(self.dispatch)
             self.incoming.start()
-            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.incoming.submit_session, options=daemon.ftpd_options)
+            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.incoming.submit_session, options=daemon.ftpd_options,
+                                  limits=ftpd.Limits.from_daemon(daemon))
             self.ftpd.start()
             self.cron = cron.Crontab(self)
             self.cron.start()
