@@ -323,3 +323,22 @@ def _store_only(instance, path, name):
     ftp.cwd("/incoming")
     ftp.storbinary(f"STOR {name}", io.BytesIO(path.read_bytes()))
     ftp.quit()
+
+
+# ------------------------------------------------------------------------------------------------ item 7: time limit
+def test_build_past_its_time_limit_fails(instance, tmp_path):
+    """A build that runs past the distribution's build time limit is stopped and ends FAILED
+    naming the limit."""
+    instance.django("import datetime\nfor d in models.Distribution.objects.all():\n"
+                    "    d.build_time_limit = datetime.timedelta(seconds=8)\n    d.save()\n")
+    try:
+        name, version = "mbd-attack-slow", "1.0~test12+1"
+        c = make_source_package(tmp_path, name, version, DIST, build_sleep=600)
+        t = now_iso()
+        _upload(instance, c)
+        done = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, version, after=t, timeout=300)
+        assert done["type"] == "FAILED", done
+        assert re.search(r"time limit \(0:00:08\) exceeded", done["extra"]["error"]["detail"]), done
+    finally:
+        instance.django("import datetime\nfor d in models.Distribution.objects.all():\n"
+                        "    d.build_time_limit = datetime.timedelta(hours=6)\n    d.save()\n")
