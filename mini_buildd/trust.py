@@ -128,6 +128,8 @@ def expected_builder(builder_url):
     (raises ChangesError if it is neither)."""
     from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
+    if not builder_url:
+        raise changes.ChangesError("no builder recorded for this build")
     url = remotes.normalize_url(builder_url)
     if url == remotes.normalize_url(remotes.our_url()):
         return f"this instance {url}", Daemon.get().gnupg().pub_key()

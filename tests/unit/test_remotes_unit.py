@@ -245,3 +245,42 @@ def test_end_stale_sessions_only_ours(monkeypatch):
     assert sorted(got) == sorted(ended) == sorted([f"mini-buildd-bookworm-amd64-{uuid}", f"custom-name-{uuid}",
                                                    f"mini-buildd-bookworm-i386-{uuid}"])
     assert schroot.end_stale_sessions([]) == []
+
+
+# ------------------------------------------------------------------------------------------------ handshake texts
+def test_handshake_texts_round_trip():
+    challenge = remotes.new_challenge()
+    assert len(challenge) == 64 and challenge != remotes.new_challenge()
+    text = remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=challenge, From="http://a:8066")
+    assert text == f"mini-buildd handshake request\nChallenge: {challenge}\nFrom: http://a:8066\n"
+    assert remotes.parse_handshake(remotes.HANDSHAKE_REQUEST, text) == {"Challenge": challenge, "From": "http://a:8066"}
+    answer = remotes.handshake_text(remotes.HANDSHAKE_ANSWER, Challenge=challenge, To="http://a:8066", By="http://b:8066",
+                                    Fingerprint="0123456789ABCDEF0123456789ABCDEF01234567")
+    assert remotes.parse_handshake(remotes.HANDSHAKE_ANSWER, answer)["By"] == "http://b:8066"
+    # a request is no answer and the other way round
+    with pytest.raises(ValueError):
+        remotes.parse_handshake(remotes.HANDSHAKE_ANSWER, text)
+    with pytest.raises(ValueError):
+        remotes.parse_handshake(remotes.HANDSHAKE_REQUEST, answer)
+
+
+@pytest.mark.parametrize("text", [
+    "Hand Shake\n",
+    "mini-buildd handshake request\nChallenge: {c}\n",
+    "mini-buildd handshake request\nFrom: http://a:1\nChallenge: {c}\n",
+    "mini-buildd handshake request\nChallenge: {c}\nFrom: http://a:1\nSource: hello\n",
+    "mini-buildd handshake request\nChallenge: {c}\nFrom: http://a:1 Source: hello\n",
+    "mini-buildd handshake request\nChallenge: {c}x\nFrom: http://a:1\n",
+    "mini-buildd handshake request\nChallenge: {C}\nFrom: http://a:1\n",
+    "mini-buildd handshake request\nChallenge:  {c}\nFrom: http://a:1\n",
+    "mini-buildd handshake request\nChallenge: {c}\nFrom: http://a:1\n\n",
+    "mini-buildd handshake request\r\nChallenge: {c}\r\nFrom: http://a:1\r\n",
+    "Source: hello\nVersion: 1.0\nChallenge: {c}\nFrom: http://a:1\n",
+])
+def test_handshake_request_form_is_strict(text):
+    """Nothing but a well-formed request is answered (else the call would sign other texts)."""
+    c = "ab" * 32
+    with pytest.raises(ValueError):
+        remotes.parse_handshake(remotes.HANDSHAKE_REQUEST, text.format(c=c, C=c.upper()))
+    with pytest.raises(ValueError):
+        remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=c, From="http://a:1\nSource: hello")

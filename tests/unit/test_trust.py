@@ -211,6 +211,9 @@ def test_buildresult_unknown_builder_or_tampered_refused(tmp_path, us, stranger,
     stranger.sign_file(path)
     with pytest.raises(changes.ChangesError, match="neither this instance nor an active remote"):
         trust.check_buildresult_signer(changes.Buildresult(path), "http://127.0.0.10:8066")
+    for nobody in (None, ""):
+        with pytest.raises(changes.ChangesError, match="no builder recorded"):
+            trust.check_buildresult_signer(changes.Buildresult(path), nobody)
     # a deactivated remote is no builder of ours
     stranger_remote._set(models.StatusModel.STATUS_PREPARED)  # pylint: disable=protected-access
     with pytest.raises(changes.ChangesError, match="neither this instance nor an active remote"):
