@@ -223,3 +223,27 @@ def test_buildresult_unknown_builder_or_tampered_refused(tmp_path, us, stranger,
     (tmp_path / (path.name + ".tar")).write_bytes(b"PAYLOAD")
     with pytest.raises(changes.ChangesError, match="checksum mismatch"):
         trust.check_buildresult_signer(changes.Buildresult(path), STRANGER_URL)
+
+
+def test_buildresult_by_expired_key_of_the_right_builder_refused(tmp_path, us):  # pylint: disable=unused-argument,redefined-outer-name
+    """A result signed "in 2020" with a builder's key that expired a day later (a leaked old key,
+    or an old result) is refused although the key is the right builder's."""
+    from mini_buildd import models
+    old = gnupg.Gnupg(tmp_path / "old" / ".gnupg", options=["--faked-system-time", "20200101T000000"])
+    old.homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        old.gen_secret_key(ED25519.replace("Expire-Date: 0", "Expire-Date: 1d"), "old builder", "old@example.org")
+        info = old.get_secret_key()
+        url = "http://127.0.0.11:8066"
+        remote = models.Remote.objects.create(http=url, key=old.pub_key(), key_fingerprint=info["fingerprint"],
+                                              key_long_id=info["long_id"])
+        remote._set(models.StatusModel.STATUS_ACTIVE)  # pylint: disable=protected-access
+        path = _write(tmp_path, changes.BUILDRESULT, _tc(datetime.datetime.now(UTC)), url)
+        old.sign_file(path)
+        with pytest.raises(changes.ChangesError, match="expired"):
+            trust.check_buildresult_signer(changes.Buildresult(path), url)
+        with pytest.raises(changes.ChangesError, match="expired"):
+            trust.check_remote_signed(changes.Buildresult(path))
+    finally:
+        old.kill_agents()
+        models.Remote.objects.filter(http="http://127.0.0.11:8066").delete()
