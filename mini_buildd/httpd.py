@@ -328,14 +328,34 @@ class Request(server.Request):
         size = f"{length} bytes" if length is not None else "a chunked body of more than that"
         detail = f"Request body too large: at most {limit_mib} MiB are accepted here, this request sent {size}."
         body = json.dumps({"type": "about:blank", "status": 413, "title": "Content Too Large", "detail": detail,
-                           "instance": self.uri.decode("latin-1")[:200]}).encode()
+                           "instance": "about:blank"}).encode()
+        method = getattr(self.channel, "_command", b"") or b""
+        path = getattr(self.channel, "_path", b"") or b""
         peer = getattr(self.getClientAddress(), "host", "")
-        LOG.warning("HTTP %s %s from %s: refused (413): %s", self.method.decode("latin-1"), self.uri.decode("latin-1")[:200],
-                    peer, detail)
-        self.channel.transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\n"
-                                     b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
-                                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        self.channel.loseConnection()
+        LOG.warning("HTTP %s %s from %s: refused (413): %s", method.decode("latin-1"), path.decode("latin-1")[:200], peer, detail)
+        channel, transport = self.channel, self.channel.transport
+        transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/problem+json\r\n"
+                        b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        # Lingering close: whatever the client still sends is dropped unread (closing with unread
+        # data would reset the connection, and the client might lose the answer); our side is
+        # closed now, the connection at the latest after REFUSED_LINGER seconds.
+        channel.dataReceived = lambda data: None
+        try:
+            transport.loseWriteConnection()
+        except (AttributeError, NotImplementedError):
+            channel.loseConnection()
+            return
+        reactor.callLater(REFUSED_LINGER, _abort, transport)
+
+
+#: Seconds a connection whose request was refused (413) may still send before it is cut.
+REFUSED_LINGER = 10
+
+
+def _abort(transport):
+    if getattr(transport, "connected", False) and not getattr(transport, "disconnected", False):
+        transport.abortConnection()
 
 
 class Site(server.Site):

@@ -1,7 +1,8 @@
 """Events pages: the live event queue (``/mini_buildd/events/``, filterable by type, source and
 distribution), saved events below ``var/events`` (``/mini_buildd/events/<path>``), and the
 directory browsers over the events, builds and repositories trees (``*-dir/<path>``: listings;
-files are handed to the static file server).
+files are handed to the static file server). Symlinks there (planted by uploads or builds) are
+neither followed nor listed.
 
 The queue page must stay cheap (it is the busiest page): rows come pre-rendered from
 :mod:`mini_buildd.webapp.eventrows`, no database query per event.
@@ -12,6 +13,7 @@ import heapq
 import logging
 import os
 import pathlib
+import stat
 
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
@@ -62,11 +64,20 @@ def events_page(request):
 
 
 def _inside(root, path):
-    """``root/path`` resolved, or None if it leaves ``root`` or does not exist."""
-    root = pathlib.Path(root).resolve()
-    target = (root / path).resolve()
-    if target != root and root not in target.parents:
-        return None
+    """``root/path``, or None if it does not exist or is not a plain path below ``root``: no ``..``
+    or ``.`` component, and no symlink (nor device, FIFO, ...) in any component (files there are
+    written by uploaders and builds)."""
+    target = pathlib.Path(root)
+    for part in (p for p in path.split("/") if p):
+        if part in (".", "..") or "\0" in part:
+            return None
+        target = target / part
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return None
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return None
     return target if target.exists() else None
 
 
@@ -75,7 +86,7 @@ def saved_events(request, path):
     target = _inside(config.paths.events, path)
     if target is None:
         return views.not_found_page(request, f"No saved events at '{path}'.")
-    files = [target] if target.is_file() else list(events.find_event_files(target))
+    files = [target] if target.is_file() else [f for f in events.find_event_files(target) if not f.is_symlink()]
     loaded = []
     for f in files:
         try:
@@ -102,14 +113,16 @@ DIRS = {
 def _entries(target, path):
     result = []
     with os.scandir(target) as it:
-        for entry in sorted(it, key=lambda e: (not e.is_dir(), e.name)):
-            if entry.name.startswith("."):
+        for entry in sorted(it, key=lambda e: (not e.is_dir(follow_symlinks=False), e.name)):
+            if entry.name.startswith(".") or entry.is_symlink():
                 continue
             try:
-                st = entry.stat()
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            is_dir = entry.is_dir()
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if not is_dir and not entry.is_file(follow_symlinks=False):
+                continue
             rel = f"{path}{entry.name}" + ("/" if is_dir else "")
             result.append({"name": entry.name + ("/" if is_dir else ""), "rel": eventrows.quote_path(rel), "is_dir": is_dir,
                            "size": "" if is_dir else st.st_size,
