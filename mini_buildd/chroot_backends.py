@@ -333,14 +333,15 @@ def _end_sessions_and_remove_conf(name):
     schroot.remove_conf(name)
 
 
-def _steps(backend, name, description, users, groups, personality, shared_dir, populate):
+def _steps(backend, name, description, users, groups, personality, rw_dirs, populate):
+    """``rw_dirs``: None (use the global fstab) or the dirs a build may write (own fstab)."""
     chroot_dir = backend.chroot_dir
     steps = [Step(f"create {chroot_dir}", lambda: _mkdir_chroot_dir(chroot_dir), lambda: _rm_chroot_dir(chroot_dir))]
     steps += backend.data_steps(populate)
-    if shared_dir is not None:
+    if rw_dirs is not None:
         fstab = schroot.fstab_setup_name(name)
         steps.append(Step(f"install fstab {schroot.fstab_path(name)}",
-                          lambda: schroot.install_fstab(shared_dir, name), lambda: schroot.remove_fstab(name)))
+                          lambda: schroot.install_fstab(rw_dirs, name), lambda: schroot.remove_fstab(name)))
     else:
         fstab = schroot.GLOBAL_FSTAB
     text = schroot.conf_text(name, description, backend.schroot_lines(), users=users, groups=groups,
@@ -360,8 +361,10 @@ def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path
     ``union_type`` for Dir). The base system comes from debootstrap (``archive_url``,
     ``keyring_path``, ``debootstrap_command``, ``extra_options``), or from ``base_tarball`` if
     given (see :func:`cached_debootstrap_tarball`). With ``shared_dir`` (the instance's
-    ``var/shared``) a per-chroot fstab binding it is installed; without, the chroot uses the
-    global ``mini-buildd/fstab`` (:func:`mini_buildd.schroot.install_fstab`), which must exist.
+    ``var/shared``) a per-chroot fstab is installed that binds only this chroot's ccache dir
+    below it (build confinement: builds see no other part of ``var/shared``, see
+    :mod:`mini_buildd.schroot`); without, the chroot uses the global ``mini-buildd/fstab``
+    (:func:`mini_buildd.schroot.install_fstab`), which must exist.
 
     All or nothing: on failure everything done is undone and the error re-raised.
     """
@@ -376,7 +379,8 @@ def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path
                         extra_options=extra_options, base_tarball=base_tarball)
     description = description or f"Mini-Buildd chroot {name}"
     LOG.info("Preparing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
-    run_steps(_steps(be, name, description, users, groups, personality, shared_dir, populate))
+    rw_dirs = None if shared_dir is None else [config.shared_ccache_dir(shared_dir, codename, arch)]
+    run_steps(_steps(be, name, description, users, groups, personality, rw_dirs, populate))
     LOG.info("Prepared chroot %s", name)
 
 

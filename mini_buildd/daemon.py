@@ -101,6 +101,11 @@ def prepare_home(home):
         probe.unlink()
     except OSError as e:
         raise StartError(f"Home '{home}' is not usable: {e.strerror or e}") from e
+    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    try:
+        schroot.confine_old_fstabs(paths.shared, config.runtime.schroot_prefix)
+    except OSError as e:
+        LOG.warning("Can't check the schroot fstabs for build confinement: %s", e)
     return paths
 
 

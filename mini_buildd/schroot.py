@@ -5,12 +5,16 @@ This module is the only one that runs ``schroot`` and the only one that writes b
 :mod:`mini_buildd.chroot_backends`; here we only render its ``[NAME]`` section and drive sessions.
 
 About the fstab: schroot reads the mounts for a chroot from the file named by ``setup.fstab``
-(relative to ``/etc/schroot``). Besides the generic mounts it must bind the instance's
-``var/shared`` (build dirs and setup scripts live there and must be visible inside the chroot
-at the same path). Upstream has one global ``mini-buildd/fstab`` for the one system instance.
-Because the bind depends on the instance home, and tests (or several instances) may run with
-different homes at the same time, :func:`install_fstab` can also write a per-chroot file
-``mini-buildd/fstab-NAME`` so that each chroot binds the ``var/shared`` of the home that made it.
+(relative to ``/etc/schroot``). Upstream has one global ``mini-buildd/fstab`` for the one system
+instance, binding all of ``var/shared`` read-write into every chroot: every build could then
+rewrite every other build's setup scripts and files. We bind only what a build may write and
+what must outlive the session: the chroot's own ccache dir (``var/shared/libdir/CODENAME/ARCH/.ccache``).
+A build's setup scripts and config are copied into its session instead (see
+:mod:`mini_buildd.sbuild`), so other builds' dirs, the libdir and the rest of the home are not
+even visible inside the chroot. Because the bind depends on the instance home, and tests (or
+several instances) may run with different homes at the same time, :func:`install_fstab` writes a
+per-chroot file ``mini-buildd/fstab-NAME``; :func:`ensure_bind_sources` recreates missing bind
+sources before a session (a missing one would fail the session).
 """
 
 import contextlib
@@ -119,18 +123,51 @@ def remove_conf(name):
         LOG.info("Removed schroot config %s", path)
 
 
-def fstab_text(shared_dir=None):
-    """The mini-buildd fstab: generic mounts, plus a bind of ``shared_dir`` (an instance's ``var/shared``)."""
+def _dirs(rw_dirs):
+    if rw_dirs is None:
+        return []
+    if isinstance(rw_dirs, (str, os.PathLike)):
+        return [rw_dirs]
+    return list(rw_dirs)
+
+
+def fstab_text(rw_dirs=None):
+    """The mini-buildd fstab: generic mounts, plus a read-write bind of each of ``rw_dirs`` (a
+    path or a list of paths) at the same path: nothing else of the host is visible in a session."""
     lines = ["# mini-buildd schroot fstab, generated: do not edit.",
              "# <file system> <mount point> <type> <options> <dump> <pass>"]
     for fs, mountpoint, fstype, options in GENERIC_FSTAB_LINES:
         lines.append(f"{fs}\t{mountpoint}\t{fstype}\t{options}\t0\t0")
-    if shared_dir is not None:
-        shared = str(pathlib.Path(shared_dir).resolve())
-        if any(c.isspace() for c in shared):
-            raise SchrootError(f"Shared dir must not contain white space (fstab): {shared}")
-        lines.append(f"{shared}\t{shared}\tnone\trw,bind\t0\t0")
+    for d in _dirs(rw_dirs):
+        d = str(pathlib.Path(d).resolve())
+        if any(c.isspace() for c in d):
+            raise SchrootError(f"Bind-mounted dir must not contain white space (fstab): {d}")
+        lines.append(f"{d}\t{d}\tnone\trw,bind\t0\t0")
     return "\n".join(lines) + "\n"
+
+
+def bind_sources(name=None):
+    """The host dirs the (per-chroot) fstab binds besides the generic mounts."""
+    try:
+        text = fstab_path(name).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    generic = {fs for fs, _mp, _t, _o in GENERIC_FSTAB_LINES}
+    result = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not fields[0].startswith("#") and "bind" in fields[3].split(",") and fields[0] not in generic:
+            result.append(pathlib.Path(fields[0]))
+    return result
+
+
+def ensure_bind_sources(name):
+    """Create missing bind sources of chroot ``name``'s own fstab (e.g. a removed ccache dir):
+    schroot fails the whole session when one is missing."""
+    for d in bind_sources(name):
+        if not d.exists():
+            LOG.info("Creating missing bind source %s of chroot %s", d, name)
+            d.mkdir(parents=True, exist_ok=True)
 
 
 def fstab_setup_name(name=None):
@@ -143,16 +180,39 @@ def fstab_path(name=None):
     return config.SCHROOT_CONF_DIR / ("fstab" if name is None else f"fstab-{name}")
 
 
-def install_fstab(shared_dir, name=None):
-    """Write the mini-buildd fstab binding ``shared_dir``; return its ``setup.fstab`` value.
+def install_fstab(rw_dirs, name=None):
+    """Write the mini-buildd fstab binding ``rw_dirs`` (created if missing); return its ``setup.fstab`` value.
 
     Without ``name``, the global ``/etc/schroot/mini-buildd/fstab`` (one instance per host,
     as upstream); with ``name``, the per-chroot ``/etc/schroot/mini-buildd/fstab-NAME``.
     """
     path = fstab_path(name)
-    _write_root_file(path, fstab_text(shared_dir))
+    for d in _dirs(rw_dirs):
+        pathlib.Path(d).mkdir(parents=True, exist_ok=True)
+    _write_root_file(path, fstab_text(rw_dirs))
     LOG.info("Installed schroot fstab %s", path)
     return fstab_setup_name(name)
+
+
+def confine_old_fstabs(shared_dir, prefix):
+    """Rewrite this instance's per-chroot fstabs (``fstab-PREFIX-CODENAME-ARCH``) that still bind
+    all of ``shared_dir`` (made before build confinement) to bind only the chroot's ccache dir.
+    Returns the names rewritten; errors are logged (e.g. no write access to /etc/schroot)."""
+    shared = pathlib.Path(shared_dir).resolve()
+    done = []
+    for path in sorted(config.SCHROOT_CONF_DIR.glob(f"fstab-{prefix}-*")):
+        name = path.name[len("fstab-"):]
+        codename, _, arch = name[len(prefix) + 1:].partition("-")
+        if not codename or not arch or shared not in bind_sources(name):
+            continue
+        try:
+            install_fstab([config.shared_ccache_dir(shared, codename, arch)], name)
+            done.append(name)
+        except (OSError, SchrootError) as e:
+            LOG.warning("Can't confine the old fstab %s (builds there still see all of %s): %s", path, shared, e)
+    if done:
+        LOG.warning("Build confinement: old fstabs of %s now bind only their ccache dirs.", ", ".join(done))
+    return done
 
 
 def remove_fstab(name=None):

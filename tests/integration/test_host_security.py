@@ -299,3 +299,38 @@ def test_make_run_passes_no_password_on_a_command_line(tmp_path):
     assert watch.saw("--set-admin-password-file"), "the watch did not see the password step: it could not have failed"
     assert watch.leaks() == [], out
     assert password not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3 (host part): chroot fstabs bind nothing of the home but the chroot's ccache dir
+# ---------------------------------------------------------------------------------------------
+
+def test_old_fstab_binding_all_of_var_shared_is_confined_at_start(home):
+    """A chroot made before confinement binds all of var/shared into every build: the daemon's
+    start rewrites its fstab to bind the chroot's ccache dir only."""
+    from mini_buildd import config, schroot  # pylint: disable=import-outside-toplevel
+    if os.geteuid() != 0:
+        pytest.skip("writes below /etc/schroot")
+    prefix = f"mbdhostsec{os.getpid()}"
+    name = f"{prefix}-bookworm-amd64"
+    other = f"{prefix}x-bookworm-amd64"  # another instance's chroot: left alone
+    paths = config.Paths(home)
+    paths.create()
+    (paths.home / "etc" / "schroot-prefix").write_text(prefix + "\n")
+    try:
+        schroot.install_fstab(paths.shared, name)
+        schroot.install_fstab(paths.shared, other)
+        assert paths.shared in schroot.bind_sources(name)  # the attack surface: all of var/shared
+        r = run_mbd(home, "--set-admin-password-file", os.devnull)  # refused (empty) before the home is used
+        assert r.returncode == 1
+        with Daemon(home):
+            pass
+        ccache = paths.ccache_dir("bookworm", "amd64")
+        assert schroot.bind_sources(name) == [ccache]
+        assert ccache.is_dir()
+        assert schroot.bind_sources(other) == [paths.shared]
+        text = schroot.fstab_path(name).read_text()
+        assert f"{paths.shared}\t" not in text and f"{paths.home}/var/shared/builds" not in text
+    finally:
+        schroot.remove_fstab(name)
+        schroot.remove_fstab(other)
