@@ -8,6 +8,14 @@ files it received completely are handed to the ``on_session`` callback, in uploa
 incoming quarantine, :mod:`mini_buildd.incoming`, sorts them out in its own thread). With an ``ssl:``
 endpoint, TLS is required on control and data channels (FTPS, explicit ``AUTH TLS``).
 
+The server also owns the upload limits against anonymous resource exhaustion (:class:`Limits`,
+from the Daemon's fields): a file over the file size limit (a ``*.changes`` over
+:data:`mini_buildd.changes.MAX_CHANGES_SIZE`), or a session storing more than its quota, is cut off
+while it streams (``552`` with the reason, the partial file removed); while the incoming file
+system has less free space than the floor, STOR is refused (``452``, :func:`upload_refusal`, which
+the home page and the ``status`` call show too); more connections from one address than allowed
+get ``421`` with the reason.
+
 Client (:func:`upload`): stores every file a changes file lists, then the changes file itself,
 in the other side's ``/incoming``, and writes a ``<changes>.upload`` marker beside it.
 """
@@ -25,7 +33,7 @@ import warnings
 
 import debian.deb822
 
-from mini_buildd import net
+from mini_buildd import changes, net
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +53,65 @@ _BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 class FtpError(Exception):
     """FTP server set-up or FTP upload failed."""
+
+
+MIB = 1024 * 1024
+
+#: Received bytes between two free-space checks of a running transfer.
+DISK_CHECK_INTERVAL = MIB
+
+
+class Limits:
+    """The server's limits: sizes in bytes (``None``/0: no limit), connections per address
+    (``None``/0: no limit). :meth:`from_daemon` takes them from the Daemon model (MiB)."""
+
+    def __init__(self, max_file_size=None, max_session_size=None, max_connections_per_address=None, min_free_disk=0):
+        self.max_file_size = max_file_size or None
+        self.max_session_size = max_session_size or None
+        self.max_connections_per_address = max_connections_per_address or None
+        self.min_free_disk = min_free_disk or 0
+
+    @classmethod
+    def from_daemon(cls, daemon):
+        return cls(max_file_size=daemon.ftpd_max_file_size * MIB, max_session_size=daemon.ftpd_max_session_size * MIB,
+                   max_connections_per_address=daemon.ftpd_max_connections_per_address,
+                   min_free_disk=daemon.min_free_disk * MIB)
+
+    def file_limit(self, name):
+        """(limit in bytes or None, what it is) for a file named ``name``."""
+        if name.endswith(".changes"):
+            if self.max_file_size is None or changes.MAX_CHANGES_SIZE < self.max_file_size:
+                return changes.MAX_CHANGES_SIZE, "the changes file size limit"
+        return self.max_file_size, "the upload file size limit"
+
+    def __repr__(self):
+        return (f"Limits(file={self.max_file_size}, session={self.max_session_size}, "
+                f"connections/address={self.max_connections_per_address}, free disk floor={self.min_free_disk})")
+
+
+def _mib(size):
+    return f"{size / MIB:.0f} MiB" if size >= MIB else f"{size} bytes"
+
+
+def free_disk(path):
+    """Bytes available to us on the file system of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def upload_refusal(path, min_free_disk):
+    """Why uploads into ``path`` (the incoming directory) are refused right now, or ``None``:
+    the free space on its file system is below ``min_free_disk`` bytes (0: no floor)."""
+    if not min_free_disk:
+        return None
+    try:
+        free = free_disk(path)
+    except OSError as e:
+        return f"Uploads refused: can't read the free disk space of {path}: {e.strerror or e}."
+    if free < min_free_disk:
+        return (f"Uploads refused: free disk below the floor ({_mib(free)} free on the incoming file system, "
+                f"floor {_mib(min_free_disk)}).")
+    return None
 
 
 def valid_file_name(name):
@@ -138,11 +205,19 @@ class _IncomingHandler:
 
     mbd_incoming = None
     mbd_on_session = None
+    mbd_limits = Limits()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.mbd_stored = []     # STOR accepted (file created), in order
         self.mbd_received = []   # completely received, in order
+        self.mbd_session_bytes = 0  # size of the files completely received in this session
+
+    def handle_max_cons_per_ip(self):
+        limit = self.mbd_limits.max_connections_per_address
+        LOG.warning("FTP: connection from %s refused: more than %s from this address.", self.remote_ip, limit)
+        self.respond(f"421 Too many connections from your address (at most {limit} at a time); try again later.")
+        self.close_when_done()
 
     def pre_process_command(self, line, cmd, arg):
         if cmd in ("STOR", "APPE") and arg and not valid_file_name(arg):
@@ -164,6 +239,17 @@ class _IncomingHandler:
         if os.path.lexists(file):
             self.respond("550 File exists: overwriting is not allowed.")
             return None
+        limits = self.mbd_limits
+        refusal = upload_refusal(self.mbd_incoming, limits.min_free_disk)
+        if refusal:
+            LOG.warning("FTP: STOR %s from %s refused: %s", os.path.basename(file), self.remote_ip, refusal)
+            self.respond(f"452 {refusal}")
+            return None
+        if limits.max_session_size is not None and self.mbd_session_bytes >= limits.max_session_size:
+            reason = self._mbd_session_reason()
+            LOG.warning("FTP: STOR %s from %s refused: %s", os.path.basename(file), self.remote_ip, reason)
+            self.respond(f"552 {reason}")
+            return None
         result = super().ftp_STOR(file, mode)
         if result:
             self.mbd_stored.append(result)
@@ -172,9 +258,14 @@ class _IncomingHandler:
     def ftp_STOU(self, line):  # pylint: disable=unused-argument
         self.respond("550 STOU is not allowed: store with a file name.")
 
+    def _mbd_session_reason(self):
+        return (f"Session limit: one FTP session may store at most {_mib(self.mbd_limits.max_session_size)} "
+                "in total; upload the rest in a new session.")
+
     def on_file_received(self, file):
         try:
             os.chmod(file, 0o444)
+            self.mbd_session_bytes += os.lstat(file).st_size
         except OSError as e:
             LOG.error("Can't make %s read-only: %s", file, e)
         self.mbd_received.append(file)
@@ -195,6 +286,46 @@ class _IncomingHandler:
             _call(self.mbd_on_session, received)
 
 
+class _LimitedDTP:
+    """Mixin for a pyftpdlib data channel class: checks the limits after every chunk received
+    and cuts the transfer off (``552``/``452`` with the reason; the partial file is removed by
+    ``on_incomplete_file_received``) as soon as one is exceeded."""
+
+    _mbd_disk_checked = 0
+
+    def handle_read_event(self):
+        super().handle_read_event()
+        if self.receive and not self._closed and self.file_obj is not None:
+            self._mbd_check()
+
+    def _mbd_check(self):
+        channel = self.cmd_channel
+        limits = channel.mbd_limits
+        size = self.tot_bytes_received
+        name = os.path.basename(self.file_obj.name)
+        limit, what = limits.file_limit(name)
+        if limit is not None and size > limit:
+            return self._mbd_abort(552, f"File too large: {name} exceeds {what} ({_mib(limit)}); transfer aborted, "
+                                        "nothing stored.")
+        if limits.max_session_size is not None and channel.mbd_session_bytes + size > limits.max_session_size:
+            return self._mbd_abort(552, channel._mbd_session_reason() + f" Transfer of {name} aborted, nothing stored.")  # pylint: disable=protected-access
+        if limits.min_free_disk and size - self._mbd_disk_checked >= DISK_CHECK_INTERVAL:
+            self._mbd_disk_checked = size
+            refusal = upload_refusal(channel.mbd_incoming, limits.min_free_disk)
+            if refusal:
+                return self._mbd_abort(452, f"{refusal} Transfer of {name} aborted, nothing stored.")
+        return None
+
+    def _mbd_abort(self, code, reason):
+        LOG.warning("FTP: upload from %s cut off after %s bytes: %s", self.cmd_channel.remote_ip, self.tot_bytes_received, reason)
+        self.transfer_finished = False
+        # Unlinked now (still open), so that it is gone before the client reads the reply:
+        # pyftpdlib would remove it only after replying.
+        _remove(self.file_obj.name, "limit exceeded")
+        self._resp = (f"{code} {reason}", logging.getLogger("pyftpdlib").warning)
+        self.close()
+
+
 class FtpD:
     """The FTP (or FTPS) incoming server on one endpoint, running in its own thread.
 
@@ -203,9 +334,10 @@ class FtpD:
     parent is the FTP root (not accessible itself). ``on_session(paths)`` is called (from the
     server thread; keep it short, parse nothing) when a client disconnects, with the files that
     session received completely, in upload order. ``options``: see :func:`parse_options`.
+    ``limits``: a :class:`Limits` (default: none but the changes file size limit).
     """
 
-    def __init__(self, endpoint, incoming_dir, on_session, options=""):
+    def __init__(self, endpoint, incoming_dir, on_session, options="", limits=None):
         self.endpoint = endpoint if isinstance(endpoint, net.ServerEndpoint) else net.ServerEndpoint(str(endpoint), "ftp")
         if self.endpoint.kind == "unix":
             raise FtpError(f"FTP server can't listen on a unix socket endpoint ('{endpoint}').")
@@ -214,6 +346,7 @@ class FtpD:
             raise FtpError(f"Incoming directory must be named '{INCOMING}' (got {incoming_dir}).")
         self.on_session = on_session
         self.handler_options = parse_options(options)
+        self.limits = limits or Limits()
         self._server = None
         self._thread = None
         self._stop = threading.Event()
@@ -256,6 +389,7 @@ class FtpD:
             "permit_foreign_addresses": False,
             "mbd_incoming": incoming,
             "mbd_on_session": staticmethod(self.on_session),
+            "mbd_limits": self.limits,
             **self.handler_options,
         }
         base = FTPHandler
@@ -270,6 +404,7 @@ class FtpD:
                     raise FtpError(f"FTPS endpoint '{self.endpoint}': {opt} file '{self.endpoint.options[opt]}' is not readable.")
             attrs.update(certfile=self.endpoint.options["certKey"], keyfile=self.endpoint.options["privateKey"],
                          tls_control_required=True, tls_data_required=True, ssl_context=None)
+        attrs["dtp_handler"] = type("MiniBuilddDTPHandler", (_LimitedDTP, base.dtp_handler), {})
         return type("MiniBuilddFtpHandler", (_IncomingHandler, base), attrs)
 
     def start(self):
@@ -290,6 +425,7 @@ class FtpD:
             ioloop = IOLoop()
             try:
                 self._server = FTPServer(self.bind_address, handler, ioloop=ioloop)
+                self._server.max_cons_per_ip = self.limits.max_connections_per_address or 0
             except Exception as e:
                 ioloop.close()
                 self._server = None
@@ -298,16 +434,18 @@ class FtpD:
             self._thread = threading.Thread(target=self._run, name="mini-buildd-ftpd", daemon=True)
             self._thread.start()
             host, port = self._server.address[:2]
-            LOG.info("FTP%s server listening on %s:%s (incoming %s).", "S" if self.endpoint.is_ssl else "",
-                     f"[{host}]" if ":" in host else host, port, self.incoming)
+            LOG.info("FTP%s server listening on %s:%s (incoming %s, %s).", "S" if self.endpoint.is_ssl else "",
+                     f"[{host}]" if ":" in host else host, port, self.incoming, self.limits)
 
     def _run(self):
         server = self._server
         try:
             while not self._stop.is_set():
-                server.ioloop.loop(timeout=POLL_INTERVAL, blocking=False)
-        except Exception:  # pylint: disable=broad-except
-            LOG.exception("FTP server loop failed")
+                try:
+                    server.ioloop.loop(timeout=POLL_INTERVAL, blocking=False)
+                except Exception:  # pylint: disable=broad-except  # one client's trouble must not end the server
+                    LOG.exception("FTP server loop: unexpected error (serving on)")
+                    self._stop.wait(POLL_INTERVAL)
         finally:
             server.close_all()
 
@@ -361,6 +499,23 @@ def _client_tls_context():
     return context
 
 
+def _store(ftp, path):
+    """STOR one file; when the server cuts the data connection off (a limit), raise its reply
+    (which says why) rather than the bare connection error."""
+    with open(path, "rb") as f:
+        try:
+            ftp.storbinary(f"STOR {path.name}", f)
+        except (OSError, EOFError) as e:
+            try:
+                ftp.sock.settimeout(10)
+                ftp.getresp()
+            except ftplib.Error as reply:
+                raise reply from e
+            except (OSError, EOFError, AttributeError):
+                pass
+            raise
+
+
 def upload(changes_path, url, force=False, timeout=60, tls_context=None):
     """Upload a changes file and every file it lists to ``url`` (``ftp://H:P`` or ``ftps://H:P``,
     path default ``/incoming``); the changes file goes last. Writes the ``<changes>.upload``
@@ -398,8 +553,7 @@ def upload(changes_path, url, force=False, timeout=60, tls_context=None):
             ftp.prot_p()
         ftp.cwd(path)
         for current in files:
-            with open(current, "rb") as f:
-                ftp.storbinary(f"STOR {current.name}", f)
+            _store(ftp, current)
             LOG.debug("Uploaded %s to %s", current.name, url)
         current = None
         try:
