@@ -142,6 +142,12 @@ def _status_error(e):
 
 
 # ------------------------------------------------------------------------------------------------ Consumer
+def uploads_refused(daemon):
+    """Why FTP uploads are refused right now (free disk below the Daemon's floor), or None."""
+    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+    return ftpd.upload_refusal(config.paths.incoming, daemon.min_free_disk * ftpd.MIB)
+
+
 def _status(args, _user):
     m = _models()
     daemon = m.Daemon.get()
@@ -161,6 +167,7 @@ def _status(args, _user):
         "load": registry.engine_load(),
         "chroots": sorted(str(c) for c in chroots),
         "remotes": remotes,
+        "uploads_refused": uploads_refused(daemon),
     }
     if args["with_repositories"]:
         repos = {}
@@ -180,7 +187,8 @@ register(Call(
     "status", _status, category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(max_age=1.0),
     doc="Get status of this instance",
     result_doc="{version, identity, url (HTTP), incoming_url (FTP), load (0..1+; -1: engine stopped), "
-               "chroots: ['codename:arch'], remotes: [url], repositories?: {id: {codenames, layout: {suite: "
+               "chroots: ['codename:arch'], remotes: [url], uploads_refused: why FTP uploads are refused now (free disk "
+               "below the floor) or null, repositories?: {id: {codenames, layout: {suite: "
                "{uploadable, experimental, migrates_to}}}}}",
     args=[Argument("--with-repositories", "-R", type=BOOL, doc="also list repositories with their codenames and layout")]))
 

@@ -102,6 +102,7 @@ def home(request):
         "building": [e for e in ongoing if e.type.value == "BUILDING"],
         "latest": mark_safe(eventrows.table(queued_events()[:10])),
         "has_hub": hub() is not None,
+        "uploads_refused": _calls.uploads_refused(daemon),
     }
     return render(request, "mini_buildd/home.html", context)
 
