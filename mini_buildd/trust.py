@@ -43,6 +43,11 @@ def _iso(when):
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _span(delta):
+    seconds = delta.total_seconds()
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+
 # ------------------------------------------------------------------------------------------------ keyrings
 def uploaders_keyring(repository, keyring):
     """Add everybody who may upload to ``repository`` to ``keyring`` (a TmpKeyring)."""
@@ -155,7 +160,7 @@ def check_buildresult_signer(bres, builder_url):
         _refuse_expired(bres, result)
     except changes.ChangesError as e:
         raise changes.ChangesError(f"{bres.name}: buildresult not signed by the builder the request was sent to: "
-                                   f"expected {label}, signed by {describe_signer(bres)} ({e})") from e
+                                   f"expected {label}, signed by {describe_signer(bres)} ({str(e).removeprefix(bres.name + ': ')})") from e
     bres.check_files()
     LOG.debug("%s: signed by its builder %s", bres.name, label)
 
@@ -176,10 +181,10 @@ def check_fresh(breq, now=None):
     when = timecode_datetime(breq.timecode)
     if when < now - MAX_BUILDREQUEST_AGE:
         raise changes.ChangesError(f"{breq.name}: stale buildrequest (timecode {breq.timecode} = {_iso(when)} "
-                                   f"older than {MAX_BUILDREQUEST_AGE})")
+                                   f"older than {_span(MAX_BUILDREQUEST_AGE)})")
     if when > now + MAX_CLOCK_SKEW:
         raise changes.ChangesError(f"{breq.name}: buildrequest from the future (timecode {breq.timecode} = {_iso(when)} "
-                                   f"more than {MAX_CLOCK_SKEW} ahead of our clock)")
+                                   f"more than {_span(MAX_CLOCK_SKEW)} ahead of our clock)")
 
 
 def request_digest(breq):

@@ -102,7 +102,7 @@ def test_stale_buildrequest_refused(tmp_path, age, ok):
     if ok:
         trust.check_fresh(breq, now=NOW)
     else:
-        with pytest.raises(changes.ChangesError, match=r"stale buildrequest \(timecode .* older than 1 day"):
+        with pytest.raises(changes.ChangesError, match=r"stale buildrequest \(timecode .* older than 24 h\)"):
             trust.check_fresh(breq, now=NOW)
 
 
