@@ -15,6 +15,7 @@ import logging
 import urllib.parse
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import FieldDoesNotExist
 from django.shortcuts import render
 
 from mini_buildd import config
@@ -185,6 +186,26 @@ def _setup_followup(data):
     return _Query(values)
 
 
+#: The Daemon's limit fields (against anonymous resource exhaustion), shown on the setup page.
+LIMIT_FIELDS = ("ftpd_max_file_size", "ftpd_max_session_size", "ftpd_max_connections_per_address", "min_free_disk",
+                "http_max_request_body", "login_max_failures", "login_lockout", "anonymous_search_max_results",
+                "anonymous_requests_per_minute")
+
+
+def daemon_limits():
+    """``[(field name, current value, default, help text)]`` of the Daemon's limits that exist."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    daemon = models.Daemon.get()
+    rows = []
+    for name in LIMIT_FIELDS:
+        try:
+            field = models.Daemon._meta.get_field(name)  # pylint: disable=protected-access
+        except FieldDoesNotExist:
+            continue
+        rows.append((name, getattr(daemon, name), field.get_default(), field.help_text))
+    return rows
+
+
 def setup(request):
     """``/mini_buildd/setup/`` (superusers): presets, the setup form, the report and the update + PCA follow-up."""
     if not request.user.is_authenticated:
@@ -217,7 +238,7 @@ def setup(request):
             inst["diff_lines"] = _diff_lines(inst.get("diff", {}))
     context = {"form": form, "call": call, "result": result, "error": error,
                "presets": [(key, label, doc) for key, (label, doc, _f) in PRESETS.items()], "preset": preset,
-               "inspection": _inspect_file() if result is None else None}
+               "inspection": _inspect_file() if result is None else None, "limits": daemon_limits()}
     return render(request, "mini_buildd/forms/setup.html", context, status=status)
 
 

@@ -109,13 +109,18 @@ def status(daemon):
     return r.json()
 
 
+ADMIN_PASSWORD = "limits-Secret-1"
+
+
 def start_instance(home, ftp_port, **limits):
-    """Active Daemon model (fast key) with ``limits`` (MiB fields), FTP on 127.0.0.1:ftp_port; the
-    real daemon started on it, its FTP server answering."""
+    """Active Daemon model (fast key) with ``limits`` (MiB fields), FTP on 127.0.0.1:ftp_port, a
+    superuser ``admin``; the real daemon started on it, its FTP server answering."""
     sets = "".join(f"d.{k} = {v!r}\n" for k, v in limits.items())
     in_home(home, f"d = models.Daemon.get()\nd.gnupg_template = {ED25519!r}\n"
                   f"d.ftpd_bind = 'tcp:interface=127.0.0.1:port={ftp_port}'\n{sets}d.save()\nd.mbd_pca()\n"
-                  "assert models.Daemon.get().mbd_is_active()\n")
+                  "assert models.Daemon.get().mbd_is_active()\n"
+                  "from django.contrib.auth.models import User\n"
+                  f"User.objects.create_superuser('admin', 'admin@example.org', {ADMIN_PASSWORD!r})\n")
     daemon = Daemon(home).start()
     daemon.ftp_port = ftp_port
     daemon.paths = config.Paths(home)
@@ -222,6 +227,14 @@ def _can_log_in(port):
         return True
     except (OSError, ftplib.Error):
         return False
+
+
+def test_setup_page_shows_the_limits(instance):
+    page = instance.session("admin", ADMIN_PASSWORD).get(instance.url + "/mini_buildd/setup/", timeout=60)
+    assert page.status_code == 200
+    for field, value in (("ftpd_max_file_size", 100), ("ftpd_max_session_size", 150),
+                         ("ftpd_max_connections_per_address", 8), ("min_free_disk", 1)):
+        assert f'<tr id="mbd-limit-{field}"><td><code>{field}</code></td><td>{value}</td>' in page.text, field
 
 
 def test_home_page_says_uploads_accepted(instance):
