@@ -300,7 +300,7 @@ def test_changes_of_one_session_cannot_claim_another_sessions_files(instance, tm
     b_dir = tmp_path / "b"
     b_dir.mkdir()
     b_changes = b_dir / "mbd-attack-claim_1.0~test12+1_source.changes"
-    b_changes.write_text(a.read_text())
+    b_changes.write_text(a.read_text().replace("Distribution: bookworm-test-unstable-rollback0", f"Distribution: {DIST}"))
     t = now_iso()
     _store_only(instance, b_changes, name="mbd-attack-claim_1.0~test12+1_b.changes")
     event_b = _rejected(instance, "mbd-attack-claim_1.0~test12+1_b.changes", t)
