@@ -167,8 +167,10 @@ def _status(args, _user):
         "load": registry.engine_load(),
         "chroots": sorted(str(c) for c in chroots),
         "remotes": remotes,
-        "uploads_refused": uploads_refused(daemon),
     }
+    refused = uploads_refused(daemon)
+    if refused:  # only then: the usual answer stays upstream's, key for key
+        result["uploads_refused"] = refused
     if args["with_repositories"]:
         repos = {}
         for repo in m.Repository.objects.select_related("layout").order_by("identity"):
@@ -187,8 +189,8 @@ register(Call(
     "status", _status, category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(max_age=1.0),
     doc="Get status of this instance",
     result_doc="{version, identity, url (HTTP), incoming_url (FTP), load (0..1+; -1: engine stopped), "
-               "chroots: ['codename:arch'], remotes: [url], uploads_refused: why FTP uploads are refused now (free disk "
-               "below the floor) or null, repositories?: {id: {codenames, layout: {suite: "
+               "chroots: ['codename:arch'], remotes: [url], uploads_refused?: why FTP uploads are refused now (free "
+               "disk below the floor), repositories?: {id: {codenames, layout: {suite: "
                "{uploadable, experimental, migrates_to}}}}}",
     args=[Argument("--with-repositories", "-R", type=BOOL, doc="also list repositories with their codenames and layout")]))
 
