@@ -90,8 +90,8 @@ class Builder:
                     raise changes.ChangesError(f"too many builds waiting ({len(self.builds)}): try again later")
                 if os.path.lexists(build_dir):
                     raise changes.ChangesError(f"{breq.bkey} was built here already")
+                trust.accept_buildrequest(breq)  # claims it (a concurrent copy loses here, before anything moves)
                 incoming.release(breq, build_dir)
-                trust.accept_buildrequest(breq)
                 breq = changes.Buildrequest(breq.path, timecode=breq.timecode)
                 build = Build(breq)
                 self.builds[breq.bkey] = build
