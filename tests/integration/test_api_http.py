@@ -490,14 +490,18 @@ def test_uploaders(instance, engine, db):  # pylint: disable=redefined-outer-nam
 
 
 def test_handshake(instance, db):  # pylint: disable=redefined-outer-name,unused-argument
-    from mini_buildd import gnupg, models  # pylint: disable=import-outside-toplevel
+    from mini_buildd import gnupg, models, remotes  # pylint: disable=import-outside-toplevel
     gpg = instance["daemon"].gnupg()
-    signed = gpg.sign_message()
+    challenge = remotes.new_challenge()
+    signed = gpg.sign_message(remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=challenge, From="http://127.0.0.1:18166"))
     assert_problem(api(instance, "handshake", signed_message=signed), 400, "Signed message does not match any remote's key")
     remote = models.Remote.objects.create(http="tcp:host=127.0.0.1:port=18166", key=gpg.pub_key())
     remote._set(models.StatusModel.STATUS_PREPARED)  # pylint: disable=protected-access
     reply = json.loads(api(instance, "handshake", signed_message=signed).content)
-    assert gnupg.verify_message(reply, [gpg.pub_key()]).strip() == gnupg.unsign(signed).strip()
+    answer = remotes.parse_handshake(remotes.HANDSHAKE_ANSWER, gnupg.verify_message(reply, [gpg.pub_key()]))
+    assert answer["Challenge"] == challenge and answer["To"] == "http://127.0.0.1:18166"
+    # the old constant message (or any other text) signed by a remote's key is no handshake request
+    assert_problem(api(instance, "handshake", signed_message=gpg.sign_message()), 400, "Signed message is not a handshake request (not a mini-buildd handshake request)")
 
 
 def test_setup_inspects(instance, engine):  # pylint: disable=redefined-outer-name,unused-argument
