@@ -160,7 +160,7 @@ class Journal:
             except Exception as e:
                 LOG.error("%s: %s of %s failed, rolling back: %s", self, op, source, e)
                 self._undo(plan)
-                shutil.rmtree(self.directory)
+                self._drop()
                 raise JournalError(f"{op} of {source} failed (nothing changed): {e}") from e
             self._commit(plan)
             self._finish(plan, first_run=True)
@@ -223,6 +223,16 @@ class Journal:
             self.reprepro.export(*plan["touched"])
         if first_run:
             faults.point(f"{op}:after-export")
+        self._drop()
+
+    def _drop(self):
+        """Remove the journal: the plan first (so a crash in the middle leaves no plan that could
+        refer to a half-deleted database copy), then the rest."""
+        try:
+            (self.directory / PLAN).unlink()
+            _fsync_dir(self.directory)
+        except FileNotFoundError:
+            pass
         shutil.rmtree(self.directory)
 
     def _undo(self, plan):
@@ -255,9 +265,9 @@ class Journal:
             if not self.directory.exists():
                 return None
             plan = self.plan()
-            if plan is None:  # (cannot happen: the plan is in place before the rename)
-                LOG.warning("%s: no plan, removing.", self)
-                shutil.rmtree(self.directory)
+            if plan is None:  # a crash while removing it (the plan goes first): nothing left to do
+                LOG.warning("%s: no plan (removal interrupted), removing the rest.", self)
+                self._drop()
                 return None
             what = f"{plan['op']} of {plan['source']} ({plan['state']}, step {plan['done']} of {len(plan['steps'])})"
             if plan["state"] == COMMITTED:
@@ -281,6 +291,6 @@ class Journal:
                     self._finish(plan)
                     LOG.warning("%s: completed interrupted %s.", self, what)
                     return "completed"
-            shutil.rmtree(self.directory)
+            self._drop()
             LOG.warning("%s: rolled back interrupted %s.", self, what)
             return "rolled back"

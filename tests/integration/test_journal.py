@@ -206,3 +206,16 @@ def test_faults_env_and_names():
         with faults.raising("no:such-point"):
             pass
     assert pathlib.Path(faults.__file__).read_text().count("os.kill(os.getpid(), signal.SIGKILL)") == 1
+
+
+def test_interrupted_journal_removal(view, packages, gnupghome):
+    """A crash while the journal is removed after the change: the plan goes first, so what is left
+    (a partial database copy) is never restored."""
+    with faults.raising("install:after-export"), pytest.raises(faults.Fault):
+        view.install(UNSTABLE, packages[NEW]["dsc"], [packages[NEW]["changes"]])
+    (view.journal_dir / journal.PLAN).unlink()
+    for f in sorted((view.journal_dir / journal.DB).iterdir())[:2]:
+        f.unlink()
+    assert view.journal.recover() is None
+    assert not view.journal.pending()
+    assert state(view.reprepro, gnupghome[1])[0] == expected(NEW, OLD, OLD)
