@@ -481,3 +481,28 @@ def test_deferred_export_signs_each_changed_dist_once(repo, package, gnupghome):
             repo.removesrc(UNSTABLE, SOURCE)
             raise RuntimeError("boom")
     assert f"Package: {SOURCE}\n" not in packages.read_text()
+
+
+def test_db_copy_restore_and_stray_files(repo, package, tmp_path):
+    """The journal's primitives: a database copy restored undoes an include (``--keepunreferencedfiles``
+    inside ``journaled``: nothing left the pool); the include's new pool files are then strays."""
+    repo.includedsc(UNSTABLE, package["dsc"])
+    before = {d: repo.list_dist(d) for d in repo.dists()}
+    repo.snapshot_db(tmp_path / "copy")
+    with repo.journaled():
+        repo.removesrc(UNSTABLE, SOURCE)
+        repo.include(UNSTABLE, package["changes"])
+    assert repo.list_dist(UNSTABLE) != before[UNSTABLE]
+    deb_key = next(k for k in repo.known_files() if k.endswith(".deb"))
+    assert all((repo.basedir / k).exists() for k in repo.known_files())  # the .dsc's files were kept
+    repo.restore_db(tmp_path / "copy")
+    assert {d: repo.list_dist(d) for d in repo.dists()} == before
+    assert (repo.basedir / deb_key).exists() and deb_key not in repo.known_files()
+    assert repo.remove_stray_files(SOURCE, [package["deb"].name, package["dsc"].name]) == [deb_key]
+    repo.check()
+    repo.checkpool()
+    # reprepro's lockfile without a reprepro process on this base dir: stale, removed
+    repo.db_lockfile.write_text("")
+    repo.wait_unlocked(timeout=5)
+    assert not repo.db_lockfile.exists()
+    repo.check()
