@@ -386,6 +386,7 @@ class EventsAttach(resource.Resource):
         from mini_buildd import events, services  # pylint: disable=import-outside-toplevel
         hub = services.events
         request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
         if hub is None:
             request.setResponseCode(503)
             return b'{"detail": "events not available"}'
