@@ -150,6 +150,8 @@ def open_beneath(root, parts, directory=False):
     component opened relative to its parent with ``O_NOFOLLOW``); return the fd. Raises OSError
     (ELOOP for a symlink, ENOENT, ...). A file is opened non-blocking (a FIFO can't stall us).
     ``root`` itself is the administrator's choice and may be a symlink."""
+    if not all(safe_name(part) for part in parts):
+        raise OSError(errno.ENOENT, "not a plain path below the served root")
     fd = os.open(root, _ROOT_DIR)
     try:
         for i, part in enumerate(parts):

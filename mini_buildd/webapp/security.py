@@ -51,14 +51,16 @@ def _host_port(netloc, scheme):
     return host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
-def _url_host_port(url):
+def _url_origin(url):
+    """``(scheme, host, port)`` of an http(s) URL, or None."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return None
     if parts.scheme not in _DEFAULT_PORTS:
         return None
-    return _host_port(parts.netloc, parts.scheme)
+    host_port = _host_port(parts.netloc, parts.scheme)
+    return None if host_port is None else (parts.scheme, *host_port)
 
 
 def cross_site_reason(headers, host, scheme):
@@ -67,12 +69,13 @@ def cross_site_reason(headers, host, scheme):
     site = headers.get("sec-fetch-site")
     if site and site.strip().lower() not in _SAFE_SITES:
         return f"the browser marked it as a {site.strip().lower()} request (Sec-Fetch-Site)"
-    ours = _host_port(host or "", scheme)
+    host_port = _host_port(host or "", scheme)
+    ours = None if host_port is None else (scheme, *host_port)
     for name in ("origin", "referer"):
         value = headers.get(name)
         if not value:
             continue
-        theirs = _url_host_port(value.strip())
+        theirs = _url_origin(value.strip())
         if theirs is None or theirs != ours:
             shown = value.strip()[:100]
             return f"it comes from another site ({name.capitalize()}: {shown})"
