@@ -80,7 +80,8 @@ def api_call(request, name):
         form = forms_calls.CallForm(call, None, request.user)
     context = {"call": call, "form": form, "ran": ran, "result": forms_calls.pretty(result) if ran else "",
                "flags": [f for f in registry.FLAGS if f in call.flags], "status": status,
-               "json_query": urllib.parse.urlencode(form.hidden() + [("output", "json")]) if ran and not call.needs_confirmation else None}
+               "json_query": urllib.parse.urlencode(form.hidden() + [("output", "json")])
+               if ran and not call.needs_confirmation and not changes_state else None}
     return render(request, "mini_buildd/forms/api_call.html", context, status=status)
 
 
