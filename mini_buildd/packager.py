@@ -445,7 +445,7 @@ def conclude_interrupted():
     done = []
     for packaging in sorted(config.paths.events.glob("*/*/*/*/*_PACKAGING.json")):
         directory = packaging.parent
-        if any(directory.glob(f"*_{t}.json") for t in TERMINAL_EVENTS):
+        if any(any(directory.glob(f"*_{t}.json")) for t in TERMINAL_EVENTS):
             continue
         try:
             data = json.loads(packaging.read_text(encoding="utf-8"))
