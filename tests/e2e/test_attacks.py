@@ -342,3 +342,49 @@ def test_build_past_its_time_limit_fails(instance, tmp_path):
     finally:
         instance.django("import datetime\nfor d in models.Distribution.objects.all():\n"
                         "    d.build_time_limit = datetime.timedelta(hours=6)\n    d.save()\n")
+
+
+# ------------------------------------------------------------------------------------------------ issue #12 item 2
+def _add_listed_files(changes_path, files):
+    """List extra files (name -> bytes) in a changes file (Files and all Checksums fields)."""
+    text = changes_path.read_text()
+    for name, data in files.items():
+        (changes_path.parent / name).write_bytes(data)
+        text = text.replace("Checksums-Sha1:\n", f"Checksums-Sha1:\n {hashlib.sha1(data).hexdigest()} {len(data)} {name}\n")
+        text = text.replace("Checksums-Sha256:\n", f"Checksums-Sha256:\n {hashlib.sha256(data).hexdigest()} {len(data)} {name}\n")
+        text = text.replace("Files:\n", f"Files:\n {hashlib.md5(data).hexdigest()} {len(data)} misc optional {name}\n")
+    changes_path.write_text(text)
+
+
+XSS = {"x.html": b"<html><script>fetch('/mini_buildd/api/stop/')</script></html>\n",
+       "x.svg": b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>\n"}
+
+
+def test_uploaded_html_is_never_served_as_html(instance, tmp_path):
+    """An anonymous upload listing x.html and x.svg: when REJECTED, nothing but its changes file
+    is kept; when accepted (kept with the package's events), they are served as text/plain with
+    nosniff and a sandbox CSP."""
+    import requests  # pylint: disable=import-outside-toplevel
+    rejected = make_source_package(tmp_path / "r", "mbd-attack-xss-r", "1.0~test12+1", "bookworm-test-unstable-rollback0")
+    _add_listed_files(rejected, XSS)
+    t = now_iso()
+    _upload(instance, rejected)
+    event = _rejected(instance, rejected.name, t)
+    assert event["type"] == "REJECTED", event
+    kept = instance.home / "var" / "events" / pathlib.Path(event["extra"]["changes"]).parent
+    assert sorted(p.name for p in kept.iterdir() if not p.name.endswith(".json")) == [rejected.name]
+    r = requests.get(f"{instance.url}/static/events/{event['extra']['changes']}", timeout=30)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+
+    accepted = make_source_package(tmp_path / "a", "mbd-attack-xss-a", "1.0~test12+1", DIST, fail=True)
+    _add_listed_files(accepted, XSS)
+    t = now_iso()
+    _upload(instance, accepted)
+    done = wait_event(instance.url, ("FAILED", "INSTALLED", "REJECTED"), "mbd-attack-xss-a", "1.0~test12+1", after=t, timeout=600)
+    assert done["type"] == "FAILED", done
+    for name in XSS:
+        r = requests.get(f"{instance.url}/static/events/{done['extra']['key']}/source/{name}", timeout=30)
+        assert r.status_code == 200, (name, r.status_code)
+        assert r.headers["Content-Type"].startswith("text/plain"), r.headers
+        assert r.headers.get("X-Content-Type-Options") == "nosniff"
+        assert "sandbox" in r.headers.get("Content-Security-Policy", "")
