@@ -8,7 +8,7 @@ import time
 
 from mini_buildd import __version__, net
 
-TYPES = ("REJECTED", "BUILDING", "BUILT", "PACKAGING", "INSTALLED", "FAILED", "MIGRATED", "REMOVED")
+TYPES = ("REJECTED", "BUILDING", "BUILT", "PACKAGING", "INSTALLED", "FAILED", "MIGRATED", "REMOVED", "DENIED")
 
 
 def parser():
