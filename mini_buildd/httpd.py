@@ -181,11 +181,29 @@ class DataFile(DirectoryFile):
 
     contentTypes = DATA_TYPES
 
+    #: Follow symlinks that stay inside the served root (only for trees no uploader or build
+    #: writes: reprepro links ``dists/D/Contents-A.gz`` to ``main/Contents-A.gz``).
+    internal_symlinks = False
+
     def __init__(self, path, defaultType=SAFE_DEFAULT_TYPE, ignoredExts=(), registry=None, allowExt=0, root=None, parts=()):
         super().__init__(path, SAFE_DEFAULT_TYPE, (), registry, allowExt)
         self.root = root if root is not None else path
         self.parts = tuple(parts)
         self._opened = None
+
+    def _internal_target(self, child_path):
+        """``(path, parts)`` of what symlink ``child_path`` points to, if that is a regular file
+        inside the served root (no symlink on the way there); else None."""
+        root = os.path.realpath(self.root)
+        target = os.path.realpath(child_path)
+        if os.path.commonpath([root, target]) != root or target == root:
+            return None
+        parts = tuple(os.path.relpath(target, root).split(os.sep))
+        try:
+            os.close(open_beneath(self.root, parts))
+        except OSError:
+            return None
+        return target, parts
 
     def render(self, request):
         _set_data_headers(request)
@@ -205,9 +223,15 @@ class DataFile(DirectoryFile):
             st = os.lstat(child_path)
         except OSError:
             return DATA_NOT_FOUND
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        parts = self.parts + (name,)
+        if stat.S_ISLNK(st.st_mode) and self.internal_symlinks:
+            target = self._internal_target(child_path)
+            if target is None:
+                return DATA_NOT_FOUND
+            child_path, parts = target
+        elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return DATA_NOT_FOUND
-        child = DataFile(child_path, registry=self.registry, root=self.root, parts=self.parts + (name,))
+        child = type(self)(child_path, registry=self.registry, root=self.root, parts=parts)
         child.listing = self.listing
         return child
 
@@ -369,6 +393,13 @@ class Site(server.Site):
         return logfile.LogFile.fromFullPath(path, rotateLength=ACCESS_LOG_ROTATE_BYTES, maxRotatedFiles=ACCESS_LOG_KEEP)
 
 
+class RepositoryFile(DataFile):
+    """``/repositories/``: written by reprepro only, so its own links inside the tree are followed
+    (never out of it)."""
+
+    internal_symlinks = True
+
+
 def static_root():
     """``/static/``: our web assets plus Django admin's."""
     import django.contrib.admin  # pylint: disable=import-outside-toplevel
@@ -439,7 +470,7 @@ def make_site():
     static.putChild(b"builds", DataFile(str(config.paths.builds)))
     static.putChild(b"events.attach", EventsAttach())
     root.putChild(b"static", static)
-    root.putChild(b"repositories", DataFile(str(config.paths.repositories)))
+    root.putChild(b"repositories", RepositoryFile(str(config.paths.repositories)))
     return Site(root, logPath=str(config.paths.access_log))
 
 

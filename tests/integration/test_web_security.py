@@ -205,6 +205,19 @@ def test_symlinks_answer_404_and_are_not_listed(instance):  # pylint: disable=re
         assert r.status_code == 200, url
         for name in ("leak.sqlite", "gpg", "leak-dir", "rel.sqlite"):
             assert f">{name}" not in r.text, (url, name)
+    # /repositories/ (written by reprepro only) follows links inside its own tree, never out of it.
+    repos = p.repositories
+    release = next(repos.glob("*/dists/*/Release"), None)
+    assert release is not None, "the instance has no repository to test /repositories/ with"
+    inner, outer = release.parent / "Release-link", release.parent / "leak.sqlite"
+    for link, target in ((inner, "Release"), (outer, os.path.relpath(p.config_db, release.parent))):
+        if not link.is_symlink():
+            link.symlink_to(target)
+    base = f"{instance.url}/repositories/{release.parent.relative_to(repos).as_posix()}"
+    r = requests.get(f"{base}/Release-link", timeout=60)
+    assert r.status_code == 200 and r.content == release.read_bytes()
+    r = requests.get(f"{base}/leak.sqlite", timeout=60)
+    assert r.status_code == 404 and b"SQLite format" not in r.content
     # Searching does not follow them either.
     r = admin_session(instance).get(f"{instance.url}/mini_buildd/api/search/", params={"pattern": "pubring"}, timeout=60)
     assert r.status_code == 200 and r.json() == {}
