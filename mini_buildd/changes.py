@@ -34,6 +34,7 @@ import time
 from debian import deb822
 
 from mini_buildd import config
+from mini_buildd import files as files_mod
 from mini_buildd import gnupg as gpgmod
 from mini_buildd import uploadoptions
 from mini_buildd.dist import (QAMode, DistStr, SBUILD_STATUS_FAIL, SBUILD_STATUS_PASS, SBUILD_STATUS_WARN,
@@ -650,7 +651,7 @@ def read_dsc_files(path):
 
 def file_sha256(path):
     """SHA-256 hex digest of a file."""
-    return _hashes(path)[2]
+    return files_mod.sha256(path)
 
 
 def load(path, timecode=None):

@@ -1,7 +1,9 @@
-"""Small file helpers shared by several modules: atomic writes."""
+"""Small file helpers shared by several modules: atomic and synced writes, SHA-256 of a file."""
 
+import hashlib
 import os
 import pathlib
+import shutil
 import tempfile
 
 
@@ -23,3 +25,28 @@ def write_atomic(path, text, mode=0o644, fsync=False):
         except FileNotFoundError:
             pass
         raise
+
+
+def sha256(path):
+    """SHA-256 hex digest of a file (read in chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def copy_synced(src, dst):
+    """Copy ``src`` to ``dst`` and fsync the copy."""
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path):
+    """fsync a directory (its entries: a rename or link in it is durable afterwards)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -28,7 +28,6 @@ Since indices are only exported after the commit, a rollback needs no export: ``
 saw the change. Every stage is idempotent, so a crash during recovery is recovered the same way.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ import shutil
 
 import debian.deb822
 
-from mini_buildd import faults, files, reprepro as reprepro_mod
+from mini_buildd import changes, faults, files, reprepro as reprepro_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -68,18 +67,11 @@ def point(name):
     return {"cmd": "point", "name": name}
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _plain(name):
-    if not name or "/" in name or name in (".", "..") or name.startswith("-") or "\0" in name:
-        raise JournalError(f"Not a plain file name: {name!r}")
-    return name
+    try:
+        return changes.check_file_name(name)
+    except changes.ChangesError as e:
+        raise JournalError(str(e)) from e
 
 
 def listed_files(path):
@@ -100,22 +92,12 @@ def _link_or_copy(src, dst):
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copyfile(src, dst)
-        with open(dst, "rb+") as f:
-            os.fsync(f.fileno())
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        files.copy_synced(src, dst)
 
 
 def _write_plan(directory, plan):
     files.write_atomic(pathlib.Path(directory) / PLAN, json.dumps(plan, indent=1, sort_keys=True), mode=0o600, fsync=True)
-    _fsync_dir(directory)
+    files.fsync_dir(directory)
 
 
 class Journal:
@@ -178,8 +160,8 @@ class Journal:
                 sub.mkdir(parents=True)
                 for name in [_plain(path.name)] + listed_files(path):
                     _link_or_copy(path.parent / name, sub / name)
-                    inputs[f"{n}/{name}"] = sha256(sub / name)
-                _fsync_dir(sub)
+                    inputs[f"{n}/{name}"] = files.sha256(sub / name)
+                files.fsync_dir(sub)
                 s["file"] = f"{n}/{path.name}"
             planned.append(s)
         self.reprepro.snapshot_db(self.new_directory / DB)
@@ -187,7 +169,7 @@ class Journal:
                 "state": STARTED, "done": 0, "pid": os.getpid()}
         _write_plan(self.new_directory, plan)
         os.rename(self.new_directory, self.directory)
-        _fsync_dir(self.directory.parent)
+        files.fsync_dir(self.directory.parent)
         return plan
 
     def _apply(self, plan, replay):
@@ -230,7 +212,7 @@ class Journal:
         refer to a half-deleted database copy), then the rest."""
         try:
             (self.directory / PLAN).unlink()
-            _fsync_dir(self.directory)
+            files.fsync_dir(self.directory)
         except FileNotFoundError:
             pass
         shutil.rmtree(self.directory)
@@ -246,7 +228,7 @@ class Journal:
         for name, digest in plan.get("inputs", {}).items():
             path = self.directory / INPUTS / name
             try:
-                if path.is_symlink() or sha256(path) != digest:
+                if path.is_symlink() or files.sha256(path) != digest:
                     LOG.warning("%s: input %s changed: no roll forward.", self, name)
                     return False
             except OSError as e:

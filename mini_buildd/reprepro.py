@@ -461,8 +461,8 @@ class Reprepro:
             self.wait_unlocked()
             dest.mkdir(parents=True)
             for path in self.db_files():
-                _copy_synced(path, dest / path.name)
-            _fsync_dir(dest)
+                files.copy_synced(path, dest / path.name)
+            files.fsync_dir(dest)
 
     def restore_db(self, src):
         """Make ``db/`` exactly the copy in ``src`` (files not in the copy are deleted). Each file
@@ -474,12 +474,12 @@ class Reprepro:
             wanted = {p.name for p in src.iterdir() if p.is_file()}
             for name in sorted(wanted):
                 tmp = self.db_dir / f".{name}.restore"
-                _copy_synced(src / name, tmp)
+                files.copy_synced(src / name, tmp)
                 os.replace(tmp, self.db_dir / name)
             for path in self.db_files():
                 if path.name not in wanted:
                     path.unlink()
-            _fsync_dir(self.db_dir)
+            files.fsync_dir(self.db_dir)
 
     def wait_unlocked(self, timeout=120.0):
         """Wait until reprepro's own lockfile is gone. A lockfile that no running reprepro process
@@ -530,17 +530,3 @@ class Reprepro:
                 LOG.info("%s: removing stray pool file %s", self, key)
                 (self.basedir / key).unlink()
             return stray
-
-
-def _copy_synced(src, dst):
-    shutil.copyfile(src, dst)
-    with open(dst, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
