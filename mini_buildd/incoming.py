@@ -168,16 +168,23 @@ class Incoming:
         """Quarantine each received ``*.changes`` with its own session's files, delete the rest,
         dispatch each arrival (in upload order). Returns the quarantined changes paths."""
         available = {p for p in received if os.path.lexists(p)}
-        arrivals = []
-        for path in received:
-            if path.name.endswith(".changes") and path in available:
-                available.discard(path)
-                arrivals.append(quarantine(path, available))
-        for path in available:
-            _remove(path, "cruft (no changes file of the same upload lists it)")
+        arrivals = self._quarantine_all([p for p in received if p.name.endswith(".changes") and p in available], available,
+                                        "cruft (no changes file of the same upload lists it)")
         for arrival in arrivals:
             LOG.info("Incoming: %s", arrival.name)
             self._dispatch(arrival)
+        return arrivals
+
+    @staticmethod
+    def _quarantine_all(changes_paths, available, cruft_reason):
+        """Quarantine ``changes_paths`` (in order) with the files of ``available`` they list;
+        delete what is left of ``available``. Returns the quarantined changes paths."""
+        arrivals = []
+        for path in changes_paths:
+            available.discard(path)
+            arrivals.append(quarantine(path, available))
+        for path in available:
+            _remove(path, cruft_reason)
         return arrivals
 
     def _dispatch(self, path):
@@ -197,9 +204,12 @@ class Incoming:
                 listed = [p for p in arrival.glob("*.changes")] if arrival.name.startswith(ARRIVAL_PREFIX) else []
                 if len(listed) == 1:
                     found.append(listed[0])
+                elif arrival.is_dir() and not arrival.is_symlink():
+                    LOG.warning("Dropping unusable quarantine entry %s.", arrival.name)
+                    shutil.rmtree(arrival, ignore_errors=True)
                 else:
                     LOG.warning("Dropping unusable quarantine entry %s.", arrival.name)
-                    shutil.rmtree(arrival, ignore_errors=True) if arrival.is_dir() else arrival.unlink()
+                    arrival.unlink()
         incoming = config.paths.incoming
         files = {p for p in incoming.iterdir() if p.is_file() or p.is_symlink()}
 
@@ -210,12 +220,7 @@ class Incoming:
                 mtime = 0
             return (changes.classify(p.name) != changes.UPLOAD, mtime, p.name)
         leftovers = sorted((p for p in files if p.name.endswith(".changes") and not p.is_symlink()), key=order)
-        available = set(files)
-        for path in leftovers:
-            available.discard(path)
-            found.append(quarantine(path, available))
-        for path in available:
-            _remove(path, "cruft (no changes file in incoming lists it)")
+        found += self._quarantine_all(leftovers, set(files), "cruft (no changes file in incoming lists it)")
         for path in found:
             LOG.info("Re-queueing leftover: %s", path.name)
             self._dispatch(path)
