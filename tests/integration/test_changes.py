@@ -86,7 +86,10 @@ def procs_mentioning(text):
 
 
 def ref_fields(path):
-    return changes.Changes(path, timecode="20240101:000000:000000").field_names()
+    """Upstream's field order, plus our deliberate addition: Checksums-Sha256 right before Files
+    (SHA-256 is required of every changes file)."""
+    fields = changes.Changes(path, timecode="20240101:000000:000000").field_names()
+    return fields[:fields.index("Files")] + ["Checksums-Sha256"] + fields[fields.index("Files"):]
 
 
 def tar_names(path):
