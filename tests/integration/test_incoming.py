@@ -12,9 +12,12 @@ from tests.integration.test_ftpd import make_changes
 
 
 @pytest.fixture
-def home(tmp_path):
-    paths = config.init(tmp_path / "home")
+def home(tmp_path, monkeypatch):
+    """A temporary home as ``config.paths`` for this test only (the global is restored after it:
+    later tests in the same process keep their own home)."""
+    paths = config.Paths(tmp_path / "home")
     paths.create()
+    monkeypatch.setattr(config, "paths", paths)
     return paths
 
 
