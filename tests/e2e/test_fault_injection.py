@@ -37,6 +37,7 @@ def restart(instance, monkeypatch, fault=None):
     else:
         monkeypatch.delenv(faults.ENV, raising=False)
     instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint], extra_args=old.extra_args)
+    instance.daemon.ftp_port = instance.ftp_port  # a start waits for the engine's FTP server too (unless it dies)
     try:
         instance.daemon.start()
     finally:
