@@ -100,14 +100,15 @@ def quarantine(changes_path, available):
     return target
 
 
-def release(changes_obj, directory):
-    """Move a verified arrival (its changes file and listed files) from its quarantine
-    directory into ``directory``, which must not hold any of these files yet; the quarantine
-    directory is removed. Raises :class:`mini_buildd.changes.ChangesError` on a clash (nothing
-    is moved then)."""
+def release(changes_obj, directory, extra_names=()):
+    """Move a verified arrival (its changes file, its listed files and ``extra_names``, e.g.
+    source files the packager copied in from the pool) from its quarantine directory into
+    ``directory``, which must not hold any of these files yet; the quarantine directory is
+    removed. Raises :class:`mini_buildd.changes.ChangesError` on a clash (nothing is moved then)."""
     directory = pathlib.Path(directory)
     arrival = changes_obj.path.parent
     names = [f["name"] for f in changes_obj.files()] + [changes_obj.name]
+    names += [n for n in extra_names if n not in names]
     directory.mkdir(parents=True, exist_ok=True)
     clash = [n for n in names if os.path.lexists(directory / n)]
     if clash:

@@ -186,7 +186,7 @@ class Packager:
             return
         try:
             package = self._check_upload(upload)
-            incoming.release(upload, event_dir(upload.bkey))
+            incoming.release(upload, event_dir(upload.bkey), extra_names=package.accepted_source)
         except (Rejected, changes.ChangesError, ValueError) as e:
             self.reject(upload, path, str(e))
             return
