@@ -561,7 +561,7 @@ def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
         timecode = changes_obj.timecode if changes_obj.kind == changes.UPLOAD else changes.timecode_now()
         save_dir = config.paths.events_of(source, version, timecode, changes_obj.architecture.replace(" ", "_")
                                           if changes_obj.kind != changes.UPLOAD else changes_obj.architecture)
-        if os.path.lexists(save_dir / path.name):
+        if path.parent != save_dir and os.path.lexists(save_dir / path.name):
             save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_rejected")
         event = make_event("REJECTED", changes_obj, extra)
         event.extra["changes"] = str(save_dir.relative_to(config.paths.events) / path.name)
