@@ -344,9 +344,10 @@ class Sessions:
         self.sessions = []
 
     def __call__(self, paths):
-        self.sessions.append([p.name for p in paths])
+        # Remove first, then record: a test that waits for the record must find incoming empty.
         for p in paths:
             p.unlink()
+        self.sessions.append([p.name for p in paths])
 
 
 @pytest.fixture
