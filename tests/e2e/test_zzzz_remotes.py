@@ -235,7 +235,7 @@ def test_buildresult_signed_by_the_wrong_peer_is_rejected(net, tmp_path):
             _link(bert, other)
     source = "mbd-remote-wrongpeer"
     since = now_iso()
-    dsc_changes = _slow_source_package(tmp_path, source, V, "bookworm-test-unstable", 60)
+    dsc_changes = _slow_source_package(tmp_path, source, V, "bookworm-test-unstable", 20)
     cf = write_dput_cf(tmp_path / "dput.cf", "bert", f"{bert.host}:{bert.ftp_port}")
     proc = dput(cf, "bert", dsc_changes)
     assert proc.returncode == 0, proc.stdout + proc.stderr
