@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.helpers.daemon import Daemon, in_home, run_mbd, PYTHON, ROOT
+from tests.helpers.reference import REFERENCE
 
 try:
     import keyring.backend
@@ -46,7 +47,6 @@ try:
 except ImportError:  # pragma: no cover
     PlainKeyring = None
 
-REFERENCE = pathlib.Path("/work/shared/reference")
 PASSWORD = "api-Secret-1"
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
 MIRROR = "http://MIRROR-HOST/"

@@ -14,10 +14,11 @@ import pytest
 from mini_buildd import call, changes, gnupg
 from mini_buildd.changes import ChangesError
 from mini_buildd.dist import QAMode
+from tests.helpers.reference import REFERENCE
 
 FAST_TEMPLATE = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign"
 
-REF = pathlib.Path("/work/shared/reference")
+REF = REFERENCE
 REF_FILES = REF / "files"
 REF_VERSION = "1.0~test12+4"
 REF_UPLOAD = REF_FILES / f"mbd-hello_{REF_VERSION}_source.changes"

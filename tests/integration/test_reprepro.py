@@ -6,9 +6,10 @@ import threading
 import pytest
 
 from mini_buildd import call, reprepro
+from tests.helpers.reference import REFERENCE
 
-REFERENCE_DISTRIBUTIONS = pathlib.Path("/work/shared/reference/files/reprepro-test-conf-distributions")
-REFERENCE_OPTIONS = pathlib.Path("/work/shared/reference/files/reprepro-test-conf-options")
+REFERENCE_DISTRIBUTIONS = REFERENCE / "files" / "reprepro-test-conf-distributions"
+REFERENCE_OPTIONS = REFERENCE / "files" / "reprepro-test-conf-options"
 
 ORIGIN = "Mini-Buildd archive mbd-ref on localhost"
 COMPONENTS = ["main", "contrib", "non-free", "non-free-firmware"]

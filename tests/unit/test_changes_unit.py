@@ -5,7 +5,6 @@ import datetime
 import hashlib
 import io
 import json
-import pathlib
 import re
 import shutil
 import tarfile
@@ -15,8 +14,9 @@ import pytest
 from mini_buildd import changes
 from mini_buildd.changes import ChangesError
 from mini_buildd.dist import QAMode
+from tests.helpers.reference import REFERENCE
 
-REF = pathlib.Path("/work/shared/reference")
+REF = REFERENCE
 REF_FILES = REF / "files"
 REF_UPLOAD = REF_FILES / "mbd-hello_1.0~test12+4_source.changes"
 REF_BREQ = REF_FILES / "mbd-hello_1.0~test12+4_mini-buildd-buildrequest_amd64.changes"

@@ -14,8 +14,9 @@ import pytest
 from mini_buildd import events
 from mini_buildd.events import Event, Events, Type
 from tests.helpers.smtp import smtp_server  # noqa: F401  pylint: disable=unused-import
+from tests.helpers.reference import REFERENCE as REFERENCE_ROOT
 
-REFERENCE = pathlib.Path("/work/shared/reference/events")
+REFERENCE = REFERENCE_ROOT / "events"
 SAMPLES = sorted(REFERENCE.glob("*.sample.json"))
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 11, 22, 1, 0, 0, tzinfo=UTC)
