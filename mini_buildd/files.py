@@ -27,13 +27,18 @@ def write_atomic(path, text, mode=0o644, fsync=False):
         raise
 
 
-def sha256(path):
-    """SHA-256 hex digest of a file (read in chunks)."""
-    h = hashlib.sha256()
+def digest(path, algorithm="sha256"):
+    """Hex digest of a file (read in chunks) with a ``hashlib`` algorithm."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256(path):
+    """SHA-256 hex digest of a file."""
+    return digest(path, "sha256")
 
 
 def copy_synced(src, dst):

@@ -23,7 +23,6 @@ arguments, returning JSON-able data; user errors raise :class:`PortError`, a ``V
 import dataclasses
 import datetime
 import email.utils
-import hashlib
 import logging
 import os
 import pathlib
@@ -37,6 +36,7 @@ from debian import changelog as deb_changelog
 from debian import deb822
 
 from mini_buildd import call, config, dist, net, uploadoptions
+from mini_buildd import files as files_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -110,11 +110,7 @@ def option_lines(options=None):
 
 
 def _sha1(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return files_mod.digest(path, "sha1")
 
 
 def _read_dsc(path):
