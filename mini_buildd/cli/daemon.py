@@ -39,6 +39,10 @@ def parser():
                         "('-': standard input; first line) and exit")
     p.add_argument("-P", "--set-admin-password", metavar="PASSWORD",
                    help="deprecated (the password shows in ps): use --set-admin-password-file")
+    p.add_argument("-R", "--remove-system-artifacts", action="store_true",
+                   help="remove every chroot of the instance (its data, schroot configuration and fstab), say what "
+                        "was removed and exit (0: nothing left); the daemon is not started (the package's prerm "
+                        "runs this on removal)")
     return p
 
 
@@ -121,6 +125,58 @@ def smtp_url(args):
     return f"{smtp.user}:{password}@{'ssmtp' if smtp.ssl else 'smtp'}://{host}:{smtp.port}"
 
 
+def _chroot_leftovers(chroot):
+    """What still exists of ``chroot`` on the system (paths as strings)."""
+    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    name = chroot.mbd_schroot_name()
+    candidates = [schroot.conf_path(name), schroot.fstab_path(name), chroot.mbd_path()]
+    return [str(p) for p in candidates if os.path.lexists(p)]
+
+
+def remove_system_artifacts(home, dedicated_user):
+    """``--remove-system-artifacts``: remove every chroot of the instance in ``home``; return the exit code.
+
+    Never starts the daemon and refuses while one runs on the home (its lock). A home without a
+    database has no chroots: nothing to do. What is removed is said on stdout; when something is
+    left, one error line names it and the exit code is 1."""
+    from mini_buildd import daemon  # pylint: disable=import-outside-toplevel
+    paths = config.Paths(home)
+    if not paths.config_db.is_file():
+        print(f"mini-buildd: no instance in '{paths.home}' (no {paths.config_db.name}): no system artifacts to remove.")
+        return 0
+    try:
+        daemon.lock_home(home)
+        config.init(home, dedicated_user=dedicated_user)
+        if paths.log.is_dir():
+            daemon.setup_logging(paths, [], stderr=False)
+        daemon.setup_django(paths)
+    except daemon.StartError as e:
+        return _error(f"can't remove system artifacts: {e}")
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    chroots = models.Chroot.mbd_concrete_all()
+    if not chroots:
+        print(f"mini-buildd: the instance in '{paths.home}' has no chroots: no system artifacts to remove.")
+        return 0
+    failed = []
+    for chroot in chroots:
+        existing = _chroot_leftovers(chroot)
+        try:
+            chroot.mbd_remove()
+        except Exception as e:  # pylint: disable=broad-except  (report every chroot, then fail)
+            failed.append(f"{chroot.mbd_schroot_name()} ({e})")
+            continue
+        left = _chroot_leftovers(chroot)
+        if left:
+            failed.append(f"{chroot.mbd_schroot_name()} ({', '.join(left)} still there)")
+            continue
+        removed = ", ".join(p for p in existing) or "nothing was left on the system"
+        print(f"mini-buildd: removed chroot {chroot.mbd_schroot_name()}: {removed}.")
+    if failed:
+        return _error(f"system artifacts left: {'; '.join(failed)}.")
+    print(f"mini-buildd: all {len(chroots)} chroot(s) of the instance in '{paths.home}' removed.")
+    return 0
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     user = pwd.getpwuid(os.geteuid()).pw_name
@@ -132,6 +188,10 @@ def main(argv=None):
             home = pwd.getpwnam(args.dedicated_user).pw_dir
         except KeyError:
             return _error(f"no user '{args.dedicated_user}' to take the home from: give --home.")
+    if args.remove_system_artifacts:
+        if args.set_admin_password_file is not None or args.set_admin_password is not None:
+            return _error("--remove-system-artifacts can't be combined with setting the admin password.")
+        return remove_system_artifacts(home, args.dedicated_user)
 
     from mini_buildd import daemon  # pylint: disable=import-outside-toplevel
     debug = {d for d in args.debug.split(",") if d}
