@@ -23,12 +23,14 @@ PACKAGE = "mini_buildd"
 
 #: Console scripts. The target modules may not exist yet: the generated script only imports
 #: its module when it is run, so adding the module is enough to make the command work.
-#: mini-buildd (the daemon) is moved to /usr/sbin by debian/rules.
+#: mini-buildd (the daemon) and mini-buildd-self-signed-certificate (root) are moved to /usr/sbin
+#: by debian/rules.
 CONSOLE_SCRIPTS = [
     "mini-buildd = mini_buildd.cli.daemon:main",
     "mini-buildd-api = mini_buildd.cli.api:main",
     "mini-buildd-dput = mini_buildd.cli.dput:main",
     "mini-buildd-events = mini_buildd.cli.events:main",
+    "mini-buildd-self-signed-certificate = mini_buildd.cli.certificate:main",
 ]
 
 #: Never shipped as data.

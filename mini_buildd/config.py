@@ -25,10 +25,44 @@ SECRET_FILE_MODE = 0o600
 #: System files outside the home.
 SCHROOT_CHROOT_D = pathlib.Path("/etc/schroot/chroot.d")
 SCHROOT_CONF_DIR = pathlib.Path("/etc/schroot/mini-buildd")
-SSL_CERT = pathlib.Path("/etc/ssl/mini-buildd/certs/mini-buildd.crt")
-SSL_KEY = pathlib.Path("/etc/ssl/mini-buildd/private/mini-buildd.key")
+#: The instance's TLS certificate and key (``mini-buildd-self-signed-certificate``, :mod:`mini_buildd.tls`).
+SSL_DIR = pathlib.Path("/etc/ssl/mini-buildd")
+SSL_CERT = SSL_DIR / "certs" / "mini-buildd.crt"
+SSL_KEY = SSL_DIR / "private" / "mini-buildd.key"
+
+
+def ssl_files(directory=None):
+    """``(certificate, key)`` below ``directory`` (laid out like :data:`SSL_DIR`, the default)."""
+    if directory is None:
+        return SSL_CERT, SSL_KEY
+    directory = pathlib.Path(directory)
+    return directory / SSL_CERT.relative_to(SSL_DIR), directory / SSL_KEY.relative_to(SSL_DIR)
+
+
 #: Where end-to-end tests and `make run` keep a cached debootstrap tarball.
 CACHE_DIR = pathlib.Path("/var/cache/mini-buildd")
+
+#: The root helper (:mod:`mini_buildd.roothelper`) a daemon not running as root calls with
+#: ``sudo -n`` (the package's sudoers rule allows user mini-buildd exactly this command);
+#: ``$MINI_BUILDD_CHROOT_HELPER`` names another one (a source tree's, in tests).
+CHROOT_HELPER = pathlib.Path("/usr/sbin/mini-buildd-chroot-helper")
+CHROOT_HELPER_ENV = "MINI_BUILDD_CHROOT_HELPER"
+
+
+def chroot_helper():
+    """The root helper command to run with sudo (see :data:`CHROOT_HELPER`)."""
+    return pathlib.Path(os.environ.get(CHROOT_HELPER_ENV) or CHROOT_HELPER)
+
+
+def chroots_dir(home):
+    """``HOME/var/chroots``: where an instance's chroot data lives (owned by root, see
+    :mod:`mini_buildd.roothelper`)."""
+    return pathlib.Path(home) / "var" / "chroots"
+
+
+def cached_tarball(codename, arch, variant="buildd"):
+    """The cached pristine debootstrap tarball of ``codename``/``arch`` in :data:`CACHE_DIR`."""
+    return CACHE_DIR / f"debootstrap-{codename}-{arch}-{variant}.tar"
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 #: Source package templates (keyring and test packages).

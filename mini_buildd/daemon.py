@@ -119,10 +119,12 @@ def setup_django(paths, debug=False):
 
 
 def validate_endpoints(endpoint_strings):
+    """Syntax of every endpoint, and for ``ssl:`` ones a readable key that fits the certificate."""
+    from mini_buildd import tls  # pylint: disable=import-outside-toplevel
     for desc in endpoint_strings:
         try:
-            net.ServerEndpoint(desc)
-        except net.EndpointError as e:
+            tls.check_endpoint_files(net.ServerEndpoint(desc))
+        except (net.EndpointError, tls.TlsError) as e:
             raise StartError(str(e)) from e
 
 

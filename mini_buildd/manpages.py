@@ -39,10 +39,11 @@ COMMANDS = {
     "mini-buildd-api": "mini_buildd.cli.api:main",
     "mini-buildd-dput": "mini_buildd.cli.dput:main",
     "mini-buildd-events": "mini_buildd.cli.events:main",
+    "mini-buildd-self-signed-certificate": "mini_buildd.cli.certificate:main",
 }
 
-#: Commands that run as a system service (section 8 even without an install tree).
-SYSTEM_COMMANDS = ("mini-buildd",)
+#: System administration commands (section 8 even without an install tree; /usr/sbin when installed).
+SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate")
 
 #: The command whose sub-commands are API calls.
 API_COMMAND = "mini-buildd-api"

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, faults, gnupg, incoming, net, services, trust, uploadoptions
+from mini_buildd import changes, config, dist, faults, gnupg, incoming, net, services, tls, trust, uploadoptions
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ class Rejected(Exception):
 # ------------------------------------------------------------------------------------------------ helpers
 def our_http_url():
     return net.ServerEndpoint(config.runtime.http_endpoint).url(config.runtime.hostname)
+
+
+def our_ssl_cert():
+    """The certificate (PEM) our HTTPS serves: of the first ``ssl:`` HTTP endpoint (the primary's
+    when that is one), ``""`` without any. Sent as ``ssl_cert`` in buildrequests (the build chroot
+    trusts it for https sources) and shipped in the keyring package."""
+    return tls.served_certificate(config.runtime.http_endpoints)
 
 
 def our_ftp_url():
@@ -324,7 +331,7 @@ class Packager:
                 "Build-Time-Limit": int(d.build_time_limit.total_seconds()),
             }
             config_files = {"apt_sources.list": sources_list, "apt_preferences": preferences, "apt_keys": keys,
-                            "ssl_cert": "", "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
+                            "ssl_cert": our_ssl_cert(), "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
             out_dir = event_dir(bkey)
             out_dir.mkdir(parents=True, exist_ok=True)
             breq = changes.create_buildrequest(upload, arch, out_dir, distribution_str=package.diststr,

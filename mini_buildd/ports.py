@@ -534,7 +534,23 @@ def keyring_files(identity):
         '  "login": "anonymous",\n'
         '  "incoming": "/incoming"\n'
         "}\n")
+    files.update(keyring_https_files(identity))
     return files
+
+
+def keyring_https_files(identity):
+    """When we serve HTTPS: our certificate (``https/mini-buildd.crt``, installed as
+    ``/usr/share/ID-archive-keyring/certs/mini-buildd.crt``) and an APT snippet trusting it for our
+    host name only (``https/apt.conf``, installed as ``/etc/apt/apt.conf.d/50ID-archive-keyring.conf``);
+    the template's ``debian/rules`` installs them when present. Else nothing."""
+    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    cert = packager.our_ssl_cert()
+    if not cert:
+        return {}
+    installed = f"/usr/share/{identity}-archive-keyring/certs/mini-buildd.crt"
+    return {"https/mini-buildd.crt": cert,
+            "https/apt.conf": (f"// The mini-buildd instance '{identity}' serves HTTPS with this (self-signed) certificate.\n"
+                               f'Acquire::https::{config.runtime.hostname}::CaInfo "{installed}";\n')}
 
 
 def keyring_values():

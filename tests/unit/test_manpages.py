@@ -37,7 +37,7 @@ def test_commands_are_the_console_scripts():
 
 def test_every_command_has_a_page(generated):
     names = sorted(p.name for p in generated.iterdir())
-    expected = sorted([f"{n}.{'8' if n == 'mini-buildd' else '1'}" for n in manpages.COMMANDS] + ["mini-buildd-api"])
+    expected = sorted([f"{n}.{'8' if n in manpages.SYSTEM_COMMANDS else '1'}" for n in manpages.COMMANDS] + ["mini-buildd-api"])
     assert names == expected
     for name, (target, section) in manpages.default_commands().items():
         page = (generated / f"{name}.{section}").read_text(encoding="UTF-8")
