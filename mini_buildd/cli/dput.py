@@ -1,10 +1,11 @@
-"""``mini-buildd-dput [-c CONFIG] [-f] [-C] TARGET CHANGES``: upload like mini-buildd does, over FTP
+"""``mini-buildd-dput [-c CONFIG] [-f] [-C] [--ca-file FILE] TARGET CHANGES``: upload like mini-buildd does, over FTP
 or FTPS (plain dput has no FTPS), optionally waiting for the package's INSTALLED/FAILED event."""
 
 import argparse
 import configparser
 import datetime
 import os
+import ssl
 import sys
 
 from debian import deb822
@@ -19,6 +20,10 @@ def parser():
     p.add_argument("-f", "--force", action="store_true", help="upload even if a .upload marker says it was done")
     p.add_argument("-C", "--check", action="store_true",
                    help="wait for the INSTALLED or FAILED event of this upload; exit non-zero on FAILED")
+    p.add_argument("--ca-file", default=None, metavar="FILE",
+                   help="verify the instance's TLS certificate (ftps upload, https for --check) against FILE, e.g. its "
+                        "self-signed certificate; default: ftps encrypts without verifying (the upload is signed), "
+                        "https verifies against the system's CAs")
     p.add_argument("--http", default=None, help="instance HTTP URL for --check (default: derived from the FTP host, port - 1)")
     p.add_argument("target", help="dput target, e.g. mini-buildd-IDENTITY")
     p.add_argument("changes", help="the .changes file")
@@ -46,7 +51,13 @@ def main(argv=None):
         with open(args.changes, encoding="utf-8") as f:
             changes = deb822.Changes(f)
         started = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        ftpd.upload(args.changes, url, force=args.force)
+        tls_context = None
+        if args.ca_file:
+            if not os.access(args.ca_file, os.R_OK):
+                raise ValueError(f"Can't read CA file '{args.ca_file}'.")
+            tls_context = ssl.create_default_context(cafile=args.ca_file)
+            os.environ["REQUESTS_CA_BUNDLE"] = args.ca_file  # --check's https requests
+        ftpd.upload(args.changes, url, force=args.force, tls_context=tls_context)
         print(f"Uploaded {os.path.basename(args.changes)} to {url}.")
         if not args.check:
             return 0
