@@ -22,11 +22,11 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl debmirror
 # ... and what the tests and the package build need on top.
 TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps man-db \
-	chromium chromium-driver python3-selenium
+	chromium chromium-driver python3-selenium python3-sphinx
 # ... and what the benchmarks (bench/) use on top.
 BENCH_DEPS := wrk apache2-utils
 
-.PHONY: deps test-deps bench-deps run check unit integration e2e browser deb doc clean
+.PHONY: deps test-deps bench-deps run check unit integration e2e browser deb doc manual clean
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -67,6 +67,10 @@ browser:
 # Regenerate the API reference from the call registry.
 doc:
 	$(PYTHON) -m mini_buildd.manpages --markdown doc/api.md
+
+# The HTML manual (doc/manual, Sphinx) into build/manual/html; the daemon serves it at /mini_buildd/manual/.
+manual:
+	$(PYTHON) -m sphinx -W -b html doc/manual build/manual/html
 
 deb:
 	dpkg-buildpackage -us -uc -b

@@ -5,6 +5,7 @@ twisted directly (see :mod:`mini_buildd.httpd`), never through Django.
 from django.contrib import admin
 from django.urls import include, path
 
+from mini_buildd import manual
 from mini_buildd.webapp import views, views_builders, views_builds, views_events, views_repositories
 
 urlpatterns = [
@@ -29,6 +30,8 @@ urlpatterns = [
     path("mini_buildd/packages/<str:source>/buildtimes.svg", views_repositories.package_buildtimes_svg, name="mbd-package-buildtimes"),
     path("mini_buildd/builders/", views_builders.builders_page, name="mbd-builders"),
     path("mini_buildd/crontab/", views_builders.crontab_page, name="mbd-crontab"),
+    path("mini_buildd/manual/", manual.view, name="mbd-manual"),
+    path("mini_buildd/manual/<path:path>", manual.view),
     # Form pages (API forms, setup, accounts) come before the plain API include: HTML API pages are theirs.
     path("", include("mini_buildd.webapp.urls_forms")),
     path("mini_buildd/api/", include("mini_buildd.api.http")),
