@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import requests
@@ -30,7 +31,8 @@ import requests
 from mini_buildd import chroot_backends
 from tests.helpers import host_archive
 
-SRC = pathlib.Path(__file__).resolve().parents[2]
+#: The tree the packages are built from: this work tree (``MBD_PACKAGE_SOURCE``: another checkout).
+SRC = pathlib.Path(os.environ.get("MBD_PACKAGE_SOURCE") or pathlib.Path(__file__).resolve().parents[2])
 #: A clean environment for host tools (Debian's python3 only, no pyenv).
 HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": "", "LC_ALL": "C.UTF-8"}
 #: The environment of commands run in a tree.
@@ -74,8 +76,31 @@ def build_debs(workdir, version_suffix=""):
     if proc.returncode != 0:
         raise AssertionError(f"dpkg-buildpackage failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-5000:]}")
     debs = {deb.name.split("_")[0]: deb for deb in sorted(workdir.glob("*.deb"))}
-    assert set(debs) == set(PACKAGES), debs
+    assert set(PACKAGES) <= set(debs), debs
     return debs
+
+
+class BackgroundBuild(threading.Thread):
+    """:func:`build_debs` in a thread (the upgrade build runs while the first tree installs)."""
+
+    def __init__(self, workdir, version_suffix=""):
+        super().__init__(daemon=True)
+        self.args = (workdir, version_suffix)
+        self.debs, self.error = None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.debs = build_debs(*self.args)
+        except BaseException as e:  # pylint: disable=broad-except  (re-raised by result())
+            self.error = e
+
+    def result(self, timeout=900):
+        self.join(timeout)
+        if self.error:
+            raise self.error
+        assert self.debs, "background build did not finish"
+        return self.debs
 
 
 def source_copy(debs):

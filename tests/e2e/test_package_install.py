@@ -1,0 +1,348 @@
+"""End-to-end test of the Debian packages as users install them (owns: tests/e2e/test_package_install.py).
+
+For each codename (bookworm, then trixie if the host's archive carries it), in one clean
+debootstrapped tree (see :mod:`tests.helpers.package_tree`), in this order:
+
+1. the packages, built once per session from a clean copy of the work tree, are installed with
+   apt from a local file repository (debconf answers preseeded when the package has templates);
+2. the daemon is started the way ``mini-buildd.service`` starts it (ExecStart, User,
+   EnvironmentFile of the installed unit) and answers ``status`` (the tree's ``mini-buildd-api``);
+3. it is bootstrapped with the ``setup`` API call (host archive, the tree's codename, repository
+   ``test``, and its chroot when the package ships the root helper);
+4. an unsigned upload (``mini-buildd-dput``) is built and INSTALLED, and apt in a second clean
+   tree installs the binary from the instance's archive (verified with the instance's key);
+5. ``dpkg-reconfigure mini-buildd`` with new answers changes the admin password and the port;
+6. an upgrade to a rebuilt higher version keeps the repository and its package;
+7. ``apt-get purge mini-buildd`` leaves no home, no schroot config and no mounts.
+
+A step whose prerequisites are not in the package yet is skipped with the reason; a step after a
+failed one is skipped ("needs ...").
+"""
+
+import json
+import os
+import re
+import shlex
+import time
+
+import pytest
+import requests
+
+from tests.helpers import host_archive, package_tree
+from tests.helpers.daemon import free_port
+from tests.helpers.packages import make_source_package, wait_event
+
+CODENAMES = ("bookworm", "trixie")
+CODEVERSIONS = {"bookworm": "12", "trixie": "13"}
+ADMIN_PASSWORD = "pkg-Admin-pw1"
+NEW_ADMIN_PASSWORD = "pkg-Admin-pw2"
+UPGRADE_SUFFIX = "+test1"
+LOCAL_REPO = "/srv/mbd-local-repo"
+HELPER = "usr/sbin/mini-buildd-chroot-helper"
+SOURCE = "mbd-pkg-hello"
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory):
+    """Both builds, in parallel: the installed version and the upgrade (version + UPGRADE_SUFFIX)."""
+    if os.geteuid() != 0:
+        pytest.skip("package install tests need root (chroot, mounts)")
+    upgrade = package_tree.BackgroundBuild(tmp_path_factory.mktemp("pkg-build-upgrade"), UPGRADE_SUFFIX)
+    first = package_tree.build_debs(tmp_path_factory.mktemp("pkg-build"))
+    return first, upgrade
+
+
+@pytest.fixture(scope="session")
+def debs(builds):  # pylint: disable=redefined-outer-name
+    return builds[0]
+
+
+@pytest.fixture(scope="session")
+def upgrade_debs(builds):  # pylint: disable=redefined-outer-name
+    return builds[1].result()
+
+
+class Installation:
+    """One tree's state across the ordered steps."""
+
+    def __init__(self, tree, repo, workdir, debs):  # pylint: disable=redefined-outer-name
+        self.tree, self.repo, self.workdir, self.debs = tree, repo, workdir, debs
+        self.codename = tree.codename
+        self.http_port, self.ftp_port = free_port(), free_port()
+        self.daemon = None
+        self.done = set()
+        self.built_version = None
+        self.admin_password = ADMIN_PASSWORD
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def need(self, *steps):
+        missing = [s for s in steps if s not in self.done]
+        if missing:
+            pytest.skip(f"needs the step(s) {', '.join(missing)}, which did not pass")
+
+    def new_daemon(self):
+        self.daemon = package_tree.UnitDaemon(self.tree, self.url, self.workdir / "daemon.log")
+        return self.daemon
+
+    def api(self, call, *args, password=None, json_output=True, check=True, timeout=900):
+        """Run the tree's ``mini-buildd-api`` (as root in the tree); parsed JSON (or text)."""
+        endpoint = f"http://admin@127.0.0.1:{self.http_port}" if password else self.url
+        argv = ["mini-buildd-api", call, endpoint, *args, "--script-mode"]
+        if json_output:
+            argv.append("--json")
+        env = {"MINI_BUILDD_API_PASSWORD": password} if password else {}
+        proc = self.tree.run(*argv, env=env, check=check, timeout=timeout)
+        if not check and proc.returncode != 0:
+            return proc
+        return json.loads(proc.stdout) if json_output else proc.stdout
+
+    def templates(self):
+        """``{name: type}`` of the debconf templates of the mini-buildd package (installed, else built)."""
+        path = self.tree.file("var/lib/dpkg/info/mini-buildd.templates")
+        source = package_tree.source_copy(self.debs) / "debian" / "mini-buildd.templates"
+        text = path.read_text(encoding="UTF-8") if path.exists() else source.read_text(encoding="UTF-8") if source.exists() else ""
+        return dict(re.findall(r"^Template:\s*(\S+)\nType:\s*(\S+)", text, re.MULTILINE))
+
+
+def options_for(port):
+    return f"--hostname 127.0.0.1 --http-endpoint tcp:interface=127.0.0.1:port={port}"
+
+
+#: The debconf questions this test answers: template -> what it asks for.
+QUESTIONS = {"mini-buildd/home": "home", "mini-buildd/admin_password": "password", "mini-buildd/options": "options"}
+
+
+def preseed(inst, password, port):  # pylint: disable=redefined-outer-name
+    """Preseed the package's debconf questions (home, admin password, extra options incl. the HTTP
+    port) with ``debconf-set-selections`` in the tree; the names answered (empty: no templates yet)."""
+    answers = {"home": "/var/lib/mini-buildd", "password": password, "options": options_for(port)}
+    lines, answered = [], []
+    for name, kind in inst.templates().items():
+        if name in QUESTIONS:
+            lines.append(f"mini-buildd {name} {kind} {answers[QUESTIONS[name]]}")
+            lines.append(f"mini-buildd {name} seen true")
+            answered.append(name)
+    if lines:
+        inst.tree.run("debconf-set-selections", stdin="\n".join(lines) + "\n")
+    return answered
+
+
+def configure_without_debconf(inst):
+    """What an administrator does by hand while the package asks nothing: options in
+    /etc/default/mini-buildd, the admin password via the daemon command."""
+    default = inst.tree.file("etc/default/mini-buildd")
+    text = default.read_text(encoding="UTF-8")
+    text = re.sub(r'^MINI_BUILDD_OPTIONS=.*$', f'MINI_BUILDD_OPTIONS="{options_for(inst.http_port)}"', text, flags=re.MULTILINE)
+    default.write_text(text, encoding="UTF-8")
+    inst.tree.run("runuser", "-u", "mini-buildd", "--", "/usr/sbin/mini-buildd", "--set-admin-password-file", "-",
+                  stdin=inst.admin_password + "\n")
+
+
+@pytest.fixture(scope="module", params=CODENAMES)
+def inst(request, debs, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    codename = request.param
+    if codename != "bookworm" and not package_tree.archive_has(codename):
+        pytest.skip(f"the host's archive ({host_archive.archive_url(codename)}) does not carry {codename}")
+    workdir = tmp_path_factory.mktemp(f"pkg-{codename}")
+    tree = package_tree.Tree(workdir / "tree", codename)
+    tree.open()
+    installation = None
+    try:
+        cache = package_tree.chroot_backends.cached_tarball_path(codename, host_archive.host_arch()).parent
+        if cache.is_dir():
+            tree.bind_ro(cache, str(cache))
+        repo = package_tree.LocalRepo(tree.file(LOCAL_REPO), LOCAL_REPO)
+        repo.replace(debs.values())
+        tree.write("etc/apt/sources.list.d/mbd-local.list", repo.apt_line())
+        installation = Installation(tree, repo, workdir, debs)
+        yield installation
+    finally:
+        try:
+            if installation and installation.daemon:
+                installation.daemon.stop()
+        finally:
+            tree.close()
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def test_install(inst):  # pylint: disable=redefined-outer-name
+    answered = preseed(inst, inst.admin_password, inst.http_port)
+    inst.tree.apt_get("update")
+    inst.tree.apt_get("install", "--no-install-recommends", "mini-buildd", "mini-buildd-utils")
+    version = package_tree.changelog_version(package_tree.source_copy(inst.debs) / "debian" / "changelog")
+    for package in package_tree.PACKAGES:
+        assert inst.tree.dpkg_version(package) == version, package
+    user = inst.tree.passwd("mini-buildd")
+    assert user and user[0] != 0, "no system user mini-buildd"
+    home = inst.tree.file(user[2])
+    assert home.is_dir() and home.stat().st_uid == user[0]
+    assert inst.tree.run("mini-buildd", "--version").stdout.startswith("mini-buildd ")
+    # Without systemd nothing was started at install time (and nothing failed because of that).
+    assert not package_tree.processes_in(inst.tree.path), "processes left running by the installation"
+    if not answered:
+        configure_without_debconf(inst)
+    inst.done.add("install")
+
+
+def test_daemon_status(inst):  # pylint: disable=redefined-outer-name
+    inst.need("install")
+    user, env, argv = inst.new_daemon().command()
+    assert user == "mini-buildd" and argv[0] == "/usr/sbin/mini-buildd"
+    assert f"port={inst.http_port}" in " ".join(argv), f"the options do not reach the daemon: {argv} {env}"
+    inst.daemon.start()
+    status = inst.api("status")
+    assert status["load"] >= 0 and status["url"] == inst.url, status
+    # The daemon runs as its dedicated user.
+    pids = package_tree.processes_in(inst.tree.path)
+    users = {int(line.split()[1]) for pid in pids for line in open(f"/proc/{pid}/status", encoding="UTF-8")
+             if line.startswith("Uid:")}
+    assert users == {inst.tree.passwd("mini-buildd")[0]}, users
+    inst.done.add("status")
+
+
+def _has_helper(inst):  # pylint: disable=redefined-outer-name
+    return inst.tree.file(HELPER).exists()
+
+
+def test_setup(inst):  # pylint: disable=redefined-outer-name
+    inst.need("status")
+    c = inst.codename
+    args = ["--update", "all", "--pca", "all", "--archives-from-apt-sources", "--sources", c,
+            "--distributions", f"{c}:{host_archive.host_arch()}", "--repositories", f"test:Default:{c}",
+            "--ftp-endpoint", f"tcp:interface=127.0.0.1:port={inst.ftp_port}", "--auto-confirm"]
+    with_chroot = _has_helper(inst)
+    if with_chroot:
+        args += ["--chroots", f"{c}:{host_archive.host_arch()}"]
+    started = time.time()
+    result = inst.api("setup", *args, password=inst.admin_password, timeout=1500)
+    statuses = {i["identity_str"]: i["status"] for i in result["instances"]}
+    assert statuses.get("Repository(identity=test)") == "ACTIVE", statuses
+    if with_chroot:
+        assert statuses.get(f"DirChroot(codename={c}, architecture={host_archive.host_arch()})") == "ACTIVE", statuses
+    assert not [k for k, s in statuses.items() if s != "ACTIVE"], statuses
+    status = inst.api("status")
+    print(f"setup ({'with' if with_chroot else 'without'} chroot): {time.time() - started:.0f}s; status {status}")
+    # The sources_list call names the repository.
+    lines = inst.api("sources_list", "--repositories", "test", json_output=False)
+    assert f"{inst.url}/repositories/test {c}-test-unstable main" in lines, lines
+    inst.done.add("setup")
+    if not with_chroot:
+        pytest.skip(f"setup ran without a chroot: the package ships no /{HELPER} (the root helper) yet")
+    inst.done.add("chroot")
+
+
+def test_build_and_apt_install(inst, tmp_path):  # pylint: disable=redefined-outer-name
+    inst.need("setup")
+    if not _has_helper(inst):
+        pytest.skip(f"no chroot to build in: the package ships no /{HELPER} (the root helper) yet")
+    inst.need("chroot")
+    c = inst.codename
+    version = f"1.0~test{CODEVERSIONS[c]}+1"
+    changes = make_source_package(tmp_path, SOURCE, version, f"{c}-test-unstable")
+    upload = inst.tree.file("root/upload")
+    upload.mkdir(parents=True, exist_ok=True)
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            (upload / path.name).write_bytes(path.read_bytes())
+    dput_cf = inst.api("dput_conf", json_output=False)
+    inst.tree.write("root/.dput.cf", dput_cf)
+    target = next(s for s in re.findall(r"^\[([^\]]+)\]", dput_cf, re.MULTILINE) if s != "DEFAULT")
+    started = time.time()
+    proc = inst.tree.run("mini-buildd-dput", "-C", target, f"/root/upload/{changes.name}", check=False, timeout=1200)
+    event = wait_event(inst.url, ("INSTALLED", "FAILED", "REJECTED"), SOURCE, version, timeout=60)
+    assert event["type"] == "INSTALLED", f"{event}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(f"upload -> INSTALLED: {time.time() - started:.0f}s")
+    inst.built_version = version
+    ls = inst.api("ls", SOURCE)
+    assert version in json.dumps(ls), ls
+    inst.done.add("build")
+
+    # apt in a second clean tree installs the binary from the instance's archive, checked with its key.
+    key = inst.api("pub_key", json_output=False)
+    lines = inst.api("sources_list", "--repositories", "test", "--codenames", c, "--suites", "unstable",
+                     "--options", "signed-by=/etc/apt/keyrings/mini-buildd-test.asc", json_output=False)
+    with package_tree.Tree(tmp_path / "client", c) as client:
+        client.write("etc/apt/keyrings/mini-buildd-test.asc", key)
+        client.write("etc/apt/sources.list.d/mini-buildd-test.list", lines)
+        client.apt_get("update")
+        client.apt_get("install", SOURCE)
+        assert client.dpkg_version(SOURCE) == version
+        assert client.file(f"usr/share/{SOURCE}/hello.txt").read_text(encoding="UTF-8") == f"hello from {SOURCE} {version}\n"
+
+
+def _login(url, password):
+    s = requests.Session()
+    s.get(url + "/accounts/login/", timeout=10)
+    r = s.post(url + "/accounts/login/", timeout=10, headers={"Referer": url + "/accounts/login/"},
+               data={"username": "admin", "password": password, "csrfmiddlewaretoken": s.cookies["csrftoken"],
+                     "next": "/accounts/null/"})
+    return r.url.endswith("/accounts/null/")
+
+
+def test_reconfigure(inst):  # pylint: disable=redefined-outer-name
+    inst.need("setup")
+    templates = inst.templates()
+    if not templates:
+        pytest.skip("the package has no debconf templates yet (debian/mini-buildd.templates): nothing to reconfigure")
+    assert _login(inst.url, inst.admin_password)
+    new_port = free_port()
+    inst.daemon.stop()
+    answered = preseed(inst, NEW_ADMIN_PASSWORD, new_port)
+    assert answered, templates
+    inst.tree.run("dpkg-reconfigure", "-fnoninteractive", "mini-buildd")
+    inst.admin_password, inst.http_port = NEW_ADMIN_PASSWORD, new_port
+    inst.new_daemon().start()
+    assert _login(inst.url, NEW_ADMIN_PASSWORD), "the new admin password does not work"
+    assert not _login(inst.url, ADMIN_PASSWORD), "the old admin password still works"
+    assert inst.api("status")["url"] == inst.url
+    inst.done.add("reconfigure")
+
+
+def test_upgrade(inst, upgrade_debs):  # pylint: disable=redefined-outer-name
+    inst.need("setup")
+    inst.daemon.stop()  # what the unit's prerm snippet does on a systemd host
+    inst.repo.replace(upgrade_debs.values())
+    inst.tree.apt_get("update")
+    inst.tree.apt_get("install", "--no-install-recommends", "mini-buildd", "mini-buildd-utils")
+    version = package_tree.changelog_version(package_tree.source_copy(upgrade_debs) / "debian" / "changelog")
+    assert version.endswith(UPGRADE_SUFFIX)
+    for package in package_tree.PACKAGES:
+        assert inst.tree.dpkg_version(package) == version, package
+    inst.new_daemon().start()  # the database is migrated at start
+    assert inst.api("status")["load"] >= 0
+    lines = inst.api("sources_list", "--repositories", "test", json_output=False)
+    assert f"{inst.url}/repositories/test {inst.codename}-test-unstable main" in lines, lines
+    release = requests.get(f"{inst.url}/repositories/test/dists/{inst.codename}-test-unstable/Release", timeout=30)
+    assert release.status_code == 200 and f"Codename: {inst.codename}-test-unstable" in release.text
+    if inst.built_version:
+        assert inst.built_version in json.dumps(inst.api("ls", SOURCE))
+    # Setup inspection after the upgrade: every instance is still there and active, nothing to change.
+    c = inst.codename
+    args = ["--archives-from-apt-sources", "--sources", c, "--distributions", f"{c}:{host_archive.host_arch()}",
+            "--repositories", f"test:Default:{c}", "--ftp-endpoint", f"tcp:interface=127.0.0.1:port={inst.ftp_port}",
+            "--auto-confirm"]
+    if "chroot" in inst.done:
+        args += ["--chroots", f"{c}:{host_archive.host_arch()}"]
+    result = inst.api("setup", *args, password=inst.admin_password)
+    assert all(i["status"] == "ACTIVE" and not i["actions"] for i in result["instances"]), \
+        [(i["identity_str"], i["status"], i["actions"]) for i in result["instances"]]
+    inst.done.add("upgrade")
+
+
+def test_purge(inst):  # pylint: disable=redefined-outer-name
+    inst.need("install")
+    if inst.daemon:
+        inst.daemon.stop()
+    home = inst.tree.passwd("mini-buildd")[2]
+    inst.tree.apt_get("purge", "mini-buildd")
+    assert inst.tree.dpkg_version("mini-buildd") is None
+    assert not inst.tree.file(home).exists(), f"home {home} left after purge: {sorted(os.listdir(inst.tree.file(home)))}"
+    left = sorted(p.name for p in inst.tree.file("etc/schroot/chroot.d").glob("mini-buildd-*"))
+    assert not left, f"schroot configuration left after purge: {left}"
+    assert not inst.tree.foreign_mounts(), f"mounts left below the tree: {inst.tree.foreign_mounts()}"
+    assert not package_tree.processes_in(inst.tree.path), [shlex.quote(str(p)) for p in package_tree.processes_in(inst.tree.path)]
