@@ -23,7 +23,7 @@ PACKAGE = "mini_buildd"
 
 #: Console scripts. The target modules may not exist yet: the generated script only imports
 #: its module when it is run, so adding the module is enough to make the command work.
-#: mini-buildd (the daemon) and mini-buildd-self-signed-certificate (root) are moved to /usr/sbin
+#: mini-buildd (the daemon), mini-buildd-self-signed-certificate and mini-buildd-chroot-helper (root) are moved to /usr/sbin
 #: by debian/rules.
 CONSOLE_SCRIPTS = [
     "mini-buildd = mini_buildd.cli.daemon:main",
@@ -31,6 +31,7 @@ CONSOLE_SCRIPTS = [
     "mini-buildd-dput = mini_buildd.cli.dput:main",
     "mini-buildd-events = mini_buildd.cli.events:main",
     "mini-buildd-self-signed-certificate = mini_buildd.cli.certificate:main",
+    "mini-buildd-chroot-helper = mini_buildd.roothelper:main",
 ]
 
 #: Never shipped as data.

@@ -10,34 +10,21 @@ Backends implemented: ``Dir`` (directory + overlay union) and ``File`` (tarball)
 and btrfs snapshot backends fit in by subclassing :class:`Backend` (``schroot_lines``,
 ``data_steps``, ``check_source``) and adding the class to :data:`BACKENDS`.
 
-This module owns the ``tar``, ``mount`` and ``umount`` calls for chroot data; debootstrap and
-schroot are driven through their wrappers.
+Every step that needs root (debootstrap, tar with owners, mounts, removing the root-owned data,
+schroot files) is an operation of :mod:`mini_buildd.roothelper`, run through
+:mod:`mini_buildd.privileged` (sudo when the daemon is not root); sessions go through
+:mod:`mini_buildd.schroot`.
 """
 
-import contextlib
-import fcntl
 import logging
-import os
 import pathlib
-import shutil
-import tempfile
 
-from mini_buildd import call, config, debootstrap, schroot
+from mini_buildd import call, config, debootstrap, privileged, schroot
+from mini_buildd.roothelper import COMPRESSIONS
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-#: File backend compressions: name -> (tarball suffix, tar option).
-COMPRESSIONS = {
-    "none": ("", None),
-    "gzip": (".gz", "--gzip"),
-    "bzip2": (".bz2", "--bzip2"),
-    "xz": (".xz", "--xz"),
-}
-
-#: tar options keeping a system tree intact (owners as numbers, xattrs such as capabilities).
-TAR_KEEP = ["--numeric-owner", "--xattrs", "--xattrs-include=*"]
 
 #: Options for the apt-get calls of :func:`check`.
 APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--quiet", "--yes",
@@ -108,81 +95,6 @@ def undo_steps(steps, raise_errors=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# File system helpers (mount aware)
-# ---------------------------------------------------------------------------------------------
-
-def _unescape_mount_path(path):
-    """/proc/mounts escapes space, tab, newline and backslash as octal."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        path = path.replace(code, char)
-    return path
-
-
-def mounts_below(path):
-    """Mount points at or below ``path`` (from /proc/mounts), deepest first."""
-    path = str(pathlib.Path(path).resolve())
-    found = []
-    with open("/proc/mounts", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 2:
-                continue
-            mountpoint = _unescape_mount_path(fields[1])
-            if mountpoint == path or mountpoint.startswith(path.rstrip("/") + "/"):
-                found.append(mountpoint)
-    return sorted(set(found), key=lambda m: m.count("/"), reverse=True)
-
-
-def umount_below(path):
-    """Unmount everything mounted at or below ``path`` (e.g. debootstrap's /proc after a crash)."""
-    for mountpoint in mounts_below(path):
-        LOG.warning("Unmounting leftover mount %s", mountpoint)
-        try:
-            call.run(["umount", mountpoint])
-        except call.CallError:
-            call.run(["umount", "--lazy", mountpoint])
-    left = mounts_below(path)
-    if left:
-        raise ChrootError(f"Still mounted below {path}: {' '.join(left)}")
-
-
-def rmtree(path):
-    """Remove ``path`` recursively (no error if absent); unmounts anything below it first."""
-    path = pathlib.Path(path)
-    if not path.exists() and not path.is_symlink():
-        return
-    umount_below(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-    LOG.info("Removed %s", path)
-
-
-def tar_create(source_dir, tarball, compression="none"):
-    """Pack ``source_dir``'s contents into ``tarball`` (written to a temp name, then renamed)."""
-    tarball = pathlib.Path(tarball)
-    _suffix, option = COMPRESSIONS[compression or "none"]
-    part = tarball.with_name(tarball.name + ".part")
-    argv = ["tar", "--create", f"--file={part}", f"--directory={source_dir}", "--one-file-system"] + TAR_KEEP
-    if option:
-        argv.append(option)
-    argv.append(".")
-    try:
-        call.run(argv, log_level=logging.INFO)
-        os.replace(part, tarball)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
-
-
-def tar_extract(tarball, target_dir):
-    """Unpack ``tarball`` (compression detected by tar) into the existing ``target_dir``."""
-    call.run(["tar", "--extract", f"--file={tarball}", f"--directory={target_dir}", "--same-permissions"] + TAR_KEEP,
-             log_level=logging.INFO)
-
-
-# ---------------------------------------------------------------------------------------------
 # Backends
 # ---------------------------------------------------------------------------------------------
 
@@ -201,22 +113,10 @@ class Populate:
         self.base_tarball = base_tarball
 
     def __call__(self, target_dir):
-        """Fill the (new) ``target_dir``; on failure ``target_dir`` is removed again."""
+        """Fill the new ``CHROOT_DIR/source`` or ``CHROOT_DIR/tmp`` (as root); on failure it is removed again."""
         target_dir = pathlib.Path(target_dir)
-        target_dir.mkdir(parents=False, exist_ok=False)
-        try:
-            if self.base_tarball:
-                LOG.info("Unpacking base tarball %s into %s", self.base_tarball, target_dir)
-                tar_extract(self.base_tarball, target_dir)
-            else:
-                debootstrap.debootstrap(target_dir, self.codename, self.archive_url, self.arch, self.keyring_path,
-                                        variant=self.variant, extra_options=self.extra_options, command=self.debootstrap_command)
-                # What 'apt-get clean' would do: debootstrap leaves the downloaded packages behind
-                for deb in (target_dir / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-                    deb.unlink()
-        except BaseException:
-            rmtree(target_dir)
-            raise
+        privileged.populate(target_dir.parent, target_dir.name, self.archive_url, self.keyring_path, variant=self.variant,
+                            command=self.debootstrap_command, extra_options=self.extra_options, base_tarball=self.base_tarball)
 
 
 class Backend:
@@ -258,7 +158,8 @@ class DirBackend(Backend):
         return ["type=directory", f"directory={self.source_dir}", f"union-type={self.union_type}"]
 
     def data_steps(self, populate):
-        return [Step(f"populate {self.source_dir}", lambda: populate(self.source_dir), lambda: rmtree(self.source_dir))]
+        return [Step(f"populate {self.source_dir}", lambda: populate(self.source_dir),
+                     lambda: privileged.remove_data(self.chroot_dir, "source"))]
 
 
 class FileBackend(Backend):
@@ -284,18 +185,12 @@ class FileBackend(Backend):
     def schroot_lines(self):
         return ["type=file", f"file={self.tarball}"]
 
-    def _remove_tarballs(self):
-        # Any compression: the setting may have changed since the chroot was made.
-        for suffix, _option in COMPRESSIONS.values():
-            for name in (f"source.tar{suffix}", f"source.tar{suffix}.part"):
-                rmtree(self.chroot_dir / name)
-
     def data_steps(self, populate):
         return [
-            Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: rmtree(self.tmp_dir)),
-            Step(f"pack {self.tarball}", lambda: tar_create(self.tmp_dir, self.tarball, self.compression),
-                 self._remove_tarballs),
-            Step(f"remove {self.tmp_dir}", lambda: rmtree(self.tmp_dir), None),
+            Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: privileged.remove_data(self.chroot_dir, "tmp")),
+            Step(f"pack {self.tarball}", lambda: privileged.pack(self.chroot_dir, self.compression),
+                 lambda: privileged.remove_data(self.chroot_dir, "tarballs")),
+            Step(f"remove {self.tmp_dir}", lambda: privileged.remove_data(self.chroot_dir, "tmp"), None),
         ]
 
 
@@ -319,13 +214,11 @@ def get_backend(backend, chroot_dir, **options):
 # ---------------------------------------------------------------------------------------------
 
 def _mkdir_chroot_dir(chroot_dir):
-    chroot_dir.mkdir(parents=True, exist_ok=False)
+    privileged.make_chroot_dir(chroot_dir)
 
 
 def _rm_chroot_dir(chroot_dir):
-    rmtree(chroot_dir)
-    with contextlib.suppress(OSError):  # CODENAME/ dir, when this was its last arch
-        chroot_dir.parent.rmdir()
+    privileged.remove_data(chroot_dir, "all")  # and the CODENAME/ dir, when this was its last arch
 
 
 def _end_sessions_and_remove_conf(name):
@@ -436,32 +329,17 @@ def check(name, sources_list_text, backend=None, packages=()):
 # Cached pristine base tarball
 # ---------------------------------------------------------------------------------------------
 
-def cached_tarball_path(codename, arch, variant="buildd", cache_dir=None):
+def cached_tarball_path(codename, arch, variant="buildd"):
     """Where :func:`cached_debootstrap_tarball` keeps the tarball."""
-    return pathlib.Path(cache_dir or config.CACHE_DIR) / f"debootstrap-{codename}-{arch}-{variant}.tar"
+    return config.cached_tarball(codename, arch, variant)
 
 
-def cached_debootstrap_tarball(codename, arch, archive_url, keyring_path=DEFAULT_KEYRING, variant="buildd",
-                               cache_dir=None, refresh=False):
+def cached_debootstrap_tarball(codename, arch, archive_url, keyring_path=DEFAULT_KEYRING, variant="buildd", refresh=False):
     """Return a pristine debootstrap tarball of ``codename``/``arch``, debootstrapping only once.
 
-    The tarball is kept in ``cache_dir`` (default :data:`mini_buildd.config.CACHE_DIR`) and
-    reused by later calls (and processes: a lock serializes them). Use it as ``base_tarball``
-    of :func:`prepare`; :func:`check` brings the chroot up to date afterwards.
+    The tarball is kept in :data:`mini_buildd.config.CACHE_DIR` (root-owned: made by the root
+    helper) and reused by later calls (and processes: a lock serializes them). Use it as
+    ``base_tarball`` of :func:`prepare`; :func:`check` brings the chroot up to date afterwards.
     """
-    tarball = cached_tarball_path(codename, arch, variant, cache_dir)
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if tarball.exists() and not refresh:
-            LOG.info("Using cached debootstrap tarball %s", tarball)
-            return tarball
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{tarball.name}.", dir=tarball.parent))
-        try:
-            target = tmp / "root"
-            Populate(codename, arch, archive_url, keyring_path, variant=variant)(target)
-            tar_create(target, tarball)
-        finally:
-            rmtree(tmp)
-    LOG.info("Cached debootstrap tarball %s", tarball)
-    return tarball
+    return pathlib.Path(privileged.cache_tarball(codename, arch, archive_url, keyring_path=keyring_path, variant=variant,
+                                                 refresh=refresh))

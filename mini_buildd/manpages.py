@@ -40,10 +40,11 @@ COMMANDS = {
     "mini-buildd-dput": "mini_buildd.cli.dput:main",
     "mini-buildd-events": "mini_buildd.cli.events:main",
     "mini-buildd-self-signed-certificate": "mini_buildd.cli.certificate:main",
+    "mini-buildd-chroot-helper": "mini_buildd.roothelper:main",
 }
 
 #: System administration commands (section 8 even without an install tree; /usr/sbin when installed).
-SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate")
+SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate", "mini-buildd-chroot-helper")
 
 #: The command whose sub-commands are API calls.
 API_COMMAND = "mini-buildd-api"

@@ -1,8 +1,10 @@
 """schroot wrapper: chroot configuration files, the mini-buildd fstab, and schroot sessions.
 
-This module is the only one that runs ``schroot`` and the only one that writes below
-``/etc/schroot/``. Which data a chroot has (directory, tarball, ...) is decided by
-:mod:`mini_buildd.chroot_backends`; here we only render its ``[NAME]`` section and drive sessions.
+This module is the only one that runs ``schroot``. Its files below ``/etc/schroot/`` are rendered
+by :mod:`mini_buildd.schroot_files` and written as root by :mod:`mini_buildd.roothelper` (through
+:mod:`mini_buildd.privileged`), which checks they are the calling instance's. Which data a chroot
+has (directory, tarball, ...) is decided by :mod:`mini_buildd.chroot_backends`; here we only
+install its ``[NAME]`` section and drive sessions.
 
 About the fstab: schroot reads the mounts for a chroot from the file named by ``setup.fstab``
 (relative to ``/etc/schroot``). Upstream has one global ``mini-buildd/fstab`` for the one system
@@ -19,146 +21,69 @@ sources before a session (a missing one would fail the session).
 
 import contextlib
 import logging
-import os
 import pathlib
 import re
 import uuid
 
-from mini_buildd import call, config
+from mini_buildd import call, config, privileged
+from mini_buildd.schroot_files import (  # noqa: F401  (re-exported: the schroot API in one place)
+    GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, fstab_path, fstab_setup_name,
+    fstab_text, parse_conf)
 
 LOG = logging.getLogger(__name__)
 
 SCHROOT = "schroot"
 
-#: ``setup.fstab`` value of the global fstab (relative to /etc/schroot), as upstream.
-GLOBAL_FSTAB = "mini-buildd/fstab"
-
-#: Generic mounts every mini-buildd chroot gets (no /dev bind: the chroot has its own nodes).
-GENERIC_FSTAB_LINES = (
-    ("/proc", "/proc", "none", "rw,bind"),
-    ("/sys", "/sys", "none", "rw,bind"),
-    ("/dev/pts", "/dev/pts", "none", "rw,bind"),
-    ("tmpfs", "/dev/shm", "tmpfs", "defaults"),
-)
-
-
-class SchrootError(Exception):
-    """A schroot operation failed."""
-
 
 # ---------------------------------------------------------------------------------------------
-# Configuration files
+# Configuration files (written as root, through mini_buildd.privileged)
 # ---------------------------------------------------------------------------------------------
 
-def _csv(values):
-    if isinstance(values, str):
-        return values
-    return ",".join(values)
+def _home_of(paths):
+    """The instance home of the first of ``paths`` below ``HOME/var/chroots`` or ``HOME/var/shared``."""
+    for path in paths:
+        path = pathlib.Path(path).resolve()
+        for parent in [path] + list(path.parents):
+            if parent.name in ("chroots", "shared") and parent.parent.name == "var":
+                return parent.parent.parent
+    return config.paths.home if config.paths is not None else None
 
 
-def conf_text(name, description, backend_lines, users=("mini-buildd",), groups=("sbuild",), personality="linux",
-              fstab=GLOBAL_FSTAB):
-    """The schroot config (``/etc/schroot/chroot.d/NAME.conf``) for one chroot.
-
-    ``backend_lines`` are the backend specific ``key=value`` lines (``type=...`` etc.);
-    ``users``/``groups`` may access the chroot, ``users`` are also its root and source-root
-    users. ``fstab`` is the ``setup.fstab`` value (see :func:`install_fstab`).
-    """
-    lines = [
-        f"[{name}]",
-        f"description={description}",
-        f"setup.fstab={fstab}",
-        f"groups={_csv(groups)}",
-        f"users={_csv(users)}",
-        f"root-groups={_csv(groups)}",
-        f"root-users={_csv(users)}",
-        f"source-root-users={_csv(users)}",
-        f"personality={personality}",
-        "",
-        "# Backend specific config",
-    ]
-    lines += list(backend_lines)
-    lines.append("")  # upstream ends the section with an empty line
-    return "\n".join(lines) + "\n"
-
-
-def conf_path(name):
-    """``/etc/schroot/chroot.d/NAME.conf``."""
-    return config.schroot_conf(name)
-
-
-def _write_root_file(path, text, mode=0o644):
-    """Write atomically (schroot rejects files writable by others)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _data_path(text):
     try:
-        for attempt in (1, 2):  # the dir may vanish under us (remove_fstab of another chroot)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                tmp.write_text(text)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        _name, values = parse_conf(text)
+    except SchrootError:
+        return []
+    return [values[k] for k in ("directory", "file") if values.get(k)]
 
 
-def install_conf(name, text):
-    """Write the schroot config for ``name``; return its path."""
-    path = conf_path(name)
-    _write_root_file(path, text)
-    LOG.info("Installed schroot config %s", path)
-    return path
+def install_conf(name, text, home=None):
+    """Write the schroot config ``text`` for ``name`` (its data must be below ``home``, default: the
+    home its data path is in); return its path."""
+    privileged.install_conf(home or _home_of(_data_path(text)), name, text)
+    LOG.info("Installed schroot config %s", conf_path(name))
+    return conf_path(name)
 
 
-def remove_conf(name):
+def remove_conf(name, home=None):
     """Remove the schroot config for ``name`` (no error if absent)."""
     path = conf_path(name)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        LOG.info("Removed schroot config %s", path)
+    if not path.exists():
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    privileged.remove_conf(home or _home_of(_data_path(text)), name)
+    LOG.info("Removed schroot config %s", path)
 
 
 def _dirs(rw_dirs):
     if rw_dirs is None:
         return []
-    if isinstance(rw_dirs, (str, os.PathLike)):
+    if isinstance(rw_dirs, (str, pathlib.PurePath)):
         return [rw_dirs]
     return list(rw_dirs)
-
-
-def fstab_text(rw_dirs=None):
-    """The mini-buildd fstab: generic mounts, plus a read-write bind of each of ``rw_dirs`` (a
-    path or a list of paths) at the same path: nothing else of the host is visible in a session."""
-    lines = ["# mini-buildd schroot fstab, generated: do not edit.",
-             "# <file system> <mount point> <type> <options> <dump> <pass>"]
-    for fs, mountpoint, fstype, options in GENERIC_FSTAB_LINES:
-        lines.append(f"{fs}\t{mountpoint}\t{fstype}\t{options}\t0\t0")
-    for d in _dirs(rw_dirs):
-        d = str(pathlib.Path(d).resolve())
-        if any(c.isspace() for c in d):
-            raise SchrootError(f"Bind-mounted dir must not contain white space (fstab): {d}")
-        lines.append(f"{d}\t{d}\tnone\trw,bind\t0\t0")
-    return "\n".join(lines) + "\n"
-
-
-def bind_sources(name=None):
-    """The host dirs the (per-chroot) fstab binds besides the generic mounts."""
-    try:
-        text = fstab_path(name).read_text(encoding="utf-8")
-    except OSError:
-        return []
-    generic = {fs for fs, _mp, _t, _o in GENERIC_FSTAB_LINES}
-    result = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and not fields[0].startswith("#") and "bind" in fields[3].split(",") and fields[0] not in generic:
-            result.append(pathlib.Path(fields[0]))
-    return result
 
 
 def ensure_bind_sources(name):
@@ -170,27 +95,14 @@ def ensure_bind_sources(name):
             d.mkdir(parents=True, exist_ok=True)
 
 
-def fstab_setup_name(name=None):
-    """``setup.fstab`` value: ``mini-buildd/fstab``, or ``mini-buildd/fstab-NAME`` for a per-chroot fstab."""
-    return GLOBAL_FSTAB if name is None else f"{GLOBAL_FSTAB}-{name}"
-
-
-def fstab_path(name=None):
-    """``/etc/schroot/mini-buildd/fstab`` or ``/etc/schroot/mini-buildd/fstab-NAME``."""
-    return config.SCHROOT_CONF_DIR / ("fstab" if name is None else f"fstab-{name}")
-
-
-def install_fstab(rw_dirs, name=None):
-    """Write the mini-buildd fstab binding ``rw_dirs`` (created if missing); return its ``setup.fstab`` value.
-
-    Without ``name``, the global ``/etc/schroot/mini-buildd/fstab`` (one instance per host,
-    as upstream); with ``name``, the per-chroot ``/etc/schroot/mini-buildd/fstab-NAME``.
-    """
-    path = fstab_path(name)
-    for d in _dirs(rw_dirs):
+def install_fstab(rw_dirs, name, home=None):
+    """Write the per-chroot fstab ``/etc/schroot/mini-buildd/fstab-NAME`` binding ``rw_dirs`` (dirs
+    of the instance home, created if missing); return its ``setup.fstab`` value."""
+    dirs = _dirs(rw_dirs)
+    for d in dirs:
         pathlib.Path(d).mkdir(parents=True, exist_ok=True)
-    _write_root_file(path, fstab_text(rw_dirs))
-    LOG.info("Installed schroot fstab %s", path)
+    privileged.install_fstab(home or _home_of(dirs), name, [pathlib.Path(d).resolve() for d in dirs])
+    LOG.info("Installed schroot fstab %s", fstab_path(name))
     return fstab_setup_name(name)
 
 
@@ -208,21 +120,20 @@ def confine_old_fstabs(shared_dir, prefix):
         try:
             install_fstab([config.shared_ccache_dir(shared, codename, arch)], name)
             done.append(name)
-        except (OSError, SchrootError) as e:
+        except (OSError, SchrootError, privileged.PrivilegeError) as e:
             LOG.warning("Can't confine the old fstab %s (builds there still see all of %s): %s", path, shared, e)
     if done:
         LOG.warning("Build confinement: old fstabs of %s now bind only their ccache dirs.", ", ".join(done))
     return done
 
 
-def remove_fstab(name=None):
-    """Remove the (per-chroot) fstab; the directory goes too when empty. No error if absent."""
+def remove_fstab(name, home=None):
+    """Remove the per-chroot fstab; the directory goes too when empty. No error if absent."""
     path = fstab_path(name)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        LOG.info("Removed schroot fstab %s", path)
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()
+    if not path.exists():
+        return
+    privileged.remove_fstab(home or _home_of(bind_sources(name)), name)
+    LOG.info("Removed schroot fstab %s", path)
 
 
 # ---------------------------------------------------------------------------------------------
