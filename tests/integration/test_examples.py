@@ -283,7 +283,8 @@ def nginx_config(tmp_path, public, port, backend):
     """The example with this test's certificate, public name, listening port and backend."""
     key, cert = self_signed(tmp_path)
     text = (EXAMPLES / "reverse-proxy" / "nginx-mini-buildd.conf").read_text()
-    text = text.replace("/etc/ssl/mini-buildd/cert.pem", str(cert)).replace("/etc/ssl/mini-buildd/key.pem", str(key))
+    text = text.replace("/etc/ssl/mini-buildd/certs/mini-buildd.crt", str(cert))
+    text = text.replace("/etc/ssl/mini-buildd/private/mini-buildd.key", str(key))
     text = text.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;").replace("listen [::]:443 ssl;\n", "")
     text = text.replace("mbd\\.example\\.org", public.replace(".", "\\.")).replace("mbd.example.org", public)
     text = text.replace("http://127.0.0.1:8066", backend)

@@ -21,7 +21,8 @@ MANUAL_SRC = ROOT / "doc" / "manual"
 EXAMPLE_URL = "http://mbd.example.org:8066"
 #: Console scripts -> modules (the tests run from the source tree, nothing is installed).
 COMMANDS = {"mini-buildd": "mini_buildd", "mini-buildd-api": "mini_buildd.cli.api",
-            "mini-buildd-dput": "mini_buildd.cli.dput", "mini-buildd-events": "mini_buildd.cli.events"}
+            "mini-buildd-dput": "mini_buildd.cli.dput", "mini-buildd-events": "mini_buildd.cli.events",
+            "mini-buildd-self-signed-certificate": "mini_buildd.cli.certificate"}
 PASSWORD = "manual-Secret-1"
 
 
