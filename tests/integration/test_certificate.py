@@ -274,3 +274,16 @@ def test_keyring_package_and_buildrequests_carry_the_certificate(tls_instance, t
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and json.loads(out.read_text())["identity"] == IDENTITY, proc.stdout + proc.stderr
     shutil.rmtree(src)
+
+
+def test_only_certificates_travel(tmp_path):
+    """A combined key+certificate file (twisted accepts one as certKey): only the certificate is
+    sent in buildrequests and shipped in the keyring package."""
+    from mini_buildd import tls
+    cert, key = make_cert(tmp_path / "ssl")
+    combined = tmp_path / "combined.pem"
+    combined.write_text(key.read_text() + cert.read_text())
+    endpoint = f"ssl:port=1:privateKey={combined}:certKey={combined}"
+    assert tls.served_certificate(["tcp:port=2", endpoint]) == cert.read_text()
+    assert "PRIVATE KEY" not in tls.served_certificate([endpoint])
+    assert tls.served_certificate(["tcp:port=2"]) == ""
