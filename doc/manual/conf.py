@@ -22,7 +22,6 @@ copyright = "the mini-buildd developers"  # pylint: disable=redefined-builtin
 version = release = __version__
 
 extensions = ["mbd_manual"]
-master_doc = "index"
 root_doc = "index"
 exclude_patterns = ["_build"]
 templates_path = []
