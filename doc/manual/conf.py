@@ -24,7 +24,7 @@ version = release = __version__
 extensions = ["mbd_manual"]
 root_doc = "index"
 exclude_patterns = ["_build"]
-templates_path = []
+templates_path = ["_templates"]
 language = "en"
 highlight_language = "none"
 pygments_style = "sphinx"
@@ -38,7 +38,7 @@ html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
 # No search box in the sidebar: it needs an inline script, which the daemon's
-# Content-Security-Policy does not allow. The search page (search.html) still works.
-html_sidebars = {"**": ["about.html", "navigation.html", "relations.html"]}
+# Content-Security-Policy does not allow. A plain link leads to the search page, which works.
+html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchlink.html"]}
 html_theme_options = {"description": "Custom build daemon for Debian-based distributions",
                       "show_powered_by": False}
