@@ -1,8 +1,9 @@
 """Integration test of the Debian packaging (owns: tests/integration/test_debian_package.py).
 
 Builds the binary packages from a copy of the work tree with the real ``dpkg-buildpackage -us -uc
--b`` (a clean-clone build: no VCS data, no earlier build artefacts), then inspects the .debs with
-``dpkg-deb``. Nothing is installed. Needs the build dependencies of debian/control installed.
+-b`` (a clean-clone build: no VCS data, no earlier build artefacts; the unit tests run in it, with an
+unwritable HOME), then inspects the .debs with ``dpkg-deb`` and lintian. Nothing is installed
+(tests/e2e/test_package_install.py installs them). Needs the build dependencies of debian/control.
 """
 
 import fnmatch
@@ -23,7 +24,7 @@ _IGNORE_ANYWHERE = ("__pycache__", "*.pyc", ".pytest_cache")
 _IGNORE_BELOW = {
     ".": (".git", ".pybuild", "build", "*.egg-info", ".run-home", "test-artifacts"),
     "debian": (".debhelper", "tmp", "files", "*.substvars", "debhelper-build-stamp", "*.debhelper.log",
-               "mini-buildd", "mini-buildd-utils", "python3-mini-buildd", "mbd-generated"),
+               "mini-buildd", "mini-buildd-utils", "python3-mini-buildd", "mini-buildd-doc", "mbd-generated"),
 }
 
 
@@ -41,7 +42,10 @@ BUILD_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     "PYTHONPATH": "",
     "LC_ALL": "C.UTF-8",
+    # Build machines may have no writable home (the build-time unit tests must not need one).
+    "HOME": "/nonexistent/mini-buildd-build-home",
 }
+PACKAGES = ["mini-buildd", "mini-buildd-doc", "mini-buildd-utils", "python3-mini-buildd"]
 
 
 def _version():
@@ -89,7 +93,9 @@ class Deb:
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    """Build the packages once from a copy of the tree; return ``(copied tree, {package: Deb})``."""
+    """Build the packages once from a copy of the tree; return ``(copied tree, {package: Deb})``.
+
+    The build log and the .changes stay in the module's work dir (``Deb.workdir``)."""
     workdir = tmp_path_factory.mktemp("debian-package")
     tree = workdir / "mini-buildd"
     shutil.copytree(SRC, tree, symlinks=True, ignore=_ignore)
@@ -107,10 +113,10 @@ def debs(build):
     return build[1]
 
 
-def test_three_packages_built(debs):
+def test_four_packages_built(debs):
     version = _debian_version()
     assert version.split("-")[0] == _version(), "debian/changelog and mini_buildd.__version__ disagree"
-    assert sorted(debs) == ["mini-buildd", "mini-buildd-utils", "python3-mini-buildd"]
+    assert sorted(debs) == PACKAGES
     for package, deb in debs.items():
         assert deb.path.name == f"{package}_{version}_all.deb"
         assert deb.field("Version") == version
@@ -125,7 +131,9 @@ def test_daemon_package(debs):
     assert "./usr/bin/mini-buildd" not in contents
     units = {"./lib/systemd/system/mini-buildd.service", "./usr/lib/systemd/system/mini-buildd.service"} & set(contents)
     assert len(units) == 1, units
-    assert "./etc/default/mini-buildd" in contents
+    # /etc/default/mini-buildd is written by postinst (debconf answers) from this template: no conffile.
+    assert "./etc/default/mini-buildd" not in contents
+    assert "./usr/share/mini-buildd/mini-buildd-default.template" in contents
     assert "./etc/schroot/mini-buildd/fstab-generic" in contents
     # sudo ignores snippets that are not mode 0440.
     assert contents["./etc/sudoers.d/mini-buildd-sudoers"].startswith("-r--r-----")
@@ -142,7 +150,7 @@ def test_daemon_package(debs):
     assert re.search(r"^ExecStart=/usr/sbin/mini-buildd \$MINI_BUILDD_OPTIONS$", unit, re.MULTILINE)
     assert re.search(r"^EnvironmentFile=-/etc/default/mini-buildd$", unit, re.MULTILINE)
     assert re.search(r"^WantedBy=multi-user.target$", unit, re.MULTILINE)
-    default = (root / "etc/default/mini-buildd").read_text(encoding="UTF-8")
+    default = (root / "usr/share/mini-buildd/mini-buildd-default.template").read_text(encoding="UTF-8")
     assert re.search(r'^MINI_BUILDD_OPTIONS=""$', default, re.MULTILINE)
 
     fstab = (root / "etc/schroot/mini-buildd/fstab-generic").read_text(encoding="UTF-8")
@@ -160,22 +168,82 @@ def test_daemon_maintainer_scripts(debs):
     deb = debs["mini-buildd"]
     control = deb.control()
     conffiles = (control / "conffiles").read_text(encoding="UTF-8").split()
-    assert set(conffiles) >= {"/etc/default/mini-buildd", "/etc/schroot/mini-buildd/fstab-generic",
-                              "/etc/sudoers.d/mini-buildd-sudoers"}
-    for script in ("postinst", "prerm", "postrm"):
+    assert set(conffiles) >= {"/etc/schroot/mini-buildd/fstab-generic", "/etc/sudoers.d/mini-buildd-sudoers"}
+    assert "/etc/default/mini-buildd" not in conffiles, "postinst edits it: must not be a conffile"
+    shellcheck = shutil.which("shellcheck", path=BUILD_ENV["PATH"])
+    for script in ("config", "postinst", "prerm", "postrm"):
         path = control / script
         assert path.stat().st_mode & stat.S_IXUSR, f"{script} not executable"
         call.run(["sh", "-n", str(path)], env=BUILD_ENV)
+        if shellcheck:
+            call.run([shellcheck, "-s", "sh", "-S", "warning", str(path)], env=BUILD_ENV)
     postinst = (control / "postinst").read_text(encoding="UTF-8")
     assert "adduser --system" in postinst and "/var/lib/mini-buildd" in postinst
+    assert 'db_get mini-buildd/home' in postinst and 'db_get mini-buildd/options' in postinst
+    # The admin password is used once (standard input of the daemon command) and removed from debconf.
+    assert "--set-admin-password-file -" in postinst
+    assert re.search(r'db_get mini-buildd/admin_password\n\tpassword="\$\{RET\}"\n\tdb_set mini-buildd/admin_password ""\n',
+                     postinst), "the password is not cleared right after use"
+    # The service (re)start of the debhelper snippet comes after db_stop: the daemon never holds debconf's pipe.
+    assert "deb-systemd-invoke $_dh_action" in postinst
+    assert postinst.index("db_stop") < postinst.index("deb-systemd-invoke $_dh_action")
     assert re.search(r'adduser --quiet "\$\{MBD_USER\}" sbuild', postinst)
     assert "/etc/schroot/mini-buildd" in postinst
     assert "deb-systemd-helper" in postinst, "systemd unit not enabled by postinst"
+    prerm = (control / "prerm").read_text(encoding="UTF-8")
+    remove_branch = re.search(r"^\tremove\)\n(.*?);;", prerm, re.MULTILINE | re.DOTALL)
+    assert remove_branch and "--remove-system-artifacts" in remove_branch.group(1)
+    assert "--help" not in prerm, "prerm must call --remove-system-artifacts unguarded"
     postrm = (control / "postrm").read_text(encoding="UTF-8")
-    # The home goes only on purge.
+    # The home, the instance's schroot files, /etc/default/mini-buildd and the debconf data go only on purge.
     purge_branch = re.search(r"^\tpurge\)\n(.*?);;", postrm, re.MULTILINE | re.DOTALL)
     assert purge_branch and "mbd_purge_home" in purge_branch.group(1)
+    assert "mbd_purge_schroot_files" in purge_branch.group(1) and "/etc/default/mini-buildd" in postrm
     assert postrm.count("mbd_purge_home") == 2  # definition + the purge branch
+    assert re.search(r"db_purge", postrm), "no debconf purge (dh_installdebconf snippet)"
+
+
+def test_debconf(debs):
+    control = debs["mini-buildd"].control()
+    assert (control / "config").stat().st_mode & stat.S_IXUSR
+    templates = (control / "templates").read_text(encoding="UTF-8")
+    types = dict(re.findall(r"^Template: (\S+)\nType: (\S+)$", templates, re.MULTILINE))
+    assert types == {"mini-buildd/home": "string", "mini-buildd/admin_password": "password",
+                     "mini-buildd/options": "string", "mini-buildd/home_error": "error",
+                     "mini-buildd/options_error": "error"}, types
+    assert re.search(r"^Template: mini-buildd/home\nType: string\nDefault: /var/lib/mini-buildd$", templates, re.MULTILINE)
+    config = (control / "config").read_text(encoding="UTF-8")
+    for question in ("home", "admin_password", "options"):
+        assert f"db_input high mini-buildd/{question}" in config or f"db_input medium mini-buildd/{question}" in config
+    assert "debconf" in debs["mini-buildd"].field("Depends")
+
+
+def test_doc_package(debs):
+    deb = debs["mini-buildd-doc"]
+    assert deb.field("Section") == "doc"
+    assert deb.field("Architecture") == "all"
+    contents = deb.contents()
+    html = "./usr/share/doc/mini-buildd-doc/html"
+    assert f"{html}/index.html" in contents
+    assert not any(name.endswith(("/.buildinfo", ".doctree", ".pickle")) for name in contents)
+    index = (deb.extract() / html[2:] / "index.html").read_text(encoding="UTF-8")
+    assert "mini-buildd" in index
+    # dh_sphinxdoc: Sphinx's JavaScript comes from libjs-sphinxdoc, not a copy.
+    assert "libjs-sphinxdoc" in deb.field("Depends")
+
+
+def test_lintian(build):
+    """lintian finds no errors in the four packages (warnings are listed in the report, not failed)."""
+    lintian = shutil.which("lintian", path=BUILD_ENV["PATH"])
+    if lintian is None:
+        pytest.skip("lintian is not installed (apt-get install lintian)")
+    _tree, debs = build
+    changes = sorted(next(iter(debs.values())).workdir.glob("*.changes"))
+    assert len(changes) == 1, changes
+    proc = call.run(["sh", "-c", 'lintian --tag-display-limit 0 "$1" 2>&1; echo "rc=$?"', "sh", str(changes[0])],
+                    env=BUILD_ENV, timeout=600)
+    errors = [line for line in proc.splitlines() if line.startswith("E: ")]
+    assert not errors, proc
 
 
 def test_utils_package(debs):
@@ -192,13 +260,17 @@ def test_utils_package(debs):
     assert "from mini_buildd.cli.daemon import main\n" in daemon
 
 
+#: Console scripts that are root commands: /usr/sbin, man section 8.
+SBIN_COMMANDS = {"mini-buildd", "mini-buildd-chroot-helper", "mini-buildd-self-signed-certificate"}
+
+
 def _console_scripts(tree):
-    """``{name: section}`` of every console script of the built tree's setup.py (the daemon: /usr/sbin, 8)."""
+    """``{name: section}`` of every console script of the built tree's setup.py (root commands: /usr/sbin, 8)."""
     text = (tree / "setup.py").read_text(encoding="UTF-8")
     block = re.search(r"^CONSOLE_SCRIPTS = \[(.*?)^\]", text, re.MULTILINE | re.DOTALL).group(1)
     names = re.findall(r"""["']\s*([A-Za-z0-9_.-]+)\s*=""", block)
     assert "mini-buildd" in names and "mini-buildd-api" in names, names
-    return {name: "8" if name == "mini-buildd" else "1" for name in names}
+    return {name: "8" if name in SBIN_COMMANDS else "1" for name in names}
 
 
 def test_man_pages(build):
@@ -291,6 +363,6 @@ def test_library_package(build):
 def test_build_leaves_source_tree_alone(debs):
     """The build ran in a copy: no artefacts in the real tree."""
     assert debs
-    for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/files", ".pybuild",
-                     "debian/mbd-generated"):
+    for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/mini-buildd-doc",
+                     "debian/files", ".pybuild", "debian/mbd-generated"):
         assert not (SRC / artefact).exists(), f"build artefact {artefact} in {SRC}"
