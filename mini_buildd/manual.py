@@ -9,7 +9,7 @@ Which file a request path names (:func:`resolve`): only plain relative paths bel
 root; no ``..``, no absolute paths, no hidden files, no NUL. The resolved real path must lie
 inside the manual root; symbolic links may point elsewhere only into :data:`SHARED_DIRS` (the
 Debian package's dh_sphinxdoc replaces Sphinx's JavaScript files with links into
-``/usr/share/javascript``), and only when the root itself is in ``/usr/share``.
+``/usr/share/javascript``), and only when the root itself is in ``/usr/share`` (:data:`SYSTEM_PREFIX`).
 
 The Django view (:func:`view`) answers the file with its content type, or a small page saying the
 manual is not installed (404) when there is none. Manual pages get :data:`MANUAL_CSP`: the
@@ -26,8 +26,11 @@ INSTALLED = pathlib.Path("/usr/share/doc/mini-buildd-doc/html")
 SOURCE_BUILD = pathlib.Path(__file__).resolve().parent.parent / "build" / "manual" / "html"
 #: Environment variable naming another manual directory (checked first).
 ENV = "MINI_BUILDD_MANUAL_DIR"
-#: Directories symbolic links of an installed manual may point into.
-SHARED_DIRS = (pathlib.Path("/usr/share/javascript"), pathlib.Path("/usr/share/sphinx_rtd_theme"))
+#: Where an installed manual lives; only such a manual may link into :data:`SHARED_DIRS`.
+SYSTEM_PREFIX = pathlib.Path("/usr/share")
+#: Directories symbolic links of an installed manual may point into (dh_sphinxdoc's links to
+#: the packaged JavaScript libraries, and the node modules some of those link to in turn).
+SHARED_DIRS = (pathlib.Path("/usr/share/javascript"), pathlib.Path("/usr/share/nodejs"))
 #: Content-Security-Policy of manual pages (same as the other pages: scripts and styles from this site only).
 MANUAL_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
               "font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -77,7 +80,7 @@ def resolve(root, relpath):
     except (OSError, RuntimeError):
         return None
     allowed = [real_root]
-    if _inside(real_root, pathlib.Path("/usr/share")):
+    if _inside(real_root, SYSTEM_PREFIX.resolve()):
         allowed += [d.resolve() for d in SHARED_DIRS]
     if not any(_inside(real, d) for d in allowed) or not real.is_file():
         return None

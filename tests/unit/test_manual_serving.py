@@ -90,8 +90,28 @@ def test_resolve_symlinks(tmp_path):
     assert manual.resolve(root, "") == (root / "index.html").resolve()
 
 
-def test_installed_manual_may_link_into_usr_share_javascript():
-    """dh_sphinxdoc links the Sphinx scripts of an installed manual into /usr/share/javascript."""
+def test_installed_manual_may_link_into_shared_javascript(tmp_path, monkeypatch):
+    """dh_sphinxdoc links the Sphinx scripts of an installed manual into /usr/share/javascript:
+    allowed for a manual below the system prefix only."""
+    share = tmp_path / "share"
+    (share / "javascript" / "jquery").mkdir(parents=True)
+    (share / "javascript" / "jquery" / "jquery.js").write_text("jquery")
+    (share / "secret").write_text("secret")
+    monkeypatch.setattr(manual, "SYSTEM_PREFIX", share)
+    monkeypatch.setattr(manual, "SHARED_DIRS", (share / "javascript",))
+    for root in (share / "doc" / "mini-buildd-doc" / "html", tmp_path / "elsewhere" / "html"):
+        write_manual(root)
+        (root / "_static" / "jquery.js").symlink_to(share / "javascript" / "jquery" / "jquery.js")
+        (root / "_static" / "secret.js").symlink_to(share / "secret")
+        assert manual.resolve(root, "_static/secret.js") is None
+        linked = manual.resolve(root, "_static/jquery.js")
+        if root.is_relative_to(share):
+            assert linked == share / "javascript" / "jquery" / "jquery.js"
+        else:
+            assert linked is None
+
+
+def test_shared_dirs_and_types():
     assert pathlib.Path("/usr/share/javascript") in manual.SHARED_DIRS
     assert manual.content_type(pathlib.Path("a.js")).startswith("text/javascript")
     assert manual.content_type(pathlib.Path("a.unknown-suffix")) == "application/octet-stream"
