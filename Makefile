@@ -50,7 +50,7 @@ run: deps
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) --http-endpoint tcp6:port=$(RUN_PORT)
 
 check: test-deps
-	$(PYTHON) -m pytest -ra tests/unit tests/integration tests/e2e tests/browser
+	$(PYTHON) tests/run_suite.py
 
 unit:
 	$(PYTHON) -m pytest -q tests/unit

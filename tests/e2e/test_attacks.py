@@ -250,6 +250,7 @@ def test_retry_uploads_does_not_forward_planted_results(instance):
             f"Checksums-Sha256:\n {hashlib.sha256(data).hexdigest()} {len(data)} {log.name}\n"
             f"Files:\n {hashlib.md5(data).hexdigest()} {len(data)} mini-buildd extra {log.name}\n"
             "X-Mini-Buildd-Sbuild-Status: successful\n")
+        instance.own(instance.home / "var" / "shared" / "builds" / "mbd-planted")
         result = _api(instance, "cronjob", id="retry_uploads")
         assert result, result
         assert catcher.connections == 0

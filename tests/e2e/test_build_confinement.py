@@ -53,6 +53,7 @@ def test_build_cannot_write_outside_its_own_dir(instance, tmp_path):
     libdir.mkdir(parents=True, exist_ok=True)
     libdir_file = libdir / "victim"
     libdir_file.write_text("original libdir file\n")
+    instance.own(victim_dir, libdir_file)
     targets = {
         "victim_script": victim_script,                              # another build's setup script
         "victim_new": victim_dir / "planted",                        # a new file in another build's dir

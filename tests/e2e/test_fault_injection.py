@@ -36,7 +36,8 @@ def restart(instance, monkeypatch, fault=None):
         monkeypatch.setenv(faults.ENV, fault)
     else:
         monkeypatch.delenv(faults.ENV, raising=False)
-    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint], extra_args=old.extra_args)
+    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint], extra_args=old.extra_args,
+                             unpriv=instance.unpriv)
     instance.daemon.ftp_port = instance.ftp_port  # a start waits for the engine's FTP server too (unless it dies)
     try:
         instance.daemon.start()

@@ -88,7 +88,7 @@ def test_sigkill_during_build_then_retry(instance, tmp_path):
     wait_for(instance.url, lambda e: e["type"] == "BUILDING" and e["source"] == "mbd-e2e-killed", after=started)
     time.sleep(3)
     instance.daemon.stop(sig=signal.SIGKILL)
-    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint])
+    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint], unpriv=instance.unpriv)
     instance.daemon.start()
     time.sleep(3)  # engine start: orphaned builds killed, stale sessions ended
     basedir = str(instance.home / "repositories" / "test")

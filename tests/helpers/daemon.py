@@ -1,5 +1,9 @@
 """Test helpers: run the real daemon in a temporary home, and run Django code against that home
-in a separate process (the configuration is per process)."""
+in a separate process (the configuration is per process).
+
+Everything takes an optional ``unpriv`` (:class:`tests.helpers.unprivileged.UnprivilegedUser`):
+with it, the process runs as that user, as the Debian package runs the daemon (root actions
+through sudo and the root helper); without, as root."""
 
 import os
 import pathlib
@@ -21,27 +25,41 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def mbd_command(home, *args):
-    return [PYTHON, "-m", "mini_buildd", "--home", str(home), "--dedicated-user", "root", *args]
+def user_of(unpriv):
+    """The dedicated user of processes run with ``unpriv``."""
+    return unpriv.user if unpriv is not None else "root"
 
 
-def run_mbd(home, *args, timeout=120):
+def as_user(argv, unpriv=None, home=None, cwd=ROOT):
+    """``(argv, cwd)`` to run ``argv`` as ``unpriv``'s user (or unchanged, as root)."""
+    if unpriv is None:
+        return list(argv), cwd
+    return unpriv.command(argv, home=home), unpriv.code
+
+
+def mbd_command(home, *args, unpriv=None):
+    return as_user([PYTHON, "-m", "mini_buildd", "--home", str(home), "--dedicated-user", user_of(unpriv), *args], unpriv, home)[0]
+
+
+def run_mbd(home, *args, timeout=120, unpriv=None, input=None):  # pylint: disable=redefined-builtin
     """Run the daemon command to completion (one-shot options); return CompletedProcess."""
-    return subprocess.run(mbd_command(home, *args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    argv, cwd = as_user([PYTHON, "-m", "mini_buildd", "--home", str(home), "--dedicated-user", user_of(unpriv), *args], unpriv, home)
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, input=input)
 
 
-def in_home(home, code, timeout=600, hostname="127.0.0.1"):
+def in_home(home, code, timeout=600, hostname="127.0.0.1", unpriv=None):
     """Run Python ``code`` with Django set up for ``home``; return its stdout (raises on failure)."""
     prelude = (
         "import sys\n"
         "from mini_buildd import config, webapp\n"
-        f"paths = config.init({str(home)!r}, hostname={hostname!r}, dedicated_user='root')\n"
+        f"paths = config.init({str(home)!r}, hostname={hostname!r}, dedicated_user={user_of(unpriv)!r})\n"
         "paths.create()\n"
         "webapp.setup(paths)\n"
         "webapp.migrate()\n"
         "from mini_buildd import models\n"
     )
-    proc = subprocess.run([PYTHON, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    argv, cwd = as_user([PYTHON, "-c", prelude + code], unpriv, home)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"in_home failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -50,8 +68,9 @@ def in_home(home, code, timeout=600, hostname="127.0.0.1"):
 class Daemon:
     """The real daemon as a subprocess; use as a context manager."""
 
-    def __init__(self, home, port=None, host="127.0.0.1", endpoints=None, extra_args=(), scheme="http", verify=True):
+    def __init__(self, home, port=None, host="127.0.0.1", endpoints=None, extra_args=(), scheme="http", verify=True, unpriv=None):
         self.home = pathlib.Path(home)
+        self.unpriv = unpriv
         self.host = host
         self.port = port or free_port(host)
         self.endpoints = endpoints or [f"tcp:interface={host}:port={self.port}"]
@@ -65,7 +84,8 @@ class Daemon:
         for ep in self.endpoints:
             args += ["--http-endpoint", ep]
         self.log = open(self.home.parent / f"{self.home.name}-daemon.out", "w")  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen(mbd_command(self.home, *args, *self.extra_args), cwd=ROOT,  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(mbd_command(self.home, *args, *self.extra_args, unpriv=self.unpriv),  # pylint: disable=consider-using-with
+                                     cwd=as_user([], self.unpriv)[1],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:

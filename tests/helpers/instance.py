@@ -3,6 +3,10 @@ the real ``setup`` (host archive, bookworm, repository ``test``, a Dir chroot fr
 debootstrap tarball), then the real daemon with HTTP and FTP on loopback. Torn down at the end:
 daemon stopped, chroot removed (no schroot config, session or mount left).
 
+Setup, daemon and chroot removal run as an unprivileged user the way the Debian package runs
+them (:mod:`tests.helpers.unprivileged`: root actions only through sudo and the root helper),
+so a test that needs root to pass fails here as it would for users.
+
 Only one process on a host may own the schroot name ``mini-buildd-bookworm-amd64`` at a time, so
 the fixture holds :data:`HOST_LOCK` for its whole life: a second test run on the same host waits
 instead of corrupting the first one's chroot."""
@@ -18,6 +22,7 @@ from mini_buildd import schroot
 from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd
 from tests.helpers.setup_run import ACCEPTANCE, run_setup
 from tests.helpers.smtp import running_smtp_server
+from tests.helpers.unprivileged import UnprivilegedUser
 
 ADMIN_PASSWORD = "e2e-Admin-pw"
 #: On the Daemon's notify list; the instance mails to the fixture's SMTP sink (``instance.smtp``).
@@ -40,8 +45,10 @@ def host_chroot_lock():
 class Instance:
     """What e2e tests get: home, URLs, the first setup result, and the running daemon."""
 
-    def __init__(self, home, http_port, ftp_port, host="127.0.0.1"):
+    def __init__(self, home, http_port, ftp_port, host="127.0.0.1", unpriv=None):
         self.home = pathlib.Path(home)
+        #: The unprivileged user the instance runs as (pass it on to Daemon, in_home, run_mbd).
+        self.unpriv = unpriv
         self.host = host
         self.http_port, self.ftp_port = http_port, ftp_port
         self.http_endpoint = f"tcp:interface={host}:port={http_port}"
@@ -53,19 +60,39 @@ class Instance:
         self.smtp = None
 
     def setup(self, *args, **kwargs):
-        return run_setup(self.home, *args, "--ftp-endpoint", self.ftp_endpoint, http_endpoint=self.http_endpoint, **kwargs)
+        return run_setup(self.home, *args, "--ftp-endpoint", self.ftp_endpoint, http_endpoint=self.http_endpoint,
+                         unpriv=self.unpriv, **kwargs)
 
     def django(self, code):
-        return in_home(self.home, code)
+        return in_home(self.home, code, unpriv=self.unpriv)
+
+    def own(self, *paths):
+        """Give ``paths`` (recursively) to the instance's user: what a test plants in the home as
+        root must look like the daemon's own files."""
+        if self.unpriv is None:
+            return
+        for path in paths:
+            for p in [pathlib.Path(path)] + (list(pathlib.Path(path).rglob("*")) if pathlib.Path(path).is_dir() else []):
+                os.lchown(p, *self.unpriv.ids())
+
+    def restart_daemon(self, **kwargs):
+        """Stop the daemon and start a new one with the same user, endpoints and ``kwargs``."""
+        old = self.daemon
+        old.stop()
+        self.daemon = Daemon(self.home, port=self.http_port, endpoints=[self.http_endpoint], unpriv=self.unpriv,
+                             **{"extra_args": old.extra_args, **kwargs})
+        self.daemon.ftp_port = self.ftp_port
+        return self.daemon.start()
 
 
 @pytest.fixture(scope="session")
 def instance(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
-    with host_chroot_lock(), running_smtp_server() as smtp:
-        inst = Instance(tmp_path_factory.mktemp("e2e") / "home", free_port(), free_port())
-        assert run_mbd(inst.home, "--set-admin-password", ADMIN_PASSWORD).returncode == 0
+    with host_chroot_lock(), running_smtp_server() as smtp, UnprivilegedUser() as unpriv:
+        inst = Instance(unpriv.make_home(), free_port(), free_port(), unpriv=unpriv)
+        result = run_mbd(inst.home, "--set-admin-password-file", "-", unpriv=unpriv, input=ADMIN_PASSWORD + "\n")
+        assert result.returncode == 0, result.stdout + result.stderr
         code, inst.setup_result, err = inst.setup(*ACCEPTANCE)
         assert code == 0, f"setup of the e2e instance failed ({code}):\n{inst.setup_result}\n{err[-3000:]}"
         inst.smtp = smtp
@@ -73,7 +100,7 @@ def instance(tmp_path_factory):
         inst.django("d = models.Daemon.get(); d._mbd_internal_m2m = True; "
                     f"d.notify.add(models.EmailAddress.objects.create(address={NOTIFY_ADDRESS!r}))")
         assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
-        inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint],
+        inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint], unpriv=unpriv,
                              extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
         inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too
         inst.daemon.start()

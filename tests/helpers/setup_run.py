@@ -4,18 +4,21 @@ import json
 import os
 import subprocess
 
-from tests.helpers.daemon import PYTHON, ROOT
+from tests.helpers.daemon import PYTHON, as_user, user_of
 
 ACCEPTANCE = ["--archives-from-apt-sources", "--sources", "bookworm", "--distributions", "bookworm:amd64",
               "--repositories", "test:Default:bookworm", "--chroots", "bookworm:amd64", "--update", "all", "--pca", "all"]
 
 
-def run_setup(home, *args, http_endpoint="tcp6:port=8066", hostname="127.0.0.1", check=True, timeout=1800):
-    """Run setup; return (returncode, result dict or None, stderr)."""
+def run_setup(home, *args, http_endpoint="tcp6:port=8066", hostname="127.0.0.1", check=True, timeout=1800, unpriv=None):
+    """Run setup (as ``unpriv``'s user if given); return (returncode, result dict or None, stderr)."""
     env = dict(os.environ, MINI_BUILDD_DEBOOTSTRAP_CACHE="1")
-    proc = subprocess.run([PYTHON, "-m", "mini_buildd.setup", "--home", str(home), "--hostname", hostname,
-                           "--http-endpoint", http_endpoint, "--dedicated-user", "root", "--json", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    argv, cwd = as_user([PYTHON, "-m", "mini_buildd.setup", "--home", str(home), "--hostname", hostname,
+                         "--http-endpoint", http_endpoint, "--dedicated-user", user_of(unpriv), "--json", *args],
+                        unpriv, home)
+    if unpriv is not None:
+        argv[argv.index("env") + 1:argv.index("env") + 1] = ["MINI_BUILDD_DEBOOTSTRAP_CACHE=1"]
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     result = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
     if check and result is None:
         raise AssertionError(f"setup failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-5000:]}")

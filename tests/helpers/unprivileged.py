@@ -87,6 +87,12 @@ class UnprivilegedUser:
         return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups", "--",
                 "env", *self.env(home), *extra_env, *[str(a) for a in argv]]
 
+    def ids(self):
+        """``(uid, gid)`` of the user."""
+        import pwd  # pylint: disable=import-outside-toplevel
+        entry = pwd.getpwnam(self.user)
+        return entry.pw_uid, entry.pw_gid
+
     def make_home(self, name="home"):
         """A new, empty instance home owned by the user (in a dir it can reach)."""
         parent = pathlib.Path(tempfile.mkdtemp(prefix="mbd-home-", dir=self.base))

@@ -1,6 +1,8 @@
 """The setup operation against the host's real archive: wrong keys, bad input, the File chroot
-backend, and removal leaving nothing behind. (The full acceptance run with a Dir chroot shares
-the end-to-end instance: tests/e2e/test_setup_acceptance.py.)"""
+backend (made and removed by an unprivileged user through the root helper, as the package
+does), and removal leaving nothing behind. (The full acceptance run with a Dir chroot shares
+the end-to-end instance: tests/e2e/test_setup_acceptance.py.) The File chroot has its own
+schroot prefix, so this runs beside the e2e instance's ``mini-buildd-bookworm-amd64``."""
 
 import os
 import pathlib
@@ -10,6 +12,7 @@ import pytest
 from mini_buildd import schroot
 from tests.helpers.daemon import in_home, processes_mentioning
 from tests.helpers.setup_run import run_setup, by_str
+from tests.helpers.unprivileged import UnprivilegedUser
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -90,20 +93,25 @@ def _mounts_below(path):
     return [line for line in pathlib.Path("/proc/mounts").read_text().splitlines() if str(path) in line]
 
 
-def test_file_chroot_prepares_checks_and_removes_cleanly(tmp_path):
-    home = tmp_path / "h"
-    _, result, _ = run_setup(home, "--archives-from-apt-sources", "--sources", "bookworm", "--chroots", "bookworm:amd64",
-                             "--chroots-backend", "File", "--update", "all", "--pca", "all")
-    chroot = by_str(result)["FileChroot(codename=bookworm, architecture=amd64)"]
-    assert chroot["status"] == "ACTIVE", chroot
-    assert (home / "var/chroots/bookworm/amd64/source.tar").is_file()
-    assert "chroot:mini-buildd-bookworm-amd64" in schroot.list_chroots()
-    with schroot.session("mini-buildd-bookworm-amd64") as sid:
-        assert schroot.run_in_session(sid, ["cat", "/etc/debian_version"]).strip().startswith("12")
-    in_home(home, "c = models.Chroot.mbd_concrete_all()[0]; c.mbd_remove(); print(c.mbd_status_display())")
-    assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
-    assert not (home / "var/chroots/bookworm/amd64").exists()
-    assert not pathlib.Path("/etc/schroot/chroot.d/mini-buildd-bookworm-amd64.conf").exists()
-    assert not _mounts_below(home)
-    assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
-    assert not processes_mentioning(str(home / ".gnupg"))
+def test_file_chroot_prepares_checks_and_removes_cleanly():
+    name = "mbd-itest-bookworm-amd64"
+    with UnprivilegedUser() as unpriv:
+        home = unpriv.make_home()
+        _, result, _ = run_setup(home, "--archives-from-apt-sources", "--sources", "bookworm", "--chroots", "bookworm:amd64",
+                                 "--chroots-backend", "File", "--schroot-prefix", "mbd-itest", "--update", "all", "--pca", "all",
+                                 unpriv=unpriv)
+        chroot = by_str(result)["FileChroot(codename=bookworm, architecture=amd64)"]
+        assert chroot["status"] == "ACTIVE", chroot
+        assert (home / "var/chroots/bookworm/amd64/source.tar").is_file()
+        assert (home / "var/chroots").stat().st_uid == 0, "the root helper owns the chroot data"
+        assert f"chroot:{name}" in schroot.list_chroots()
+        assert f"users={unpriv.user}\n" in pathlib.Path(f"/etc/schroot/chroot.d/{name}.conf").read_text()
+        with schroot.session(name) as sid:
+            assert schroot.run_in_session(sid, ["cat", "/etc/debian_version"]).strip().startswith("12")
+        in_home(home, "c = models.Chroot.mbd_concrete_all()[0]; c.mbd_remove(); print(c.mbd_status_display())", unpriv=unpriv)
+        assert f"chroot:{name}" not in schroot.list_chroots()
+        assert not (home / "var/chroots/bookworm/amd64").exists()
+        assert not pathlib.Path(f"/etc/schroot/chroot.d/{name}.conf").exists()
+        assert not _mounts_below(home)
+        assert not [s for s in schroot.list_sessions() if name in s]
+        assert not processes_mentioning(str(home / ".gnupg"))

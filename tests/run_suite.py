@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""The whole test suite as ``make check`` runs it: two pytest processes side by side.
+
+Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
+starting), so two groups run concurrently on the two cores CI has:
+
+- ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
+  is ``mini-buildd-bookworm-amd64``);
+- ``host``: unit and integration tests and the Debian package install test (their chroots have
+  other schroot names, their daemons other ports and homes).
+
+Each group has its own pytest base temp dir (concurrent pytest runs would otherwise remove each
+other's), its output goes to ``test-artifacts/check-GROUP.log`` and, line by line with the group
+name in front, to standard output. The exit code is the worst of the two.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PYTHON = "/usr/bin/python3"
+PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
+
+GROUPS = {
+    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}"],
+    "host": ["tests/unit", "tests/integration", PACKAGE_INSTALL],
+}
+
+
+def _pump(name, stream, log, lock):
+    for line in iter(stream.readline, b""):
+        log.write(line)
+        log.flush()
+        with lock:
+            sys.stdout.buffer.write(f"[{name}] ".encode() + line)
+            sys.stdout.flush()
+
+
+def main(argv):
+    extra = argv[1:]
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    lock = threading.Lock()
+    runs = {}
+    start = time.monotonic()
+    for name, args in GROUPS.items():
+        if not (ROOT / args[0]).exists():
+            continue
+        argv_group = [PYTHON, "-m", "pytest", "-ra", f"--basetemp=/tmp/mbd-check-{name}", *args, *extra]
+        log = open(artifacts / f"check-{name}.log", "wb")  # pylint: disable=consider-using-with
+        proc = subprocess.Popen(argv_group, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        thread = threading.Thread(target=_pump, args=(name, proc.stdout, log, lock), daemon=True)
+        thread.start()
+        runs[name] = (proc, thread, log)
+    codes = {}
+    for name, (proc, thread, log) in runs.items():
+        codes[name] = proc.wait()
+        thread.join()
+        log.close()
+        print(f"[{name}] pytest exit code {codes[name]} after {time.monotonic() - start:.0f} s", flush=True)
+    # The summary lines of both groups, last.
+    for name in runs:
+        tail = (artifacts / f"check-{name}.log").read_text(errors="replace").rstrip().splitlines()[-1:]
+        print(f"{name}: {tail[0] if tail else '(no output)'}")
+    return max(codes.values(), default=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
