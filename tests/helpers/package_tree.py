@@ -225,14 +225,30 @@ class Tree:
 
     def _mount(self, source, target, options):
         point = self.path / target
-        point.mkdir(parents=True, exist_ok=True)
+        if not point.exists():
+            point.mkdir(parents=True)
         subprocess.run(["mount", *options, source, str(point)], check=True, env=HOST_ENV)
         self.own_mounts.append(str(point))
 
     def bind_ro(self, source, target):
-        """Bind-mount host directory ``source`` read-only at ``target`` (tree path)."""
-        self._mount(str(source), target.lstrip("/"), ["--bind"])
+        """Bind-mount host file or directory ``source`` read-only at ``target`` (tree path)."""
+        point = self.file(target)
+        if pathlib.Path(source).is_dir():
+            point.mkdir(parents=True, exist_ok=True)
+        else:
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.touch()
+        self._mount(str(source), str(target).lstrip("/"), ["--bind"])
         subprocess.run(["mount", "-o", "remount,bind,ro", self.own_mounts[-1]], check=True, env=HOST_ENV)
+
+    def share_base_tarball(self, codename=None):
+        """Offer the host's cached base tarball of ``codename`` (default: the tree's) at the same path in
+        the tree, read-only (a file bind mount: the directory stays writable for the cache lock)."""
+        tarball = chroot_backends.cached_tarball_path(codename or self.codename, host_archive.host_arch())
+        if tarball.exists():
+            self.bind_ro(tarball, str(tarball))
+            return tarball
+        return None
 
     def foreign_mounts(self):
         """Mounts below the tree that are not this object's own."""
