@@ -261,9 +261,17 @@ def test_build_and_apt_install(inst, tmp_path):  # pylint: disable=redefined-out
     inst.tree.write("root/.dput.cf", dput_cf)
     target = next(s for s in re.findall(r"^\[([^\]]+)\]", dput_cf, re.MULTILINE) if s != "DEFAULT")
     started = time.time()
-    proc = inst.tree.run("mini-buildd-dput", "-C", target, f"/root/upload/{changes.name}", check=False, timeout=1200)
+    proc = inst.tree.run("mini-buildd-dput", "-C", "--http", inst.url, target, f"/root/upload/{changes.name}", check=False,
+                         timeout=1200)
     event = wait_event(inst.url, ("INSTALLED", "FAILED", "REJECTED"), SOURCE, version, timeout=60)
-    assert event["type"] == "INSTALLED", f"{event}\n{proc.stdout}\n{proc.stderr}"
+    if event["type"] != "INSTALLED":
+        logs = ""
+        for arch, result in event.get("extra", {}).get("buildresults", {}).items():
+            if result.get("buildlog_installed"):
+                log = requests.get(result["buildlog_installed"], timeout=30).text
+                (inst.workdir / f"{SOURCE}_{arch}.buildlog").write_text(log, encoding="UTF-8")
+                logs += f"\n--- build log {arch} (end):\n{log[-6000:]}"
+        raise AssertionError(f"{event['type']}: {event.get('extra', {}).get('error')}\n{proc.stdout}\n{proc.stderr}{logs}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(f"upload -> INSTALLED: {time.time() - started:.0f}s")
     inst.built_version = version
