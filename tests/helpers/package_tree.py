@@ -396,7 +396,9 @@ class UnitDaemon:
                 env[key] = value
         uid, _gid, home = self.tree.passwd(user)
         assert uid != 0
-        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", "HOME": home, "USER": user, "LOGNAME": user,
+        # systemd's default service PATH on bookworm (split-usr build); the trees from the buildd
+        # tarball are not merged-usr, so /sbin and /bin matter.
+        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "USER": user, "LOGNAME": user,
                 "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
         env = dict(base, **env, **self.extra_env)
         return user, env, expand_exec(unit["ExecStart"][-1].lstrip("-@+!"), env)
