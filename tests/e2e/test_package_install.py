@@ -13,7 +13,9 @@ debootstrapped tree (see :mod:`tests.helpers.package_tree`), in this order:
    tree installs the binary from the instance's archive (verified with the instance's key);
 5. ``dpkg-reconfigure mini-buildd`` with new answers changes the admin password and the port;
 6. an upgrade to a rebuilt higher version keeps the repository and its package;
-7. ``apt-get purge mini-buildd`` leaves no home, no schroot config and no mounts.
+7. booted with systemd (``systemd-nspawn -b``, if the host has it), the enabled unit starts the
+   daemon and ``systemctl stop`` stops it cleanly;
+8. ``apt-get purge mini-buildd`` leaves no home, no schroot config and no mounts.
 
 A step whose prerequisites are not in the package yet is skipped with the reason; a step after a
 failed one is skipped ("needs ...").
@@ -109,6 +111,12 @@ class Installation:
         return dict(re.findall(r"^Template:\s*(\S+)\nType:\s*(\S+)", text, re.MULTILINE))
 
 
+def install_args(version):
+    """``mini-buildd=VERSION mini-buildd-utils=VERSION``: the archive may carry Debian's own, higher
+    versioned mini-buildd (trixie: 2.x), which apt would prefer to the local repository's."""
+    return [f"mini-buildd={version}", f"mini-buildd-utils={version}"]
+
+
 def options_for(port):
     return f"--hostname 127.0.0.1 --http-endpoint tcp:interface=127.0.0.1:port={port}"
 
@@ -172,8 +180,8 @@ def inst(request, debs, tmp_path_factory):  # pylint: disable=redefined-outer-na
 def test_install(inst):  # pylint: disable=redefined-outer-name
     answered = preseed(inst, inst.admin_password, inst.http_port)
     inst.tree.apt_get("update")
-    inst.tree.apt_get("install", "--no-install-recommends", "mini-buildd", "mini-buildd-utils")
     version = package_tree.changelog_version(package_tree.source_copy(inst.debs) / "debian" / "changelog")
+    inst.tree.apt_get("install", "--no-install-recommends", *install_args(version))
     for package in package_tree.PACKAGES:
         assert inst.tree.dpkg_version(package) == version, package
     user = inst.tree.passwd("mini-buildd")
@@ -325,8 +333,8 @@ def test_upgrade(inst, upgrade_debs):  # pylint: disable=redefined-outer-name
     inst.daemon.stop()  # what the unit's prerm snippet does on a systemd host
     inst.repo.replace(upgrade_debs.values())
     inst.tree.apt_get("update")
-    inst.tree.apt_get("install", "--no-install-recommends", "mini-buildd", "mini-buildd-utils")
     version = package_tree.changelog_version(package_tree.source_copy(upgrade_debs) / "debian" / "changelog")
+    inst.tree.apt_get("install", "--no-install-recommends", *install_args(version))
     assert version.endswith(UPGRADE_SUFFIX)
     for package in package_tree.PACKAGES:
         assert inst.tree.dpkg_version(package) == version, package
@@ -349,6 +357,44 @@ def test_upgrade(inst, upgrade_debs):  # pylint: disable=redefined-outer-name
     assert all(i["status"] in ("ACTIVE", "EXISTS") and not i["actions"] for i in result["instances"]), \
         [(i["identity_str"], i["status"], i["actions"]) for i in result["instances"]]
     inst.done.add("upgrade")
+
+
+def test_systemd_boot(inst):  # pylint: disable=redefined-outer-name
+    """The tree booted with systemd (systemd-nspawn -b): the unit the package enabled starts the daemon
+    at boot, as its user, with the configured options; systemctl stops it cleanly."""
+    inst.need("setup")
+    if not package_tree.nspawn_available():
+        pytest.skip("systemd-nspawn is not installed on this host (package systemd-container): no booted variant")
+    inst.daemon.stop()
+    inst.tree.apt_get("install", "--no-install-recommends", "systemd", "systemd-sysv", "dbus")
+    wants = inst.tree.file("etc/systemd/system/multi-user.target.wants/mini-buildd.service")
+    assert wants.is_symlink(), "the package did not enable mini-buildd.service"
+    inst.tree.unmount_own(keep=[m for m in inst.tree.own_mounts if "/var/cache/" in m])
+    try:
+        with package_tree.Booted(inst.tree, inst.workdir / "nspawn.log") as booted:
+            deadline, state = time.time() + 90, ""
+            while time.time() < deadline:
+                state = booted.run("systemctl", "is-active", "mini-buildd", check=False).stdout.strip()
+                try:
+                    if state == "active" and requests.get(f"{inst.url}/mini_buildd/api/status/", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.5)
+            journal = booted.run("journalctl", "--no-pager", "-u", "mini-buildd", check=False).stdout
+            assert state == "active", f"mini-buildd.service is {state}:\n{journal[-4000:]}"
+            status = requests.get(f"{inst.url}/mini_buildd/api/status/", timeout=10).json()
+            assert status["load"] >= 0 and status["url"] == inst.url, status
+            pid = booted.run("systemctl", "show", "--property=MainPID", "--value", "mini-buildd").stdout.strip()
+            assert booted.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "mini-buildd"
+            lines = booted.run("mini-buildd-api", "sources_list", inst.url, "--repositories", "test").stdout
+            assert f"{inst.url}/repositories/test {inst.codename}-test-unstable main" in lines, lines
+            booted.run("systemctl", "stop", "mini-buildd", timeout=180)
+            result = booted.run("systemctl", "show", "--property=Result", "--value", "mini-buildd").stdout.strip()
+            assert result == "success", f"stop: {result}\n{journal[-4000:]}"
+    finally:
+        inst.tree.mount_base()
+    inst.done.add("boot")
 
 
 def test_purge(inst):  # pylint: disable=redefined-outer-name

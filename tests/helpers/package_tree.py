@@ -207,10 +207,7 @@ class Tree:
         subprocess.run(["tar", "--extract", "--numeric-owner", "--file", str(base_tarball(self.codename)),
                         "--directory", str(self.path)], check=True, env=HOST_ENV)
         try:
-            self._mount("proc", "proc", ["-t", "proc"])
-            self._mount("/sys", "sys", ["--bind"])
-            self._mount("/dev", "dev", ["--bind"])
-            self._mount("/dev/pts", "dev/pts", ["--bind"])
+            self.mount_base()
             for name in ("resolv.conf", "hosts"):
                 target = self.path / "etc" / name
                 target.unlink(missing_ok=True)
@@ -273,6 +270,25 @@ class Tree:
 
     def __exit__(self, *exc):
         self.close()
+
+    # -- a booted container (systemd-nspawn -b) on the same tree
+    def unmount_own(self, keep=()):
+        """Unmount this object's own mounts (reverse order) except ``keep``; return what was unmounted."""
+        gone = []
+        for point in reversed(list(self.own_mounts)):
+            if point in keep:
+                continue
+            subprocess.run(["umount", point], check=True, env=HOST_ENV)
+            self.own_mounts.remove(point)
+            gone.append(point)
+        return gone
+
+    def mount_base(self):
+        """(Re-)mount proc, sys, dev and dev/pts (after a boot)."""
+        self._mount("proc", "proc", ["-t", "proc"])
+        self._mount("/sys", "sys", ["--bind"])
+        self._mount("/dev", "dev", ["--bind"])
+        self._mount("/dev/pts", "dev/pts", ["--bind"])
 
     # -- files and commands
     def file(self, path):
@@ -445,3 +461,84 @@ class UnitDaemon:
                 self.proc.wait()
         code, self.proc = self.proc.returncode, None
         return code
+
+
+# ------------------------------------------------------------------------------------------------ boot
+def nspawn_available():
+    return shutil.which("systemd-nspawn", path=HOST_ENV["PATH"]) is not None
+
+
+class Booted:
+    """The tree booted with ``systemd-nspawn -b`` (host network, not registered with machined);
+    commands run in it with ``nsenter`` into its init's namespaces. Use as a context manager: on
+    exit the container is powered off (SIGTERM to nspawn, SIGKILL after a timeout)."""
+
+    def __init__(self, tree, log_path):
+        self.tree = tree
+        self.log_path = pathlib.Path(log_path)
+        self.proc = None
+        self.init_pid = None
+
+    def __enter__(self):
+        with open(self.log_path, "a", encoding="UTF-8") as log:
+            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                ["systemd-nspawn", "--quiet", "-D", str(self.tree.path), "-b", "--register=no", "--keep-unit",
+                 "--console=pipe"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=HOST_ENV)
+        try:
+            self._wait_booted()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _children(self, pid):
+        try:
+            return [int(c) for task in pathlib.Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text(encoding="UTF-8").split()]
+        except OSError:
+            return []
+
+    def _wait_booted(self, timeout=90):
+        deadline = time.time() + timeout
+        state = ""
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"systemd-nspawn exited with {self.proc.returncode}: {self.output()[-3000:]}")
+            if self.init_pid is None:
+                children = self._children(self.proc.pid)
+                self.init_pid = children[0] if children else None
+            if self.init_pid:
+                state = self.run("systemctl", "is-system-running", check=False).stdout.strip()
+                if state in ("running", "degraded"):
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"the container did not boot within {timeout}s (state '{state}'): {self.output()[-3000:]}")
+
+    def output(self):
+        return self.log_path.read_text(encoding="UTF-8", errors="replace") if self.log_path.exists() else ""
+
+    def run(self, *argv, check=True, timeout=120):
+        proc = subprocess.run(["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
+                               "--cgroup", "--root", "--wd", "--", "env", "-i", *[f"{k}={v}" for k, v in TREE_ENV.items()],
+                               *argv], capture_output=True, text=True, timeout=timeout, check=False, env=HOST_ENV)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"in the container: {shlex.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def __exit__(self, *exc):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # nspawn asks the container's init to power off
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                if self.init_pid:
+                    try:
+                        os.kill(self.init_pid, signal.SIGKILL)  # ends its whole PID namespace
+                    except ProcessLookupError:
+                        pass
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
