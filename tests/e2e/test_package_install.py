@@ -112,9 +112,9 @@ class Installation:
 
 
 def install_args(version):
-    """``mini-buildd=VERSION mini-buildd-utils=VERSION``: the archive may carry Debian's own, higher
+    """``mini-buildd=VERSION mini-buildd-utils=VERSION python3-mini-buildd=VERSION``: the archive may carry Debian's own, higher
     versioned mini-buildd (trixie: 2.x), which apt would prefer to the local repository's."""
-    return [f"mini-buildd={version}", f"mini-buildd-utils={version}"]
+    return [f"{package}={version}" for package in ("mini-buildd", "mini-buildd-utils", "python3-mini-buildd")]
 
 
 def options_for(port):
