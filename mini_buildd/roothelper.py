@@ -536,8 +536,9 @@ class _Parser(argparse.ArgumentParser):
 
 def parser():
     p = _Parser(prog="mini-buildd-chroot-helper",
-                description="Root actions of the mini-buildd daemon (chroots, schroot configuration); "
-                            "run by the daemon through sudo. Not for interactive use.")
+                description="The mini-buildd daemon's root actions (its chroots and their schroot files), run by the daemon "
+                            "through sudo. Every path is derived from the calling user's instance home (--home); "
+                            "anything else is refused. Not for interactive use.")
     sub = p.add_subparsers(dest="operation", required=True)
 
     def chroot_op(name, help_text):

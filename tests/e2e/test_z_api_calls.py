@@ -407,8 +407,10 @@ def test_call_snapshot_delete(instance, api):
     assert r.status_code == 404
 
 
-def test_call_debmirror(api, package, tmp_path):
-    dest = tmp_path / "mirror"
+def test_call_debmirror(instance, api, package):
+    dest = instance.home.parent / "mirror"  # written by the daemon: a dir its user may write
+    dest.mkdir()
+    instance.own(dest)
     assert api("debmirror", suites=["unstable"], repositories=["test"], codenames=["bookworm"], architectures=["amd64"],
                components=["main"], destination=str(dest) + "/{}") == {}
     release = (dest / "test" / "dists" / UNSTABLE / "Release").read_text()
