@@ -2,16 +2,18 @@
 """The whole test suite as ``make check`` runs it: two pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
-starting), so two groups run concurrently on the two cores CI has:
+starting), so three groups run concurrently on the two cores CI has:
 
 - ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
   is ``mini-buildd-bookworm-amd64``);
+- ``peers``: the end-to-end tests with their own instances building for each other (remotes,
+  TLS; own addresses and schroot prefixes);
 - ``host``: unit and integration tests and the Debian package install test (their chroots have
   other schroot names, their daemons other ports and homes).
 
 Each group has its own pytest base temp dir (concurrent pytest runs would otherwise remove each
 other's), its output goes to ``test-artifacts/check-GROUP.log`` and, line by line with the group
-name in front, to standard output. The exit code is the worst of the two.
+name in front, to standard output, with the slowest tests at the end. The exit code is the worst.
 """
 
 import os
@@ -24,9 +26,11 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
+PEERS = ["tests/e2e/test_zzzz_remotes.py", "tests/e2e/test_zzzzz_tls.py"]
 
 GROUPS = {
-    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}"],
+    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS]],
+    "peers": PEERS,
     "host": ["tests/unit", "tests/integration", PACKAGE_INSTALL],
 }
 
@@ -50,7 +54,7 @@ def main(argv):
     for name, args in GROUPS.items():
         if not (ROOT / args[0]).exists():
             continue
-        argv_group = [PYTHON, "-m", "pytest", "-ra", f"--basetemp=/tmp/mbd-check-{name}", *args, *extra]
+        argv_group = [PYTHON, "-m", "pytest", "-ra", "--durations=15", f"--basetemp=/tmp/mbd-check-{name}", *args, *extra]
         log = open(artifacts / f"check-{name}.log", "wb")  # pylint: disable=consider-using-with
         proc = subprocess.Popen(argv_group, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
