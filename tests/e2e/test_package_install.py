@@ -23,8 +23,8 @@ failed one is skipped ("needs ...").
 
 import json
 import os
+import pathlib
 import re
-import shlex
 import time
 
 import pytest
@@ -191,7 +191,12 @@ def test_install(inst):  # pylint: disable=redefined-outer-name
     assert inst.tree.run("mini-buildd", "--version").stdout.startswith("mini-buildd ")
     # Without systemd nothing was started at install time (and nothing failed because of that).
     assert not package_tree.processes_in(inst.tree.path), "processes left running by the installation"
-    if not answered:
+    if answered:
+        # postinst applied the preseeded answers: the options line, and the home is the answer.
+        default = inst.tree.file("etc/default/mini-buildd").read_text(encoding="UTF-8")
+        assert f'MINI_BUILDD_OPTIONS="{options_for(inst.http_port)}"' in default, default
+        assert user[2] == "/var/lib/mini-buildd"
+    else:
         configure_without_debconf(inst)
     # Chroots start from the (read-only shared) cached base tarball: an administrator's own line
     # in the unit's EnvironmentFile.
@@ -338,8 +343,12 @@ def test_upgrade(inst, upgrade_debs):  # pylint: disable=redefined-outer-name
     assert version.endswith(UPGRADE_SUFFIX)
     for package in package_tree.PACKAGES:
         assert inst.tree.dpkg_version(package) == version, package
+    if inst.base_tarball:
+        assert "MINI_BUILDD_DEBOOTSTRAP_CACHE=1" in inst.tree.file("etc/default/mini-buildd").read_text(encoding="UTF-8"), \
+            "the upgrade lost the administrator's own line in /etc/default/mini-buildd"
     inst.new_daemon().start()  # the database is migrated at start
     assert inst.api("status")["load"] >= 0
+    assert _login(inst.url, inst.admin_password), "the admin password does not work after the upgrade"
     lines = inst.api("sources_list", "--repositories", "test", json_output=False)
     assert f"{inst.url}/repositories/test {inst.codename}-test-unstable main" in lines, lines
     release = requests.get(f"{inst.url}/repositories/test/dists/{inst.codename}-test-unstable/Release", timeout=30)
@@ -408,4 +417,6 @@ def test_purge(inst):  # pylint: disable=redefined-outer-name
     left = sorted(p.name for p in inst.tree.file("etc/schroot/chroot.d").glob("mini-buildd-*"))
     assert not left, f"schroot configuration left after purge: {left}"
     assert not inst.tree.foreign_mounts(), f"mounts left below the tree: {inst.tree.foreign_mounts()}"
-    assert not package_tree.processes_in(inst.tree.path), [shlex.quote(str(p)) for p in package_tree.processes_in(inst.tree.path)]
+    left = {pid: pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            for pid in package_tree.processes_in(inst.tree.path)}
+    assert not left, f"processes left in the tree after purge: {left}"
