@@ -415,6 +415,7 @@ def test_purge(inst):  # pylint: disable=redefined-outer-name
     assert inst.tree.dpkg_version("mini-buildd") is None
     assert not inst.tree.file(home).exists(), f"home {home} left after purge: {sorted(os.listdir(inst.tree.file(home)))}"
     left = sorted(p.name for p in inst.tree.file("etc/schroot/chroot.d").glob("mini-buildd-*"))
+    left += sorted(p.name for p in inst.tree.file("etc/schroot/mini-buildd").glob("fstab-mini-buildd-*"))
     assert not left, f"schroot configuration left after purge: {left}"
     assert not inst.tree.foreign_mounts(), f"mounts left below the tree: {inst.tree.foreign_mounts()}"
     left = {pid: pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
