@@ -19,6 +19,13 @@ debootstrapped tree (see :mod:`tests.helpers.package_tree`), in this order:
 
 A step whose prerequisites are not in the package yet is skipped with the reason; a step after a
 failed one is skipped ("needs ...").
+
+Needs root; the booted step needs ``systemd-nspawn`` on the host (package systemd-container).
+Installs use ``--no-install-recommends`` (time) and name the built version (trixie's archive has
+Debian's own, higher versioned mini-buildd). The daemon's chroot starts from the host's cached
+base tarball, bind-mounted read-only into the tree (``MINI_BUILDD_DEBOOTSTRAP_CACHE=1`` in the
+tree's /etc/default/mini-buildd). Logs stay in the test's temp dir (``daemon.log``, ``nspawn.log``,
+a failed build's log).
 """
 
 import json
