@@ -22,7 +22,7 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl debmirror sudo
 # ... and what the tests and the package build need on top.
 TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps man-db \
-	chromium chromium-driver python3-selenium python3-sphinx debconf-utils lintian shellcheck
+	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck
 # ... and what the benchmarks (bench/) use on top.
 BENCH_DEPS := wrk apache2-utils
 
