@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.helpers.daemon import PYTHON, ROOT, Daemon, free_port, in_home, run_mbd
+from tests.helpers.dput_ng import dput_ng
 from tests.helpers.packages import make_source_package
 
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
@@ -199,23 +200,16 @@ def test_mini_buildd_dput_uploads_over_ftps(tls_instance, tmp_path):
     assert event["type"] == "REJECTED", event
 
 
-def _installed(package):
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False)
-    return proc.stdout.strip() == "install ok installed"
-
-
 def test_dput_ng_uploads_over_ftps_with_the_instance_profile(tls_instance, tmp_path):
-    if not _installed("dput-ng"):
-        pytest.skip("dput-ng is not installed: it conflicts with the dput package the test suite installs "
-                    "(installing one removes the other)")
+    """Debian's dput-ng (installed, or the real packages unpacked beside the classic dput: they
+    conflict) uploads with the profile the instance hands out."""
     profile = api(tls_instance, "dput_conf", dput_ng_profile="true")
     assert json.loads(profile)["method"] == "ftps", profile
     home = tmp_path / "home"
     (home / ".dput.d" / "profiles").mkdir(parents=True)
     (home / ".dput.d" / "profiles" / f"mini-buildd-{IDENTITY}.json").write_text(profile)
     changes = make_source_package(tmp_path, "mbd-tls-ng", "1.0", "bookworm-test-unstable")
-    proc = subprocess.run(["dput", "-u", f"mini-buildd-{IDENTITY}", str(changes)], cwd=tmp_path, capture_output=True,
-                          text=True, check=False, env=dict(os.environ, HOME=str(home)))
+    proc = dput_ng().run(["-u", f"mini-buildd-{IDENTITY}", changes], home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     event = _events_after(tls_instance, "mbd-tls-ng", "1.0")
     assert event["type"] == "REJECTED", event

@@ -3,7 +3,7 @@ instance hands out and are read by dput (and dput-ng, when it is the installed d
 API client and the consumer APT script run against a real daemon, the event hook is run by the
 daemon's hook mechanism, the keyring configuration is loaded by python3-keyring, the shell
 scripts pass ``sh -n`` (and shellcheck when installed), and the nginx reverse proxy passes
-``nginx -t`` and proxies a login to a real daemon (when nginx is installed)."""
+``nginx -t`` and proxies a login to a real daemon (Debian's nginx, unpacked if not installed)."""
 
 import configparser
 import json
@@ -19,6 +19,7 @@ import requests
 
 from mini_buildd.events import Event, Events, Type
 from tests.helpers.daemon import Daemon, free_port, in_home, PYTHON, ROOT
+from tests.helpers.dput_ng import dput_ng
 
 EXAMPLES = ROOT / "examples"
 PASSWORD = "examples-Secret-1"
@@ -80,26 +81,27 @@ def dput_env(tmp_path):
     return home, {**os.environ, "HOME": str(home)}
 
 
-def load_dput_ng_profile(env, name):
-    """dput-ng's own profile loader (it reads ~/.dput.cf and ~/.dput.d/profiles/), validated by dput-ng."""
+def load_dput_ng_profile(home, name):
+    """dput-ng's own profile loader (it reads ~/.dput.cf and ~/.dput.d/profiles/), validated by dput-ng
+    (the installed one, or the real packages unpacked: :mod:`tests.helpers.dput_ng`)."""
     code = ("import json, dput.profile, dput.util\n"
             f"p = dput.profile.load_profile({name!r})\n"
             f"dput.util.validate_object('config', p, {name!r})\n"
             "print(json.dumps({k: p[k] for k in ('method', 'fqdn', 'login', 'incoming')}))\n")
-    proc = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
+    proc = dput_ng().python(code, home)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_dput_cf_is_read_by_dput(tmp_path):
+    """Both dput implementations read the example: the installed one's host list, and dput-ng's loader."""
     if not shutil.which("dput"):
         pytest.skip("dput is not installed")
     home, env = dput_env(tmp_path)
     shutil.copy(EXAMPLES / "dput" / "dput.cf", home / ".dput.cf")
     expected = {"method": "ftp", "fqdn": "mbd.example.org:8067", "login": "anonymous", "incoming": "/incoming"}
-    if is_dput_ng():
-        assert load_dput_ng_profile(env, "mini-buildd-mbd") == expected
-    else:
+    assert load_dput_ng_profile(home, "mini-buildd-mbd") == expected
+    if not is_dput_ng():
         proc = subprocess.run(["dput", "-H"], env=env, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stderr
         assert "mini-buildd-mbd" in proc.stdout and "mbd.example.org" in proc.stdout
@@ -122,9 +124,7 @@ def test_dput_ng_profile_is_what_the_instance_hands_out(daemon):  # pylint: disa
 
 
 def test_dput_ng_profile_fits_dput_ngs_schema():
-    schema_path = pathlib.Path("/usr/share/dput-ng/schemas/config.json")
-    if not schema_path.exists():
-        pytest.skip("dput-ng is not installed (its schema comes with it; it conflicts with the dput the tests use)")
+    schema_path = dput_ng().data_dir / "schemas" / "config.json"
     profile = json.loads((EXAMPLES / "dput-ng" / "mini-buildd-mbd.json").read_text())
     schema = json.loads(schema_path.read_text())
     types = {"string": str, "boolean": bool, "array": list, "object": dict, "integer": int}
@@ -141,12 +141,10 @@ def test_dput_ng_profile_fits_dput_ngs_schema():
 
 
 def test_dput_ng_loads_the_profile(tmp_path):
-    if not is_dput_ng():
-        pytest.skip("the installed dput is not dput-ng")
-    home, env = dput_env(tmp_path)
+    home, _env = dput_env(tmp_path)
     (home / ".dput.d" / "profiles").mkdir(parents=True)
     shutil.copy(EXAMPLES / "dput-ng" / "mini-buildd-mbd.json", home / ".dput.d" / "profiles" / "mini-buildd-mbd.json")
-    profile = load_dput_ng_profile(env, "mini-buildd-mbd")
+    profile = load_dput_ng_profile(home, "mini-buildd-mbd")
     assert profile == json.loads((EXAMPLES / "dput-ng" / "mini-buildd-mbd.json").read_text())
 
 
@@ -266,8 +264,23 @@ def test_nspawn_recipe_checks_its_arguments():
 
 
 # ------------------------------------------------------------------------------------------------ reverse proxy
-def nginx_binary():
-    return shutil.which("nginx") or (shutil.which("/usr/sbin/nginx"))
+_NGINX = {}
+
+
+def nginx_binary(tmp_path_factory):
+    """The installed nginx, else the real Debian package unpacked (``apt-get download nginx``:
+    installing it would start a system nginx on port 80); None if neither is possible."""
+    installed = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if installed or "nginx" in _NGINX:
+        return installed or _NGINX["nginx"]
+    base = tmp_path_factory.mktemp("nginx-deb")
+    subprocess.run(["apt-get", "download", "-q", "nginx"], cwd=base, capture_output=True, check=False, timeout=300)
+    debs = list(base.glob("nginx_*.deb"))
+    binary = None
+    if debs and subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(base / "root")], check=False).returncode == 0:
+        binary = str(base / "root" / "usr" / "sbin" / "nginx")
+    _NGINX["nginx"] = binary
+    return binary
 
 
 def self_signed(tmp_path):
@@ -298,10 +311,10 @@ def nginx_config(tmp_path, public, port, backend):
     return main
 
 
-def test_nginx_reverse_proxy(daemon, tmp_path):  # pylint: disable=redefined-outer-name
-    nginx = nginx_binary()
+def test_nginx_reverse_proxy(daemon, tmp_path, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    nginx = nginx_binary(tmp_path_factory)
     if not nginx:
-        pytest.skip("nginx is not installed")
+        pytest.skip("nginx is neither installed nor downloadable from the host's apt sources")
     port = free_port()
     public = f"localhost:{port}"
     main = nginx_config(tmp_path, public, port, daemon.url)
