@@ -329,6 +329,20 @@ def test_reconfigure(inst):  # pylint: disable=redefined-outer-name
     assert _login(inst.url, inst.admin_password)
     new_port = free_port()
     inst.daemon.stop()
+    # Bad answers first: a home below a regular file, unknown daemon options. Each is refused with
+    # a message naming it; the previous configuration (home, options) stays as it was.
+    default_before = inst.tree.file("etc/default/mini-buildd").read_text(encoding="UTF-8")
+    home_before = inst.tree.run("getent", "passwd", "mini-buildd").stdout.split(":")[5]
+    bad = "\n".join(["mini-buildd mini-buildd/home string /etc/passwd/mbd-home", "mini-buildd mini-buildd/home seen true",
+                     "mini-buildd mini-buildd/options string --no-such-option", "mini-buildd mini-buildd/options seen true"])
+    inst.tree.run("debconf-set-selections", stdin=bad + "\n")
+    proc = inst.tree.run("dpkg-reconfigure", "-fnoninteractive", "mini-buildd", check=False)
+    output = proc.stdout + proc.stderr
+    assert "refused, previous configuration kept" in output and "/etc/passwd/mbd-home" in output, output
+    assert "--no-such-option" in output, output
+    assert inst.tree.run("getent", "passwd", "mini-buildd").stdout.split(":")[5] == home_before
+    assert inst.tree.file("etc/default/mini-buildd").read_text(encoding="UTF-8") == default_before
+    assert not inst.tree.file("etc/passwd").is_dir()
     answered = preseed(inst, NEW_ADMIN_PASSWORD, new_port)
     assert answered, templates
     inst.tree.run("dpkg-reconfigure", "-fnoninteractive", "mini-buildd")
