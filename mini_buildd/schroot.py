@@ -27,8 +27,8 @@ import uuid
 
 from mini_buildd import call, config, privileged
 from mini_buildd.schroot_files import (  # noqa: F401  (re-exported: the schroot API in one place)
-    GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, fstab_path, fstab_setup_name,
-    fstab_text, parse_conf)
+    GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, dir_list, fstab_path,
+    fstab_setup_name, fstab_text, parse_conf)
 
 LOG = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ def remove_conf(name, home=None):
     LOG.info("Removed schroot config %s", path)
 
 
-def _dirs(rw_dirs):
-    if rw_dirs is None:
-        return []
-    if isinstance(rw_dirs, (str, pathlib.PurePath)):
-        return [rw_dirs]
-    return list(rw_dirs)
-
-
 def ensure_bind_sources(name):
     """Create missing bind sources of chroot ``name``'s own fstab (e.g. a removed ccache dir):
     schroot fails the whole session when one is missing."""
@@ -98,7 +90,7 @@ def ensure_bind_sources(name):
 def install_fstab(rw_dirs, name, home=None):
     """Write the per-chroot fstab ``/etc/schroot/mini-buildd/fstab-NAME`` binding ``rw_dirs`` (dirs
     of the instance home, created if missing); return its ``setup.fstab`` value."""
-    dirs = _dirs(rw_dirs)
+    dirs = dir_list(rw_dirs)
     for d in dirs:
         pathlib.Path(d).mkdir(parents=True, exist_ok=True)
     privileged.install_fstab(home or _home_of(dirs), name, [pathlib.Path(d).resolve() for d in dirs])

@@ -86,7 +86,8 @@ def conf_path(name):
     return config.schroot_conf(name)
 
 
-def _dirs(rw_dirs):
+def dir_list(rw_dirs):
+    """``rw_dirs`` (None, one path, or paths) as a list."""
     if rw_dirs is None:
         return []
     if isinstance(rw_dirs, (str, pathlib.PurePath)):
@@ -101,7 +102,7 @@ def fstab_text(rw_dirs=None):
              "# <file system> <mount point> <type> <options> <dump> <pass>"]
     for fs, mountpoint, fstype, options in GENERIC_FSTAB_LINES:
         lines.append(f"{fs}\t{mountpoint}\t{fstype}\t{options}\t0\t0")
-    for d in _dirs(rw_dirs):
+    for d in dir_list(rw_dirs):
         d = str(pathlib.Path(d).resolve())
         if any(c.isspace() for c in d):
             raise SchrootError(f"Bind-mounted dir must not contain white space (fstab): {d}")
