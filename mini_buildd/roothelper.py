@@ -155,14 +155,24 @@ def chroots_root(caller, home, create=True):
     if st is None:
         if not create:
             return None
-        os.mkdir(root, 0o755)
-        os.chown(root, 0, 0)
+        os.mkdir(root, 0o755)  # made by root: root's
         return root
     if st.st_uid != 0:
         if st.st_uid not in (caller.uid, var_st.st_uid):
             raise HelperError(f"'{root}' is owned by another user.")
-        os.chown(root, 0, 0)
-        os.chmod(root, 0o755)
+        # Take over the dir the checks saw, never what a path swapped in meanwhile points to.
+        try:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as e:
+            raise HelperError(f"Chroots dir '{root}' changed while it was checked: {e.strerror}.") from e
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise HelperError(f"Chroots dir '{root}' changed while it was checked.")
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o755)
+        finally:
+            os.close(fd)
     return root
 
 

@@ -67,11 +67,26 @@ def test_refuses_names_that_are_paths(unpriv, home, codename):
     assert code != 0 and ("Bad codename" in out or "usage" in out)
 
 
-def test_chroots_dir_becomes_root_owned(unpriv, home):
+@pytest.mark.parametrize("before", ["absent", "the user's"])
+def test_chroots_dir_becomes_root_owned(unpriv, home, before):
+    if before == "the user's":  # as a daemon before the root helper made it
+        subprocess.run(unpriv.command(["mkdir", "-m", "0700", home / "var" / "chroots"]), check=True)
     code, out = helper(unpriv, "make-dir", "--home", home, "--codename", CODENAME, "--arch", "amd64")
     assert code == 0, out
     assert (home / "var" / "chroots").stat().st_uid == 0
     assert (home / "var" / "chroots" / CODENAME / "amd64").stat().st_uid == 0
+    assert (home / "var" / "chroots").stat().st_mode & 0o777 == 0o755
+
+
+def test_refuses_a_chroots_dir_that_is_a_symlink(unpriv, home, tmp_path):
+    """The user points var/chroots at a file of root's: nothing of it is taken over or changed."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    subprocess.run(unpriv.command(["ln", "-s", victim, home / "var" / "chroots"]), check=True)
+    code, out = helper(unpriv, "make-dir", "--home", home, "--codename", CODENAME, "--arch", "amd64")
+    assert code == 1 and "is not a plain directory" in out, out
+    assert victim.stat().st_mode & 0o777 == 0o700 and not list(victim.iterdir())
+    (home / "var" / "chroots").unlink()
 
 
 @pytest.mark.parametrize("overrides, why", [
