@@ -178,8 +178,11 @@ class Service:
 
     @staticmethod
     def _start_engine(services):
+        from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
         try:
             services.engine.start()
+        except ftpd.FtpError as e:  # a configuration error (endpoint, certificate): one line says it
+            LOG.error("Engine start failed (the web interface runs; fix the Daemon's FTP settings, then start): %s", e)
         except Exception as e:  # pylint: disable=broad-except
             LOG.exception("Engine start failed: %s", e)
 

@@ -39,24 +39,30 @@ class Engine:
             daemon = Daemon.get()
             kill_orphaned_builds()
             schroot.end_stale_sessions(c.mbd_schroot_name() for c in Chroot.objects.select_related("source", "architecture"))
-            self.builder = builder.Builder(daemon.max_parallel_builds)
-            self.selector = remotes.Selector()
-            try:  # before the packager, which looks at what is installed to conclude interrupted packages
-                archive_ops.recover_interrupted()
-            except Exception:  # pylint: disable=broad-except
-                LOG.exception("Recovery of interrupted repository changes failed")
-            self.packager = packager.Packager(self.select_builder)
-            self.packager.start()
-            self.watch = remotes.BuilderWatch(self.packager)
-            self.watch.start()
-            self.builder.start()
-            self.incoming = incoming.Incoming(self.dispatch)
-            self.incoming.start()
-            self.ftpd = ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.incoming.submit_session, options=daemon.ftpd_options,
-                                  limits=ftpd.Limits.from_daemon(daemon))
-            self.ftpd.start()
-            self.cron = cron.Crontab(self)
-            self.cron.start()
+            started = []  # all or nothing: no packager or builder without the FTP server (or the reverse)
+
+            def start(part):
+                part.start()
+                started.append(part)
+                return part
+            try:
+                self.builder = builder.Builder(daemon.max_parallel_builds)
+                self.selector = remotes.Selector()
+                try:  # before the packager, which looks at what is installed to conclude interrupted packages
+                    archive_ops.recover_interrupted()
+                except Exception:  # pylint: disable=broad-except
+                    LOG.exception("Recovery of interrupted repository changes failed")
+                self.packager = start(packager.Packager(self.select_builder))
+                self.watch = start(remotes.BuilderWatch(self.packager))
+                start(self.builder)
+                self.incoming = start(incoming.Incoming(self.dispatch))
+                self.ftpd = start(ftpd.FtpD(daemon.ftpd_bind, config.paths.incoming, self.incoming.submit_session,
+                                            options=daemon.ftpd_options, limits=ftpd.Limits.from_daemon(daemon)))
+                self.cron = start(cron.Crontab(self))
+            except BaseException:
+                self._stop_parts(started)
+                LOG.warning("Engine not started: stopped the %d part(s) that had started.", len(started))
+                raise
             self.running = True
             LOG.info("Engine started (FTP %s, %d build slot(s)).", daemon.ftpd_bind, daemon.max_parallel_builds)
         self.incoming.requeue_leftovers()
@@ -66,14 +72,22 @@ class Engine:
             if not self.running:
                 return
             self.running = False
-            for part in (self.ftpd, self.incoming, self.cron, self.watch):
+            self._stop_parts([self.packager, self.watch, self.builder, self.incoming, self.ftpd, self.cron])
+            LOG.info("Engine stopped.")
+
+    def _stop_parts(self, parts):
+        """Stop those of the engine's parts that are in ``parts``: FTP server, incoming, crontab and
+        watch first, then the builder (cancelling its builds), the packager last."""
+        for part in (self.ftpd, self.incoming, self.cron, self.watch):
+            if part in parts:
                 try:
                     part.stop()
                 except Exception as e:  # pylint: disable=broad-except
                     LOG.error("Stopping %s failed: %s", part, e)
+        if self.builder in parts:
             self.builder.stop("SHUTDOWN")
+        if self.packager in parts:
             self.packager.stop()
-            LOG.info("Engine stopped.")
 
     @property
     def load(self):

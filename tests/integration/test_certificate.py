@@ -230,6 +230,31 @@ def test_daemon_refuses_missing_or_mismatched_certificate(tls_instance, tmp_path
     assert proc.returncode == 1 and len(lines) == 1 and "does not belong to certificate" in lines[0], proc.stdout + proc.stderr
 
 
+def test_ftps_endpoint_with_a_missing_certificate_one_line_and_no_half_started_engine(tmp_path):
+    """The Daemon's FTP endpoint names a certificate file that is gone: the web interface runs,
+    the engine is not running (no packager or builder left running without the FTP server), and
+    the log says why in one line, without a traceback."""
+    cert, key = make_cert(tmp_path / "ssl")
+    home, ftp_port = tmp_path / "home", free_port()
+    in_home(home, f"d = models.Daemon.get()\nd.gnupg_template = {ED25519!r}\nd.identity = {IDENTITY!r}\n"
+                  f"d.ftpd_bind = 'ssl:interface={HOST}:port={ftp_port}:privateKey={key}:certKey={cert}'\n"
+                  "d.save()\nd.mbd_pca()\nassert models.Daemon.get().mbd_is_active()\n")
+    cert.unlink()
+    daemon = Daemon(home, port=free_port(), host=HOST).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "Engine not started" not in daemon.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert requests.get(daemon.url + "/mini_buildd/api/status/?output=json", timeout=30).json()["load"] == -1
+    finally:
+        daemon.stop()
+    out = daemon.output()
+    errors = [line for line in out.splitlines() if "Engine start failed" in line]
+    assert len(errors) == 1 and f"certKey file '{cert}' is not readable" in errors[0], out
+    assert "Traceback" not in out, out
+    assert "Engine not started: stopped the 4 part(s) that had started." in out, out
+
+
 def test_keyring_package_and_buildrequests_carry_the_certificate(tls_instance, tmp_path):
     served = tls_instance.endpoints[0]
     code = (f"config.runtime.http_endpoints = [{served!r}]\n"
