@@ -95,13 +95,14 @@ def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
-def wait_for(url, predicate, timeout=900, after=None):
-    """Follow the event stream (from ``after``, default: the whole queue) until ``predicate(event)``."""
+def wait_for(url, predicate, timeout=900, after=None, verify=True):
+    """Follow the event stream (from ``after``, default: the whole queue) until ``predicate(event)``;
+    ``verify``: as requests' (a CA file for an instance on https)."""
     deadline = time.time() + timeout
     after = after or "1970-01-01T00:00:00+00:00"
     while time.time() < deadline:
         try:
-            r = requests.get(f"{url}/static/events.attach", params={"after": after}, timeout=60)
+            r = requests.get(f"{url}/static/events.attach", params={"after": after}, timeout=60, verify=verify)
         except requests.Timeout:
             continue
         if r.status_code != 200:

@@ -25,7 +25,7 @@ import requests
 
 from tests.helpers.daemon import PYTHON, ROOT, Daemon, free_port, in_home, run_mbd
 from tests.helpers.dput_ng import dput_ng
-from tests.helpers.packages import make_source_package
+from tests.helpers.packages import make_source_package, wait_for
 
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
 HOST = "127.0.0.1"
@@ -163,22 +163,8 @@ def api(instance, call, **args):
 
 
 def _events_after(instance, source, version, timeout=60):
-    deadline = time.time() + timeout
-    after = "1970-01-01T00:00:00+00:00"
-    while time.time() < deadline:
-        try:
-            r = requests.get(f"{instance.url}/static/events.attach", params={"after": after},
-                             verify=str(instance.cert), timeout=10)
-        except requests.Timeout:
-            continue
-        if r.status_code != 200:
-            time.sleep(0.5)
-            continue
-        event = r.json()
-        after = event["timestamp"]
-        if event["source"] == source and event["version"] == version:
-            return event
-    raise AssertionError(f"no event for {source} {version} within {timeout}s")
+    return wait_for(instance.url, lambda e: e["source"] == source and e["version"] == version, timeout=timeout,
+                    verify=str(instance.cert))
 
 
 def test_mini_buildd_dput_uploads_over_ftps(tls_instance, tmp_path):
