@@ -44,7 +44,7 @@ run: deps
 	@chmod 0600 $(RUN_HOME)/admin-password
 	@$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --set-admin-password-file - < $(RUN_HOME)/admin-password
 	@[ -e $(RUN_HOME)/.bootstrapped ] || { echo "Bootstrapping $(HOST_CODENAME)/$(HOST_ARCH) (first start: debootstrap takes a few minutes)..."; \
-	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) \
+	  MINI_BUILDD_DEBOOTSTRAP_CACHE=1 $(PYTHON) -m mini_buildd.cli.setup --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) \
 	    --http-endpoint tcp6:port=$(RUN_PORT) $(BOOTSTRAP) && touch $(RUN_HOME)/.bootstrapped; }
 	@echo "mini-buildd: http://$(RUN_HOSTNAME):$(RUN_PORT)/  (user admin, password in $(RUN_HOME)/admin-password); stop with Ctrl-C"
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) --http-endpoint tcp6:port=$(RUN_PORT)

@@ -12,7 +12,7 @@ This module owns:
   2.x wire format (:func:`create_buildrequest`, :func:`create_buildresult`) and unpacking those
   tars safely.
 
-Parsing is python-debian; signing and signature checks go through :mod:`mini_buildd.gnupg`.
+Parsing is python-debian; signing and signature checks go through :mod:`mini_buildd.tools.gnupg`.
 Errors about a changes file or its files are raised as :class:`ChangesError` with a message fit
 for a REJECTED/FAILED event.
 """
@@ -35,8 +35,8 @@ from debian import deb822
 
 from mini_buildd import config
 from mini_buildd import files as files_mod
-from mini_buildd import gnupg as gpgmod
-from mini_buildd import uploadoptions
+from mini_buildd.tools import gnupg as gpgmod
+from mini_buildd.pipeline import uploadoptions
 from mini_buildd.dist import (QAMode, DistStr, SBUILD_STATUS_FAIL, SBUILD_STATUS_PASS, SBUILD_STATUS_WARN,
                               sbuild_check_passes)
 
@@ -536,8 +536,8 @@ class Changes:
 
     # Signature ---------------------------------------------------------------------------
     def signature_check(self, keyring):
-        """Check the signature against ``keyring`` (a :class:`mini_buildd.gnupg.TmpKeyring` or other
-        keyring with ``verify_signature``); return the :class:`mini_buildd.gnupg.VerifyResult`.
+        """Check the signature against ``keyring`` (a :class:`mini_buildd.tools.gnupg.TmpKeyring` or other
+        keyring with ``verify_signature``); return the :class:`mini_buildd.tools.gnupg.VerifyResult`.
 
         Raises :class:`ChangesError`: "not signed", "signed by unknown key(s) ...", or the signature
         status when it is bad/expired/revoked; also if the signed content differs from what was parsed.
@@ -859,7 +859,7 @@ def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fi
     - ``config_files``: ``{name: text}`` for :data:`CONFIG_FILES` (missing ones are empty).
     - ``dsc_files``: paths of the .dsc and every file it lists (default: the upload's .dsc and its
       files beside the upload).
-    - ``gnupg``: :class:`mini_buildd.gnupg.Gnupg` to sign with (``None``: unsigned; tests only).
+    - ``gnupg``: :class:`mini_buildd.tools.gnupg.Gnupg` to sign with (``None``: unsigned; tests only).
 
     Returns the :class:`Buildrequest`.
     """
@@ -975,7 +975,7 @@ def create_buildresult(breq, build_dir, out_dir, *, sbuild_summary, buildlog_pat
     - ``sbuild_changes_path``: sbuild's ``.changes`` (default: ``<src>_<ver>_<arch>.changes`` in
       ``build_dir`` if it exists); it and all its files go into ``<result>.changes.tar``.
     - ``internal_error``, ``canceled_by``: recorded as ``X-Mini-Buildd-Internal-Error``/``-Canceled-By``.
-    - ``gnupg``: :class:`mini_buildd.gnupg.Gnupg` to sign with (``None``: unsigned; tests only).
+    - ``gnupg``: :class:`mini_buildd.tools.gnupg.Gnupg` to sign with (``None``: unsigned; tests only).
 
     A broken sbuild ``.changes`` does not raise: it is recorded as internal error. Returns the
     :class:`Buildresult`.

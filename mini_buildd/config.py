@@ -25,7 +25,7 @@ SECRET_FILE_MODE = 0o600
 #: System files outside the home.
 SCHROOT_CHROOT_D = pathlib.Path("/etc/schroot/chroot.d")
 SCHROOT_CONF_DIR = pathlib.Path("/etc/schroot/mini-buildd")
-#: The instance's TLS certificate and key (``mini-buildd-self-signed-certificate``, :mod:`mini_buildd.tls`).
+#: The instance's TLS certificate and key (``mini-buildd-self-signed-certificate``, :mod:`mini_buildd.tools.tls`).
 SSL_DIR = pathlib.Path("/etc/ssl/mini-buildd")
 SSL_CERT = SSL_DIR / "certs" / "mini-buildd.crt"
 SSL_KEY = SSL_DIR / "private" / "mini-buildd.key"
@@ -182,12 +182,12 @@ class Paths:
 
     @property
     def quarantine(self):
-        """Private per-arrival directories of uploads not yet verified (:mod:`mini_buildd.incoming`)."""
+        """Private per-arrival directories of uploads not yet verified (:mod:`mini_buildd.pipeline.incoming`)."""
         return self._h("var", "quarantine")
 
     @property
     def journals(self):
-        """Write-ahead journals of repository changes, one dir per repository (:mod:`mini_buildd.journal`)."""
+        """Write-ahead journals of repository changes, one dir per repository (:mod:`mini_buildd.archive.journal`)."""
         return self._h("var", "journal")
 
     def journal(self, identity):

@@ -2,7 +2,7 @@
 each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
 
 Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),
-take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.snapshots`).
+take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.archive.snapshots`).
 """
 
 import datetime
@@ -89,7 +89,7 @@ class Crontab:
     @staticmethod
     def _expire_builds():
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
-        from mini_buildd import builder  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import builder  # pylint: disable=import-outside-toplevel
         return builder.expire_build_dirs(Daemon.get().expire_builds_after)
 
     @staticmethod
@@ -103,7 +103,7 @@ class Crontab:
 
     @staticmethod
     def _snapshots():
-        from mini_buildd import snapshots  # pylint: disable=import-outside-toplevel
+        from mini_buildd.archive import snapshots  # pylint: disable=import-outside-toplevel
         return snapshots.run()
 
 

@@ -101,7 +101,7 @@ def prepare_home(home):
         probe.unlink()
     except OSError as e:
         raise StartError(f"Home '{home}' is not usable: {e.strerror or e}") from e
-    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     try:
         schroot.confine_old_fstabs(paths.shared, config.runtime.schroot_prefix)
     except OSError as e:
@@ -120,7 +120,7 @@ def setup_django(paths, debug=False):
 
 def validate_endpoints(endpoint_strings):
     """Syntax of every endpoint, and for ``ssl:`` ones a readable key that fits the certificate."""
-    from mini_buildd import tls  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import tls  # pylint: disable=import-outside-toplevel
     for desc in endpoint_strings:
         try:
             tls.check_endpoint_files(net.ServerEndpoint(desc))
@@ -144,7 +144,7 @@ def make_mailer(daemon_model):
         return None
     # pylint: disable=import-outside-toplevel
     from mini_buildd import events, notify
-    from mini_buildd.packager import our_http_url
+    from mini_buildd.pipeline.packager import our_http_url
     LOG.info("Notification mails via %s.", events.parse_smtp_url(config.runtime.smtp).host)
     return events.Mailer(config.runtime.smtp, daemon_model.identity, notify.recipients,
                          sender=daemon_model.email_address, http_url=our_http_url())
@@ -178,7 +178,7 @@ class Service:
 
     @staticmethod
     def _start_engine(services):
-        from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
         try:
             services.engine.start()
         except ftpd.FtpError as e:  # a configuration error (endpoint, certificate): one line says it
@@ -188,7 +188,8 @@ class Service:
 
     def _shutdown(self):
         LOG.info("Shutting down...")
-        from mini_buildd import gnupg, services  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
+        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         try:
             if services.engine is not None:
                 services.engine.stop()

@@ -12,7 +12,7 @@ This module owns:
 - QA check modes and sbuild status words (SPEC §6.4), sbuild block names (SPEC §6.2);
 - version helpers: placeholders, mandatory regex check, port/rebuild versions (SPEC §3.4, §3.8).
 
-It imports no Django. Upload option parsing lives in :mod:`mini_buildd.uploadoptions`.
+It imports no Django. Upload option parsing lives in :mod:`mini_buildd.pipeline.uploadoptions`.
 """
 
 import dataclasses
@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 LOG = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The engine: runs while the Daemon model is Active (SPEC §1.1). It owns the FTP incoming server,
 the packager, the builder, the crontab and the builder watch (re-dispatch, see
-:mod:`mini_buildd.remotes`), dispatches each finished ``*.changes`` by kind (buildrequests to the
+:mod:`mini_buildd.pipeline.remotes`), dispatches each finished ``*.changes`` by kind (buildrequests to the
 builder, uploads and buildresults to the packager) and chooses the builder of each buildrequest
 (ourselves or a remote, :meth:`Engine.select_builder`).
 """
@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 
-from mini_buildd import changes, config, ftpd, incoming
+from mini_buildd import changes, config
+from mini_buildd.pipeline import ftpd, incoming
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +32,10 @@ class Engine:
     # ----------------------------------------------------------------------------- life cycle
     def start(self):
         # pylint: disable=import-outside-toplevel
-        from mini_buildd import archive_ops, builder, cron, packager, remotes, schroot
+        from mini_buildd.archive import operations
+        from mini_buildd.pipeline import builder, packager, remotes
+        from mini_buildd import cron
+        from mini_buildd.tools import schroot
         from mini_buildd.models import Chroot, Daemon
         with self._lock:
             if self.running:
@@ -49,7 +53,7 @@ class Engine:
                 self.builder = builder.Builder(daemon.max_parallel_builds)
                 self.selector = remotes.Selector()
                 try:  # before the packager, which looks at what is installed to conclude interrupted packages
-                    archive_ops.recover_interrupted()
+                    operations.recover_interrupted()
                 except Exception:  # pylint: disable=broad-except
                     LOG.exception("Recovery of interrupted repository changes failed")
                 self.packager = start(packager.Packager(self.select_builder))
@@ -110,7 +114,8 @@ class Engine:
     def select_builder(self, breq, codename_arch, exclude=()):
         """Send ``breq`` to the least loaded builder (ourselves or a remote) that has
         ``codename_arch`` and takes it over FTP; return that builder's URL (SPEC §7)."""
-        from mini_buildd import gnupg, remotes  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
         selector = self.selector or remotes.Selector()
         own_load = self.load if self.running else (self.builder.load if self.builder is not None else -1.0)
         return selector.select(breq.path, codename_arch, gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp),

@@ -35,7 +35,8 @@ import threading
 import time
 import typing
 
-from mini_buildd import call, files
+from mini_buildd.tools import call
+from mini_buildd import files
 
 LOG = logging.getLogger(__name__)
 

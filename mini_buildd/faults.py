@@ -25,12 +25,12 @@ ENV = "MINI_BUILDD_FAULT"
 
 #: Every point name used in the code, in the order an operation passes them.
 POINTS = (
-    # archive_ops.RepositoryView.install (journal.Journal.run)
+    # operations.RepositoryView.install (journal.Journal.run)
     "install:before-plan", "install:before-shift", "install:after-shift", "install:after-includedsc",
     "install:after-include", "install:before-export", "install:after-export",
-    # archive_ops.RepositoryView.migrate
+    # operations.RepositoryView.migrate
     "migrate:before-plan", "migrate:before-copy", "migrate:after-copy", "migrate:before-export", "migrate:after-export",
-    # archive_ops.RepositoryView.remove
+    # operations.RepositoryView.remove
     "remove:before-plan", "remove:before-remove", "remove:after-remove", "remove:before-export", "remove:after-export",
     # journal recovery itself (a crash while recovering must be recoverable)
     "recover:after-restore", "recover:after-replay",

@@ -22,7 +22,7 @@ LOG = logging.getLogger(__name__)
 
 def _repository_of(distribution):
     # pylint: disable=import-outside-toplevel
-    from mini_buildd.archive_ops import ArchiveError, resolve
+    from mini_buildd.archive.operations import ArchiveError, resolve
     try:
         return resolve(distribution)[1].repository
     except (ArchiveError, ValueError, LookupError):
@@ -43,7 +43,7 @@ def recipients(event):
     """``[(address, reason), ...]`` for ``event``."""
     # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon, Subscription
-    from mini_buildd.packager import meta_distribution_map
+    from mini_buildd.pipeline.packager import meta_distribution_map
     result = []
     try:
         daemon = Daemon.get()

@@ -4,7 +4,7 @@ The daemon runs as its own user (``mini-buildd``). What only root may do (deboot
 and packing chroot trees with their owners, mounts, removing root-owned trees, writing below
 ``/etc/schroot`` and :data:`mini_buildd.config.CACHE_DIR`) is one command,
 ``mini-buildd-chroot-helper OPERATION ...`` (this module's :func:`main`), which the package's
-sudoers rule lets user ``mini-buildd`` run, and nothing else. :mod:`mini_buildd.privileged`
+sudoers rule lets user ``mini-buildd`` run, and nothing else. :mod:`mini_buildd.tools.privileged`
 is the daemon side: it calls the command with ``sudo -n``, or, when the daemon runs as root,
 this module's :func:`run` in-process with the same arguments and the same checks.
 
@@ -37,7 +37,8 @@ import stat
 import sys
 import tempfile
 
-from mini_buildd import call, config, debootstrap, schroot_files
+from mini_buildd.tools import call, debootstrap, schroot_files
+from mini_buildd import config
 
 LOG = logging.getLogger(__name__)
 
@@ -593,7 +594,7 @@ def run(argv, caller, text=None):
     """Carry out ``argv`` (see :func:`parser`) for ``caller``; return the output for the caller.
 
     ``text`` is the standard input of ``install-conf``. Raises :class:`HelperError`; errors of
-    the tools run (:class:`mini_buildd.call.CallError`, debootstrap's) pass through.
+    the tools run (:class:`mini_buildd.tools.call.CallError`, debootstrap's) pass through.
     """
     args = parser().parse_args(argv)
     if text is not None:

@@ -23,7 +23,7 @@ def pytest_configure(config):  # pylint: disable=unused-argument
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
     import shutil
-    from mini_buildd import gnupg
+    from mini_buildd.tools import gnupg
     try:
         gnupg.Gnupg(pathlib.Path(_HOME) / ".gnupg").kill_agents()
     except Exception:  # pylint: disable=broad-except

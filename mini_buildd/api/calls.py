@@ -17,7 +17,7 @@ import json
 import logging
 
 from mini_buildd import __version__, config, net
-from mini_buildd import setup as mbd_setup
+from mini_buildd import bootstrap as mbd_setup
 from mini_buildd.api.registry import (Argument, Call, Auth, Problem, NotAvailable, register,
                                       STRING, URL, TEXT, CHOICE, INT, BOOL, LIST,
                                       CONFIRM, NEEDS_RUNNING, MAINTENANCE, CONSUMER, DEVELOPER, ADMINISTRATOR)
@@ -144,7 +144,7 @@ def _status_error(e):
 # ------------------------------------------------------------------------------------------------ Consumer
 def uploads_refused(daemon):
     """Why FTP uploads are refused right now (free disk below the Daemon's floor), or None."""
-    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
     return ftpd.upload_refusal(config.paths.incoming, daemon.min_free_disk * ftpd.MIB)
 
 
@@ -196,7 +196,7 @@ register(Call(
 
 
 def _pub_key(_args, _user):
-    from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
     gpg = _models().Daemon.get().gnupg()
     try:
         if gpg.get_secret_key() is None:
@@ -327,20 +327,20 @@ _LS_ARGS = (
 )
 
 register(Call(
-    "ls", _delegate("mini_buildd.archive_ops", "ls"), category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(repositories=True),
+    "ls", _delegate("mini_buildd.archive.operations", "ls"), category=CONSUMER, auth=Auth.NONE, cache=registry.Cache(repositories=True),
     doc="List source package in repository",
     result_doc="{repository: {distribution: {version, component, architecture, rollbacks: {distribution: {version, component, architecture}}}}}",
     args=[a() for a in _LS_ARGS]))
 
 register(Call(
-    "show", _delegate("mini_buildd.archive_ops", "show"), category=CONSUMER, auth=Auth.NONE,
+    "show", _delegate("mini_buildd.archive.operations", "show"), category=CONSUMER, auth=Auth.NONE,
     doc="Show source package in repository",
     result_doc="as ls, plus per distribution dsc_path, event_path, changes_path, uploadable, migrates_to, is_migrated "
                "(rollbacks: dsc_path)",
     args=[a() for a in _LS_ARGS]))
 
 register(Call(
-    "search", _delegate("mini_buildd.archive_ops", "search"), category=CONSUMER, auth=Auth.NONE,
+    "search", _delegate("mini_buildd.archive.operations", "search"), category=CONSUMER, auth=Auth.NONE,
     doc="Search for source or binary package names in repositories, builds and events\n\n"
         "Binary package files found outside of repositories: matches only in builds usually failed "
         "installation; matches in events come from the initial (non source-only) user upload (local builds).",
@@ -348,7 +348,7 @@ register(Call(
     args=[Argument("pattern", doc="glob pattern (matched as *pattern*, lower case)")]))
 
 register(Call(
-    "debdiff", _delegate("mini_buildd.debdiff", "debdiff"), category=CONSUMER, auth=Auth.NONE,
+    "debdiff", _delegate("mini_buildd.tools.debdiff", "debdiff"), category=CONSUMER, auth=Auth.NONE,
     doc="Compare two internal source packages",
     result_doc="debdiff output (string)",
     args=[Argument("source", doc="source package name"),
@@ -358,7 +358,7 @@ register(Call(
 
 # ------------------------------------------------------------------------------------------------ Developer
 register(Call(
-    "migrate", _delegate("mini_buildd.archive_ops", "migrate", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "migrate", _delegate("mini_buildd.archive.operations", "migrate", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[CONFIRM],
     doc="Migrate source package\n\n"
         "Migrates a source package along with all its binary packages. If run for a rollback "
@@ -370,7 +370,7 @@ register(Call(
           Argument("--version", "-V", default="", doc="migrate this version only (when several exist)")]))
 
 register(Call(
-    "remove", _delegate("mini_buildd.archive_ops", "remove", with_user=True), category=DEVELOPER, auth=Auth.ADMIN,
+    "remove", _delegate("mini_buildd.archive.operations", "remove", with_user=True), category=DEVELOPER, auth=Auth.ADMIN,
     flags=[CONFIRM],
     doc="Remove source package\n\nRemoves a source package along with all its binary packages.",
     result_doc="{} (REMOVED event)",
@@ -380,7 +380,7 @@ register(Call(
           Argument("--version", "-V", default="", doc="remove this version only (when several exist)")]))
 
 register(Call(
-    "port", _delegate("mini_buildd.ports", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "port", _delegate("mini_buildd.pipeline.ports", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Port internal source package\n\n"
         "An internal 'port' is a no-changes (only the changelog is adapted) rebuild of the given "
@@ -393,7 +393,7 @@ register(Call(
           Argument("--options", "-O", default="lintian-mode=ignore", doc="upload options, '|'-separated")]))
 
 register(Call(
-    "port_ext", _delegate("mini_buildd.ports", "port_ext", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "port_ext", _delegate("mini_buildd.pipeline.ports", "port_ext", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Port external source package\n\n"
         "An external 'port' is a no-changes (only the changelog is adapted) rebuild of any given source package.",
@@ -404,14 +404,14 @@ register(Call(
           Argument("--options", "-O", default="lintian-mode=ignore", doc="upload options, '|'-separated")]))
 
 register(Call(
-    "retry", _delegate("mini_buildd.packager", "retry", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "retry", _delegate("mini_buildd.pipeline.packager", "retry", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Retry a previously failed source package",
     result_doc="changes file name that has been re-uploaded (string)",
     args=[Argument("bkey", doc="SOURCE/VERSION/TIMECODE/source (extra.bkey of a FAILED or REJECTED event)")]))
 
 register(Call(
-    "cancel", _delegate("mini_buildd.builder", "cancel", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
+    "cancel", _delegate("mini_buildd.pipeline.builder", "cancel", with_user=True), category=DEVELOPER, auth=Auth.STAFF,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Cancel an ongoing package build",
     result_doc="bkey (string)",
@@ -557,7 +557,7 @@ register(Call(
     result_doc="{}"))
 
 register(Call(
-    "wake", _delegate("mini_buildd.remotes", "wake"), category=ADMINISTRATOR, auth=Auth.STAFF, flags=[CONFIRM],
+    "wake", _delegate("mini_buildd.pipeline.remotes", "wake"), category=ADMINISTRATOR, auth=Auth.STAFF, flags=[CONFIRM],
     doc="Wake a remote instance (runs its wake command)",
     result_doc="the remote's status",
     args=[Argument("--remote", "-r", type=CHOICE, choices=_remotes, required=True, doc="remote (its HTTP endpoint)"),
@@ -566,7 +566,7 @@ register(Call(
 
 
 def _handshake(args, _user):
-    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     try:
         return remotes.answer_handshake(args["signed_message"])
     except remotes.HandshakeRefused as e:
@@ -614,14 +614,14 @@ register(Call(
     args=[Argument("--repositories", "-R", type=LIST, choices=_repositories, server_default=_repositories, doc="repository identities")]))
 
 register(Call(
-    "snapshot_ls", _delegate("mini_buildd.archive_ops", "snapshot_ls"), category=CONSUMER, auth=Auth.NONE,
+    "snapshot_ls", _delegate("mini_buildd.archive.operations", "snapshot_ls"), category=CONSUMER, auth=Auth.NONE,
     flags=[NEEDS_RUNNING],
     doc="Get list of repository snapshots for a distribution",
     result_doc="[snapshot name]",
     args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution")]))
 
 register(Call(
-    "snapshot_create", _delegate("mini_buildd.archive_ops", "snapshot_create"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "snapshot_create", _delegate("mini_buildd.archive.operations", "snapshot_create"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Create a repository snapshot",
     result_doc="{}",
@@ -629,7 +629,7 @@ register(Call(
           Argument("name", doc="snapshot name")]))
 
 register(Call(
-    "snapshot_delete", _delegate("mini_buildd.archive_ops", "snapshot_delete"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "snapshot_delete", _delegate("mini_buildd.archive.operations", "snapshot_delete"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Delete a repository snapshot",
     result_doc="{}",
@@ -637,7 +637,7 @@ register(Call(
           Argument("name", doc="snapshot name")]))
 
 register(Call(
-    "debmirror", _delegate("mini_buildd.debmirror", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    "debmirror", _delegate("mini_buildd.tools.debmirror", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
     doc="Make local partial repository mirror via debmirror\n\n"
         "Useful to publish a stripped-down variant (only some repositories, suites, no rollbacks) elsewhere.",
     result_doc="{}",
@@ -651,7 +651,7 @@ register(Call(
                    doc="destination directory ('{}' = repository identity); its contents are replaced!")]))
 
 register(Call(
-    "keyring_packages", _delegate("mini_buildd.ports", "keyring_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "keyring_packages", _delegate("mini_buildd.pipeline.ports", "keyring_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Build keyring packages",
     result_doc="[{dsc_url, source, distribution, version, event? | error?}]",
@@ -660,7 +660,7 @@ register(Call(
           Argument("--without-migration", "-M", type=BOOL, doc="don't migrate the packages to stable after installation")]))
 
 register(Call(
-    "test_packages", _delegate("mini_buildd.ports", "test_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
+    "test_packages", _delegate("mini_buildd.pipeline.ports", "test_packages"), category=ADMINISTRATOR, auth=Auth.ADMIN,
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Build test packages",
     result_doc="[{dsc_url, source, distribution, version, event? | error?}]",
@@ -672,7 +672,7 @@ register(Call(
                    doc="fail unless mbd-test-archall and mbd-test-cpp are INSTALLED and mbd-test-ftbfs FAILED")]))
 
 
-# setup: arguments from mini_buildd.setup.OPTIONS (one definition, shared with its command line)
+# setup: arguments from mini_buildd.bootstrap.OPTIONS (one definition, shared with its command line)
 _SETUP_TYPES = {"str": STRING, "list": LIST, "bool": BOOL}
 _SETUP_SHORT = {"archives": "-A", "chroots_backend": "-C"}
 

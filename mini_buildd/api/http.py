@@ -106,7 +106,8 @@ def anonymous_bounds(request, call):
     if call.name not in COSTLY_ANONYMOUS or (user is not None and user.is_authenticated):
         yield
         return
-    from mini_buildd import archive_ops, debdiff  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive import operations  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import debdiff  # pylint: disable=import-outside-toplevel
     from mini_buildd.webapp import security  # pylint: disable=import-outside-toplevel
     limits = security.LIMITS.get()
     allowed, retry_after = security.ANONYMOUS.allow(security.peer_address(request), limits["anonymous_requests_per_minute"])
@@ -116,12 +117,12 @@ def anonymous_bounds(request, call):
                                         f"{retry_after} s, or log in")
         problem.retry_after = retry_after
         raise problem
-    search_token = archive_ops.SEARCH_MAX_RESULTS.set(limits["anonymous_search_max_results"])
+    search_token = operations.SEARCH_MAX_RESULTS.set(limits["anonymous_search_max_results"])
     debdiff_token = debdiff.TIMEOUT.set(debdiff.ANONYMOUS_TIMEOUT)
     try:
         yield
     finally:
-        archive_ops.SEARCH_MAX_RESULTS.reset(search_token)
+        operations.SEARCH_MAX_RESULTS.reset(search_token)
         debdiff.TIMEOUT.reset(debdiff_token)
 
 

@@ -4,14 +4,15 @@ self-signed TLS key and certificate for HTTPS and FTPS endpoints (run as root).
 The files are ``/etc/ssl/mini-buildd/private/mini-buildd.key`` and
 ``/etc/ssl/mini-buildd/certs/mini-buildd.crt`` (:data:`mini_buildd.config.SSL_DIR`); ``--dir`` or
 ``MINI_BUILDD_SSL_DIR`` puts the same layout below another directory (tests). The openssl work
-is :mod:`mini_buildd.tls`.
+is :mod:`mini_buildd.tools.tls`.
 """
 
 import argparse
 import os
 import sys
 
-from mini_buildd import __version__, config, tls
+from mini_buildd import __version__, config
+from mini_buildd.tools import tls
 
 PROG = "mini-buildd-self-signed-certificate"
 ENV_DIR = "MINI_BUILDD_SSL_DIR"

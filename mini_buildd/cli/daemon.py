@@ -127,7 +127,7 @@ def smtp_url(args):
 
 def _chroot_leftovers(chroot):
     """What still exists of ``chroot`` on the system (paths as strings)."""
-    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     name = chroot.mbd_schroot_name()
     candidates = [schroot.conf_path(name), schroot.fstab_path(name), chroot.mbd_path()]
     return [str(p) for p in candidates if os.path.lexists(p)]

@@ -10,7 +10,8 @@ import sys
 
 from debian import deb822
 
-from mini_buildd import __version__, ftpd
+from mini_buildd import __version__
+from mini_buildd.pipeline import ftpd
 
 
 def parser():

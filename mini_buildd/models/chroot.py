@@ -71,14 +71,14 @@ class Chroot(StatusModel):
         return self.personality_override or self.personality
 
     def mbd_backend_args(self):
-        """Backend-specific keyword arguments for :mod:`mini_buildd.chroot_backends`."""
+        """Backend-specific keyword arguments for :mod:`mini_buildd.tools.chroot_backends`."""
         return {}
 
     def _common_args(self):
         return {"name": self.mbd_schroot_name(), "chroot_dir": self.mbd_path()}
 
     def mbd_prepare_data(self):
-        from mini_buildd import chroot_backends, gnupg  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import chroot_backends, gnupg  # pylint: disable=import-outside-toplevel
         if self.mbd_backend is None:
             raise StatusError("Abstract chroot: use a backend (Dir, File).")
         archive = self.source.mbd_archive()
@@ -104,17 +104,17 @@ class Chroot(StatusModel):
             keyring_path.unlink(missing_ok=True)
 
     def mbd_remove_data(self):
-        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import chroot_backends  # pylint: disable=import-outside-toplevel
         chroot_backends.remove(backend=self.mbd_backend, **self._common_args(), **self.mbd_backend_args())
 
     def mbd_check_data(self):
-        from mini_buildd import chroot_backends  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import chroot_backends  # pylint: disable=import-outside-toplevel
         archive = self.source.mbd_archive()
         if archive is None:
             raise StatusError(f"Source {self.source} has no checked archive.")
         line = self.mbd_apt_lines()
-        from mini_buildd import sbuild  # pylint: disable=import-outside-toplevel
-        # Tools every build needs are installed once here, not in every build (see mini_buildd.sbuild).
+        from mini_buildd.tools import sbuild  # pylint: disable=import-outside-toplevel
+        # Tools every build needs are installed once here, not in every build (see mini_buildd.tools.sbuild).
         chroot_backends.check(self.mbd_schroot_name(), line,
                               backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()),
                               packages=sbuild.chroot_preinstall_packages("aptitude"))

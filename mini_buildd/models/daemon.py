@@ -120,7 +120,7 @@ class Daemon(StatusModel):
         return f"mini-buildd archive {self.identity}"
 
     def gnupg(self):
-        from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
         return gnupg.Gnupg(config.paths.gnupg_home)
 
     # ----------------------------------------------------------------- status hooks

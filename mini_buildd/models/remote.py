@@ -3,7 +3,7 @@
 Prepare fetches the remote's public key (waking the remote first if it has a wake command);
 check asks the remote's status, shakes hands with it both ways (signed messages), and requires
 our URL among the remote's active remotes and the remote running. The talking is done by
-:mod:`mini_buildd.remotes`.
+:mod:`mini_buildd.pipeline.remotes`.
 """
 
 import logging
@@ -25,7 +25,7 @@ class Remote(GnuPGPublicKeyModel):
         return self.http
 
     def mbd_fetch_key(self):
-        from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
         try:
             return remotes.fetch_key(self)
         except remotes.RemoteError as e:
@@ -34,7 +34,7 @@ class Remote(GnuPGPublicKeyModel):
     def mbd_prepare_data(self):
         if not self.key:
             # The key always comes from the remote itself (its pub_key call), key id or not.
-            from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+            from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
             self.key = self.mbd_fetch_key()
             if self.key_id:
                 infos = gnupg.key_info(self.key)
@@ -52,7 +52,7 @@ class Remote(GnuPGPublicKeyModel):
 
     def mbd_check_data(self):
         super().mbd_check_data()
-        from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
         self.mbd_not_known_yet = False
         try:
             remotes.check(self)

@@ -251,12 +251,12 @@ class Repository(StatusModel):
         return stanzas
 
     def mbd_reprepro(self):
-        from mini_buildd import reprepro  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import reprepro  # pylint: disable=import-outside-toplevel
         return reprepro.Reprepro(self.mbd_path())
 
     def mbd_write_conf(self):
         """Write conf/distributions and conf/options; return True if anything changed."""
-        from mini_buildd import reprepro  # pylint: disable=import-outside-toplevel
+        from mini_buildd.tools import reprepro  # pylint: disable=import-outside-toplevel
         from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
         if Daemon.get().gnupg().get_secret_key() is None:
             raise StatusError("The instance has no GnuPG key yet: prepare the Daemon first.")

@@ -146,7 +146,7 @@ class Source(StatusModel):
         return Chroot.mbd_concrete_all(Chroot.objects.filter(source=self)) + list(repos.distinct())
 
     def mbd_check_data(self):
-        from mini_buildd import release  # pylint: disable=import-outside-toplevel
+        from mini_buildd.archive import release  # pylint: disable=import-outside-toplevel
         release.check_source(self)
 
     def mbd_remove_data(self):

@@ -36,7 +36,7 @@ def _remote_load(remote):
             return value
     if not remote.mbd_is_active_or_reactivate():
         return None
-    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     try:
         status = remotes.fetch_status(remote, timeout=REMOTE_TIMEOUT)
         return float(status.get("load"))

@@ -5,7 +5,7 @@ suites table with package counts and apt lines), one distribution
 build logs, changes, build-time picture ``buildtimes.svg``; staff actions migrate, remove and port
 POST to the API calls).
 
-Listings come from :mod:`mini_buildd.archive_ops` (``show``); actions go through the API call
+Listings come from :mod:`mini_buildd.archive.operations` (``show``); actions go through the API call
 registry (:func:`mini_buildd.webapp.views.run_call`).
 """
 
@@ -15,7 +15,8 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd import archive_ops, config, dist, events, models
+from mini_buildd.archive import operations
+from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
 from mini_buildd.webapp import eventrows, svg, views
 
@@ -71,11 +72,11 @@ def repositories_page(request):
 
 def distribution_page(request, identity, diststr):
     try:
-        d, view, distribution, so = archive_ops.resolve(diststr)
+        d, view, distribution, so = operations.resolve(diststr)
         if d.repository != identity:
-            raise archive_ops.ArchiveError(f"Distribution '{diststr}' is not in repository '{identity}'.")
+            raise operations.ArchiveError(f"Distribution '{diststr}' is not in repository '{identity}'.")
         view.parse(diststr)
-    except archive_ops.ArchiveError as e:
+    except operations.ArchiveError as e:
         return views.not_found_page(request, f"No distribution '{diststr}' in repository '{identity}': {e}")
     repo = view.repository
     regex = so.layout.experimental_mandatory_version_regex if so.experimental else so.layout.mandatory_version_regex
@@ -120,7 +121,7 @@ def package_events(source):
 def _listing(source):
     """``({repository id: {diststr: entry}}, error)`` from the ``show`` domain function."""
     try:
-        return archive_ops.show(source), None
+        return operations.show(source), None
     except Exception as e:  # pylint: disable=broad-except
         LOG.warning("Package page %s: show failed: %s", source, e)
         return {}, str(e)

@@ -23,7 +23,7 @@ import threading
 import pytest
 from debian import deb822
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
 from mini_buildd.api.client import Client
 from tests.helpers.instance import ADMIN_PASSWORD

@@ -6,7 +6,7 @@ import re
 import pytest
 from debian import deb822
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 from tests.helpers.packages import (make_source_package, raw_ftp_upload, wait_for, tree_digest, now_iso)
 
 DEV_TEMPLATE = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"

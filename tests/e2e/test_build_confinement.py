@@ -8,7 +8,7 @@ import subprocess
 
 import requests
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 
 from tests.helpers.packages import make_source_package, dput, wait_event
 

@@ -6,7 +6,7 @@ import subprocess
 
 import requests
 
-from mini_buildd import schroot
+from mini_buildd.tools import schroot
 from tests.helpers.setup_run import ACCEPTANCE, by_str
 
 ROLLBACKS = {"stable": 6, "testing": 3, "unstable": 9, "hotfix": 4, "snapshot": 12, "experimental": 6}

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 
 from tests.e2e.test_bad_uploads import _expect_rejected, _plain, _pkg
 from tests.helpers.instance import NOTIFY_ADDRESS

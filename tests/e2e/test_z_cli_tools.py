@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from mini_buildd import ports
+from mini_buildd.pipeline import ports
 from tests.e2e.test_z_api_calls import wait_engine_running
 from tests.helpers.daemon import PYTHON, ROOT
 from tests.helpers.instance import ADMIN_PASSWORD

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from mini_buildd import schroot
+from mini_buildd.tools import schroot
 from tests.helpers.instance import ADMIN_PASSWORD
 from tests.helpers.daemon import Daemon
 from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event, wait_for, now_iso

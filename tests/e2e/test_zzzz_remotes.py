@@ -24,7 +24,8 @@ import textwrap
 import pytest
 import requests
 
-from mini_buildd import changes, gnupg
+from mini_buildd import changes
+from mini_buildd.tools import gnupg
 from tests.helpers.packages import (make_source_package, write_dput_cf, dput, wait_event, raw_ftp_upload, now_iso,
                                     tree_digest)
 from tests.helpers.remote_instances import RemoteInstance, common_ports, wait_until, ED25519

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mini_buildd import chroot_backends
+from mini_buildd.tools import chroot_backends
 from tests.helpers import host_archive
 
 

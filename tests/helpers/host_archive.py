@@ -11,7 +11,7 @@ import re
 
 from debian import deb822
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 APT_DIR = pathlib.Path("/etc/apt")
 KEYRING = pathlib.Path("/usr/share/keyrings/debian-archive-keyring.gpg")

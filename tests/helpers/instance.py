@@ -18,7 +18,7 @@ import pathlib
 
 import pytest
 
-from mini_buildd import schroot
+from mini_buildd.tools import schroot
 from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd
 from tests.helpers.setup_run import ACCEPTANCE, run_setup
 from tests.helpers.smtp import running_smtp_server

@@ -4,7 +4,7 @@
   ``dpkg-buildpackage -us -uc -b`` (optionally with another version in the copy's changelog).
 - :class:`LocalRepo` is a flat ``deb [trusted=yes] file:/... ./`` repository of those .debs.
 - :class:`Tree` is a clean Debian tree (unpacked from the pristine debootstrap tarball cached in
-  ``/var/cache/mini-buildd``, which :func:`mini_buildd.chroot_backends.cached_debootstrap_tarball`
+  ``/var/cache/mini-buildd``, which :func:`mini_buildd.tools.chroot_backends.cached_debootstrap_tarball`
   makes once per codename from the host's archive) with proc, sys, dev and dev/pts mounted, the
   host's resolv.conf and hosts, and apt sources from the host's archive URL. It runs commands with
   ``chroot``, runs the installed daemon the way its systemd unit does (:class:`UnitDaemon`), and on
@@ -28,7 +28,7 @@ import time
 
 import requests
 
-from mini_buildd import chroot_backends
+from mini_buildd.tools import chroot_backends
 from tests.helpers import host_archive
 
 #: The tree the packages are built from: this work tree (``MBD_PACKAGE_SOURCE``: another checkout).

@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 from tests.helpers.daemon import Daemon, in_home
 from tests.helpers.setup_run import run_setup
 

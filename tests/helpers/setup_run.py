@@ -1,4 +1,4 @@
-"""Test helper: run ``python3 -m mini_buildd.setup`` on a home and return its JSON result."""
+"""Test helper: run ``python3 -m mini_buildd.cli.setup`` on a home and return its JSON result."""
 
 import json
 import os
@@ -13,7 +13,7 @@ ACCEPTANCE = ["--archives-from-apt-sources", "--sources", "bookworm", "--distrib
 def run_setup(home, *args, http_endpoint="tcp6:port=8066", hostname="127.0.0.1", check=True, timeout=1800, unpriv=None):
     """Run setup (as ``unpriv``'s user if given); return (returncode, result dict or None, stderr)."""
     env = dict(os.environ, MINI_BUILDD_DEBOOTSTRAP_CACHE="1")
-    argv, cwd = as_user([PYTHON, "-m", "mini_buildd.setup", "--home", str(home), "--hostname", hostname,
+    argv, cwd = as_user([PYTHON, "-m", "mini_buildd.cli.setup", "--home", str(home), "--hostname", hostname,
                          "--http-endpoint", http_endpoint, "--dedicated-user", user_of(unpriv), "--json", *args],
                         unpriv, home)
     if unpriv is not None:

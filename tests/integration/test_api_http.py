@@ -136,7 +136,7 @@ def instance():
         config.runtime.hostname, config.runtime.http_endpoints = saved_runtime
         shutil.rmtree(repo_dir, ignore_errors=True)
         if not gpg_had_key:
-            from mini_buildd import gnupg
+            from mini_buildd.tools import gnupg
             g = gnupg.Gnupg(config.paths.gnupg_home)
             if g.get_secret_key() is not None:
                 g.remove_secret_key()
@@ -490,7 +490,9 @@ def test_uploaders(instance, engine, db):  # pylint: disable=redefined-outer-nam
 
 
 def test_handshake(instance, db):  # pylint: disable=redefined-outer-name,unused-argument
-    from mini_buildd import gnupg, models, remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     gpg = instance["daemon"].gnupg()
     challenge = remotes.new_challenge()
     signed = gpg.sign_message(remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=challenge, From="http://127.0.0.1:18166"))

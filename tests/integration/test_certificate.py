@@ -284,7 +284,7 @@ def test_keyring_package_and_buildrequests_carry_the_certificate(tls_instance, t
 def test_only_certificates_travel(tmp_path):
     """A combined key+certificate file (twisted accepts one as certKey): only the certificate is
     sent in buildrequests and shipped in the keyring package."""
-    from mini_buildd import tls
+    from mini_buildd.tools import tls
     cert, key = make_cert(tmp_path / "ssl")
     combined = tmp_path / "combined.pem"
     combined.write_text(key.read_text() + cert.read_text())

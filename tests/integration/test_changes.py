@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from mini_buildd import call, changes, gnupg
+from mini_buildd.tools import call, gnupg
+from mini_buildd import changes
 from mini_buildd.changes import ChangesError
 from mini_buildd.dist import QAMode
 from tests.helpers.reference import REFERENCE

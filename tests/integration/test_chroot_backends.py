@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from mini_buildd import call, chroot_backends, config, debootstrap, schroot
+from mini_buildd.tools import call, chroot_backends, debootstrap, schroot
+from mini_buildd import config
 from tests.helpers import host_archive
 
 CODENAME = "bookworm"

@@ -15,7 +15,7 @@ import stat
 
 import pytest
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 SRC = pathlib.Path(__file__).resolve().parents[2]
 

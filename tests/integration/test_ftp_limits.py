@@ -1,6 +1,6 @@
 """FTP and disk limits against anonymous resource exhaustion (issue #12, item 6), each test written
 as the attack: the real daemon (tests/helpers/daemon.py) with its real pyftpdlib server, or
-mini_buildd.ftpd.FtpD directly, attacked with Python's ftplib and raw sockets. Every attack must
+mini_buildd.pipeline.ftpd.FtpD directly, attacked with Python's ftplib and raw sockets. Every attack must
 be refused with its reason, the daemon must keep answering ``status`` over HTTP meanwhile, and
 nothing half-written may stay behind."""
 
@@ -17,7 +17,9 @@ import time
 import pytest
 import requests
 
-from mini_buildd import call, changes, config, ftpd
+from mini_buildd.tools import call
+from mini_buildd import changes, config
+from mini_buildd.pipeline import ftpd
 from tests.helpers.daemon import Daemon, free_port, in_home
 
 MIB = 1024 * 1024
@@ -192,7 +194,7 @@ def test_20mb_single_line_changes_refused_before_parsing(instance):
     # Never handed to the incoming thread (so never parsed): the daemon log names it only in the
     # FTP server's refusal.
     lines = [line for line in instance.output().splitlines() if "evil_1.0_amd64.changes" in line]
-    assert lines and all(" mini_buildd.ftpd: " in line or " pyftpdlib: " in line for line in lines), lines
+    assert lines and all(" mini_buildd.pipeline.ftpd: " in line or " pyftpdlib: " in line for line in lines), lines
     assert any("cut off" in line for line in lines), lines
 
 

@@ -1,4 +1,4 @@
-"""FTP incoming (mini_buildd.ftpd) against real pyftpdlib on 127.0.0.1, with real clients:
+"""FTP incoming (mini_buildd.pipeline.ftpd) against real pyftpdlib on 127.0.0.1, with real clients:
 our upload(), Python's ftplib, and Debian's dput."""
 
 import ftplib
@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from mini_buildd import call, ftpd
+from mini_buildd.tools import call
+from mini_buildd.pipeline import ftpd
 from tests.helpers.daemon import free_port
 
 

@@ -1,4 +1,4 @@
-"""Integration tests of mini_buildd.gnupg against the real gpg, gpgv and gpgconf."""
+"""Integration tests of mini_buildd.tools.gnupg against the real gpg, gpgv and gpgconf."""
 
 import datetime
 import glob
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mini_buildd import gnupg
+from mini_buildd.tools import gnupg
 
 FAST_TEMPLATE = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign"
 

@@ -308,7 +308,8 @@ def test_make_run_passes_no_password_on_a_command_line(tmp_path):
 def test_old_fstab_binding_all_of_var_shared_is_confined_at_start(home):
     """A chroot made before confinement binds all of var/shared into every build: the daemon's
     start rewrites its fstab to bind the chroot's ccache dir only."""
-    from mini_buildd import config, schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd import config  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     if os.geteuid() != 0:
         pytest.skip("writes below /etc/schroot")
     prefix = f"mbdhostsec{os.getpid()}"

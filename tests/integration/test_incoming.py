@@ -1,4 +1,4 @@
-"""The incoming quarantine (mini_buildd.incoming) on real files in a temporary home: each
+"""The incoming quarantine (mini_buildd.pipeline.incoming) on real files in a temporary home: each
 arrival gets a private directory of its own with only the files its own FTP session sent; cruft
 is deleted; nothing is overwritten; leftovers are picked up at start."""
 
@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from mini_buildd import config, incoming
+from mini_buildd import config
+from mini_buildd.pipeline import incoming
 from tests.integration.test_ftpd import make_changes
 
 

@@ -1,6 +1,6 @@
-"""All-or-nothing repository changes (mini_buildd.journal) with the real reprepro and gpg.
+"""All-or-nothing repository changes (mini_buildd.archive.journal) with the real reprepro and gpg.
 
-The real ``RepositoryView.install/migrate/remove`` code (archive_ops) runs on a reprepro base dir
+The real ``RepositoryView.install/migrate/remove`` code (archive.operations) runs on a reprepro base dir
 in a temporary directory; only the Django lookups (suite options) are replaced by plain objects.
 A crash at each fault point is simulated by raising there (faults.raising): nothing after it runs,
 nothing cleans up, the disk is left the way SIGKILL would leave it. Then recovery runs, and the
@@ -13,7 +13,9 @@ import types
 
 import pytest
 
-from mini_buildd import archive_ops, dist, faults, journal, reprepro
+from mini_buildd.archive import operations, journal
+from mini_buildd import dist, faults
+from mini_buildd.tools import reprepro
 from tests.integration.test_reprepro import (  # noqa: F401 (fixtures)
     SOURCE, TESTING, UNSTABLE, UNSTABLE_RB0, conf_texts, gnupghome, gpgv, make_package)
 
@@ -21,7 +23,7 @@ OLD, NEW = "1.0~test12+1", "1.0~test12+2"
 ALL_DISTS = (UNSTABLE, UNSTABLE_RB0, TESTING)
 
 
-class View(archive_ops.RepositoryView):
+class View(operations.RepositoryView):
     """RepositoryView on a bare reprepro dir: suite options as plain objects (unstable: one
     rollback, migrates to testing; testing: no rollback, no migration)."""
 
@@ -155,7 +157,7 @@ def test_failing_step_rolls_back(view, packages, gnupghome, tmp_path):
             (bad / f.name).write_bytes(f.read_bytes())
     deb = bad / packages[NEW]["deb"].name
     deb.write_bytes(deb.read_bytes() + b"tampered")
-    with pytest.raises(archive_ops.ArchiveError, match="nothing changed"):
+    with pytest.raises(operations.ArchiveError, match="nothing changed"):
         view.install(UNSTABLE, bad / packages[NEW]["dsc"].name, [bad / packages[NEW]["changes"].name])
     assert not view.journal.pending()
     assert state(view.reprepro, gnupghome[1]) == before

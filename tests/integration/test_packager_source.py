@@ -8,8 +8,9 @@ import types
 
 import pytest
 
-from mini_buildd import changes, config, incoming
-from mini_buildd.packager import Packager, Rejected
+from mini_buildd import changes, config
+from mini_buildd.pipeline import incoming
+from mini_buildd.pipeline.packager import Packager, Rejected
 
 SOURCE, VERSION = "hello", "1.0-2"
 ORIG = b"pretend orig tarball\n" * 50

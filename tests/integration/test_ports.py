@@ -1,4 +1,4 @@
-"""Ports and generated packages (mini_buildd.ports) with the real tools: the package templates
+"""Ports and generated packages (mini_buildd.pipeline.ports) with the real tools: the package templates
 build (or, mbd-test-ftbfs, fail) with dpkg-buildpackage, the keyring package carries the
 instance key and the APT sources, external (file://, http://) and internal ports produce signed
 source changes with the right version, distribution, changelog and fields, and the
@@ -21,7 +21,8 @@ import pytest
 
 from debian import deb822
 
-from mini_buildd import config, events, packager, ports, services
+from mini_buildd import config, events, services
+from mini_buildd.pipeline import packager, ports
 from mini_buildd.changes import Changes
 from mini_buildd.dist import QAMode
 
@@ -38,7 +39,8 @@ def instance():
     with its reprepro tree; everything rolled back / removed afterwards."""
     from django.db import transaction
     from django.utils import timezone
-    from mini_buildd import gnupg, models
+    from mini_buildd.tools import gnupg
+    from mini_buildd import models
 
     gpg = gnupg.Gnupg(config.paths.gnupg_home)
     gpg_had_key = gpg.get_secret_key() is not None
@@ -434,9 +436,9 @@ def _answer_uploads(hub, uploads, outcome, delay=0.3):
 
 
 def test_keyring_packages(instance, uploads, hub, monkeypatch):  # pylint: disable=unused-argument
-    from mini_buildd import archive_ops
+    from mini_buildd.archive import operations
     migrated = []
-    monkeypatch.setattr(archive_ops, "migrate", lambda source, distribution, full=False, version=None, user=None:
+    monkeypatch.setattr(operations, "migrate", lambda source, distribution, full=False, version=None, user=None:
                         migrated.append((source, distribution, full, version)) or {}, raising=False)
     thread, answer = _answer_uploads(hub, uploads, lambda source: "INSTALLED")
     try:

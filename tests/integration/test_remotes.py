@@ -9,7 +9,8 @@ import os
 import pytest
 import requests
 
-from mini_buildd import gnupg, net
+from mini_buildd.tools import gnupg
+from mini_buildd import net
 from tests.helpers.daemon import free_port
 from tests.helpers.remote_instances import ED25519, RemoteInstance
 
@@ -66,13 +67,13 @@ def _peer_knows_us(peer, us, activate):
 
 
 def _request(gpg, challenge=None, from_url="http://localhost:8066"):
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     challenge = challenge or remotes.new_challenge()
     return challenge, gpg.sign_message(remotes.handshake_text(remotes.HANDSHAKE_REQUEST, Challenge=challenge, From=from_url))
 
 
 def test_forged_handshake_fails(peer, us, tmp_path):
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     url = f"{peer.url}/mini_buildd/api/handshake/"
     # a peer without Remotes knows nobody
     r = requests.get(url, params={"signed_message": _request(us.gnupg())[1]}, timeout=20)
@@ -108,7 +109,7 @@ def test_forged_handshake_fails(peer, us, tmp_path):
 def test_handshake_is_no_signing_oracle(peer, us):
     """Anything signed by a remote's key (the old constant message, a buildrequest-like text, a
     request with a line smuggled in) is refused: the peer signs nothing but handshake answers."""
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     url = f"{peer.url}/mini_buildd/api/handshake/"
     _peer_knows_us(peer, us, activate=False)
     challenge = remotes.new_challenge()
@@ -160,7 +161,7 @@ def test_replayed_handshake_answer_refused(peer, us, remotes_cleanup):  # pylint
     """A recorded, genuinely signed handshake answer of the peer, replayed by someone else at the
     peer's address, does not pass our handshake; neither does an answer the peer gave another
     caller. The real peer passes (control)."""
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     peer_key = requests.get(f"{peer.url}/mini_buildd/api/pub_key/", timeout=10).json()
     _peer_knows_us(peer, us, activate=False)
     try:
@@ -224,7 +225,7 @@ def test_wrong_key(peer, us, remotes_cleanup, tmp_path):  # pylint: disable=unus
 
 
 def test_pending_until_peer_knows_us_then_active(peer, us, remotes_cleanup):  # pylint: disable=unused-argument
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     from mini_buildd.models import StatusError
     r = _remote(peer.url)
     with pytest.raises(StatusError):
@@ -259,7 +260,7 @@ def test_pending_until_peer_knows_us_then_active(peer, us, remotes_cleanup):  # 
 
 
 def test_wake_without_command(peer, remotes_cleanup):  # pylint: disable=unused-argument
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     _remote(peer.url)
     with pytest.raises(ValueError, match="no wake command"):
         remotes.wake(peer.url)
@@ -270,7 +271,7 @@ def test_wake_without_command(peer, remotes_cleanup):  # pylint: disable=unused-
 def test_wake_command_runs(tmp_path, remotes_cleanup):  # pylint: disable=unused-argument
     """A sleeping remote (nothing listens) is woken by its wake command: here the command starts
     nothing, so the status stays unavailable, but the command ran each attempt."""
-    from mini_buildd import remotes
+    from mini_buildd.pipeline import remotes
     marker = tmp_path / "woken"
     url = f"http://127.0.0.1:{free_port()}"
     r = _remote(url)

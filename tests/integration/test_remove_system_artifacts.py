@@ -76,7 +76,8 @@ def chroot_instance(tmp_path):
     """An instance with one chroot whose schroot config, fstab and data exist; cleaned up in any case."""
     if os.geteuid() != 0:
         pytest.skip("writes below /etc/schroot: needs root")
-    from mini_buildd import config, schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd import config  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     home = tmp_path / "home"
     prefix = f"mbdtest-rsa{os.getpid()}"
     name = make_instance(home, prefix=prefix, chroot=True)

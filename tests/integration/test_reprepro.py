@@ -1,11 +1,11 @@
-"""Integration tests for mini_buildd.reprepro against the real reprepro, gpg and dpkg tools."""
+"""Integration tests for mini_buildd.tools.reprepro against the real reprepro, gpg and dpkg tools."""
 
 import pathlib
 import threading
 
 import pytest
 
-from mini_buildd import call, reprepro
+from mini_buildd.tools import call, reprepro
 from tests.helpers.reference import REFERENCE
 
 REFERENCE_DISTRIBUTIONS = REFERENCE / "files" / "reprepro-test-conf-distributions"

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from mini_buildd import config, schroot_files
+from mini_buildd import config
+from mini_buildd.tools import schroot_files
 from tests.helpers import host_archive
 from tests.helpers.unprivileged import PYTHON, UnprivilegedUser
 

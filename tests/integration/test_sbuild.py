@@ -1,4 +1,4 @@
-"""sbuild wrapper (mini_buildd.sbuild): generated files, command line, summary parsing, and real
+"""sbuild wrapper (mini_buildd.tools.sbuild): generated files, command line, summary parsing, and real
 sbuild builds in the existing chroot ``mini-buildd-bookworm-amd64`` (skipped if it isn't there).
 
 The real builds only open normal (snapshot) sessions through sbuild; the chroot's source is never
@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from mini_buildd import call, dist, sbuild, schroot
+from mini_buildd.tools import call, sbuild, schroot
+from mini_buildd import dist
 
 CHROOT = os.environ.get("MBD_TEST_SBUILD_CHROOT", "mini-buildd-bookworm-amd64")
 CODENAME, ARCH = "bookworm", "amd64"
@@ -124,7 +125,7 @@ def test_apt_key_binary_dearmors(tmp_path):
     """The dearmor of the apt-key-binary block gives the same bytes as gpg --dearmor, per block."""
     if not shutil.which("gpg"):
         pytest.skip("gpg not installed")
-    from mini_buildd import gnupg
+    from mini_buildd.tools import gnupg
     with gnupg.TmpKeyring() as keyring:
         keyring.add_key_file("/usr/share/keyrings/debian-archive-keyring.gpg")
         armored = keyring.export(armor=True)
@@ -497,7 +498,7 @@ def _no_session_left(text):
 
 
 def _armored_debian_keys():
-    from mini_buildd import gnupg
+    from mini_buildd.tools import gnupg
     with gnupg.TmpKeyring() as keyring:
         keyring.add_key_file("/usr/share/keyrings/debian-archive-keyring.gpg")
         return keyring.export(armor=True)

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from mini_buildd import schroot
+from mini_buildd.tools import schroot
 from tests.helpers.daemon import in_home, processes_mentioning
 from tests.helpers.setup_run import run_setup, by_str
 from tests.helpers.unprivileged import UnprivilegedUser

@@ -21,7 +21,7 @@ def test_domain_function_exists_and_takes_the_arguments(name):
 
 
 def test_debmirror_destination(home):
-    from mini_buildd import debmirror  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import debmirror  # pylint: disable=import-outside-toplevel
     assert debmirror.destination_path("~/debmirror/{}", "test") == home.home / "debmirror" / "test"
     assert str(debmirror.destination_path("/srv/mirror/{}", "test")) == "/srv/mirror/test"
     with pytest.raises(debmirror.DebmirrorError):

@@ -206,8 +206,8 @@ def test_spec_call_table():
     flags = {a.long or a.identity: a.short for a in registry.CALLS["sources_list"].args}
     assert flags == {"--codenames": "-C", "--repositories": "-R", "--suites": "-S", "--types": "-T", "--options": "-O",
                      "--rollbacks": "-r", "--snapshot": "-P", "--mirror": "-M", "--with-extra": "-X", "--with-comment": "-D"}
-    from mini_buildd import setup  # pylint: disable=import-outside-toplevel
-    assert [a.identity for a in registry.CALLS["setup"].args] == [o[0] for o in setup.OPTIONS]
+    from mini_buildd import bootstrap  # pylint: disable=import-outside-toplevel
+    assert [a.identity for a in registry.CALLS["setup"].args] == [o[0] for o in bootstrap.OPTIONS]
 
 
 # ------------------------------------------------------------------------------------------------ auth, confirm, engine

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from mini_buildd import gnupg, call, dist
+from mini_buildd.tools import gnupg, call
+from mini_buildd import dist
 
 # ---------------------------------------------------------------------------------------------
 # DistStr

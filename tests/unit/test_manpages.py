@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from mini_buildd import call, manpages
+from mini_buildd.tools import call
+from mini_buildd import manpages
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
 

@@ -7,7 +7,9 @@ import types
 
 import pytest
 
-from mini_buildd import config, remotes, schroot
+from mini_buildd import config
+from mini_buildd.pipeline import remotes
+from mini_buildd.tools import schroot
 
 
 # ------------------------------------------------------------------------------------------------ order
@@ -154,7 +156,7 @@ def test_watch_redispatches_after_timeout(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ packager
 def test_packager_redispatch_and_late_result(monkeypatch, tmp_path):
-    from mini_buildd import packager as pk
+    from mini_buildd.pipeline import packager as pk
     calls = []
 
     def select(breq, codename_arch, exclude=()):
@@ -190,7 +192,7 @@ def test_packager_redispatch_and_late_result(monkeypatch, tmp_path):
 
 
 def test_packager_redispatch_without_builder_keeps_holder():
-    from mini_buildd import packager as pk
+    from mini_buildd.pipeline import packager as pk
 
     def select(breq, codename_arch, exclude=()):
         raise remotes.RemoteError("No builder")

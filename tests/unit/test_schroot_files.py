@@ -2,7 +2,7 @@
 
 import pytest
 
-from mini_buildd import schroot_files
+from mini_buildd.tools import schroot_files
 
 
 def test_parse_round_trips_rendered_conf():

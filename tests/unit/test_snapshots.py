@@ -2,7 +2,7 @@
 
 import datetime
 
-from mini_buildd import snapshots
+from mini_buildd.archive import snapshots
 
 UTC = datetime.timezone.utc
 T = datetime.datetime(2026, 11, 22, 7, 30, 45, tzinfo=UTC)

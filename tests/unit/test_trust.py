@@ -1,4 +1,4 @@
-"""Trust decisions on buildrequests and buildresults (mini_buildd.trust), each written as the
+"""Trust decisions on buildrequests and buildresults (mini_buildd.pipeline.trust), each written as the
 attack: a stale, future or replayed buildrequest, one addressed to another builder, an unsigned
 one, and buildresults signed by a peer other than the builder the request went to. Real gpg (an
 ed25519 key for the test instance and one for a "stranger" remote), real changes files; the
@@ -9,7 +9,9 @@ import hashlib
 
 import pytest
 
-from mini_buildd import changes, config, gnupg, remotes, trust
+from mini_buildd import changes, config
+from mini_buildd.tools import gnupg
+from mini_buildd.pipeline import remotes, trust
 from tests.helpers.remote_instances import ED25519
 
 UTC = datetime.timezone.utc

@@ -1,9 +1,9 @@
-"""Unit tests for mini_buildd.uploadoptions (MINI_BUILDD_OPTION lines, SPEC §3.8)."""
+"""Unit tests for mini_buildd.pipeline.uploadoptions (MINI_BUILDD_OPTION lines, SPEC §3.8)."""
 
 import pytest
 
 from mini_buildd.dist import QAMode
-from mini_buildd.uploadoptions import format_option, get_option, parse_option, parse_upload_options, top_changelog_block
+from mini_buildd.pipeline.uploadoptions import format_option, get_option, parse_option, parse_upload_options, top_changelog_block
 
 # As python-debian returns a Changes: field value (continuation lines keep their leading space).
 CHANGES_FIELD = """

@@ -35,7 +35,9 @@ import urllib.parse
 from debian import changelog as deb_changelog
 from debian import deb822
 
-from mini_buildd import call, config, dist, net, uploadoptions
+from mini_buildd.tools import call
+from mini_buildd import config, dist, net
+from mini_buildd.pipeline import uploadoptions
 from mini_buildd import files as files_mod
 
 LOG = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ def _link_or_copy(src, dst):
 
 def _instance():
     """(Daemon, Gnupg) of the instance; PortError if there is no instance key."""
-    from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     daemon = Daemon.get()
     gpg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
@@ -192,7 +194,7 @@ class Target:
 def _locate(diststr, uploadable=True):
     """:class:`Target` for ``diststr``; with ``uploadable``, it must be an uploadable non-rollback
     distribution. Raises :class:`PortError`."""
-    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     try:
         d, view, distribution, suite_option = resolve(diststr, exclude_removed=True)
     except ArchiveError as e:
@@ -365,7 +367,7 @@ def original_block(changelog, instance_email):
 
 # ------------------------------------------------------------------------------------------------ the port
 def _upload(changes):
-    from mini_buildd import ftpd, packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import ftpd, packager  # pylint: disable=import-outside-toplevel
     return ftpd.upload(changes, packager.our_ftp_url())
 
 
@@ -427,8 +429,8 @@ def _pool_dsc(target, source, version, component):
 def port(source, from_distribution, to_distributions, version=None, options=None, user=None):
     """API ``port``: no-changes port of ``source`` (``version``, default: the one there) from one of
     our distributions to uploadable distributions; to the same distribution it is a rebuild."""
-    from mini_buildd.archive_ops import RepositoryView  # pylint: disable=import-outside-toplevel
-    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     origin = _locate(from_distribution, uploadable=False)
     targets = _targets(to_distributions)
     entries = RepositoryView(origin.repository).reprepro.ls(source).get(origin.diststr, [])
@@ -509,7 +511,7 @@ def build_template_package(name, directory, version, values=None, extra_files=No
 def keyring_files(identity):
     """``{relative path: text}`` generated into the keyring source: the armored instance key, APT
     sources for every repository/distribution/suite/rollback, and the dput-ng profile."""
-    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon, Repository  # pylint: disable=import-outside-toplevel
     daemon, gpg = _instance()
     files = {f"{identity}-archive-keyring.asc": gpg.pub_key()}
@@ -543,7 +545,7 @@ def keyring_https_files(identity):
     ``/usr/share/ID-archive-keyring/certs/mini-buildd.crt``) and an APT snippet trusting it for our
     host name only (``https/apt.conf``, installed as ``/etc/apt/apt.conf.d/50ID-archive-keyring.conf``);
     the template's ``debian/rules`` installs them when present. Else nothing."""
-    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     cert = packager.our_ssl_cert()
     if not cert:
         return {}
@@ -613,8 +615,8 @@ def _outcome(entry):
 
 # ------------------------------------------------------------------------------------------------ API: generated packages
 def _migrate(entry):
-    from mini_buildd import archive_ops  # pylint: disable=import-outside-toplevel
-    migrate = getattr(archive_ops, "migrate", None)
+    from mini_buildd.archive import operations  # pylint: disable=import-outside-toplevel
+    migrate = getattr(operations, "migrate", None)
     if migrate is None:
         entry["error"] = "Migration not available."
         return

@@ -20,7 +20,7 @@ import pathlib
 import re
 import tempfile
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 #: Validity of a new certificate (days).
 DEFAULT_DAYS = 3650

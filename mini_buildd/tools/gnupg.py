@@ -12,7 +12,7 @@ Owns:
   nothing of it may outlive its keyring (§10: upstream left one agent per temp keyring behind).
 
 High-level operations go through python-gnupg; direct ``gpg``/``gpgv``/``gpgconf`` calls go
-through :func:`mini_buildd.call.run`. gpg always runs with ``--batch --no-tty`` and loopback
+through :func:`mini_buildd.tools.call.run`. gpg always runs with ``--batch --no-tty`` and loopback
 pinentry, so it never prompts; keys made here carry no passphrase.
 """
 
@@ -29,7 +29,7 @@ import time
 
 import gnupg
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 LOG = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ import shutil
 
 import debian.deb822
 
-from mini_buildd import changes, faults, files, reprepro as reprepro_mod
+from mini_buildd import changes, faults, files
+from mini_buildd.tools import reprepro as reprepro_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ INPUTS = "inputs"
 DB = "db"
 STARTED, COMMITTED = "started", "committed"
 
-#: Commands a step may run (methods of :class:`mini_buildd.reprepro.Reprepro`).
+#: Commands a step may run (methods of :class:`mini_buildd.tools.reprepro.Reprepro`).
 COMMANDS = ("copysrc", "removesrc", "includedsc", "include")
 
 

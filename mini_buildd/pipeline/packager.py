@@ -15,7 +15,9 @@ import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, faults, gnupg, incoming, net, services, tls, trust, uploadoptions
+from mini_buildd import changes, config, dist, faults, net, services
+from mini_buildd.tools import gnupg, tls
+from mini_buildd.pipeline import incoming, trust, uploadoptions
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ class Packager:
 
     def _check_upload(self, upload):
         # pylint: disable=import-outside-toplevel
-        from mini_buildd.archive_ops import ArchiveError, resolve
+        from mini_buildd.archive.operations import ArchiveError, resolve
 
         diststr = meta_distribution_map().get(upload.distribution, upload.distribution)
         try:
@@ -349,7 +351,7 @@ class Packager:
 
     def redispatch(self, key, arch, builder):
         """``builder`` stopped answering while holding ``key``'s build for ``arch`` (see
-        :class:`mini_buildd.remotes.BuilderWatch`): send the buildrequest to another builder."""
+        :class:`mini_buildd.pipeline.remotes.BuilderWatch`): send the buildrequest to another builder."""
         with self._lock:
             package = self.ongoing.get(key)
         if package is None or arch in package.buildresults or package.builders.get(arch) != builder:
@@ -405,7 +407,7 @@ class Packager:
             self._finish(package)
 
     def _finish(self, package):
-        from mini_buildd.archive_ops import RepositoryView  # pylint: disable=import-outside-toplevel
+        from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
         upload = package.upload
         ignore_checks = package.suite_option.experimental
         failed, binaries = [], []
@@ -448,7 +450,7 @@ def conclude_interrupted():
     now (an install the previous run finished, or the repository journal completed), else FAILED
     naming the restart. Returns ``[(key, type)]``."""
     import json  # pylint: disable=import-outside-toplevel
-    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     done = []
     for packaging in sorted(config.paths.events.glob("*/*/*/*/*_PACKAGING.json")):
         directory = packaging.parent
@@ -484,7 +486,7 @@ def run_auto_ports(package):
     """The upload's ``auto-ports`` option, run after a successful install (SPEC §3.8): one internal
     port per target distribution. A failing port never fails the package: the result is
     ``{diststr: [ok, result or error message]}`` for the INSTALLED event."""
-    from mini_buildd import ports  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import ports  # pylint: disable=import-outside-toplevel
     targets = uploadoptions.get_option(getattr(package, "options", {}) or {}, "auto-ports", default=[]) or []
     results = {}
     for target in targets:
@@ -520,7 +522,7 @@ def check_auto_ports(upload, repository, targets):
     """Each ``auto-ports`` target must be a distribution the uploader may upload to: in the same
     repository, or in one whose uploader rights the upload meets (auto-ports are signed with the
     instance key, which every repository accepts, so the rights are checked here)."""
-    from mini_buildd.archive_ops import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     for target in targets:
         try:
             view = resolve(target)[1]
@@ -590,7 +592,7 @@ def _instance_gnupg():
 def retry(bkey, user=None):  # pylint: disable=unused-argument
     """API: upload a failed or rejected package again (its events dir must hold exactly one
     FAILED/REJECTED event and one changes file)."""
-    from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
     directory = event_dir(bkey)
     if not directory.is_dir() or ".." in bkey.split("/"):
         raise ValueError(f"No package '{bkey}' in the events.")

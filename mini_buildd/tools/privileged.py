@@ -4,14 +4,15 @@ A daemon running as its own user (as the package runs it) calls ``sudo -n
 mini-buildd-chroot-helper OPERATION ...`` (:func:`mini_buildd.config.chroot_helper`); a daemon
 running as root (tests, a hand-started instance) runs the same operation in-process, with the
 same argument parsing and checks. Callers get :class:`PrivilegeError` (or
-:class:`mini_buildd.debootstrap.DebootstrapError` for a failed debootstrap) with the helper's
+:class:`mini_buildd.tools.debootstrap.DebootstrapError` for a failed debootstrap) with the helper's
 one-line reason.
 """
 
 import logging
 import os
 
-from mini_buildd import call, config, debootstrap, roothelper
+from mini_buildd.tools import call, debootstrap
+from mini_buildd import config, roothelper
 
 LOG = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ import secrets
 import threading
 import time
 
-from mini_buildd import call, config, gnupg, net
+from mini_buildd.tools import call, gnupg
+from mini_buildd import config, net
 
 LOG = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ class NotKnownYet(RemoteError):
 # ------------------------------------------------------------------------------------------------ URLs
 def our_url():
     """Our primary HTTP URL (what remotes list us as)."""
-    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     return packager.our_http_url()
 
 
 def our_ftp_url():
-    from mini_buildd import packager  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     return packager.our_ftp_url()
 
 
@@ -440,7 +441,7 @@ class Selector:
 
     def select(self, breq_path, codename_arch, instance_gnupg, exclude=(), own_load=None, upload=None):
         """Send the buildrequest to the first builder that takes it; return that builder's URL."""
-        from mini_buildd import ftpd  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
         upload = upload or (lambda path, url: ftpd.upload(path, url, force=True))
         candidates = self.order(self.candidates(codename_arch, exclude=exclude, own_load=own_load))
         if not candidates:

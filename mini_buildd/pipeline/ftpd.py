@@ -5,7 +5,7 @@ Server (:class:`FtpD`): anonymous login only; the one usable area is ``/incoming
 retrieve, store). No delete, rename, mkdir, append, resume or overwrite; file names with path
 parts are refused. Each received file is made read-only at once. When a client disconnects, the
 files it received completely are handed to the ``on_session`` callback, in upload order (the
-incoming quarantine, :mod:`mini_buildd.incoming`, sorts them out in its own thread). With an ``ssl:``
+incoming quarantine, :mod:`mini_buildd.pipeline.incoming`, sorts them out in its own thread). With an ``ssl:``
 endpoint, TLS is required on control and data channels (FTPS, explicit ``AUTH TLS``).
 
 The server also owns the upload limits against anonymous resource exhaustion (:class:`Limits`,
@@ -282,7 +282,7 @@ class _IncomingHandler:
         self.mbd_stored, self.mbd_received = [], []
         if received:
             # Nothing is parsed here: the session's files go to the incoming quarantine
-            # (mini_buildd.incoming), which works in its own thread.
+            # (mini_buildd.pipeline.incoming), which works in its own thread.
             _call(self.mbd_on_session, received)
 
 

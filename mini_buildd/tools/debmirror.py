@@ -8,7 +8,8 @@ import logging
 import pathlib
 import urllib.parse
 
-from mini_buildd import call, config
+from mini_buildd.tools import call
+from mini_buildd import config
 
 LOG = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import time
 import requests
 from debian import deb822
 
-from mini_buildd import config, dist, gnupg
+from mini_buildd import config, dist
+from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
 

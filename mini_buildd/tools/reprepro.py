@@ -22,7 +22,8 @@ import time
 
 import debian.deb822
 
-from mini_buildd import call, files
+from mini_buildd.tools import call
+from mini_buildd import files
 
 LOG = logging.getLogger(__name__)
 
@@ -445,7 +446,7 @@ class Reprepro:
             self.deleteunreferenced()
             shutil.rmtree(path)
 
-    # Database copies and pool files (for all-or-nothing changes, see mini_buildd.journal)
+    # Database copies and pool files (for all-or-nothing changes, see mini_buildd.archive.journal)
     def db_files(self):
         """The database files (``db/*`` but reprepro's lockfile), sorted."""
         try:

@@ -26,7 +26,7 @@ is :data:`COPY_IN` (``.mbd-copy-in`` in the build dir): it pipes a tar of this b
 ``.setup.d``, ``.config`` and ``.sbuildrc`` into the session (``%SBUILD_CHROOT_EXEC``, as root)
 and unpacks it at the same path there. That copy lives and dies with the session; nothing of
 the host's ``var/shared`` is visible inside the chroot except the chroot's own ccache dir (see
-:mod:`mini_buildd.schroot`). The scripts find the build dir from their own path (the parent of
+:mod:`mini_buildd.tools.schroot`). The scripts find the build dir from their own path (the parent of
 ``.setup.d``) and read ``.config/*`` (from the buildrequest tar) and ``.sbuildrc`` from there:
 nothing about the build dir is baked into the scripts, so the same text works for any build
 dir. Build dir paths must not contain white space (sbuild splits the command); ``%`` is escaped
@@ -101,7 +101,8 @@ import re
 import shlex
 import time
 
-from mini_buildd import call, dist
+from mini_buildd.tools import call
+from mini_buildd import dist
 
 LOG = logging.getLogger(__name__)
 
@@ -719,7 +720,7 @@ def sessions_of(argvs):
 def _end_left_sessions(buildlog_path, killed_argvs):
     """After sbuild was killed: end the schroot session(s) it left (known from the processes we
     killed and from the log)."""
-    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     sessions = sessions_of(killed_argvs)
     try:
         sessions.add(session_of(pathlib.Path(buildlog_path).read_text(errors="replace")))
@@ -739,7 +740,7 @@ def _end_left_sessions(buildlog_path, killed_argvs):
 
 def _ensure_bind_sources(argv):
     """The chroot's own bind-mounted dirs (its ccache dir) must exist, or schroot fails the session."""
-    from mini_buildd import schroot  # pylint: disable=import-outside-toplevel
+    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     for i, arg in enumerate(argv[:-1]):
         if arg == "--chroot":
             schroot.ensure_bind_sources(argv[i + 1])

@@ -10,7 +10,7 @@ import logging
 
 from debian import debian_support
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _pool_dsc(repository, source, version):
 def debdiff(source, repository, versiona="", versionb=""):
     """API ``debdiff``: debdiff of ``source`` versions A and B in ``repository`` (default: the
     second newest and the newest version there)."""
-    from mini_buildd.archive_ops import RepositoryView  # pylint: disable=import-outside-toplevel
+    from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     repo = Repository.objects.filter(identity=repository).first()
     if repo is None:

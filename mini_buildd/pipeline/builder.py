@@ -12,7 +12,9 @@ import shutil
 import threading
 import time
 
-from mini_buildd import changes, config, ftpd, gnupg, incoming, sbuild, services
+from mini_buildd import changes, config, services
+from mini_buildd.pipeline import ftpd, incoming
+from mini_buildd.tools import gnupg, sbuild
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -73,8 +75,8 @@ class Builder:
         files, freshness, never accepted before, no build of that key here yet), then move it to
         its build dir and build it in a thread. Anything else is REJECTED, and nothing of another
         build is touched."""
-        from mini_buildd import trust  # pylint: disable=import-outside-toplevel
-        from mini_buildd.packager import reject_arrival  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline import trust  # pylint: disable=import-outside-toplevel
+        from mini_buildd.pipeline.packager import reject_arrival  # pylint: disable=import-outside-toplevel
         try:
             breq = changes.Buildrequest(path)
         except changes.ChangesError as e:

@@ -12,14 +12,15 @@ and btrfs snapshot backends fit in by subclassing :class:`Backend` (``schroot_li
 
 Every step that needs root (debootstrap, tar with owners, mounts, removing the root-owned data,
 schroot files) is an operation of :mod:`mini_buildd.roothelper`, run through
-:mod:`mini_buildd.privileged` (sudo when the daemon is not root); sessions go through
-:mod:`mini_buildd.schroot`.
+:mod:`mini_buildd.tools.privileged` (sudo when the daemon is not root); sessions go through
+:mod:`mini_buildd.tools.schroot`.
 """
 
 import logging
 import pathlib
 
-from mini_buildd import call, config, debootstrap, privileged, schroot
+from mini_buildd.tools import call, debootstrap, privileged, schroot
+from mini_buildd import config
 from mini_buildd.roothelper import COMPRESSIONS
 
 LOG = logging.getLogger(__name__)
@@ -256,8 +257,8 @@ def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path
     given (see :func:`cached_debootstrap_tarball`). With ``shared_dir`` (the instance's
     ``var/shared``) a per-chroot fstab is installed that binds only this chroot's ccache dir
     below it (build confinement: builds see no other part of ``var/shared``, see
-    :mod:`mini_buildd.schroot`); without, the chroot uses the global ``mini-buildd/fstab``
-    (:func:`mini_buildd.schroot.install_fstab`), which must exist.
+    :mod:`mini_buildd.tools.schroot`); without, the chroot uses the global ``mini-buildd/fstab``
+    (:func:`mini_buildd.tools.schroot.install_fstab`), which must exist.
 
     All or nothing: on failure everything done is undone and the error re-raised.
     """

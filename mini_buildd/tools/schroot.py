@@ -1,9 +1,9 @@
 """schroot wrapper: chroot configuration files, the mini-buildd fstab, and schroot sessions.
 
 This module is the only one that runs ``schroot``. Its files below ``/etc/schroot/`` are rendered
-by :mod:`mini_buildd.schroot_files` and written as root by :mod:`mini_buildd.roothelper` (through
-:mod:`mini_buildd.privileged`), which checks they are the calling instance's. Which data a chroot
-has (directory, tarball, ...) is decided by :mod:`mini_buildd.chroot_backends`; here we only
+by :mod:`mini_buildd.tools.schroot_files` and written as root by :mod:`mini_buildd.roothelper` (through
+:mod:`mini_buildd.tools.privileged`), which checks they are the calling instance's. Which data a chroot
+has (directory, tarball, ...) is decided by :mod:`mini_buildd.tools.chroot_backends`; here we only
 install its ``[NAME]`` section and drive sessions.
 
 About the fstab: schroot reads the mounts for a chroot from the file named by ``setup.fstab``
@@ -12,7 +12,7 @@ instance, binding all of ``var/shared`` read-write into every chroot: every buil
 rewrite every other build's setup scripts and files. We bind only what a build may write and
 what must outlive the session: the chroot's own ccache dir (``var/shared/libdir/CODENAME/ARCH/.ccache``).
 A build's setup scripts and config are copied into its session instead (see
-:mod:`mini_buildd.sbuild`), so other builds' dirs, the libdir and the rest of the home are not
+:mod:`mini_buildd.tools.sbuild`), so other builds' dirs, the libdir and the rest of the home are not
 even visible inside the chroot. Because the bind depends on the instance home, and tests (or
 several instances) may run with different homes at the same time, :func:`install_fstab` writes a
 per-chroot file ``mini-buildd/fstab-NAME``; :func:`ensure_bind_sources` recreates missing bind
@@ -25,8 +25,9 @@ import pathlib
 import re
 import uuid
 
-from mini_buildd import call, config, privileged
-from mini_buildd.schroot_files import (  # noqa: F401  (re-exported: the schroot API in one place)
+from mini_buildd.tools import call, privileged
+from mini_buildd import config
+from mini_buildd.tools.schroot_files import (  # noqa: F401  (re-exported: the schroot API in one place)
     GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, dir_list, fstab_path,
     fstab_setup_name, fstab_text, parse_conf)
 
@@ -36,7 +37,7 @@ SCHROOT = "schroot"
 
 
 # ---------------------------------------------------------------------------------------------
-# Configuration files (written as root, through mini_buildd.privileged)
+# Configuration files (written as root, through mini_buildd.tools.privileged)
 # ---------------------------------------------------------------------------------------------
 
 def _home_of(paths):

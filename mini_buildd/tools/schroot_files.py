@@ -1,6 +1,6 @@
 """schroot's files as text: the ``[NAME]`` chroot configuration and the mini-buildd fstab.
 
-Pure rendering and parsing, no writing: the daemon side (:mod:`mini_buildd.schroot`) renders a
+Pure rendering and parsing, no writing: the daemon side (:mod:`mini_buildd.tools.schroot`) renders a
 configuration, the root side (:mod:`mini_buildd.roothelper`) checks it and writes it below
 ``/etc/schroot``. Both import this module, neither imports the other.
 """

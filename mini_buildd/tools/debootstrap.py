@@ -1,7 +1,7 @@
 """debootstrap wrapper: creating a minimal Debian/Ubuntu system in a directory.
 
 This module is the only one that runs debootstrap. It knows nothing about schroot or chroot
-backends (see :mod:`mini_buildd.chroot_backends`), it only turns a request into one debootstrap
+backends (see :mod:`mini_buildd.tools.chroot_backends`), it only turns a request into one debootstrap
 call and a failure into a readable error.
 """
 
@@ -9,7 +9,7 @@ import logging
 import pathlib
 import shlex
 
-from mini_buildd import call
+from mini_buildd.tools import call
 
 LOG = logging.getLogger(__name__)
 

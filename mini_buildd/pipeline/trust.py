@@ -22,7 +22,8 @@ import os
 import tempfile
 import threading
 
-from mini_buildd import changes, config, gnupg
+from mini_buildd import changes, config
+from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def check_remote_signed(chg):
 # ------------------------------------------------------------------------------------------------ who signed
 def _known_signers():
     """``[(label, armored key, fingerprint)]``: our key and every Remote's stored key (any status)."""
-    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon, Remote  # pylint: disable=import-outside-toplevel
     gpg = Daemon.get().gnupg()
     own = gpg.get_secret_key() or {}
@@ -131,7 +132,7 @@ def describe_signer(chg):
 def expected_builder(builder_url):
     """``(label, armored key)`` of the builder at ``builder_url``: us, or an active Remote
     (raises ChangesError if it is neither)."""
-    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     if not builder_url:
         raise changes.ChangesError("no builder recorded for this build")
@@ -236,7 +237,7 @@ def prune_accepted(now=None):
 
 
 def _check_addressed_to_us(breq):
-    from mini_buildd import remotes  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     builder = breq.x_get("Builder")
     ours = remotes.normalize_url(remotes.our_url())
     if not builder or remotes.normalize_url(builder) != ours:

@@ -4,7 +4,7 @@ upload with rollback shifting, migrating along the suite chain, rollback restore
 Everything runs under the repository's reprepro lock, so an operation sees and leaves a
 consistent state. Each change (install, migrate, remove; ports install through ``install``) is
 planned completely first (:class:`_Plan` simulates the reprepro steps on one listing) and then run
-through the repository's write-ahead journal (:mod:`mini_buildd.journal`): all or nothing, also
+through the repository's write-ahead journal (:mod:`mini_buildd.archive.journal`): all or nothing, also
 across SIGKILL; :func:`recover_interrupted` completes or rolls back what a crash left, at daemon
 start. Events (MIGRATED, REMOVED) are logged by the callers that own the event context.
 """
@@ -15,7 +15,8 @@ import pathlib
 
 from debian import debian_support
 
-from mini_buildd import dist, journal
+from mini_buildd import dist
+from mini_buildd.archive import journal
 
 LOG = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class ArchiveError(Exception):
 
 class _Plan:
     """Journal steps of one change, with the listing of its source as it will be after each step
-    (``{diststr: [{version, ...}]}``, as :meth:`mini_buildd.reprepro.Reprepro.ls`)."""
+    (``{diststr: [{version, ...}]}``, as :meth:`mini_buildd.tools.reprepro.Reprepro.ls`)."""
 
     def __init__(self, source, listing):
         self.source = source
@@ -369,7 +370,7 @@ def show(source, **kwargs):
 
 def recover_interrupted():
     """At daemon start, before the packager: complete or roll back every repository change that a
-    crash interrupted (see :mod:`mini_buildd.journal`). Returns ``{repository identity: outcome}``
+    crash interrupted (see :mod:`mini_buildd.archive.journal`). Returns ``{repository identity: outcome}``
     for the repositories that had one ("completed" or "rolled back")."""
     from mini_buildd import config  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel

@@ -61,7 +61,7 @@ def expired(names, snapshot_type):
 def stable_distributions():
     """``[(RepositoryView, diststr)]`` that get timed snapshots."""
     # pylint: disable=import-outside-toplevel
-    from mini_buildd.archive_ops import RepositoryView
+    from mini_buildd.archive.operations import RepositoryView
     from mini_buildd.models import Repository
     result = []
     for repo in Repository.objects.filter(status=Repository.STATUS_ACTIVE):

@@ -2,8 +2,8 @@
 the current model instances, optionally create/update them (``update``) and prepare, check and
 activate them (``pca``), and report per instance.
 
-This is the function behind the API call ``setup``; until the API exists it is also a command:
-``python3 -m mini_buildd.setup --home HOME [options]``.
+This is the function behind the API call ``setup`` and the web setup page; its command line is
+:mod:`mini_buildd.cli.setup`.
 
 Result: ``{"setup": <computed target>, "instances": [...], "report": {...}}``. Each instance has
 ``identity`` ({class, identifiers}), ``identity_hash`` (sha256 of the identity JSON, usable in
@@ -12,13 +12,12 @@ m2m: {field: {missing, unknown}}}), ``status`` (MISSING, EXISTS, ACTIVE, CHANGED
 DEACTIVATED), ``status_severity`` and ``actions``.
 """
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 
-from mini_buildd import dist, net, release
+from mini_buildd import dist, net
+from mini_buildd.archive import release
 
 LOG = logging.getLogger(__name__)
 
@@ -577,64 +576,3 @@ def run(**kwargs):
     report.update({"counts": counts, "severity": severity, "severity_name": SEVERITY_NAMES[severity],
                    "instances": len(results)})
     return {"setup": target, "instances": results, "report": report}
-
-
-# ------------------------------------------------------------------------------------------------ command
-def parser():
-    p = argparse.ArgumentParser(prog="python3 -m mini_buildd.setup", description="Run the setup operation on an instance home.")
-    p.add_argument("--home", required=True, help="instance home")
-    p.add_argument("--hostname", default=None, help="public host name (as the daemon's --hostname)")
-    p.add_argument("--http-endpoint", default="tcp6:port=8066", help="the daemon's primary HTTP endpoint")
-    p.add_argument("--dedicated-user", default=None, help="user the chroots are made for (default: current user)")
-    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    p.add_argument("--schroot-prefix", default=None,
-                   help="schroot name prefix of this home's chroots (persisted in the home, as the daemon's --schroot-prefix)")
-    for name, kind, default, help_text in OPTIONS:
-        flag = "--" + name.replace("_", "-")
-        if kind == "bool":
-            p.add_argument(flag, action="store_true", help=help_text)
-        elif kind == "list":
-            p.add_argument(flag, nargs="*", default=[], help=help_text)
-        else:
-            p.add_argument(flag, default=default, help=help_text)
-    return p
-
-
-def summary(result):
-    lines = [f"{r['status']:<12} {r['identity_str']}" + (f"  [{', '.join(r['actions'])}]" if r["actions"] else "")
-             + (f": {r['error']}" if r.get("error") else "") for r in result["instances"]]
-    lines += [f"WARNING: {w}" for w in result["report"]["warnings"]]
-    rep = result["report"]
-    lines.append(f"Report: {rep['instances']} instances, {rep['counts']}, severity {rep['severity_name']}")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    import getpass  # pylint: disable=import-outside-toplevel
-    from mini_buildd import config, webapp, daemon  # pylint: disable=import-outside-toplevel
-    args = parser().parse_args(argv)
-    try:
-        config.init(args.home, hostname=args.hostname, http_endpoints=[args.http_endpoint],
-                    dedicated_user=args.dedicated_user or getpass.getuser())
-        paths = daemon.prepare_home(args.home)
-        if args.schroot_prefix is not None:
-            try:
-                config.set_schroot_prefix(args.schroot_prefix)
-            except ValueError as e:
-                raise SetupError(str(e)) from e
-        daemon.setup_logging(paths, [], stderr=True)
-        daemon.setup_django(paths)
-        result = run(**{name: getattr(args, name) for name, *_ in OPTIONS})
-    except (SetupError, daemon.StartError) as e:
-        print(f"mini-buildd setup: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        from mini_buildd import gnupg  # pylint: disable=import-outside-toplevel
-        if config.paths is not None:
-            gnupg.Gnupg(config.paths.gnupg_home).kill_agents()
-    print(json.dumps(result, indent=2) if args.json else summary(result))
-    return 0 if result["report"]["severity"] < 3 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

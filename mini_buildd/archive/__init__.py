@@ -1,0 +1,1 @@
+"""Repository operations: package moves, the write-ahead journal, snapshots, checks of sources."""

@@ -1,0 +1,1 @@
+"""Wrappers of the external tools: each module is the only one that runs its tool."""
