@@ -1,4 +1,4 @@
-"""The ``setup`` operation (SPEC §4.3): turn options into a target configuration, compare it with
+"""The ``setup`` operation (upstream §4.3): turn options into a target configuration, compare it with
 the current model instances, optionally create/update them (``update``) and prepare, check and
 activate them (``pca``), and report per instance.
 

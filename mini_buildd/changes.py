@@ -1,4 +1,4 @@
-"""Changes files: the three kinds mini-buildd handles, and the files they carry (SPEC §1.4, §1.5).
+"""Changes files: the three kinds mini-buildd handles, and the files they carry (upstream §1.4, §1.5).
 
 This module owns:
 
@@ -412,7 +412,7 @@ class Changes:
         return self._deb822.get("Changes", "")
 
     def upload_options(self):
-        """Upload options of the top changelog block (SPEC §3.8); raise :class:`ChangesError` if invalid."""
+        """Upload options of the top changelog block (upstream §3.8); raise :class:`ChangesError` if invalid."""
         try:
             return uploadoptions.parse_upload_options(self.changes_text)
         except ValueError as e:
@@ -589,7 +589,7 @@ class Changes:
 
     # Events ------------------------------------------------------------------------------
     def to_event_extra(self):
-        """The ``extra`` dict of an event about this changes (SPEC §5.4, reference events).
+        """The ``extra`` dict of an event about this changes (upstream §5.4, reference events).
 
         ``changes`` is the path relative to the events dir (``<bkey>/<file name>``), where the file
         is or will be archived; every ``X-Mini-Buildd-*`` field follows in file order, snake_case.
@@ -1084,7 +1084,7 @@ class Buildresult(Changes):
         return result
 
     def succeeded(self, lintian_mode, piuparts_mode, autopkgtest_mode, ignore_checks=False):
-        """Whether this arch counts as built (SPEC §1.4 step 5, §6.4).
+        """Whether this arch counts as built (upstream §1.4 step 5, §6.4).
 
         ``skipped`` succeeds; ``successful`` succeeds if every QA check passes under its mode
         (:func:`mini_buildd.dist.sbuild_check_passes`; a check sbuild did not report counts as an

@@ -10,7 +10,7 @@ import pathlib
 import re
 import socket
 
-#: Directories created below the home on start (SPEC §1.3).
+#: Directories created below the home on start (upstream §1.3).
 HOME_DIRS = (
     ".gnupg", "incoming", "repositories", "etc", "etc/event-hooks",
     "var", "var/events", "var/shared", "var/shared/builds", "var/shared/libdir", "var/shared/debug",

@@ -1,4 +1,4 @@
-"""The internal crontab (SPEC Appendix A): periodic jobs run by one thread while the engine runs,
+"""The internal crontab (upstream Appendix A): periodic jobs run by one thread while the engine runs,
 each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
 
 Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),

@@ -5,12 +5,12 @@ This module owns:
 - distribution strings (``CODENAME-REPOID-SUITE[-rollbackN]``, :class:`DistStr`);
 - the codename table: origin, version, archive signing keys (long ids), codeversion rule,
   extra sources (security, backports), components, per-codename Distribution and Chroot options
-  used by the ``setup`` call (SPEC §2.3, §4.3);
+  used by the ``setup`` call (upstream §2.3, §4.3);
 - discovery of native architectures (``arch-test``/``dpkg``) and of archive URLs from the host's
   APT sources or an apt-cacher-ng proxy;
-- layout defaults as data (:data:`LAYOUTS`, SPEC §3.2, §3.3) and suite sort order;
-- QA check modes and sbuild status words (SPEC §6.4), sbuild block names (SPEC §6.2);
-- version helpers: placeholders, mandatory regex check, port/rebuild versions (SPEC §3.4, §3.8).
+- layout defaults as data (:data:`LAYOUTS`, upstream §3.2, §3.3) and suite sort order;
+- QA check modes and sbuild status words (upstream §6.4), sbuild block names (upstream §6.2);
+- version helpers: placeholders, mandatory regex check, port/rebuild versions (upstream §3.4, §3.8).
 
 It imports no Django. Upload option parsing lives in :mod:`mini_buildd.pipeline.uploadoptions`.
 """
@@ -29,7 +29,7 @@ from mini_buildd.tools import call
 LOG = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
-# Distribution strings (SPEC §3.1)
+# Distribution strings (upstream §3.1)
 # ---------------------------------------------------------------------------------------------
 
 DISTSTR_REGEX = re.compile(r"^(\w+)-(\w+)-(\w+)(?:-rollback(\d+))?$", re.ASCII)
@@ -152,7 +152,7 @@ def _unique(items):
 
 
 # ---------------------------------------------------------------------------------------------
-# Codeversion (SPEC §2.3)
+# Codeversion (upstream §2.3)
 # ---------------------------------------------------------------------------------------------
 
 def guess_codeversion(origin, version_string, codename):
@@ -188,7 +188,7 @@ COMPONENTS = {
     "ubuntu": ("main", "universe", "restricted", "multiverse"),
 }
 
-#: Defaults of the Distribution model fields this module overrides per codename (SPEC §2.4).
+#: Defaults of the Distribution model fields this module overrides per codename (upstream §2.4).
 DEFAULT_SBUILD_CONFIG_BLOCKS = "set-default-path ccache"
 DEFAULT_SBUILD_SETUP_BLOCKS = "apt-setup apt-update ccache eatmydata"
 DEFAULT_LINTIAN_EXTRA_OPTIONS = ("--info --suppress-tags "
@@ -260,7 +260,7 @@ class Codename:
             keys.insert(0, UBUNTU_ARCHIVE_KEYS[2004])
         return keys
 
-    # -- extra sources (SPEC §4.3) -------------------------------------------------------------
+    # -- extra sources (upstream §4.3) -------------------------------------------------------------
 
     @property
     def extra_sources(self):
@@ -574,7 +574,7 @@ def archives_from_proxy(fqdn, port=APT_CACHER_NG_PORT, timeout=2.0):
 
 
 # ---------------------------------------------------------------------------------------------
-# Layouts (SPEC §3.2, §3.3)
+# Layouts (upstream §3.2, §3.3)
 # ---------------------------------------------------------------------------------------------
 
 DEFAULT_VERSION = "~%IDENTITY%%CODEVERSION%+1"
@@ -640,14 +640,14 @@ LAYOUTS = {
 
 
 def apt_pin_priority(not_automatic, but_automatic_upgrades):
-    """APT's default pin priority for a Release with these flags (SPEC §3.2)."""
+    """APT's default pin priority for a Release with these flags (upstream §3.2)."""
     if not not_automatic:
         return 500
     return 100 if but_automatic_upgrades else 1
 
 
 # ---------------------------------------------------------------------------------------------
-# QA modes and sbuild status words (SPEC §6.4)
+# QA modes and sbuild status words (upstream §6.4)
 # ---------------------------------------------------------------------------------------------
 
 class QAMode(enum.IntEnum):
@@ -692,7 +692,7 @@ def sbuild_check_passes(status_word, mode, ignore=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# sbuild config and setup blocks (SPEC §6.2): names and validation; contents live in sbuild.py
+# sbuild config and setup blocks (upstream §6.2): names and validation; contents live in sbuild.py
 # ---------------------------------------------------------------------------------------------
 
 SBUILD_CONFIG_BLOCKS = {
@@ -745,7 +745,7 @@ def validate_config_blocks(text):
 
 
 # ---------------------------------------------------------------------------------------------
-# Version helpers (SPEC §3.4, §3.8)
+# Version helpers (upstream §3.4, §3.8)
 # ---------------------------------------------------------------------------------------------
 
 def substitute(template, identity, codeversion):

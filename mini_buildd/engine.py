@@ -1,4 +1,4 @@
-"""The engine: runs while the Daemon model is Active (SPEC §1.1). It owns the FTP incoming server,
+"""The engine: runs while the Daemon model is Active (upstream §1.1). It owns the FTP incoming server,
 the packager, the builder, the crontab and the builder watch (re-dispatch, see
 :mod:`mini_buildd.pipeline.remotes`), dispatches each finished ``*.changes`` by kind (buildrequests to the
 builder, uploads and buildresults to the packager) and chooses the builder of each buildrequest
@@ -113,7 +113,7 @@ class Engine:
 
     def select_builder(self, breq, codename_arch, exclude=()):
         """Send ``breq`` to the least loaded builder (ourselves or a remote) that has
-        ``codename_arch`` and takes it over FTP; return that builder's URL (SPEC §7)."""
+        ``codename_arch`` and takes it over FTP; return that builder's URL (upstream §7)."""
         from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
         from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
         selector = self.selector or remotes.Selector()

@@ -1,5 +1,5 @@
 """Events: what happened to a package (REJECTED, PACKAGING, BUILDING, BUILT, INSTALLED, FAILED,
-MIGRATED, REMOVED), SPEC §5.4.
+MIGRATED, REMOVED), upstream §5.4.
 
 This module owns
 
@@ -44,7 +44,7 @@ LOG = logging.getLogger(__name__)
 HOOK_GLOB = "[!_.]*[!~]"
 #: Default time limit for one hook run (seconds).
 HOOK_TIMEOUT = 600
-#: Maximum number of clients waiting for the next event at the same time (SPEC §5.4).
+#: Maximum number of clients waiting for the next event at the same time (upstream §5.4).
 MAX_ATTACHED = 70
 #: Default size of the in-memory queue (Daemon ``event_queue_size``).
 QUEUE_SIZE = 500
@@ -121,7 +121,7 @@ def strip_epoch(version):
 @dataclasses.dataclass
 class Event:
     """One event. ``timestamp`` is an aware UTC datetime; ``extra`` holds the type's details
-    (``timecode``, ``key``, ``bkey``, ``changes``, ``architecture``, ..., see SPEC §5.4).
+    (``timecode``, ``key``, ``bkey``, ``changes``, ``architecture``, ..., see upstream §5.4).
 
     ``path`` is where the event file was saved (or loaded from), if it was; not part of the JSON.
     """
@@ -370,7 +370,7 @@ class Events:
     - :meth:`log` saves, queues, tracks ongoing, runs hooks and mail (in background threads),
       and wakes waiting clients.
     - :meth:`load` fills the queue from saved files on start. Ongoing states are not restored:
-      after a restart ongoing packaging is dropped (SPEC §1.4 step 7).
+      after a restart ongoing packaging is dropped (upstream §1.4 step 7).
     - :meth:`queue`, :meth:`ongoing` answer queries; :meth:`wait` (threads) and :meth:`attach`
       (callbacks, for the twisted long poll) deliver the next events.
 
@@ -694,7 +694,7 @@ def summary(event, events_url=None):
 
 
 class Mailer:
-    """Notification mails for events, sent by SMTP (SPEC §5.4).
+    """Notification mails for events, sent by SMTP (upstream §5.4).
 
     ``recipients(event)`` returns the addresses to notify (computed by the caller from the
     models), each a string (``addr`` or ``Name <addr>``) or a pair ``(address, reason)``; every

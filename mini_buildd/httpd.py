@@ -411,7 +411,7 @@ def static_root():
 
 class EventsAttach(resource.Resource):
     """``/static/events.attach[?after=ISO]``: long poll returning one event JSON, without a thread
-    per client (SPEC §5.4). Replays queued events newer than ``after`` first."""
+    per client (upstream §5.4). Replays queued events newer than ``after`` first."""
 
     isLeaf = True
 

@@ -1,4 +1,4 @@
-"""Who gets a notification mail for an event (SPEC §5.4): the recipients, each with the reason, as
+"""Who gets a notification mail for an event (upstream §5.4): the recipients, each with the reason, as
 :class:`mini_buildd.events.Mailer` wants them. Computed from the models at the time of the event:
 
 - the Daemon's ``notify`` addresses;

@@ -1,4 +1,4 @@
-"""The API (SPEC §4): one registry of calls (:mod:`.registry`), the call definitions
+"""The API (upstream §4): one registry of calls (:mod:`.registry`), the call definitions
 (:mod:`.calls`), the Django HTTP view (:mod:`.http`) and the HTTP client used by
 ``mini-buildd-api`` and other tools (:mod:`.client`).
 

@@ -1,4 +1,4 @@
-"""The API calls (SPEC §4.2): each defined exactly once, here, with its arguments, authorization,
+"""The API calls (upstream §4.2): each defined exactly once, here, with its arguments, authorization,
 flags and the function that runs it.
 
 Calls whose work is plain model/configuration access run here (status, pub_key, dput_conf,

@@ -1,4 +1,4 @@
-"""HTTP client for the API of a mini-buildd instance (SPEC §4.1, §5.2): endpoint parsing,
+"""HTTP client for the API of a mini-buildd instance (upstream §4.1, §5.2): endpoint parsing,
 Django session login, running calls, and passwords (python3-keyring, the environment or a prompt).
 
 Used by ``mini-buildd-api`` and by anything else that talks to an instance. Errors are raised as
@@ -148,7 +148,7 @@ class Client:
             raise ClientError(f"Can't reach {self.url}: {e}") from e
 
     def login(self, password, user=None):
-        """Django session login (SPEC §5.2); True on success."""
+        """Django session login (upstream §5.2); True on success."""
         import requests  # pylint: disable=import-outside-toplevel
         if user:
             self.user = user

@@ -1,4 +1,4 @@
-"""The HTTP side of the API (SPEC §4.1): the Django views for ``/mini_buildd/api/`` (index) and
+"""The HTTP side of the API (upstream §4.1): the Django views for ``/mini_buildd/api/`` (index) and
 ``/mini_buildd/api/<call>/`` (one call), and their URL patterns (included by the web app's URL
 map).
 

@@ -1,4 +1,4 @@
-"""The registry of API calls (SPEC §4.1): what a call is (:class:`Call`), what its arguments are
+"""The registry of API calls (upstream §4.1): what a call is (:class:`Call`), what its arguments are
 (:class:`Argument`), authorization levels (:class:`Auth`), flags (:data:`CONFIRM`,
 :data:`NEEDS_RUNNING`, :data:`MAINTENANCE`), the one error type every delivery layer turns into an
 RFC 7807 problem (:class:`Problem`), what the HTTP fast path may cache (:class:`Cache`), and the

@@ -1,4 +1,4 @@
-"""Package operations on one repository (SPEC §3.6): where a source is (``ls``), installing an
+"""Package operations on one repository (upstream §3.6): where a source is (``ls``), installing an
 upload with rollback shifting, migrating along the suite chain, rollback restore, and removal.
 
 Everything runs under the repository's reprepro lock, so an operation sees and leaves a
@@ -171,7 +171,7 @@ class RepositoryView:
 
     # ----------------------------------------------------------------------------- install
     def precheck(self, diststr, source, version, mandatory_regex):
-        """Version rules of an upload to ``diststr`` (SPEC §3.4); raise ArchiveError."""
+        """Version rules of an upload to ``diststr`` (upstream §3.4); raise ArchiveError."""
         if not dist.version_matches_mandatory(version, mandatory_regex):
             raise ArchiveError(f"Version {version} lacks the mandatory appendix: must match '{mandatory_regex}' "
                                f"(e.g. {version}~<identity><codeversion>+1).")

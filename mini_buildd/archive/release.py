@@ -1,4 +1,4 @@
-"""Checking a Source against real archives (SPEC §2.3): ping every archive, fetch
+"""Checking a Source against real archives (upstream §2.3): ping every archive, fetch
 ``dists/<codename>/InRelease`` (or ``Release`` + ``Release.gpg``), verify it with the source's
 APT keys, check identifiers and ``Valid-Until``, and record what the Release says.
 """

@@ -1,4 +1,4 @@
-"""Timed snapshots (SPEC §3.7): weekly, monthly and yearly reprepro snapshots of every "stable"
+"""Timed snapshots (upstream §3.7): weekly, monthly and yearly reprepro snapshots of every "stable"
 distribution (suite neither experimental nor migrating) of every Active repository, named
 ``<TYPE>_<UTC ISO minutes>`` (``WEEKLY_2026-11-22T07:30``), and their expiry (keep 8 weekly, 12
 monthly, 4 yearly).

@@ -1,4 +1,4 @@
-"""``mini-buildd-api CALL ENDPOINT [ARGS]``: run API calls against a mini-buildd instance (SPEC §8.3).
+"""``mini-buildd-api CALL ENDPOINT [ARGS]``: run API calls against a mini-buildd instance (upstream §8.3).
 
 Sub-commands, their options and ``--help`` come from the call registry. ENDPOINT is a URL
 (``http://[USER@]HOST:PORT``) or a twisted client endpoint (``[USER@]tcp:host=H:port=P``, ``tls:…``).

@@ -1,4 +1,4 @@
-"""``mini-buildd``: the daemon command (SPEC §8.3): its options, where passwords come from
+"""``mini-buildd``: the daemon command (upstream §8.3): its options, where passwords come from
 (files or standard input, never the command line; the old forms warn), and the start-up order
 (home lock first)."""
 

@@ -1,4 +1,4 @@
-"""``mini-buildd-events``: follow an instance's live event stream with filters (SPEC §8.3)."""
+"""``mini-buildd-events``: follow an instance's live event stream with filters (upstream §8.3)."""
 
 import argparse
 import datetime

@@ -1,4 +1,4 @@
-"""Create the Default, Default (no rollbacks) and Debian Developer layouts (SPEC §3.2, §3.3)."""
+"""Create the Default, Default (no rollbacks) and Debian Developer layouts (upstream §3.2, §3.3)."""
 
 from django.db import migrations
 

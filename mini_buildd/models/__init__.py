@@ -1,4 +1,4 @@
-"""Configuration models of the Django app ``mini_buildd`` (SPEC §2), one module per family.
+"""Configuration models of the Django app ``mini_buildd`` (upstream §2), one module per family.
 
 Importing this package registers every model with Django.
 """

@@ -1,7 +1,7 @@
 """The status mixin shared by every model that owns data outside the database.
 
 A status model is Removed, Prepared or Active; ``last_checked`` holds either a real check
-timestamp or one of four sentinels shown as flags (SPEC §2.1):
+timestamp or one of four sentinels shown as flags (upstream §2.1):
 
 ==========  ====  ======================================================
 sentinel    flag  meaning

@@ -1,4 +1,4 @@
-"""Build chroots (SPEC §2.5): one per codename and architecture, with Dir (overlay union) and File
+"""Build chroots (upstream §2.5): one per codename and architecture, with Dir (overlay union) and File
 (tarball) backends; the model owns ``~/var/chroots/CODENAME/ARCH/`` and the schroot config
 ``mini-buildd-CODENAME-ARCH``. LVM and Btrfs backends fit in as further subclasses.
 """

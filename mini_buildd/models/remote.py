@@ -1,4 +1,4 @@
-"""The Remote model: another mini-buildd instance whose builders we share (SPEC §2.6, §7).
+"""The Remote model: another mini-buildd instance whose builders we share (upstream §2.6, §7).
 
 Prepare fetches the remote's public key (waking the remote first if it has a wake command);
 check asks the remote's status, shakes hands with it both ways (signed messages), and requires

@@ -1,5 +1,5 @@
 """The repository group: Suite, SuiteOption, Layout, Distribution (+ArchitectureOption), Repository
-(SPEC §2.4, §3). A Repository owns its reprepro tree ``~/repositories/<identity>/``.
+(upstream §2.4, §3). A Repository owns its reprepro tree ``~/repositories/<identity>/``.
 """
 
 import datetime

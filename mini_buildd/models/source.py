@@ -1,4 +1,4 @@
-"""The sources group: Archive, Architecture, Component, AptKey, Source and PrioritySource (SPEC §2.3)."""
+"""The sources group: Archive, Architecture, Component, AptKey, Source and PrioritySource (upstream §2.3)."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""The builder (SPEC §1.4 step 4, §6.5): one thread per buildrequest, at most
+"""The builder (upstream §1.4 step 4, §6.5): one thread per buildrequest, at most
 ``max_parallel_builds`` running sbuild at once; each build ends with a signed buildresult sent
 back to the packager over FTP (retried by the crontab until it arrives). Events: BUILDING, BUILT
 (and REJECTED for buildrequests we don't trust).

@@ -1,5 +1,5 @@
 """FTP incoming: the pyftpdlib server that receives uploads into ``incoming/``, and the FTP/FTPS
-client that uploads a changes file to another instance (SPEC §1.2, §1.4 step 1, §7, §8.3).
+client that uploads a changes file to another instance (upstream §1.2, §1.4 step 1, §7, §8.3).
 
 Server (:class:`FtpD`): anonymous login only; the one usable area is ``/incoming`` (list, enter,
 retrieve, store). No delete, rename, mkdir, append, resume or overwrite; file names with path
@@ -40,7 +40,7 @@ LOG = logging.getLogger(__name__)
 #: Name of the one FTP area (the ``incoming`` directory below the FTP root).
 INCOMING = "incoming"
 
-#: File name marks of the internal changes (SPEC §1.5).
+#: File name marks of the internal changes (upstream §1.5).
 BUILDREQUEST_MARK = "_mini-buildd-buildrequest_"
 BUILDRESULT_MARK = "_mini-buildd-buildresult_"
 
@@ -121,7 +121,7 @@ def valid_file_name(name):
 
 
 def is_internal_changes(name):
-    """Whether a changes file name is a buildrequest or buildresult (SPEC §1.4 step 2)."""
+    """Whether a changes file name is a buildrequest or buildresult (upstream §1.4 step 2)."""
     return BUILDREQUEST_MARK in name or BUILDRESULT_MARK in name
 
 

@@ -1,4 +1,4 @@
-"""The packager (SPEC §1.4 steps 3 and 5): checks user uploads, sends one buildrequest per
+"""The packager (upstream §1.4 steps 3 and 5): checks user uploads, sends one buildrequest per
 architecture to a builder, collects the buildresults and installs (or fails) the package.
 
 Runs one worker thread: uploads and buildresults are handled one at a time, in arrival order.
@@ -78,7 +78,7 @@ def problem(title, detail, status=400):
 
 # ------------------------------------------------------------------------------------------------ build config
 def build_apt_config(repository, distribution, suite_option, internal_priority):
-    """(sources.list, preferences, keys) for builds of ``suite_option`` in ``distribution`` (SPEC §6.2)."""
+    """(sources.list, preferences, keys) for builds of ``suite_option`` in ``distribution`` (upstream §6.2)."""
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     components = distribution.mbd_components()
     lines, prefs, keys = [], [], [Daemon.get().gnupg().pub_key()]
@@ -152,7 +152,7 @@ class Packager:
         self._thread.start()
 
     def stop(self):
-        """Stop the thread; ongoing packages are dropped (SPEC §1.4 step 7)."""
+        """Stop the thread; ongoing packages are dropped (upstream §1.4 step 7)."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(60)
@@ -483,7 +483,7 @@ def conclude_interrupted():
 
 
 def run_auto_ports(package):
-    """The upload's ``auto-ports`` option, run after a successful install (SPEC §3.8): one internal
+    """The upload's ``auto-ports`` option, run after a successful install (upstream §3.8): one internal
     port per target distribution. A failing port never fails the package: the result is
     ``{diststr: [ok, result or error message]}`` for the INSTALLED event."""
     from mini_buildd.pipeline import ports  # pylint: disable=import-outside-toplevel

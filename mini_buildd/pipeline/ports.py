@@ -1,4 +1,4 @@
-"""Ports and generated packages (SPEC §3.8 "Internal port", "External port", "Port mechanics", §3.9).
+"""Ports and generated packages (upstream §3.8 "Internal port", "External port", "Port mechanics", §3.9).
 
 This module owns:
 
@@ -45,7 +45,7 @@ LOG = logging.getLogger(__name__)
 #: Where the package templates live (shipped with the Python package).
 TEMPLATES_DIR = config.PACKAGE_TEMPLATES
 
-#: The test package templates (SPEC §3.9) and the outcome each must have.
+#: The test package templates (upstream §3.9) and the outcome each must have.
 TEST_PACKAGES = ("mbd-test-archall", "mbd-test-cpp", "mbd-test-ftbfs")
 TEST_PACKAGES_EXPECTED = {"mbd-test-archall": "INSTALLED", "mbd-test-cpp": "INSTALLED", "mbd-test-ftbfs": "FAILED"}
 
@@ -53,7 +53,7 @@ TEST_PACKAGES_EXPECTED = {"mbd-test-archall": "INSTALLED", "mbd-test-cpp": "INST
 KEYRING_TEMPLATE = "%ID%-archive-keyring"
 PLACEHOLDERS = ("%ID%", "%KEY_ID%", "%MAINT%")
 
-#: Upload options of a port when none are given (SPEC §3.8).
+#: Upload options of a port when none are given (upstream §3.8).
 DEFAULT_OPTIONS = ("lintian-mode=ignore",)
 
 #: Events that end a package's way through the instance.
@@ -62,7 +62,7 @@ FINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")
 #: How long keyring_packages and test_packages (with check) wait for the outcome of all packages.
 WAIT_TIMEOUT = 3 * 3600
 
-#: Changelog text of the port entry (SPEC §3.8).
+#: Changelog text of the port entry (upstream §3.8).
 PORT_MESSAGE = "Automated port via mini-buildd (no changes). Original DSC's SHA1: {sha1}"
 
 _TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"

@@ -1,4 +1,4 @@
-"""Distributed building (SPEC §7): everything this instance says to other instances about
+"""Distributed building (upstream §7): everything this instance says to other instances about
 building, and the one place that runs a Remote's wake command.
 
 - :func:`fetch_status` / :func:`status_waking`: a remote's ``status`` call (2 s), waking it first
@@ -53,7 +53,7 @@ def _env_seconds(name, default):
 STATUS_TIMEOUT = 2.0
 #: Timeout of the handshake call (signing and verifying on the other side take a moment).
 HANDSHAKE_TIMEOUT = 20.0
-#: Wake command: seconds to sleep after each run, and runs, when waking internally (SPEC §7).
+#: Wake command: seconds to sleep after each run, and runs, when waking internally (upstream §7).
 WAKE_SLEEP, WAKE_ATTEMPTS = 5, 2
 #: A remote builder that holds a build and does not answer its status call for this long loses it.
 REDISPATCH_TIMEOUT = _env_seconds("MINI_BUILDD_REDISPATCH_TIMEOUT", 600)
@@ -316,7 +316,7 @@ def handshake(remote):
 
 
 def check(remote):
-    """The Remote check (SPEC §7); returns the remote's status. Raises :class:`RemoteError`."""
+    """The Remote check (upstream §7); returns the remote's status. Raises :class:`RemoteError`."""
     status = status_waking(remote)
     handshake(remote)
     ours = normalize_url(our_url())

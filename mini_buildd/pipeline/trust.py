@@ -1,5 +1,5 @@
 """Who may send what: the keyrings that decide whether an upload, a buildrequest or a buildresult
-is trusted (SPEC §1.4 steps 3b, 4, 5; DESIGN "Trust model").
+is trusted (upstream §1.4 steps 3b, 4, 5; DESIGN "Trust model").
 
 - user uploads: the repository's uploaders keyring (:func:`uploaders_keyring`);
 - buildrequests: signed by our own key or an active remote's (:func:`check_remote_signed`), meant

@@ -1,4 +1,4 @@
-"""Upload options: ``MINI_BUILDD_OPTION`` lines in the top changelog block of an upload (SPEC §3.8).
+"""Upload options: ``MINI_BUILDD_OPTION`` lines in the top changelog block of an upload (upstream §3.8).
 
 This module owns parsing and validating these options from a ``.changes`` ``Changes:`` text,
 converting deprecated and ancient forms, and looking values up per architecture. Pure Python.

@@ -1,6 +1,6 @@
 """Chroot backends: how a build chroot's data is made, checked and removed, as undoable steps.
 
-A chroot (SPEC §2.5) is one debootstrapped system per codename/arch under
+A chroot (upstream §2.5) is one debootstrapped system per codename/arch under
 ``~/var/chroots/CODENAME/ARCH/`` plus its schroot config ``mini-buildd-CODENAME-ARCH``. Preparing
 it is a list of :class:`Step` s, each a ``do`` with its ``undo``: if a step fails, the steps
 done so far are undone in reverse, so a failed prepare leaves no config, mount or directory

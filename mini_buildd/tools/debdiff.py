@@ -1,5 +1,5 @@
 """The ``debdiff`` tool (devscripts): comparing two source packages of one repository, and the
-API function behind the ``debdiff`` call (SPEC §4.2).
+API function behind the ``debdiff`` call (upstream §4.2).
 
 This is the only module that runs ``debdiff``.
 """

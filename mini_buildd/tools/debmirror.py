@@ -1,5 +1,5 @@
 """The ``debmirror`` tool: partial local mirrors of our own repositories, fetched over this
-instance's HTTP endpoint, and the API function behind the ``debmirror`` call (SPEC §4.2).
+instance's HTTP endpoint, and the API function behind the ``debmirror`` call (upstream §4.2).
 
 This is the only module that runs ``debmirror``.
 """

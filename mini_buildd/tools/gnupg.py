@@ -2,7 +2,7 @@
 
 Owns:
 
-- the instance keyring (``~/.gnupg``) and its one secret key, the Daemon key (SPEC §2.2):
+- the instance keyring (``~/.gnupg``) and its one secret key, the Daemon key (upstream §2.2):
   generation from a batch template, signing (messages, detached, ``.changes``/``.dsc`` files in
   place), verification, export of the public key;
 - temporary keyrings (:class:`TmpKeyring`) used to look at foreign keys and to check signatures
@@ -46,7 +46,7 @@ ARCHIVE_KEYRINGS_GLOB = "/usr/share/keyrings/*archive*.gpg"
 HANDSHAKE_MESSAGE = "Hand Shake"
 
 #: dirmngr settings for temporary keyrings: no Tor auto-detection (breaks keyserver access since
-#: gpg 2.1.22, SPEC §10) and bounded connect time.
+#: gpg 2.1.22, upstream §10) and bounded connect time.
 _DIRMNGR_CONF = "no-use-tor\nconnect-quick-timeout 10\nconnect-timeout 30\n"
 
 #: Background programs gpg starts per home directory.
@@ -332,7 +332,7 @@ def gpgv_verify(keyring_path, data_path, signature_path=None, accept_expired_key
     ``data_path`` is clear-signed/inline-signed data, or the signed data with a detached
     ``signature_path``. Returns the long ids of the accepted signers; raises :class:`GnupgError`
     naming all key ids that signed when no acceptable signature is found. Keys that expired after
-    signing are accepted unless ``accept_expired_keys`` is false (archive Release files, SPEC §2.3).
+    signing are accepted unless ``accept_expired_keys`` is false (archive Release files, upstream §2.3).
     """
     argv = ["gpgv", "--status-fd", "1", "--keyring", pathlib.Path(keyring_path).resolve()]
     if signature_path is not None:
@@ -514,7 +514,7 @@ class Gnupg(_GpgHome):
         """Generate the instance key from a gpg batch ``template`` (see :data:`DEFAULT_TEMPLATE`).
 
         Name-Real/Name-Email come from the arguments; the key has no passphrase. Refuses if a
-        secret key exists already. Returns the fingerprint. (Slow without entropy; SPEC §10.)
+        secret key exists already. Returns the fingerprint. (Slow without entropy; upstream §10.)
         """
         existing = self._secret_keys()
         if existing:
@@ -683,7 +683,7 @@ def key_info(armored_key, tmp_parent=None):
 
 
 def fetch_key(key_id, keyserver=DEFAULT_KEYSERVER, retries=5, archive_keyrings=ARCHIVE_KEYRINGS_GLOB, tmp_parent=None):
-    """Get a public key by id (AptKey prepare, SPEC §2.3): from the installed archive keyrings if
+    """Get a public key by id (AptKey prepare, upstream §2.3): from the installed archive keyrings if
     there, else from ``keyserver``. Returns ``(armored_key, key_dict)``; raises :class:`GnupgError`."""
     with TmpKeyring(parent=tmp_parent) as keyring:
         if archive_keyrings:

@@ -1,4 +1,4 @@
-"""reprepro: the one wrapper around the ``reprepro`` APT repository tool (SPEC §3.6, §3.7, §10).
+"""reprepro: the one wrapper around the ``reprepro`` APT repository tool (upstream §3.6, §3.7, §10).
 
 Owns the text of a repository's ``conf/distributions`` and ``conf/options``, every ``reprepro``
 invocation, and the layout *inside* one reprepro base directory (``conf/``, ``dists/``,
@@ -27,7 +27,7 @@ from mini_buildd import files
 
 LOG = logging.getLogger(__name__)
 
-#: Global options given to every reprepro call (SPEC §3.6). ``unusedarch`` is ignored for
+#: Global options given to every reprepro call (upstream §3.6). ``unusedarch`` is ignored for
 #: packages (e.g. ``make deb-pkg`` kernels) that mislabel the architecture of some binaries.
 #: Files (path parts) inside a base directory whose change means "the packages may have changed":
 #: reprepro rewrites ``db/packages.db`` on include/copy/remove, not on queries or exports (every
@@ -91,7 +91,7 @@ def _yes_no(value):
 
 
 def distributions_conf(stanzas):
-    """Return the text of ``conf/distributions`` for ``stanzas`` (SPEC §3.6).
+    """Return the text of ``conf/distributions`` for ``stanzas`` (upstream §3.6).
 
     Each stanza is a dict: ``codename`` (the diststr, also used as Suite and Label),
     ``also_accept_for`` (list of meta-distributions; empty for rollbacks), ``origin``,
@@ -423,7 +423,7 @@ class Reprepro:
         ``dist``. reprepro silently does nothing if there is no match."""
         return self._change(dist, "removesrc", _check_name(dist, "distribution"), source, *([version] if version else []))
 
-    # Snapshots (SPEC §3.7)
+    # Snapshots (upstream §3.7)
     def gensnapshot(self, dist, name):
         """Freeze ``dist`` as ``dists/<dist>/snapshots/<name>/``."""
         return self._run("gensnapshot", _check_name(dist, "distribution"), _check_name(name, "snapshot name"))

@@ -1,4 +1,4 @@
-"""sbuild wrapper: the only module that runs ``sbuild`` (SPEC §6.1, §6.2, §6.4, §6.5, §10).
+"""sbuild wrapper: the only module that runs ``sbuild`` (upstream §6.1, §6.2, §6.4, §6.5, §10).
 
 Owns, for one build (one build dir ``var/shared/builds/<bkey>/``):
 
@@ -109,7 +109,7 @@ LOG = logging.getLogger(__name__)
 #: The sbuild executable (tests may point it to another sbuild).
 SBUILD = "sbuild"
 
-#: Seconds between SIGTERM and SIGKILL when a build is canceled or timed out (SPEC §6.5).
+#: Seconds between SIGTERM and SIGKILL when a build is canceled or timed out (upstream §6.5).
 KILL_AFTER = 6.0
 
 #: Subdirectory of the build dir holding the setup scripts; config files come from the breq tar.
@@ -142,10 +142,10 @@ tar --create --file=- -- @ENTRIES@ | "$@"
 #: sbuild's default ``$path`` (sbuild.conf(5)).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games"
 
-#: Summary keys recorded in a buildresult (SPEC §1.5).
+#: Summary keys recorded in a buildresult (upstream §1.5).
 SUMMARY_KEYS = ("Status", "Lintian", "Piuparts", "Autopkgtest", "Build-Time", "Package-Time", "Space", "Build-Space")
 
-#: Fixed piuparts options (SPEC §6.1); ``{chroot}`` is the schroot name.
+#: Fixed piuparts options (upstream §6.1); ``{chroot}`` is the schroot name.
 PIUPARTS_OPTIONS = ("--schroot {chroot} --dpkg-force-confdef --warn-on-debsums-errors --warn-on-leftovers-after-purge "
                     "--warn-on-others --keep-sources-list")
 AUTOPKGTEST_OPTIONS = "-- schroot {chroot}"
@@ -162,7 +162,7 @@ class SbuildError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# .sbuildrc (SPEC §6.2)
+# .sbuildrc (upstream §6.2)
 # ---------------------------------------------------------------------------------------------
 
 #: Perl text of each config block; ``%LIBDIR%`` is replaced by the (Perl-quoted) libdir.
@@ -205,7 +205,7 @@ def sbuildrc(config_blocks, libdir, snippet=""):
 
 
 # ---------------------------------------------------------------------------------------------
-# Setup scripts (SPEC §6.2)
+# Setup scripts (upstream §6.2)
 # ---------------------------------------------------------------------------------------------
 
 #: apt-get options of all setup blocks.
@@ -536,7 +536,7 @@ apt-get clean
 
 
 # ---------------------------------------------------------------------------------------------
-# sbuild version and command line (SPEC §6.1)
+# sbuild version and command line (upstream §6.1)
 # ---------------------------------------------------------------------------------------------
 
 _VERSION_CACHE = {}
@@ -669,7 +669,7 @@ def environment(build_dir, gnupg_home=None, deb_build_options="", deb_build_prof
 
 
 # ---------------------------------------------------------------------------------------------
-# Running sbuild (SPEC §6.1, §6.5)
+# Running sbuild (upstream §6.1, §6.5)
 # ---------------------------------------------------------------------------------------------
 
 def check_user():
@@ -790,7 +790,7 @@ def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, ki
 
 
 # ---------------------------------------------------------------------------------------------
-# Summary (SPEC §1.5)
+# Summary (upstream §1.5)
 # ---------------------------------------------------------------------------------------------
 
 _SUMMARY_HEADER = re.compile(r"^\|\s*Summary\b.*\|\s*$", re.MULTILINE)

@@ -1,4 +1,4 @@
-"""URL map of the web application (SPEC §5.1). Static files and ``/repositories/`` are served by
+"""URL map of the web application (upstream §5.1). Static files and ``/repositories/`` are served by
 twisted directly (see :mod:`mini_buildd.httpd`), never through Django.
 """
 

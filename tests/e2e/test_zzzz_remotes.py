@@ -1,4 +1,4 @@
-"""Distributed building end to end (SPEC §7, issue #7): real daemons on 127.0.0.2 ("bert":
+"""Distributed building end to end (upstream §7, issue #7): real daemons on 127.0.0.2 ("bert":
 repository ``test``, no chroot), 127.0.0.3 ("grover": bookworm:amd64 chroot, no repository) and
 127.0.0.4 ("oscar": like grover), same port numbers, separate homes and schroot prefixes.
 

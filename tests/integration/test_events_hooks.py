@@ -1,4 +1,4 @@
-"""Event hooks (SPEC §5.4) running real executables: which files run, in which order, with which
+"""Event hooks (upstream §5.4) running real executables: which files run, in which order, with which
 argument; failures and time-outs only logged; a slow hook never blocks logging."""
 
 import json

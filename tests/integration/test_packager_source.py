@@ -1,5 +1,5 @@
 """The packager's source completion on real files: an upload may omit an orig tarball that is in
-the repository pool already (SPEC §1.4 3d); the copy from the pool must travel with the upload
+the repository pool already (upstream §1.4 3d); the copy from the pool must travel with the upload
 out of its quarantine directory (it once stayed behind and the buildrequest then lacked it)."""
 
 import hashlib

@@ -69,7 +69,7 @@ Contents: .gz
 
 """  # noqa: W291
 
-# Default layout (SPEC §3.2) in reference order: suite, rollbacks, ButAutomaticUpgrades.
+# Default layout (upstream §3.2) in reference order: suite, rollbacks, ButAutomaticUpgrades.
 DEFAULT_LAYOUT = [
     ("stable", 6, True), ("testing", 3, True), ("unstable", 9, True),
     ("hotfix", 4, True), ("snapshot", 12, True), ("experimental", 6, False),

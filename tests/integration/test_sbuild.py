@@ -454,7 +454,7 @@ def make_source(directory, name, rules=RULES, version="1.0", distribution=DIST):
 
 
 def write_config(build_dir, apt_keys=""):
-    """The buildrequest's ``.config/`` (SPEC §1.5), archives from the host's APT sources."""
+    """The buildrequest's ``.config/`` (upstream §1.5), archives from the host's APT sources."""
     archives = [u for u in dist.archives_from_apt_sources() if u.rstrip("/").endswith("/debian")]
     if not archives:
         pytest.skip("No Debian archive in the host's APT sources")

@@ -186,7 +186,7 @@ def test_cli_parser_of_every_call_builds_and_has_help():
 
 
 def test_spec_call_table():
-    """Names, auth levels and flags of SPEC §4.2."""
+    """Names, auth levels and flags of upstream §4.2."""
     C, R, M = registry.CONFIRM, registry.NEEDS_RUNNING, registry.MAINTENANCE
     expected = {
         "status": (Auth.NONE, set()), "pub_key": (Auth.NONE, set()), "dput_conf": (Auth.NONE, set()),

@@ -483,7 +483,7 @@ def test_archives_from_proxy_absent():
 # Layouts
 # ---------------------------------------------------------------------------------------------
 
-# suite: (uploadable, experimental, migrates_to, rollback, not_automatic, but_automatic_upgrades) -- SPEC §3.2
+# suite: (uploadable, experimental, migrates_to, rollback, not_automatic, but_automatic_upgrades) -- upstream §3.2
 DEFAULT_TABLE = {
     "experimental": (True, True, None, 6, True, False),
     "snapshot": (True, True, None, 12, True, True),
@@ -525,7 +525,7 @@ def test_debian_developer_layout():
 
 @pytest.mark.parametrize("name", list(dist.LAYOUTS))
 def test_layouts_are_valid(name):
-    """SPEC §2.4 SuiteOption validation rules hold for every default layout."""
+    """upstream §2.4 SuiteOption validation rules hold for every default layout."""
     suites = dist.LAYOUTS[name]["suites"]
     for suite, s in suites.items():
         assert re.fullmatch(r"[a-z]+", suite)
@@ -543,7 +543,7 @@ def test_layout_versions():
     assert layout["mandatory_version_regex"] == r"~%IDENTITY%%CODEVERSION%\+[1-9]"
     assert layout["experimental_default_version"] == "~%IDENTITY%%CODEVERSION%+0"
     assert layout["experimental_mandatory_version_regex"] == r"~%IDENTITY%%CODEVERSION%\+0"
-    # Examples of SPEC §3.2 (repo test, bullseye=11)
+    # Examples of upstream §3.2 (repo test, bullseye=11)
     regex = dist.substitute(layout["mandatory_version_regex"], "test", "11")
     exp_regex = dist.substitute(layout["experimental_mandatory_version_regex"], "test", "11")
     for version in ("1.0~test11+3", "1.0~test11+2", "1.0~test11+2+hotfix1", "1.0~test11+1"):
@@ -640,7 +640,7 @@ def test_version_matches_mandatory():
 
 
 @pytest.mark.parametrize("version, regex, target, expected", [
-    ("1.2.3-1~testSID+4fud15", r"~testSID\+[1-9]", "~test70+1", "1.2.3-1~test70+4fud15"),   # SPEC §3.8
+    ("1.2.3-1~testSID+4fud15", r"~testSID\+[1-9]", "~test70+1", "1.2.3-1~test70+4fud15"),   # upstream §3.8
     ("1.0~test12+4", r"~test12\+[1-9]", "~test11+1", "1.0~test11+4"),
     ("1.0~test12+12", r"~test12\+[1-9]", "~test11+1", "1.0~test11+12"),
     ("1.0~test~SID+2", r"~test~SID\+[1-9]", "~test12+1", "1.0~test12+2"),

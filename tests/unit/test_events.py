@@ -1,4 +1,4 @@
-"""Events (SPEC §5.4): JSON format against the saved upstream events, file names, the queue,
+"""Events (upstream §5.4): JSON format against the saved upstream events, file names, the queue,
 ongoing tracking, waiting clients (threads and callbacks), reload after restart, expiry, SMTP
 URL parsing and notification mails (against a tiny in-test SMTP server)."""
 

@@ -1,4 +1,4 @@
-"""Notification recipients (SPEC §5.4) computed from the models: the Daemon's notify list,
+"""Notification recipients (upstream §5.4) computed from the models: the Daemon's notify list,
 Changed-By filtered by ``allow_emails_to``, subscriptions by package and distribution, inactive
 users and users without mail left out."""
 

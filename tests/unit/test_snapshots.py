@@ -1,4 +1,4 @@
-"""Timed snapshots (SPEC §3.7): names, when one is due, which ones expire."""
+"""Timed snapshots (upstream §3.7): names, when one is due, which ones expire."""
 
 import datetime
 

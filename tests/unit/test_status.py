@@ -1,4 +1,4 @@
-"""The status state machine (SPEC §2.1): every transition and flag, on a model with recorded hooks."""
+"""The status state machine (upstream §2.1): every transition and flag, on a model with recorded hooks."""
 
 import pytest
 

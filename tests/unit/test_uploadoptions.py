@@ -1,4 +1,4 @@
-"""Unit tests for mini_buildd.pipeline.uploadoptions (MINI_BUILDD_OPTION lines, SPEC §3.8)."""
+"""Unit tests for mini_buildd.pipeline.uploadoptions (MINI_BUILDD_OPTION lines, upstream §3.8)."""
 
 import pytest
 

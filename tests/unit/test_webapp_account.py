@@ -1,4 +1,4 @@
-"""Account pages (Django test client): login as the API client does it (CSRF, SPEC §5.2), logout,
+"""Account pages (Django test client): login as the API client does it (CSRF, upstream §5.2), logout,
 password reset by mail, registration with e-mail activation (off unless enabled), and the profile
 (GnuPG key for uploads, subscriptions). Every page passes ``tidy``."""
 
