@@ -1,7 +1,10 @@
-"""Creating the default layouts from :data:`mini_buildd.dist.LAYOUTS` (used by the data migration
-and by ``setup``)."""
+"""Creating the default layouts in the database (used by the data migration and by ``setup``).
 
-from mini_buildd import dist
+The layouts themselves are data in :data:`mini_buildd.dist.layouts.LAYOUTS` (their one source);
+this module only writes them through the models it is given (historical ones in a migration).
+"""
+
+from mini_buildd.dist import layouts
 
 _VERSION_FIELDS = ("default_version", "mandatory_version_regex", "experimental_default_version",
                    "experimental_mandatory_version_regex", "meta_distributions")
@@ -10,7 +13,7 @@ _VERSION_FIELDS = ("default_version", "mandatory_version_regex", "experimental_d
 def create_default_layouts(layout_model, suite_model, suite_option_model, names=None):
     """Create (or leave alone) the named default layouts; return the layouts created."""
     created = []
-    for name, data in dist.LAYOUTS.items():
+    for name, data in layouts.LAYOUTS.items():
         if names is not None and name not in names:
             continue
         layout, new = layout_model.objects.get_or_create(name=name, defaults={f: data[f] for f in _VERSION_FIELDS})

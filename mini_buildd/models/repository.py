@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from mini_buildd import config
+from mini_buildd.dist import layouts as layout_defaults
 from mini_buildd.models import validators
 from mini_buildd.models.base import StatusModel, StatusError
 from mini_buildd.models.source import Source, PrioritySource, Component, Architecture
@@ -33,10 +34,10 @@ class Layout(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     suites = models.ManyToManyField(Suite, through="SuiteOption")
-    default_version = models.CharField(max_length=100, default="~%IDENTITY%%CODEVERSION%+1")
-    mandatory_version_regex = models.CharField(max_length=100, default=r"~%IDENTITY%%CODEVERSION%\+[1-9]")
-    experimental_default_version = models.CharField(max_length=100, default="~%IDENTITY%%CODEVERSION%+0")
-    experimental_mandatory_version_regex = models.CharField(max_length=100, default=r"~%IDENTITY%%CODEVERSION%\+0")
+    default_version = models.CharField(max_length=100, default=layout_defaults.DEFAULT_VERSION)
+    mandatory_version_regex = models.CharField(max_length=100, default=layout_defaults.MANDATORY_VERSION_REGEX)
+    experimental_default_version = models.CharField(max_length=100, default=layout_defaults.EXPERIMENTAL_DEFAULT_VERSION)
+    experimental_mandatory_version_regex = models.CharField(max_length=100, default=layout_defaults.EXPERIMENTAL_MANDATORY_VERSION_REGEX)
     meta_distributions = models.JSONField(default=dict, blank=True, help_text='e.g. {"unstable": "sid-unstable"}')
 
     class Meta:

@@ -243,7 +243,7 @@ def test_generated_defaults():
 
 
 def test_generated_default_without_distro_info(monkeypatch):
-    monkeypatch.setattr(dist, "_distro_info", lambda origin: None)
+    monkeypatch.setattr(dist.codenames, "_distro_info", lambda origin: None)
     info = dist.codename_info("zzznew", "Ubuntu")
     assert info.version == "" and info.codeversion == "~ZZZNEW"
 
@@ -305,7 +305,7 @@ def test_setup_codenames():
 
 
 def test_setup_codenames_without_distro_info(monkeypatch):
-    monkeypatch.setattr(dist, "_distro_info", lambda origin: None)
+    monkeypatch.setattr(dist.codenames, "_distro_info", lambda origin: None)
     assert dist.setup_codenames("Debian") == ["sid", "forky", "trixie"]
     assert dist.setup_codenames("Debian", "lts") == ["sid", "forky", "trixie", "bookworm", "bullseye"]
     assert dist.setup_codenames("Ubuntu") == ["noble", "jammy"]
@@ -335,9 +335,9 @@ def _fake_tools(monkeypatch, present, outputs):
         except call.CallError:
             return False
 
-    monkeypatch.setattr(dist.shutil, "which", lambda name: f"/usr/bin/{name}" if name in present else None)
-    monkeypatch.setattr(dist.call, "run", run)
-    monkeypatch.setattr(dist.call, "ok", ok)
+    monkeypatch.setattr(dist.host.shutil, "which", lambda name: f"/usr/bin/{name}" if name in present else None)
+    monkeypatch.setattr(dist.host.call, "run", run)
+    monkeypatch.setattr(dist.host.call, "ok", ok)
     return calls
 
 
@@ -443,8 +443,8 @@ def test_archives_from_apt_sources_single_files(tmp_path):
 
 def test_archives_from_apt_sources_default_paths(monkeypatch, tmp_path):
     _write_sources(tmp_path)
-    monkeypatch.setattr(dist, "APT_SOURCES_LIST", str(tmp_path / "sources.list"))
-    monkeypatch.setattr(dist, "APT_SOURCES_PARTS", str(tmp_path / "sources.list.d"))
+    monkeypatch.setattr(dist.host, "APT_SOURCES_LIST", str(tmp_path / "sources.list"))
+    monkeypatch.setattr(dist.host, "APT_SOURCES_PARTS", str(tmp_path / "sources.list.d"))
     assert dist.archives_from_apt_sources() == EXPECTED_ARCHIVES
 
 

@@ -1,0 +1,121 @@
+"""Host probing: what this host tells about architectures and archives (``setup``, upstream §2.3).
+
+This module owns discovery of the native architectures (``arch-test``/``dpkg``) and of archive
+URLs from the host's APT sources (one-line ``*.list`` and deb822 ``*.sources`` files) or from an
+apt-cacher-ng proxy.
+"""
+
+import glob
+import logging
+import os
+import re
+import shutil
+
+from debian import deb822
+
+from mini_buildd.tools import call
+
+LOG = logging.getLogger(__name__)
+
+_ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def native_architectures():
+    """Architectures this host runs natively: ``arch-test -n``, else dpkg's (+ i386 on amd64 if arch-test confirms)."""
+    if shutil.which("arch-test"):
+        try:
+            archs = [line.strip() for line in call.run(["arch-test", "-n"]).splitlines() if _ARCH_RE.match(line.strip())]
+            if archs:
+                return list(dict.fromkeys(archs))
+        except call.CallError as e:
+            LOG.warning("arch-test failed, falling back to dpkg: %s", e)
+    archs = [call.run(["dpkg", "--print-architecture"]).strip()]
+    if archs == ["amd64"] and shutil.which("arch-test") and call.ok(["arch-test", "-n", "i386"]):
+        archs.append("i386")
+    return archs
+
+
+APT_SOURCES_LIST = "/etc/apt/sources.list"
+APT_SOURCES_PARTS = "/etc/apt/sources.list.d"
+_ARCHIVE_SCHEMES = ("http://", "https://", "ftp://")
+
+
+def _archive_url(uri):
+    """Normalize a URI to an archive base URL with exactly one trailing slash, or None if not usable."""
+    if not uri.startswith(_ARCHIVE_SCHEMES):
+        return None
+    return uri.rstrip("/") + "/"
+
+
+def _uris_one_line(text):
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        parts = line.split(None, 1)
+        if len(parts) < 2 or parts[0] not in ("deb", "deb-src"):
+            continue
+        rest = parts[1].strip()
+        if rest.startswith("["):
+            rest = rest.partition("]")[2].strip()
+        if rest:
+            yield rest.split()[0]
+
+
+def _uris_deb822(text):
+    """URIs of the enabled ``deb``/``deb-src`` stanzas of a deb822 ``.sources`` file (sources.list(5))."""
+    for stanza in deb822.Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False):
+        if stanza.get("Enabled", "yes").strip().lower() in ("no", "false", "0", "off"):
+            continue
+        if not set(stanza.get("Types", "").split()) & {"deb", "deb-src"}:
+            continue
+        yield from stanza.get("URIs", "").split()
+
+
+def _apt_source_files(paths):
+    if paths is None:
+        paths = [APT_SOURCES_LIST, APT_SOURCES_PARTS]
+    files = []
+    for path in paths:
+        path = str(path)
+        if os.path.isdir(path):
+            files += sorted(glob.glob(os.path.join(path, "*.list")) + glob.glob(os.path.join(path, "*.sources")))
+        elif os.path.isfile(path):
+            files.append(path)
+    return [f for f in files if ".disabled" not in os.path.basename(f)]
+
+
+def archives_from_apt_sources(paths=None):
+    """Archive URLs (sorted, unique, one trailing ``/``) from the host's APT sources.
+
+    ``paths``: files or directories (directories are scanned for ``*.list`` and ``*.sources``);
+    default ``/etc/apt/sources.list`` and ``/etc/apt/sources.list.d``. Disabled entries, comments,
+    ``cdrom:``, ``file:`` and method-prefixed (``mirror+``, ``tor+``) URIs are skipped.
+    """
+    urls = set()
+    for path in _apt_source_files(paths):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            LOG.warning("Can't read APT sources file %s: %s", path, e)
+            continue
+        uris = _uris_deb822(text) if path.endswith(".sources") else _uris_one_line(text)
+        urls.update(u for u in (_archive_url(uri) for uri in uris) if u)
+    return sorted(urls)
+
+
+#: Archive paths an apt-cacher-ng proxy serves by default (remapped to the official mirrors).
+PROXY_ARCHIVE_PATHS = ("debian", "debian-security", "ubuntu")
+APT_CACHER_NG_PORT = 3142
+
+
+def archives_from_proxy(fqdn, port=APT_CACHER_NG_PORT, timeout=2.0):
+    """If an apt-cacher-ng answers on ``http://<fqdn>:<port>``, return its archive URLs for known paths."""
+    import requests  # pylint: disable=import-outside-toplevel
+
+    proxy = f"http://{fqdn}:{port}"
+    try:
+        requests.get(f"{proxy}/", timeout=timeout, allow_redirects=False)
+    except requests.RequestException as e:
+        LOG.debug("No apt proxy at %s: %s", proxy, e)
+        return []
+    return [f"{proxy}/{path}/" for path in PROXY_ARCHIVE_PATHS]
