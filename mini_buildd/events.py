@@ -37,6 +37,7 @@ import typing
 
 from mini_buildd.tools import call
 from mini_buildd import files
+from mini_buildd.dist import strip_epoch
 
 LOG = logging.getLogger(__name__)
 
@@ -111,11 +112,6 @@ def parse_datetime(value):
 def parse_timecode(timecode):
     """``YYYYMMDD:HHMMSS:ffffff`` -> aware UTC datetime; ``ValueError`` if it is none."""
     return datetime.datetime.strptime(timecode, _TIMECODE_FORMAT).replace(tzinfo=datetime.timezone.utc)
-
-
-def strip_epoch(version):
-    """``1:2.0-1`` -> ``2.0-1``."""
-    return version.split(":", 1)[1] if ":" in version else version
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ importable from here (``from mini_buildd import dist; dist.DistStr(...)``):
 - :mod:`~mini_buildd.dist.qa`: QA check modes and sbuild status words (upstream §6.4);
 - :mod:`~mini_buildd.dist.blocks`: sbuild config and setup block names (upstream §6.2);
 - :mod:`~mini_buildd.dist.versions`: version helpers: placeholders, mandatory regex check,
-  port/rebuild versions (upstream §3.4, §3.8).
+  port/rebuild versions, epoch-less versions for file names (upstream §3.4, §3.8).
 
 It imports no Django. Upload option parsing lives in :mod:`mini_buildd.pipeline.uploadoptions`.
 """
@@ -38,7 +38,7 @@ from mini_buildd.dist.qa import QAMode, SBUILD_STATUS_PASS, SBUILD_STATUS_WARN, 
 from mini_buildd.dist.blocks import (
     SBUILD_CONFIG_BLOCKS, SBUILD_SETUP_BLOCKS, validate_blocks, validate_setup_blocks, validate_config_blocks)
 from mini_buildd.dist.versions import (
-    substitute, version_matches_mandatory, port_version, rebuild_version, port_ext_version)
+    strip_epoch, substitute, version_matches_mandatory, port_version, rebuild_version, port_ext_version)
 
 __all__ = [
     "DISTSTR_REGEX", "DistStr",
@@ -54,5 +54,5 @@ __all__ = [
     "SUITE_SORT", "suite_sort_key", "LAYOUTS", "apt_pin_priority",
     "QAMode", "SBUILD_STATUS_PASS", "SBUILD_STATUS_WARN", "SBUILD_STATUS_FAIL", "sbuild_check_passes",
     "SBUILD_CONFIG_BLOCKS", "SBUILD_SETUP_BLOCKS", "validate_blocks", "validate_setup_blocks", "validate_config_blocks",
-    "substitute", "version_matches_mandatory", "port_version", "rebuild_version", "port_ext_version",
+    "strip_epoch", "substitute", "version_matches_mandatory", "port_version", "rebuild_version", "port_ext_version",
 ]

@@ -1,5 +1,6 @@
 """Version helpers (upstream §3.4, §3.8): ``%IDENTITY%``/``%CODEVERSION%`` placeholders, the
-mandatory version check, and the versions of internal ports, rebuilds and external ports.
+mandatory version check, the versions of internal ports, rebuilds and external ports, and the
+epoch-less version used in file names.
 """
 
 import datetime
@@ -7,6 +8,12 @@ import logging
 import re
 
 LOG = logging.getLogger(__name__)
+
+
+def strip_epoch(version):
+    """``1:2.0-1`` -> ``2.0-1`` (file names never carry the epoch)."""
+    return version.split(":", 1)[1] if ":" in version else version
+
 
 def substitute(template, identity, codeversion):
     """Replace ``%IDENTITY%`` and ``%CODEVERSION%`` placeholders."""

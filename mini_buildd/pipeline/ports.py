@@ -80,10 +80,6 @@ def timestamp(now=None):
     return (now or datetime.datetime.now(datetime.timezone.utc)).strftime(_TIMESTAMP_FORMAT)
 
 
-def strip_epoch(version):
-    return version.split(":", 1)[1] if ":" in version else version
-
-
 def option_lines(options=None):
     """Changelog texts ``MINI_BUILDD_OPTION: key=value`` for ``options``.
 
@@ -286,7 +282,7 @@ def _dget(url, directory, allow_unauthenticated):
 def _unpack(dsc, directory):
     """``dpkg-source -x`` the DSC into ``directory/<source>-<upstream version>``; return that path."""
     d = _read_dsc(dsc)
-    upstream = strip_epoch(d["Version"]).rsplit("-", 1)[0] if "-" in d["Version"] else strip_epoch(d["Version"])
+    upstream = dist.strip_epoch(d["Version"]).rsplit("-", 1)[0] if "-" in d["Version"] else dist.strip_epoch(d["Version"])
     tree = pathlib.Path(directory) / f"{d['Source']}-{upstream}"
     try:
         call.run(["dpkg-source", "-x", str(dsc), str(tree)], cwd=directory, timeout=600)
@@ -329,7 +325,7 @@ def _build_source(tree, env):
     """``dpkg-source -b`` the tree; return the path of the new DSC (beside the tree)."""
     cl = _changelog(tree)
     call.run(["dpkg-source", "-b", tree.name], cwd=tree.parent, env=env, timeout=600)
-    dsc = tree.parent / f"{cl.package}_{strip_epoch(str(cl.version))}.dsc"
+    dsc = tree.parent / f"{cl.package}_{dist.strip_epoch(str(cl.version))}.dsc"
     if not dsc.is_file():
         raise PortError(f"dpkg-source did not build {dsc.name}")
     return dsc
@@ -338,7 +334,7 @@ def _build_source(tree, env):
 def _genchanges(tree, env, since_version=None, originally_changed_by=None):
     """``dpkg-genchanges -S -sa`` in the tree; return the path of the ``_source.changes``."""
     cl = _changelog(tree)
-    changes = tree.parent / f"{cl.package}_{strip_epoch(str(cl.version))}_source.changes"
+    changes = tree.parent / f"{cl.package}_{dist.strip_epoch(str(cl.version))}_source.changes"
     argv = ["dpkg-genchanges", "-S", "-sa", f"-O{changes}"]
     if since_version:
         argv.append(f"-v{since_version}")
@@ -416,7 +412,7 @@ def _pool_dsc(target, source, version, component):
     """Path of ``source`` ``version``'s DSC in the repository pool."""
     prefix = source[:4] if source.startswith("lib") else source[:1]
     pool = target.repository.mbd_path() / "pool"
-    name = f"{source}_{strip_epoch(version)}.dsc"
+    name = f"{source}_{dist.strip_epoch(version)}.dsc"
     path = pool / component / prefix / source / name
     if path.is_file():
         return path
