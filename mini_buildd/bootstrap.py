@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 
-from mini_buildd import dist, net
+from mini_buildd import dist, errors, net
 from mini_buildd.archive import release
 
 LOG = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ CHROOT_BACKENDS = ("Dir", "File")
 ORIGINS = (dist.DEBIAN, dist.UBUNTU)
 
 
-class SetupError(ValueError):
+class SetupError(errors.BadRequest, ValueError):
     """Bad setup options (or an inconsistent current setup)."""
 
 

@@ -10,12 +10,12 @@ import os
 import signal
 import sys
 
-from mini_buildd import config, net
+from mini_buildd import config, errors, net
 
 LOG = logging.getLogger(__name__)
 
 
-class StartError(Exception):
+class StartError(errors.ConfigError):
     """The daemon can't start; the message is shown as one error line."""
 
 

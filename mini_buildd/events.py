@@ -36,7 +36,7 @@ import time
 import typing
 
 from mini_buildd.tools import call
-from mini_buildd import files
+from mini_buildd import errors, files
 from mini_buildd.dist import strip_epoch
 
 LOG = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ ONGOING = {Type.PACKAGING: (Type.INSTALLED, Type.FAILED), Type.BUILDING: (Type.B
 _FILE_NAME_RE = re.compile(r"_(" + "|".join(t.value for t in Type) + r")(_[^_/]+)?\.json$")
 
 
-class TooManyClients(Exception):
+class TooManyClients(errors.Unavailable):
     """More than :attr:`Events.max_attached` clients want to wait for events (HTTP 503)."""
 
 
-class Shutdown(Exception):
+class Shutdown(errors.Unavailable):
     """The event hub is shut down: no more waiting for events (HTTP 503)."""
 
 

@@ -18,6 +18,8 @@ import logging
 import os
 import signal
 
+from mini_buildd import errors
+
 LOG = logging.getLogger(__name__)
 
 #: Environment variable naming the points that SIGKILL the process.
@@ -42,7 +44,7 @@ _KILL = frozenset(p.strip() for p in os.environ.get(ENV, "").split(",") if p.str
 _RAISE = set()
 
 
-class Fault(Exception):
+class Fault(errors.Error):
     """Raised at a point armed with :func:`raising` (tests only)."""
 
 

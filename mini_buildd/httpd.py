@@ -20,7 +20,7 @@ from twisted.internet import endpoints, reactor
 from twisted.python import logfile
 from twisted.web import resource, server, static, wsgi
 
-from mini_buildd import config
+from mini_buildd import config, errors
 
 LOG = logging.getLogger(__name__)
 
@@ -353,8 +353,7 @@ class Request(server.Request):
         limit_mib = self._mbd_limit // (1024 * 1024)
         size = f"{length} bytes" if length is not None else "a chunked body of more than that"
         detail = f"Request body too large: at most {limit_mib} MiB are accepted here, this request sent {size}."
-        body = json.dumps({"type": "about:blank", "status": 413, "title": "Content Too Large", "detail": detail,
-                           "instance": "about:blank"}).encode()
+        body = json.dumps(errors.problem_dict(413, detail, title="Content Too Large")).encode()
         method = getattr(self.channel, "_command", b"") or b""
         path = getattr(self.channel, "_path", b"") or b""
         peer = getattr(self.getClientAddress(), "host", "")

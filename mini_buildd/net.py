@@ -5,10 +5,12 @@ HTTP client helpers for talking to other instances.
 import logging
 import urllib.parse
 
+from mini_buildd import errors
+
 LOG = logging.getLogger(__name__)
 
 
-class EndpointError(ValueError):
+class EndpointError(errors.BadRequest, ValueError):
     """A malformed endpoint description."""
 
 

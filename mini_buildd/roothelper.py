@@ -38,7 +38,7 @@ import sys
 import tempfile
 
 from mini_buildd.tools import call, debootstrap, schroot_files
-from mini_buildd import config
+from mini_buildd import config, errors
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ _GROUPS = {"sbuild"}
 USAGE_EXIT = 2
 
 
-class HelperError(Exception):
+class HelperError(errors.Refused):
     """A request the helper refuses or could not carry out (one line for the caller)."""
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 import urllib.parse
 
-from mini_buildd import net
+from mini_buildd import errors, net
 from mini_buildd.api.registry import Problem
 
 LOG = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ PASSWORD_ENV = "MINI_BUILDD_API_PASSWORD"
 DEFAULT_TIMEOUT = 600
 
 
-class ClientError(Exception):
+class ClientError(errors.ToolError):
     """The instance can't be reached, or login failed."""
 
 

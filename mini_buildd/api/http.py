@@ -76,7 +76,7 @@ def problem_response(request, problem, output="json"):
         return HttpResponse(f'<div class="mbd-api-problem"><strong>{problem.status} {html.escape(problem.title)}</strong>: '
                             f'{html.escape(problem.detail)}</div>', status=problem.status, content_type="text/html; charset=utf-8")
     response = HttpResponse(_json_text(problem.to_dict()), status=problem.status, content_type="application/problem+json")
-    if getattr(problem, "retry_after", None):
+    if problem.retry_after:
         response["Retry-After"] = str(problem.retry_after)
     return response
 
@@ -112,11 +112,9 @@ def anonymous_bounds(request, call):
     limits = security.LIMITS.get()
     allowed, retry_after = security.ANONYMOUS.allow(security.peer_address(request), limits["anonymous_requests_per_minute"])
     if not allowed:
-        problem = registry.Problem(429, f"API call '{call.name}': too many anonymous requests from your address "
-                                        f"(at most {limits['anonymous_requests_per_minute']} a minute); try again in "
-                                        f"{retry_after} s, or log in")
-        problem.retry_after = retry_after
-        raise problem
+        raise registry.Problem(429, f"API call '{call.name}': too many anonymous requests from your address "
+                                    f"(at most {limits['anonymous_requests_per_minute']} a minute); try again in "
+                                    f"{retry_after} s, or log in", retry_after=retry_after)
     search_token = operations.SEARCH_MAX_RESULTS.set(limits["anonymous_search_max_results"])
     debdiff_token = debdiff.TIMEOUT.set(debdiff.ANONYMOUS_TIMEOUT)
     try:
@@ -165,7 +163,7 @@ def call_view(request, name):
     except registry.Problem as problem:
         LOG.warning("API call '%s' by %s: %s", name, who, problem)
         return problem_response(request, problem, output)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: an internal error is a 500 answer, never a traceback
         LOG.exception("API call '%s' by %s: internal error", name, who)
         return problem_response(request, registry.Problem(500, f"Internal error in API call '{name}': {type(e).__name__}: {e}"), output)
     LOG.info("API call '%s' by %s: done.", name, who)

@@ -16,10 +16,11 @@ running engine (503) -> confirmation (400) -> maintenance lock (503 when busy) -
 import argparse
 import contextlib
 import enum
-import http
 import logging
 import threading
 import urllib.parse
+
+from mini_buildd import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -56,18 +57,20 @@ class Auth(enum.IntEnum):
     ADMIN = 3
 
 
-class Problem(Exception):
-    """An API error with an HTTP status; rendered as RFC 7807 ``application/problem+json``."""
+class Problem(errors.Error):
+    """An API error with an HTTP status; rendered as RFC 7807 ``application/problem+json``.
 
-    def __init__(self, status, detail, title=None):
+    ``retry_after``: seconds for a ``Retry-After`` header (429, 503), or None."""
+
+    def __init__(self, status, detail, title=None, retry_after=None):
         super().__init__(detail)
-        self.status = int(status)
+        self.http_status = self.status = int(status)
         self.detail = detail
-        self.title = title or http.HTTPStatus(self.status).description  # as upstream (reference outputs)
+        self.title = title or errors.status_title(self.status)  # as upstream (reference outputs)
+        self.retry_after = retry_after
 
     def to_dict(self):
-        return {"type": "about:blank", "status": self.status, "title": self.title, "detail": self.detail,
-                "instance": "about:blank"}
+        return errors.problem_dict(self.status, self.detail, title=self.title)
 
     @classmethod
     def from_dict(cls, data):
@@ -514,7 +517,7 @@ def maintenance(name):
                 LOG.info("Maintenance call '%s' done: starting the engine again.", name)
                 try:
                     engine_start()
-                except Exception as e:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except  # clean-up: the call's own outcome must stand
                     LOG.error("Restarting the engine after '%s' failed: %s", name, e)
     finally:
         _MAINTENANCE_LOCK.release()
@@ -526,15 +529,15 @@ def maintenance_busy():
 
 # ------------------------------------------------------------------------------------------------ execution
 def as_problem(exception):
-    """Problem for a domain exception: Problem as is; ``http_status`` attribute or ValueError -> that/400; else None."""
+    """Problem for an exception: a Problem as is; else one with the status :func:`mini_buildd.errors.http_status`
+    gives it (an :class:`mini_buildd.errors.Error`'s class status, 400 for other ``ValueError``), unless that is
+    500: None then (an internal error, left to propagate)."""
     if isinstance(exception, Problem):
         return exception
-    status = getattr(exception, "http_status", None)
-    if isinstance(status, int) and 400 <= status < 600:
-        return Problem(status, str(exception))
-    if isinstance(exception, ValueError):
-        return Problem(400, str(exception))
-    return None
+    status = errors.http_status(exception)
+    if status == 500 or not 400 <= status < 600:
+        return None
+    return Problem(status, str(exception))
 
 
 def execute(call, query, user=None, confirm=None):
@@ -552,7 +555,7 @@ def execute(call, query, user=None, confirm=None):
             with maintenance(call.name):
                 return call.run(args, user)
         return call.run(args, user)
-    except Exception as e:
+    except (errors.Error, ValueError) as e:
         problem = as_problem(e)
         if problem is None or problem is e:
             raise

@@ -36,7 +36,7 @@ import shutil
 
 import debian.deb822
 
-from mini_buildd import changes, faults, files
+from mini_buildd import changes, errors, faults, files
 from mini_buildd.tools import reprepro as reprepro_mod
 
 LOG = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ STARTED, COMMITTED = "started", "committed"
 COMMANDS = ("copysrc", "removesrc", "includedsc", "include")
 
 
-class JournalError(Exception):
+class JournalError(errors.Error):
     """A change failed and was rolled back (the repository is as before)."""
 
 

@@ -15,15 +15,14 @@ import pathlib
 
 from debian import debian_support
 
-from mini_buildd import dist
+from mini_buildd import dist, errors
 from mini_buildd.archive import journal
 
 LOG = logging.getLogger(__name__)
 
 
-class ArchiveError(Exception):
-    http_status = 400
-    """An operation is not possible (the message says why)."""
+class ArchiveError(errors.BadRequest):
+    """An operation is not possible (the message says why; 400)."""
 
 
 class _Plan:

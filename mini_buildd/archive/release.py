@@ -11,7 +11,7 @@ import time
 import requests
 from debian import deb822
 
-from mini_buildd import config, dist
+from mini_buildd import config, dist, errors
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ LOG = logging.getLogger(__name__)
 TIMEOUT = 20
 
 
-class ReleaseError(Exception):
+class ReleaseError(errors.ConfigError):
     """A source does not match any archive; the message says why for each archive."""
 
 

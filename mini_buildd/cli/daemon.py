@@ -7,7 +7,7 @@ import os
 import pwd
 import sys
 
-from mini_buildd import __version__, config
+from mini_buildd import __version__, config, errors
 
 
 def parser():
@@ -50,7 +50,7 @@ def parser():
 SMTP_PASSWORD_ENV = "MINI_BUILDD_SMTP_PASSWORD"
 
 
-class UsageError(Exception):
+class UsageError(errors.BadRequest):
     """Bad option values; the message is shown as one error line."""
 
 

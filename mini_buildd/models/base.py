@@ -23,6 +23,8 @@ import logging
 from django.db import models, transaction
 from django.utils import timezone
 
+from mini_buildd import errors
+
 LOG = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ def _sentinel(day):
     return datetime.datetime(1, 1, day, tzinfo=datetime.timezone.utc)
 
 
-class StatusError(Exception):
+class StatusError(errors.Error):
     """An action is not possible in the current state, or a hook failed."""
 
 

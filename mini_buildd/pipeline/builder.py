@@ -44,10 +44,6 @@ def _event(etype, chg, extra=None):
     return Event(etype, chg.distribution, chg.source, chg.version, extra=ext)
 
 
-def _problem(title, detail, status=400):
-    return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
-
-
 class Builder:
     """Build slots and the builds that wait for or hold them."""
 

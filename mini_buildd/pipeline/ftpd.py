@@ -33,7 +33,7 @@ import warnings
 
 import debian.deb822
 
-from mini_buildd import changes, net
+from mini_buildd import changes, errors, net
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ POLL_INTERVAL = 0.2
 _BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
-class FtpError(Exception):
+class FtpError(errors.ConfigError):
     """FTP server set-up or FTP upload failed."""
 
 

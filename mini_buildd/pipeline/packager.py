@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, faults, net, services
+from mini_buildd import changes, config, dist, errors, faults, net, services
 from mini_buildd.tools import gnupg, tls
 from mini_buildd.pipeline import incoming, trust, uploadoptions
 from mini_buildd.events import Event, Type as EventType
@@ -23,9 +23,8 @@ from mini_buildd.events import Event, Type as EventType
 LOG = logging.getLogger(__name__)
 
 
-class Rejected(Exception):
-    http_status = 400
-    """An upload or buildresult is refused; the message says why."""
+class Rejected(errors.Refused):
+    """An upload or buildresult is refused; the message says why (400)."""
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -73,7 +72,7 @@ def make_event(etype, changes_obj, extra=None, distribution=None):
 
 
 def problem(title, detail, status=400):
-    return {"type": "about:blank", "status": status, "title": title, "detail": detail, "instance": "about:blank"}
+    return errors.problem_dict(status, detail, title=title)
 
 
 # ------------------------------------------------------------------------------------------------ build config

@@ -36,7 +36,7 @@ from debian import changelog as deb_changelog
 from debian import deb822
 
 from mini_buildd.tools import call
-from mini_buildd import config, dist, net
+from mini_buildd import config, dist, errors, net
 from mini_buildd.pipeline import uploadoptions
 from mini_buildd import files as files_mod
 
@@ -68,10 +68,8 @@ PORT_MESSAGE = "Automated port via mini-buildd (no changes). Original DSC's SHA1
 _TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
 
 
-class PortError(ValueError):
+class PortError(errors.BadRequest, ValueError):
     """A port or package generation is not possible; the message says why (HTTP 400)."""
-
-    http_status = 400
 
 
 # ------------------------------------------------------------------------------------------------ small helpers

@@ -35,7 +35,7 @@ import threading
 import time
 
 from mini_buildd.tools import call, gnupg
-from mini_buildd import config, net
+from mini_buildd import config, errors, net
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ BUILDER_POLL = _env_seconds("MINI_BUILDD_BUILDER_POLL", 30)
 RECHECK_DELAY, RECHECK_ATTEMPTS = 2.0, 5
 
 
-class RemoteError(Exception):
+class RemoteError(errors.ToolError):
     """Talking to a remote failed; the message says what to fix."""
 
 
@@ -189,8 +189,10 @@ _HANDSHAKE_VALUES = {
 }
 
 
-class HandshakeRefused(RemoteError):
+class HandshakeRefused(RemoteError, errors.Refused):
     """The ``handshake`` call refuses a request (not signed by a remote, or not a handshake request)."""
+
+    http_status = errors.Refused.http_status
 
 
 def new_challenge():

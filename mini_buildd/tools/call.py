@@ -11,13 +11,15 @@ import shlex
 import signal
 import subprocess
 
+from mini_buildd import errors
+
 LOG = logging.getLogger(__name__)
 
 #: Raised by ``Popen.wait(timeout=...)`` of a :func:`popen` process.
 TimeoutExpired = subprocess.TimeoutExpired
 
 
-class CallError(Exception):
+class CallError(errors.ToolError):
     """A command failed; carries the command line, exit code and its output."""
 
     def __init__(self, argv, returncode, output):

@@ -20,7 +20,7 @@ import logging
 import pathlib
 
 from mini_buildd.tools import call, debootstrap, privileged, schroot
-from mini_buildd import config
+from mini_buildd import config, errors
 from mini_buildd.roothelper import COMPRESSIONS
 
 LOG = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--qu
            "--option=Dpkg::Options::=--force-confdef", "--option=Dpkg::Options::=--force-confnew"]
 
 
-class ChrootError(Exception):
+class ChrootError(errors.ToolError):
     """Preparing, checking or removing a chroot failed."""
 
 

@@ -11,11 +11,12 @@ import logging
 from debian import debian_support
 
 from mini_buildd.tools import call
+from mini_buildd import errors
 
 LOG = logging.getLogger(__name__)
 
 
-class DebdiffError(ValueError):
+class DebdiffError(errors.BadRequest, ValueError):
     """The comparison is not possible (the message says why): a user error (400)."""
 
 

@@ -9,12 +9,12 @@ import pathlib
 import urllib.parse
 
 from mini_buildd.tools import call
-from mini_buildd import config
+from mini_buildd import config, errors
 
 LOG = logging.getLogger(__name__)
 
 
-class DebmirrorError(ValueError):
+class DebmirrorError(errors.BadRequest, ValueError):
     """The mirror can't be made (the message says why)."""
 
 

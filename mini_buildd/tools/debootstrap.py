@@ -10,6 +10,7 @@ import pathlib
 import shlex
 
 from mini_buildd.tools import call
+from mini_buildd import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ DEFAULT_COMMAND = "/usr/sbin/debootstrap"
 LOG_TAIL_LINES = 25
 
 
-class DebootstrapError(Exception):
+class DebootstrapError(errors.ToolError):
     """debootstrap failed; the message ends with the tail of debootstrap's log."""
 
     def __init__(self, message, log_tail=""):

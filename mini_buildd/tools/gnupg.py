@@ -30,6 +30,7 @@ import time
 import gnupg
 
 from mini_buildd.tools import call
+from mini_buildd import errors
 
 LOG = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ _CLEARSIGN_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 _SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 
 
-class GnupgError(Exception):
+class GnupgError(errors.ToolError):
     """A GnuPG operation failed. ``signer_key_ids``: key ids that signed the data in question, if known."""
 
     def __init__(self, message, signer_key_ids=()):

@@ -12,14 +12,14 @@ import logging
 import os
 
 from mini_buildd.tools import call, debootstrap
-from mini_buildd import config, roothelper
+from mini_buildd import config, errors, roothelper
 
 LOG = logging.getLogger(__name__)
 
 SUDO = "sudo"
 
 
-class PrivilegeError(Exception):
+class PrivilegeError(errors.ToolError):
     """A root action was refused or failed."""
 
 

@@ -102,7 +102,7 @@ import shlex
 import time
 
 from mini_buildd.tools import call
-from mini_buildd import dist
+from mini_buildd import dist, errors
 
 LOG = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ _V_APT_UPDATE_FOR_LINTIAN = (0, 91, 0)
 _V_NO_APT_DISTCLEAN_OPTION = (0, 91, 10)
 
 
-class SbuildError(Exception):
+class SbuildError(errors.ConfigError):
     """sbuild can't be run (setup problem, not a failed build)."""
 
 

@@ -7,7 +7,7 @@ configuration, the root side (:mod:`mini_buildd.roothelper`) checks it and write
 
 import pathlib
 
-from mini_buildd import config
+from mini_buildd import config, errors
 
 #: ``setup.fstab`` value of the global fstab (relative to /etc/schroot), as upstream.
 GLOBAL_FSTAB = "mini-buildd/fstab"
@@ -21,7 +21,7 @@ GENERIC_FSTAB_LINES = (
 )
 
 
-class SchrootError(Exception):
+class SchrootError(errors.ToolError):
     """A schroot operation failed, or a schroot file is not what mini-buildd writes."""
 
 

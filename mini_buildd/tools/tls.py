@@ -21,6 +21,7 @@ import re
 import tempfile
 
 from mini_buildd.tools import call
+from mini_buildd import errors
 
 #: Validity of a new certificate (days).
 DEFAULT_DAYS = 3650
@@ -33,7 +34,7 @@ _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A
 _PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.DOTALL)
 
 
-class TlsError(Exception):
+class TlsError(errors.ToolError):
     """A certificate operation failed; the message says why in one line."""
 
 

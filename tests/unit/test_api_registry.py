@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from mini_buildd import errors
 from mini_buildd.api import registry
 from mini_buildd.api.registry import Argument, Auth, Call, Problem
 
@@ -245,8 +246,8 @@ def test_execute_order_auth_before_arguments(engine):  # pylint: disable=redefin
 
 
 def test_execute_maps_domain_errors():
-    class Conflict(Exception):
-        http_status = 409
+    class Conflict(errors.Conflict):
+        pass
 
     def run(args, user):
         raise {"value": ValueError("bad value"), "status": Conflict("in use")}[args["kind"]]
