@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The whole test suite as ``make check`` runs it: two pytest processes side by side.
+"""The whole test suite as ``make check`` runs it: three pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
 starting), so three groups run concurrently on the two cores CI has:
@@ -26,7 +26,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_zzzz_remotes.py", "tests/e2e/test_zzzzz_tls.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py"]
 
 GROUPS = {
     "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS]],

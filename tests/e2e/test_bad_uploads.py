@@ -1,13 +1,12 @@
 """Bad uploads: each one gets a REJECTED event naming the reason, its files leave incoming, and
 the repository (indexes and pool) stays byte-identical."""
 
-import re
-
 import pytest
 from debian import deb822
 
 from mini_buildd.tools import gnupg
-from tests.helpers.packages import (make_source_package, raw_ftp_upload, wait_for, tree_digest, now_iso)
+from tests.helpers.packages import make_source_package
+from tests.helpers.uploads import expect_rejected, files_of, plain
 
 DEV_TEMPLATE = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
 
@@ -53,79 +52,42 @@ def _sign(keys, who, changes):
         g.kill_agents()
 
 
-def _files(changes):
-    with open(changes, encoding="utf-8") as f:
-        c = deb822.Changes(f)
-    return [changes.parent / e["name"] for e in c["Files"]]
-
-
-def _upload(instance, changes, files=None):
-    files = list(files if files is not None else _files(changes))
-    raw_ftp_upload("127.0.0.1", instance.ftp_port, files + [changes])
-
-
-def _expect_rejected(instance, changes, reason_regex, repos=("test", "auth")):
-    roots = [instance.home / "repositories" / r for r in repos if (instance.home / "repositories" / r).exists()]
-    before = [tree_digest(r) for r in roots]
-    _upload_fn, args = changes
-    started = now_iso()
-    name = _upload_fn(*args)
-    event = wait_for(instance.url, lambda e: e["type"] in ("REJECTED", "PACKAGING", "INSTALLED")
-                     and e["extra"].get("changes", "").endswith(name), after=started)
-    assert event["type"] == "REJECTED", event
-    detail = event["extra"]["error"]["detail"]
-    assert re.search(reason_regex, detail), detail
-    assert not list((instance.home / "incoming").iterdir())
-    assert [tree_digest(r) for r in roots] == before
-
-
-def _pkg(tmp_path, name, version, dist, **kwargs):
-    return make_source_package(tmp_path, name, version, dist, **kwargs)
-
-
-def _plain(instance, changes, files=None):
-    def do():
-        _upload(instance, changes, files)
-        return changes.name
-    return do, ()
-
-
 def test_unsigned_where_signature_required(instance, keys, tmp_path):  # pylint: disable=unused-argument
-    c = _pkg(tmp_path, "mbd-bad-unsigned", "1.0~auth12+1", "bookworm-auth-unstable")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)not signed|no signature")
+    c = make_source_package(tmp_path, "mbd-bad-unsigned", "1.0~auth12+1", "bookworm-auth-unstable")
+    expect_rejected(instance, plain(instance, c), r"(?i)not signed|no signature")
 
 
 def test_signed_by_unknown_key(instance, keys, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-stranger", "1.0~auth12+1", "bookworm-auth-unstable")
+    c = make_source_package(tmp_path, "mbd-bad-stranger", "1.0~auth12+1", "bookworm-auth-unstable")
     _sign(keys, "stranger", c)
-    _expect_rejected(instance, _plain(instance, c), r"(?i)unknown key|no accepted|not.*verif")
+    expect_rejected(instance, plain(instance, c), r"(?i)unknown key|no accepted|not.*verif")
 
 
 def test_known_key_without_upload_rights(instance, keys, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-norights", "1.0~auth12+1", "bookworm-auth-unstable")
+    c = make_source_package(tmp_path, "mbd-bad-norights", "1.0~auth12+1", "bookworm-auth-unstable")
     _sign(keys, "norights", c)
-    _expect_rejected(instance, _plain(instance, c), r"(?i)unknown key|no accepted|not.*verif")
+    expect_rejected(instance, plain(instance, c), r"(?i)unknown key|no accepted|not.*verif")
 
 
 def test_checksum_mismatch(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-checksum", "1.0~test12+1", "bookworm-test-unstable")
-    tarball = next(p for p in _files(c) if p.name.endswith(".tar.xz"))
+    c = make_source_package(tmp_path, "mbd-bad-checksum", "1.0~test12+1", "bookworm-test-unstable")
+    tarball = next(p for p in files_of(c) if p.name.endswith(".tar.xz"))
     tarball.write_bytes(tarball.read_bytes() + b"x")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)size|checksum|md5|sha")
+    expect_rejected(instance, plain(instance, c), r"(?i)size|checksum|md5|sha")
 
 
 def test_listed_file_missing(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-missing", "1.0~test12+1", "bookworm-test-unstable")
-    files = [p for p in _files(c) if not p.name.endswith(".tar.xz")]
-    _expect_rejected(instance, _plain(instance, c, files), r"(?i)missing|not found|no such")
+    c = make_source_package(tmp_path, "mbd-bad-missing", "1.0~test12+1", "bookworm-test-unstable")
+    files = [p for p in files_of(c) if not p.name.endswith(".tar.xz")]
+    expect_rejected(instance, plain(instance, c, files), r"(?i)missing|not found|no such")
 
 
 def test_file_name_with_path(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-path", "1.0~test12+1", "bookworm-test-unstable")
+    c = make_source_package(tmp_path, "mbd-bad-path", "1.0~test12+1", "bookworm-test-unstable")
     text = c.read_text().replace(" mbd-bad-path_1.0~test12+1.tar.xz", " ../mbd-bad-path_1.0~test12+1.tar.xz")
     c.write_text(text)
     files = [p for p in _files_raw(c) if "/" not in p.name]
-    _expect_rejected(instance, _plain(instance, c, files), r"(?i)path|\.\.|file name")
+    expect_rejected(instance, plain(instance, c, files), r"(?i)path|\.\.|file name")
 
 
 def _files_raw(changes):
@@ -135,34 +97,34 @@ def _files_raw(changes):
 
 
 def test_unknown_distribution(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-dist", "1.0~test12+1", "bookworm-nosuchrepo-unstable")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)no repository")
+    c = make_source_package(tmp_path, "mbd-bad-dist", "1.0~test12+1", "bookworm-nosuchrepo-unstable")
+    expect_rejected(instance, plain(instance, c), r"(?i)no repository")
 
 
 def test_not_uploadable_suite(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-suite", "1.0~test12+1", "bookworm-test-testing")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)not uploadable")
+    c = make_source_package(tmp_path, "mbd-bad-suite", "1.0~test12+1", "bookworm-test-testing")
+    expect_rejected(instance, plain(instance, c), r"(?i)not uploadable")
 
 
 def test_rollback_distribution(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-rollback", "1.0~test12+1", "bookworm-test-unstable-rollback0")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)rollback")
+    c = make_source_package(tmp_path, "mbd-bad-rollback", "1.0~test12+1", "bookworm-test-unstable-rollback0")
+    expect_rejected(instance, plain(instance, c), r"(?i)rollback")
 
 
 def test_version_without_appendix(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-version", "1.0", "bookworm-test-unstable")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)mandatory")
+    c = make_source_package(tmp_path, "mbd-bad-version", "1.0", "bookworm-test-unstable")
+    expect_rejected(instance, plain(instance, c), r"(?i)mandatory")
 
 
 def test_binary_only_upload(instance, tmp_path):
-    c = _pkg(tmp_path, "mbd-bad-binonly", "1.0~test12+1", "bookworm-test-unstable")
+    c = make_source_package(tmp_path, "mbd-bad-binonly", "1.0~test12+1", "bookworm-test-unstable")
     text = c.read_text()
     text = "\n".join(line for line in text.splitlines() if ".dsc" not in line and ".tar.xz" not in line) + "\n"
     c.write_text(text.replace("Architecture: source", "Architecture: all"))
-    _expect_rejected(instance, _plain(instance, c), r"(?i)no dsc|binary")
+    expect_rejected(instance, plain(instance, c), r"(?i)no dsc|binary")
 
 
 def test_malformed_changes(instance, tmp_path):
     c = tmp_path / "mbd-bad-malformed_1.0_source.changes"
     c.write_text("This is: not\n a changes file\x00\n")
-    _expect_rejected(instance, _plain(instance, c, []), r"(?i)missing|malformed|field|parse")
+    expect_rejected(instance, plain(instance, c, []), r"(?i)missing|malformed|field|parse")

@@ -2,57 +2,33 @@
 reprepro, events over HTTP."""
 
 import json
-import subprocess
 import time
 
-import requests
-
-from mini_buildd.tools import gnupg
-
-from tests.e2e.test_bad_uploads import _expect_rejected, _plain, _pkg
 from tests.helpers.instance import NOTIFY_ADDRESS
 from tests.helpers.packages import make_source_package, dput, wait_event, write_dput_cf
+from tests.helpers.shared_packages import HELLO, HELLO_VERSION, UNSTABLE
+from tests.helpers.uploads import expect_rejected, plain, reprepro_ls
 
 
-def reprepro_ls(instance, source):
-    out = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / "test"), "ls", source],
-                         capture_output=True, text=True, check=True).stdout
-    return {line.split("|")[2].strip(): line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
-
-
-def test_dput_upload_is_built_and_installed(instance, tmp_path):
-    # A developer key signs the upload; dput is configured from the instance's dput_conf call.
-    g = gnupg.Gnupg(tmp_path / "gnupg")
-    fpr = g.gen_secret_key("Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0", "dev", "dev@example.org")
-    try:
-        changes = make_source_package(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable",
-                                      gnupghome=tmp_path / "gnupg", key_id=fpr)
-    finally:
-        g.kill_agents()
-    assert "BEGIN PGP SIGNATURE" in changes.read_text()
-    dput_conf = requests.get(f"{instance.url}/mini_buildd/api/dput_conf/", timeout=10).json()
-    cf = tmp_path / "dput.cf"
-    cf.write_text(dput_conf)
-    target = next(line.strip("[]") for line in dput_conf.splitlines() if line.startswith("[mini-buildd-"))
-    proc = dput(cf, target, changes)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+1")
+def test_dput_upload_is_built_and_installed(instance, hello):
+    """The ``hello`` fixture's upload (signed by a developer key, dput configured from the
+    instance's dput_conf call): what was seen right after it was installed."""
+    assert "BEGIN PGP SIGNATURE" in hello.changes.read_text()
+    event = hello.event
     assert event["type"] == "INSTALLED", event["extra"].get("error")
-    assert event["distribution"] == "bookworm-test-unstable"
+    assert event["distribution"] == UNSTABLE
     assert event["extra"]["buildresults"]["amd64"]["sbuild_status"] == "successful"
-    ls = reprepro_ls(instance, "mbd-e2e-hello")
-    assert ls.get("bookworm-test-unstable") == "1.0~test12+1", ls
-    r = requests.get(f"{instance.url}/repositories/test/dists/bookworm-test-unstable/main/binary-amd64/Packages", timeout=10)
-    assert "Package: mbd-e2e-hello" in r.text
-    # incoming is clean again
-    assert not list((instance.home / "incoming").iterdir())
+    assert hello.listing.get(UNSTABLE) == HELLO_VERSION, hello.listing
+    assert f"Package: {HELLO}" in hello.packages_index
+    # incoming was clean again
+    assert not hello.incoming
     # the instance's notify list got the INSTALLED mail, with the event attached
-    mail = wait_for_mail(instance, "INSTALLED", "mbd-e2e-hello")
+    mail = wait_for_mail(instance, "INSTALLED", f"{HELLO} {HELLO_VERSION}")
     sender, rcpts, msg = mail
     assert rcpts == [NOTIFY_ADDRESS] and sender.startswith("mini-buildd@")
     assert msg["Subject"].startswith("[mini-buildd-")
     attached = [json.loads(part.get_content()) for part in msg.iter_attachments()]
-    assert [(a["type"], a["source"], a["version"]) for a in attached] == [("INSTALLED", "mbd-e2e-hello", "1.0~test12+1")]
+    assert [(a["type"], a["source"], a["version"]) for a in attached] == [("INSTALLED", HELLO, HELLO_VERSION)]
 
 
 def wait_for_mail(instance, etype, source, timeout=60):
@@ -65,12 +41,12 @@ def wait_for_mail(instance, etype, source, timeout=60):
     raise AssertionError(f"no {etype} mail for {source}: {[m[2]['Subject'] for m in instance.smtp.mails]}")
 
 
-def test_version_not_higher_than_installed(instance, tmp_path):
-    """Needs an installed version: uses the package test_upload_install installed (1.0~test12+1)."""
-    c = _pkg(tmp_path, "mbd-e2e-hello", "1.0~test12+1", "bookworm-test-unstable")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)already installed|lower")
-    c = _pkg(tmp_path / "lower", "mbd-e2e-hello", "0.9~test12+1", "bookworm-test-unstable")
-    _expect_rejected(instance, _plain(instance, c), r"(?i)lower")
+def test_version_not_higher_than_installed(instance, hello, tmp_path):  # pylint: disable=unused-argument
+    """Needs an installed version: the ``hello`` fixture's (1.0~test12+1; maybe 1.0~test12+2 by now)."""
+    c = make_source_package(tmp_path, HELLO, HELLO_VERSION, UNSTABLE)
+    expect_rejected(instance, plain(instance, c), r"(?i)already installed|lower")
+    c = make_source_package(tmp_path / "lower", HELLO, "0.9~test12+1", UNSTABLE)
+    expect_rejected(instance, plain(instance, c), r"(?i)lower")
 
 
 def test_auto_ports_after_install(instance, tmp_path):

@@ -15,8 +15,11 @@ import contextlib
 import fcntl
 import os
 import pathlib
+import signal
+import time
 
 import pytest
+import requests
 
 from mini_buildd.tools import schroot
 from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd
@@ -75,14 +78,33 @@ class Instance:
             for p in [pathlib.Path(path)] + (list(pathlib.Path(path).rglob("*")) if pathlib.Path(path).is_dir() else []):
                 os.lchown(p, *self.unpriv.ids())
 
-    def restart_daemon(self, **kwargs):
-        """Stop the daemon and start a new one with the same user, endpoints and ``kwargs``."""
+    def restart_daemon(self, sig=signal.SIGTERM, **kwargs):
+        """Stop the daemon (with ``sig``) and start a new one with the same user, endpoints and
+        ``kwargs`` (default: the same extra arguments, e.g. ``--smtp``)."""
         old = self.daemon
-        old.stop()
+        old.stop(sig=sig)
         self.daemon = Daemon(self.home, port=self.http_port, endpoints=[self.http_endpoint], unpriv=self.unpriv,
                              **{"extra_args": old.extra_args, **kwargs})
         self.daemon.ftp_port = self.ftp_port
         return self.daemon.start()
+
+
+def admin_api(instance, call, **args):
+    """JSON result of API ``call`` with ``args`` as admin (confirmed), over HTTP; fails the test unless 200."""
+    s = instance.daemon.session("admin", ADMIN_PASSWORD)
+    r = s.get(f"{instance.url}/mini_buildd/api/{call}/", params={**args, "confirm": call, "output": "json"}, timeout=600)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_engine_running(instance, timeout=120):
+    """The engine starts in the background after the daemon answers HTTP: wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(f"{instance.url}/mini_buildd/api/status/", timeout=10).json()["load"] >= 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"engine not running after {timeout}s")
 
 
 @pytest.fixture(scope="session")

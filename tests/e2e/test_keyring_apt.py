@@ -1,10 +1,10 @@
 """Keyring and test packages through the API, then apt in a clean chroot (a copy of the
 debootstrapped base, no trusted=yes) installs our keyring package and a built binary over HTTP
-with signature verification. Runs last: needs mbd-e2e-hello in stable (test_zz_repository_ops)."""
+with signature verification (mbd-e2e-hello in stable: the ``hello_in_stable`` fixture)."""
 
 import subprocess
 
-from tests.e2e.test_zz_repository_ops import api
+from tests.helpers.instance import admin_api as api
 from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
 
 
@@ -22,7 +22,7 @@ def test_test_packages_with_check(instance):
     assert outcome == {"mbd-test-archall": "INSTALLED", "mbd-test-cpp": "INSTALLED", "mbd-test-ftbfs": "FAILED"}, result
 
 
-def test_apt_installs_keyring_and_binary_verified(instance, clean_chroot):
+def test_apt_installs_keyring_and_binary_verified(instance, hello_in_stable, clean_chroot):  # pylint: disable=unused-argument
     root = clean_chroot
     identity = api(instance, "status")["identity"]
     pub_key = api(instance, "pub_key")

@@ -1,4 +1,4 @@
-"""Running encrypted end to end (issue #13; owns: tests/e2e/test_zzzzz_tls.py): two real daemons,
+"""Running encrypted end to end (issue #13; owns: tests/e2e/test_tls.py): two real daemons,
 each with its own ``mini-buildd-self-signed-certificate`` (CN = its loopback address), HTTP only
 on ``ssl:`` and FTPS incoming: "tlsbert" (127.0.0.8: repository ``test``, no chroot) and
 "tlsgrover" (127.0.0.9: bookworm:amd64 chroot).

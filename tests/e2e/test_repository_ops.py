@@ -1,39 +1,18 @@
 """Repository operations through the HTTP API with the real reprepro, parallel builds, and a
-daemon killed with SIGKILL during a build. (Runs after test_upload_install: needs mbd-e2e-hello
-1.0~test12+1 in unstable.)"""
+daemon killed with SIGKILL during a build. (Starts from mbd-e2e-hello 1.0~test12+1 in unstable:
+the ``hello`` fixture.)"""
 
 import signal
 import subprocess
 import time
 
 from mini_buildd.tools import schroot
-from tests.helpers.instance import ADMIN_PASSWORD
-from tests.helpers.daemon import Daemon
-from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event, wait_for, now_iso
+from tests.helpers.instance import admin_api as api
+from tests.helpers.packages import write_dput_cf, dput, wait_event, wait_for, now_iso
+from tests.helpers.uploads import dput_upload as upload, reprepro_ls as ls
 
 
-def ls(instance, source):
-    out = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / "test"), "ls", source],
-                         capture_output=True, text=True, check=True).stdout
-    return {line.split("|")[2].strip(): line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
-
-
-def api(instance, call, **args):
-    s = instance.daemon.session("admin", ADMIN_PASSWORD)
-    r = s.get(f"{instance.url}/mini_buildd/api/{call}/", params={**args, "confirm": call, "output": "json"}, timeout=600)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def upload(instance, tmp_path, name, version, dist="bookworm-test-unstable", **kwargs):
-    c = make_source_package(tmp_path, name, version, dist, **kwargs)
-    cf = write_dput_cf(tmp_path / "dput.cf", "e2e", f"127.0.0.1:{instance.ftp_port}")
-    proc = dput(cf, "e2e", c)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return c
-
-
-def test_higher_upload_moves_older_to_rollback0(instance, tmp_path):
+def test_higher_upload_moves_older_to_rollback0(instance, hello, tmp_path):  # pylint: disable=unused-argument
     upload(instance, tmp_path, "mbd-e2e-hello", "1.0~test12+2")
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), "mbd-e2e-hello", "1.0~test12+2")
     assert event["type"] == "INSTALLED", event["extra"].get("error")
@@ -42,7 +21,7 @@ def test_higher_upload_moves_older_to_rollback0(instance, tmp_path):
     assert listing["bookworm-test-unstable-rollback0"] == "1.0~test12+1"
 
 
-def test_migrate_remove_and_restore(instance):
+def test_migrate_remove_and_restore(instance, hello):  # pylint: disable=unused-argument
     api(instance, "migrate", source="mbd-e2e-hello", distribution="bookworm-test-unstable")
     assert ls(instance, "mbd-e2e-hello")["bookworm-test-testing"] == "1.0~test12+2"
     api(instance, "migrate", source="mbd-e2e-hello", distribution="bookworm-test-testing")
@@ -87,9 +66,7 @@ def test_sigkill_during_build_then_retry(instance, tmp_path):
     c = upload(instance, tmp_path, "mbd-e2e-killed", "1.0~test12+1")
     wait_for(instance.url, lambda e: e["type"] == "BUILDING" and e["source"] == "mbd-e2e-killed", after=started)
     time.sleep(3)
-    instance.daemon.stop(sig=signal.SIGKILL)
-    instance.daemon = Daemon(instance.home, port=instance.http_port, endpoints=[instance.http_endpoint], unpriv=instance.unpriv)
-    instance.daemon.start()
+    instance.restart_daemon(sig=signal.SIGKILL)  # (same arguments: later modules need its --smtp)
     time.sleep(3)  # engine start: orphaned builds killed, stale sessions ended
     basedir = str(instance.home / "repositories" / "test")
     for cmd in ("check", "checkpool"):

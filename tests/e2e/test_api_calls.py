@@ -8,8 +8,8 @@ unless every registered call answered over HTTP in this module (with success; ``
 4xx for an unknown remote and ``handshake`` with its 400 for a message no remote signed, as
 this instance has no remotes).
 
-Packages: this module uploads its own (``mbd-e2e-api*``) and leaves ``mbd-e2e-hello`` (used by
-test_zz_repository_ops and test_zzz_keyring_apt) alone. Maintenance calls (setup, reindex,
+Packages: this module uploads its own (``mbd-e2e-api*``) and leaves ``mbd-e2e-hello`` (the
+``hello`` fixture of tests/e2e/conftest.py) alone. Maintenance calls (setup, reindex,
 remake_chroots) and start/stop run last, when no build is ongoing.
 
 ``remake_chroots``: remaking the shared chroot would debootstrap it again (minutes, and a
@@ -28,7 +28,7 @@ import requests
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
 from mini_buildd.api.client import ApiProblem, Client
-from tests.helpers.instance import ADMIN_PASSWORD
+from tests.helpers.instance import ADMIN_PASSWORD, wait_engine_running
 from tests.helpers.packages import make_source_package, write_dput_cf, dput, wait_event, wait_for, now_iso
 
 USER_PASSWORD = "e2e-User-pw"
@@ -40,7 +40,7 @@ FINAL = ("INSTALLED", "FAILED", "REJECTED")
 #: Calls that answered over HTTP in this module: name -> set of HTTP statuses.
 ANSWERED = {}
 #: Calls for which a 4xx answer is all this module can check (see the module doc): they need a
-#: Remote, which this instance has not (their success paths: test_zzzz_remotes).
+#: Remote, which this instance has not (their success paths: test_remotes).
 ONLY_ERRORS = {"wake", "handshake"}
 
 
@@ -97,16 +97,6 @@ def api(instance):
         "    u.save()\n")
     wait_engine_running(instance)
     return Api(instance)
-
-
-def wait_engine_running(instance, timeout=120):
-    """The engine starts in the background after the daemon answers HTTP: wait for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(f"{instance.url}/mini_buildd/api/status/", timeout=10).json()["load"] >= 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"engine not running after {timeout}s")
 
 
 def upload(instance, tmp_path, name, version, dist=UNSTABLE, **kwargs):

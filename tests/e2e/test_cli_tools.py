@@ -19,9 +19,8 @@ import pytest
 import requests
 
 from mini_buildd.pipeline import ports
-from tests.e2e.test_z_api_calls import wait_engine_running
 from tests.helpers.daemon import PYTHON, ROOT
-from tests.helpers.instance import ADMIN_PASSWORD
+from tests.helpers.instance import ADMIN_PASSWORD, wait_engine_running
 from tests.helpers.packages import make_source_package, wait_event, now_iso
 from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
 
