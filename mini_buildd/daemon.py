@@ -131,9 +131,9 @@ def validate_endpoints(endpoint_strings):
 def validate_smtp(smtp_url):
     if smtp_url is None:
         return
-    from mini_buildd import events  # pylint: disable=import-outside-toplevel
+    from mini_buildd import notify  # pylint: disable=import-outside-toplevel
     try:
-        events.parse_smtp_url(smtp_url)
+        notify.parse_smtp_url(smtp_url)
     except ValueError as e:
         raise StartError(str(e)) from e
 
@@ -143,10 +143,10 @@ def make_mailer(daemon_model):
     if not config.runtime.smtp:
         return None
     # pylint: disable=import-outside-toplevel
-    from mini_buildd import events, notify
+    from mini_buildd import notify
     from mini_buildd.pipeline.packager import our_http_url
-    LOG.info("Notification mails via %s.", events.parse_smtp_url(config.runtime.smtp).host)
-    return events.Mailer(config.runtime.smtp, daemon_model.identity, notify.recipients,
+    LOG.info("Notification mails via %s.", notify.parse_smtp_url(config.runtime.smtp).host)
+    return notify.Mailer(config.runtime.smtp, daemon_model.identity, notify.recipients,
                          sender=daemon_model.email_address, http_url=our_http_url())
 
 

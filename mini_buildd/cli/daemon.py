@@ -97,7 +97,7 @@ def admin_password(args):
 def smtp_url(args):
     """The ``--smtp`` URL with the password from ``--smtp-password-file`` or the environment
     (kept in memory only); None without ``--smtp``."""
-    from mini_buildd import events  # pylint: disable=import-outside-toplevel
+    from mini_buildd import notify  # pylint: disable=import-outside-toplevel
     password = None
     if args.smtp_password_file is not None:
         if args.smtp_password_file == "-" and args.set_admin_password_file == "-":
@@ -110,7 +110,7 @@ def smtp_url(args):
             raise UsageError("--smtp-password-file needs --smtp.")
         return None
     try:
-        smtp = events.parse_smtp_url(args.smtp)
+        smtp = notify.parse_smtp_url(args.smtp)
     except ValueError as e:
         raise UsageError(str(e)) from e
     if smtp.password:

@@ -34,8 +34,8 @@ def email_settings(smtp_url, hostname):
     result = {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
               "DEFAULT_FROM_EMAIL": f"mini-buildd@{hostname}", "EMAIL_TIMEOUT": 30}
     if smtp_url:
-        from mini_buildd import events  # pylint: disable=import-outside-toplevel
-        smtp = events.parse_smtp_url(smtp_url)
+        from mini_buildd import notify  # pylint: disable=import-outside-toplevel
+        smtp = notify.parse_smtp_url(smtp_url)
         result.update({"EMAIL_HOST": smtp.host, "EMAIL_PORT": smtp.port, "EMAIL_HOST_USER": smtp.user,
                        "EMAIL_HOST_PASSWORD": smtp.password, "EMAIL_USE_SSL": smtp.ssl})
     return result

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mini_buildd import events
+from mini_buildd import events, notify
 from mini_buildd.events import Event, Events, Type
 from tests.helpers.smtp import smtp_server  # noqa: F401  pylint: disable=unused-import
 from tests.helpers.reference import REFERENCE as REFERENCE_ROOT
@@ -398,13 +398,13 @@ def test_hook_selection(tmp_path, caplog):
     ("u:@ssmtp://[::1]", ("u", "", True, "::1", 465)),
 ])
 def test_parse_smtp_url(url, expected):
-    assert tuple(events.parse_smtp_url(url)) == expected
+    assert tuple(notify.parse_smtp_url(url)) == expected
 
 
 @pytest.mark.parametrize("url", ["", "localhost:25", "http://localhost", "smtp://", "smtp://host:port", "user@smtp://host"])
 def test_parse_smtp_url_rejects(url):
     with pytest.raises(ValueError):
-        events.parse_smtp_url(url)
+        notify.parse_smtp_url(url)
 
 
 def test_mail(smtp_server):
@@ -417,7 +417,7 @@ def test_mail(smtp_server):
         asked.append(e)
         return [("Admin <admin@example.org>", "you are the admin"), "Dev <dev@example.org>",
                 ("ADMIN@example.org", "listed twice"), "not-an-address"]
-    mailer = events.Mailer(f"mbd:pw@smtp://127.0.0.1:{port}", "mbd-ref", recipients, "mini-buildd <mini-buildd@localhost>",
+    mailer = notify.Mailer(f"mbd:pw@smtp://127.0.0.1:{port}", "mbd-ref", recipients, "mini-buildd <mini-buildd@localhost>",
                            http_url="http://127.0.0.1:18066/")
     sent = mailer(event)
     assert asked == [event]
@@ -442,14 +442,14 @@ def test_mail(smtp_server):
 
 def test_mail_bad_login_raises(smtp_server):
     port = smtp_server.server_address[1]
-    mailer = events.Mailer(f"mbd:wrong@smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
+    mailer = notify.Mailer(f"mbd:wrong@smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
     with pytest.raises(Exception):
         mailer(make(Type.REJECTED))
     assert smtp_server.mails == []
 
 
 def test_mail_no_recipients_no_connection():
-    mailer = events.Mailer("smtp://127.0.0.1:1", "x", lambda e: [], "m@localhost")
+    mailer = notify.Mailer("smtp://127.0.0.1:1", "x", lambda e: [], "m@localhost")
     assert mailer(make(Type.REJECTED)) == []
 
 
@@ -468,15 +468,15 @@ def test_ssmtp_uses_smtp_over_tls(monkeypatch):
 
         def quit(self):
             pass
-    monkeypatch.setattr(events.smtplib, "SMTP_SSL", FakeSSL)
-    mailer = events.Mailer("u:p@ssmtp://mail.example.org", "x", lambda e: ["a@example.org"], "m@localhost")
+    monkeypatch.setattr(notify.smtplib, "SMTP_SSL", FakeSSL)
+    mailer = notify.Mailer("u:p@ssmtp://mail.example.org", "x", lambda e: ["a@example.org"], "m@localhost")
     mailer(make(Type.REJECTED))
     assert made == [("mail.example.org", 465), ("u", "p"), ["a@example.org"]]
 
 
 def test_events_mail_in_background_and_errors_only_logged(tmp_path, smtp_server, caplog):
     port = smtp_server.server_address[1]
-    mailer = events.Mailer(f"smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
+    mailer = notify.Mailer(f"smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
     hub = Events(tmp_path, mailer=mailer)
     event = hub.log(make(Type.FAILED, error={"detail": "boom"}))
     assert hub.join(timeout=20)
