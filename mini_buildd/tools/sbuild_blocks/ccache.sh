@@ -1,0 +1,2 @@
+# shellcheck shell=sh
+mbd_install ccache

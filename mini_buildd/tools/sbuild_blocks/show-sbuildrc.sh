@@ -1,0 +1,2 @@
+# shellcheck shell=sh
+cat "${MBD_BUILD_DIR}/.sbuildrc"
