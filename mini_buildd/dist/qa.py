@@ -6,6 +6,7 @@ with a given sbuild summary word passes (:func:`sbuild_check_passes`).
 
 import enum
 
+
 class QAMode(enum.IntEnum):
     """How a QA check (lintian, piuparts, autopkgtest) affects a build."""
 

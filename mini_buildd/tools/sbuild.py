@@ -230,8 +230,8 @@ APT_CONF_BLOCKS = {
 }
 
 #: Script body of each setup block (after the common prelude).
-SETUP_BLOCKS = {name: shell_text(name) for name in ("apt-setup", "ccache", "eatmydata", "show-sbuildrc", "apt-key-add",
-                                                     "apt-clear", "bash-devices", "schroot-shm", "sun-java6-license")}
+SETUP_BLOCKS = {name: shell_text(name) for name in (
+    "apt-setup", "ccache", "eatmydata", "show-sbuildrc", "apt-key-add", "apt-clear", "bash-devices", "schroot-shm", "sun-java6-license")}
 SETUP_BLOCKS["apt-update"] = _render(shell_text("apt-update"), TIMEOUTS=" ".join(str(t) for t in APT_UPDATE_TIMEOUTS))
 SETUP_BLOCKS["apt-key-binary"] = DEARMOR_SH + shell_text("apt-key-binary")
 SETUP_BLOCKS.update({name: _render(shell_text("apt-conf"), NAME=name, APT_CONF=text) for name, text in APT_CONF_BLOCKS.items()})
