@@ -420,6 +420,12 @@ def register(call):
     return call
 
 
+def domain_functions():
+    """The domain functions the delegating calls expect: call name -> (module, function, gets user)
+    (see :func:`mini_buildd.api.calls._delegate`)."""
+    return {c.name: c.run.domain for c in CALLS.values() if hasattr(c.run, "domain")}
+
+
 def get(name):
     """The call ``name``; Problem 404 if there is none."""
     try:

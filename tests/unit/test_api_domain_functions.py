@@ -6,12 +6,12 @@ import inspect
 
 import pytest
 
-from mini_buildd.api import calls, registry
+from mini_buildd.api import registry
 
 
-@pytest.mark.parametrize("name", sorted(calls.DOMAIN_FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(registry.domain_functions()))
 def test_domain_function_exists_and_takes_the_arguments(name):
-    module, function, with_user = calls.DOMAIN_FUNCTIONS[name]
+    module, function, with_user = registry.domain_functions()[name]
     func = getattr(importlib.import_module(module), function, None)
     assert callable(func), f"{name}: {module}.{function} is missing"
     params = inspect.signature(func).parameters
