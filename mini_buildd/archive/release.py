@@ -99,7 +99,7 @@ def check_source(source):
     archives = list(Archive.objects.all())
     if not archives:
         raise ReleaseError("No archives configured: add the archive URLs (setup --archives-from-apt-sources).")
-    errors, matches = [], []
+    failures, matches = [], []
     with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
         for key in source.apt_keys.all():
             if key.key:
@@ -109,19 +109,19 @@ def check_source(source):
             archive.ping = ping(archive.url)
             archive.save()
             if archive.ping < 0:
-                errors.append(f"{archive.url}: unreachable")
+                failures.append(f"{archive.url}: unreachable")
                 continue
             try:
                 signed, sig, url = fetch_release(archive.url, source.codename)
                 this = verified_release(keyring, signed, sig)
                 check_release(this, source.identifiers, source.check_valid_until)
             except ReleaseError as e:
-                errors.append(f"{archive.url}: {e}")
+                failures.append(f"{archive.url}: {e}")
                 continue
             matches.append((archive, url))
             release = release or this
     if not matches:
-        raise ReleaseError(f"Source {source} matches no archive: " + "; ".join(errors))
+        raise ReleaseError(f"Source {source} matches no archive: " + "; ".join(failures))
 
     fastest, url = min(matches, key=lambda m: m[0].ping)
     prefix = source.remove_from_component

@@ -449,19 +449,19 @@ class Selector:
         if not candidates:
             raise RemoteError(f"No builder for {codename_arch}" + (f" (excluding {', '.join(sorted(exclude))})" if exclude else "")
                               + ": no active chroot here and no active remote lists it.")
-        errors = []
+        failures = []
         for c in candidates:
             try:
                 retarget_buildrequest(breq_path, c.url, instance_gnupg)
                 upload(breq_path, c.incoming_url)
             except Exception as e:  # pylint: disable=broad-except
                 LOG.warning("Builder %s did not take %s: %s", c, os.path.basename(str(breq_path)), e)
-                errors.append(f"{c.url}: {e}")
+                failures.append(f"{c.url}: {e}")
                 continue
             self.used(c.url)
             LOG.info("Buildrequest %s sent to builder %s (candidates: %s).", os.path.basename(str(breq_path)), c, candidates)
             return c.url
-        raise RemoteError(f"No builder took the buildrequest for {codename_arch}: " + "; ".join(errors))
+        raise RemoteError(f"No builder took the buildrequest for {codename_arch}: " + "; ".join(failures))
 
 
 # ------------------------------------------------------------------------------------------------ re-dispatch

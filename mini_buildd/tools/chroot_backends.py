@@ -67,9 +67,9 @@ def run_steps(steps):
                 step.do()
         except BaseException as e:
             LOG.error("Step failed: %s: %s", step.description, e)
-            errors = undo_steps(done, raise_errors=False)
-            if errors:
-                LOG.error("Rollback incomplete: %s", "; ".join(errors))
+            failures = undo_steps(done, raise_errors=False)
+            if failures:
+                LOG.error("Rollback incomplete: %s", "; ".join(failures))
             raise
         done.append(step)
 
@@ -80,7 +80,7 @@ def undo_steps(steps, raise_errors=True):
     Returns the list of error texts; raises :class:`ChrootError` with all of them if
     ``raise_errors`` and any occurred.
     """
-    errors = []
+    failures = []
     for step in reversed(list(steps)):
         if step.undo is None:
             continue
@@ -89,10 +89,10 @@ def undo_steps(steps, raise_errors=True):
             step.undo()
         except Exception as e:  # pylint: disable=broad-except
             LOG.error("Undo failed: %s: %s", step.description, e)
-            errors.append(f"{step.description}: {e}")
-    if errors and raise_errors:
-        raise ChrootError("Undo incomplete: " + "; ".join(errors))
-    return errors
+            failures.append(f"{step.description}: {e}")
+    if failures and raise_errors:
+        raise ChrootError("Undo incomplete: " + "; ".join(failures))
+    return failures
 
 
 # ---------------------------------------------------------------------------------------------

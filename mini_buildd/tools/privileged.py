@@ -25,8 +25,8 @@ class PrivilegeError(errors.ToolError):
 
 def _helper_message(output):
     lines = [line for line in (output or "").strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "mini-buildd-chroot-helper: error:" in line]
-    return (errors[-1].split("error:", 1)[1].strip() if errors else (lines[-1] if lines else "")), lines
+    error_lines = [line for line in lines if "mini-buildd-chroot-helper: error:" in line]
+    return (error_lines[-1].split("error:", 1)[1].strip() if error_lines else (lines[-1] if lines else "")), lines
 
 
 def run(*argv, text=None):
