@@ -1,4 +1,5 @@
-"""Small file helpers shared by several modules: atomic and synced writes, SHA-256 of a file."""
+"""Small file helpers shared by several modules: atomic and synced writes, the digests (SHA-256 and
+others) of a file."""
 
 import hashlib
 import os
@@ -27,13 +28,27 @@ def write_atomic(path, text, mode=0o644, fsync=False):
         raise
 
 
-def digest(path, algorithm="sha256"):
-    """Hex digest of a file (read in chunks) with a ``hashlib`` algorithm."""
-    h = hashlib.new(algorithm)
+class _Digests:
+    """Several ``hashlib`` hashes fed the same data (what :func:`hashlib.file_digest` takes as its digest)."""
+
+    def __init__(self, algorithms):
+        self.hashes = {algorithm: hashlib.new(algorithm) for algorithm in algorithms}
+
+    def update(self, data):
+        for h in self.hashes.values():
+            h.update(data)
+
+
+def digests(path, algorithms=("sha256",)):
+    """Hex digests of a file, read once: ``{algorithm: hex digest}`` for ``hashlib`` algorithm names."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        result = hashlib.file_digest(f, lambda: _Digests(algorithms))
+    return {algorithm: h.hexdigest() for algorithm, h in result.hashes.items()}
+
+
+def digest(path, algorithm="sha256"):
+    """Hex digest of a file with a ``hashlib`` algorithm."""
+    return digests(path, (algorithm,))[algorithm]
 
 
 def sha256(path):

@@ -15,14 +15,13 @@ Signatures made by expired or revoked keys are refused for buildrequests and bui
 
 import datetime
 import errno
-import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
 
-from mini_buildd import changes, config
+from mini_buildd import changes, config, files
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -190,8 +189,7 @@ def check_fresh(breq, now=None):
 
 def request_digest(breq):
     """SHA-256 (hex) of the signed buildrequest file's bytes: its identity in the accepted record."""
-    with open(breq.path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return files.sha256(breq.path)
 
 
 def _record_dir():
