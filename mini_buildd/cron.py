@@ -1,8 +1,14 @@
-"""The internal crontab (upstream Appendix A): periodic jobs run by one thread while the engine runs,
-each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
+"""The internal crontab (upstream Appendix A): periodic jobs checked every few seconds while the
+engine runs, each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
 
 Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),
 take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.archive.snapshots`).
+
+The crontab is a twisted service: a :class:`~twisted.internet.task.LoopingCall` in the reactor
+checks the jobs every :attr:`Crontab.POLL` seconds and runs the due ones in a thread of the
+reactor's pool (:func:`~twisted.internet.threads.deferToThread`); the next check is only scheduled
+when that run has ended, so checks never overlap, and one job never runs twice at once (its own
+lock: also against ``run_job``).
 """
 
 import datetime
@@ -10,7 +16,13 @@ import logging
 import threading
 import time
 
-from mini_buildd import config
+from twisted.application import service
+from twisted.internet import reactor, task, threads
+
+from mini_buildd import config, services
+from mini_buildd.archive import snapshots
+from mini_buildd.models import Daemon
+from mini_buildd.pipeline import builder
 
 LOG = logging.getLogger(__name__)
 
@@ -25,32 +37,39 @@ class Job:
         self.last_run = None
         self.last_result = None
         self.next_run = time.time() + min(interval.total_seconds(), 60)
+        self._lock = threading.Lock()
 
     @property
     def id(self):
         return f"{self.name} (every {self.interval})"
 
     def run(self):
-        started = datetime.datetime.now(datetime.timezone.utc)
-        try:
-            result = self.func()
-            self.last_result = True
-            line = f"{started.isoformat()} OK {result if result is not None else ''}"
-        except Exception as e:  # pylint: disable=broad-except
-            LOG.exception("Cron job %s failed", self.name)
-            self.last_result = False
-            line = f"{started.isoformat()} FAILED {e}"
-        self.last_run = started
-        self.next_run = time.time() + self.interval.total_seconds()
-        with open(config.paths.crontab_log(self.name), "a", encoding="utf-8") as f:
-            f.write(line.rstrip() + "\n")
-        return self.last_result
+        with self._lock:
+            started = datetime.datetime.now(datetime.timezone.utc)
+            try:
+                result = self.func()
+                self.last_result = True
+                line = f"{started.isoformat()} OK {result if result is not None else ''}"
+            except Exception as e:  # pylint: disable=broad-except
+                LOG.exception("Cron job %s failed", self.name)
+                self.last_result = False
+                line = f"{started.isoformat()} FAILED {e}"
+            self.last_run = started
+            self.next_run = time.time() + self.interval.total_seconds()
+            with open(config.paths.crontab_log(self.name), "a", encoding="utf-8") as f:
+                f.write(line.rstrip() + "\n")
+            return self.last_result
 
 
-class Crontab:
-    """Polls its jobs every few seconds in one thread."""
+class Crontab(service.Service):
+    """Checks its jobs every :attr:`POLL` seconds; due jobs run off the reactor thread.
 
+    ``startService``/``stopService`` may be called from any thread; ``stopService`` waits (at most
+    :attr:`STOP_TIMEOUT` seconds) for jobs running at that moment, and no job starts after it."""
+
+    name = "crontab"
     POLL = 5
+    STOP_TIMEOUT = 30
 
     def __init__(self, engine):
         self.engine = engine
@@ -60,18 +79,21 @@ class Crontab:
             Job("expire_events", datetime.timedelta(weeks=1), self._expire_events),
             Job("snapshots", datetime.timedelta(hours=1), self._snapshots),
         ]
-        self._stop = threading.Event()
-        self._thread = None
+        self._loop = task.LoopingCall(self._check)
+        self._lock = threading.Lock()    # running flag vs. a check starting a run
+        self._idle = threading.Event()   # no run in a thread
+        self._idle.set()
 
-    def start(self):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="crontab", daemon=True)
-        self._thread.start()
+    def startService(self):
+        super().startService()
+        reactor.callFromThread(self._start_loop)
 
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+    def stopService(self):
+        with self._lock:
+            super().stopService()
+        reactor.callFromThread(self._stop_loop)
+        if not self._idle.wait(self.STOP_TIMEOUT):
+            LOG.warning("Crontab: a job still runs after %ss; not waiting for it.", self.STOP_TIMEOUT)
 
     def get(self, job_id):
         for job in self.jobs:
@@ -79,37 +101,54 @@ class Crontab:
                 return job
         raise KeyError(f"No cron job '{job_id}' (known: {', '.join(j.name for j in self.jobs)})")
 
-    def _run(self):
-        while not self._stop.wait(self.POLL):
+    # ----------------------------------------------------------------------------- reactor thread
+    def _start_loop(self):
+        if self.running and not self._loop.running:
+            self._loop.start(self.POLL, now=False).addErrback(self._failed)
+
+    def _stop_loop(self):
+        if self._loop.running:
+            self._loop.stop()
+
+    @staticmethod
+    def _failed(failure):
+        LOG.error("Crontab stopped: %s", failure.getTraceback())
+
+    def _check(self):
+        """One check: a Deferred of the due jobs' run in a thread (the loop waits for it)."""
+        with self._lock:
+            if not self.running:
+                return None
+            self._idle.clear()
+        return threads.deferToThread(self._run_due)
+
+    # ----------------------------------------------------------------------------- pool thread
+    def _run_due(self):
+        try:
             now = time.time()
             for job in self.jobs:
-                if job.next_run <= now and not self._stop.is_set():
+                if job.next_run <= now and self.running:
                     job.run()
+        finally:
+            self._idle.set()
 
     @staticmethod
     def _expire_builds():
-        from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
-        from mini_buildd.pipeline import builder  # pylint: disable=import-outside-toplevel
         return builder.expire_build_dirs(Daemon.get().expire_builds_after)
 
     @staticmethod
     def _expire_events():
-        from mini_buildd import services  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         if services.events is not None:
             return services.events.expire(Daemon.get().expire_events_after)
         return None
 
-
     @staticmethod
     def _snapshots():
-        from mini_buildd.archive import snapshots  # pylint: disable=import-outside-toplevel
         return snapshots.run()
 
 
 def run_job(id):  # pylint: disable=redefined-builtin
     """API: run one cron job now; ``{id: success}``."""
-    from mini_buildd import services  # pylint: disable=import-outside-toplevel
     if services.engine is None or services.engine.cron is None:
         raise ValueError("The engine is not running.")
     try:
