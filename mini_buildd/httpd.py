@@ -12,6 +12,8 @@ or ``..`` out of (or within) them. Request bodies bigger than the Daemon's limit
 """
 
 import errno
+import io
+import json
 import logging
 import os
 import stat
@@ -345,8 +347,6 @@ class Request(server.Request):
         super().requestReceived(command, path, version)
 
     def _mbd_refuse(self, length):
-        import io  # pylint: disable=import-outside-toplevel
-        import json  # pylint: disable=import-outside-toplevel
         self._mbd_refused = True
         self.content = io.BytesIO()
         self.requestHeaders.removeHeader(b"expect")
@@ -408,6 +408,11 @@ def static_root():
     return root
 
 
+def _detail(text):
+    """JSON body ``{"detail": text}`` of an events.attach error answer."""
+    return json.dumps({"detail": text}).encode()
+
+
 class EventsAttach(resource.Resource):
     """``/static/events.attach[?after=ISO]``: long poll returning one event JSON, without a thread
     per client (upstream §5.4). Replays queued events newer than ``after`` first."""
@@ -421,14 +426,14 @@ class EventsAttach(resource.Resource):
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         if hub is None:
             request.setResponseCode(503)
-            return b'{"detail": "events not available"}'
+            return _detail("events not available")
         after = request.args.get(b"after", [b""])[0].decode(errors="replace") or None
         try:
             if after is not None:
                 events.parse_datetime(after)
         except ValueError:
             request.setResponseCode(400)
-            return b'{"detail": "bad after= datetime"}'
+            return _detail("bad after= datetime")
         finished = []
 
         def deliver(event):
@@ -438,7 +443,7 @@ class EventsAttach(resource.Resource):
                 finished.append(True)
                 if event is None:
                     request.setResponseCode(503)
-                    request.write(b'{"detail": "shutting down"}')
+                    request.write(_detail("shutting down"))
                 else:
                     request.write(event.dumps().encode())
                 request.finish()
@@ -448,7 +453,7 @@ class EventsAttach(resource.Resource):
             queued = hub.attach(deliver, after=after)
         except (events.TooManyClients, events.Shutdown) as e:
             request.setResponseCode(503)
-            return ('{"detail": "%s"}' % e).encode()
+            return _detail(str(e))
         if queued:
             return queued[0].dumps().encode()
         request.notifyFinish().addErrback(lambda _failure: hub.detach(deliver))
