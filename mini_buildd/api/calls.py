@@ -400,7 +400,7 @@ def _set_user_key(args, user):
     m = _models()
     key = args["key"].strip()
     if not key:
-        raise Problem(400, "Argument 'key': empty")
+        raise registry.argument_problem("key", "Argument 'key': empty")
     uploader, _created = m.Uploader.objects.get_or_create(user=user)
     if "\n" in key:
         uploader.key, uploader.key_id = key + "\n", ""
@@ -408,7 +408,7 @@ def _set_user_key(args, user):
         try:
             validators.key_id(key)
         except ValidationError as e:
-            raise Problem(400, f"Argument 'key': {' '.join(e.messages)}") from e
+            raise registry.argument_problem("key", f"Argument 'key': {' '.join(e.messages)}") from e
         uploader.key, uploader.key_id = "", key
     try:
         uploader.mbd_deactivate()

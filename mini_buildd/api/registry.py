@@ -87,6 +87,14 @@ class NotAvailable(Problem):
         super().__init__(503, detail)
 
 
+def argument_problem(identity, detail):
+    """Problem 400 caused by argument ``identity`` (or ``confirm``), named by its ``argument``
+    attribute (web forms show the error next to that field)."""
+    problem = Problem(400, detail)
+    problem.argument = identity
+    return problem
+
+
 # ------------------------------------------------------------------------------------------------ arguments
 class Argument:
     """One call argument.
@@ -150,7 +158,7 @@ class Argument:
 
     # -------------------------------------------------------------------------- conversion
     def _error(self, message):
-        return Problem(400, f"Argument '{self.identity}': {message}")
+        return argument_problem(self.identity, f"Argument '{self.identity}': {message}")
 
     def convert(self, raw_values):
         """Python value from the string value(s) given (HTTP: all values of the parameter)."""
@@ -355,14 +363,14 @@ class Call:
             if values:
                 result[a.identity] = a.convert(values)
             elif a.required:
-                raise Problem(400, f"Missing required argument: {a.identity}: given=None, _default=None")
+                raise argument_problem(a.identity, f"Missing required argument: {a.identity}: given=None, _default=None")
             else:
                 result[a.identity] = a.get_default()
         return result
 
     def check_confirm(self, confirm):
         if self.needs_confirmation and confirm != self.name:
-            raise Problem(400, f"API call '{self.name}' needs to be confirmed (add confirm={self.name})")
+            raise argument_problem("confirm", f"API call '{self.name}' needs to be confirmed (add confirm={self.name})")
 
     # -------------------------------------------------------------------------- command line
     def add_parser(self, subparsers, parents=()):
