@@ -11,7 +11,7 @@ import re
 
 from debian import deb822
 
-from mini_buildd.tools import gnupg as gpgmod
+from mini_buildd.tools import gnupg_signatures as gpgmod
 from mini_buildd.changes.names import ChangesError, check_file_name
 
 _FIELD_LINE = re.compile(r"^(?P<name>[!-9;-~][!-9;-~]*):(?P<value>.*)$", re.ASCII)

@@ -8,7 +8,7 @@ import pathlib
 
 from mini_buildd import files
 from mini_buildd.dist import QAMode
-from mini_buildd.tools import gnupg as gpgmod
+from mini_buildd.tools import gnupg_signatures as gpgmod
 from mini_buildd.changes.names import OWN_PRIORITY, OWN_SECTION, ChangesError
 
 

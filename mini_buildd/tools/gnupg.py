@@ -1,4 +1,4 @@
-"""GnuPG: the one wrapper around ``gpg``, ``gpgv`` and ``gpgconf``.
+"""GnuPG keyrings: the wrapper around ``gpg`` and ``gpgconf`` for every keyring mini-buildd uses.
 
 Owns:
 
@@ -11,8 +11,12 @@ Owns:
 - the life time of every ``gpg-agent``/``dirmngr``/``keyboxd`` started for any of these homes:
   nothing of it may outlive its keyring (§10: upstream left one agent per temp keyring behind).
 
-High-level operations go through python-gnupg; direct ``gpg``/``gpgv``/``gpgconf`` calls go
-through :func:`mini_buildd.tools.call.run`. gpg always runs with ``--batch --no-tty`` and loopback
+What needs no keyring of ours (clear-signed text, parsing gpg's signature status into a
+:class:`VerifyResult`, ``gpgv`` checks, :class:`GnupgError`) is :mod:`mini_buildd.tools.gnupg_signatures`;
+its names are importable from here too.
+
+High-level operations go through python-gnupg; direct ``gpg``/``gpgconf`` calls go through
+:func:`mini_buildd.tools.call.run`. gpg always runs with ``--batch --no-tty`` and loopback
 pinentry, so it never prompts; keys made here carry no passphrase.
 """
 
@@ -30,7 +34,7 @@ import time
 import gnupg
 
 from mini_buildd.tools import call
-from mini_buildd import errors
+from mini_buildd.tools.gnupg_signatures import GnupgError, VerifyResult, gpgv_verify, is_clearsigned, unsign
 
 LOG = logging.getLogger(__name__)
 
@@ -57,16 +61,12 @@ _DAEMONS = ("gpg-agent", "dirmngr", "keyboxd", "scdaemon")
 _OWN_TEMPLATE_KEYS = ("name-real", "name-email", "passphrase",
                       "%commit", "%no-protection", "%dry-run", "%ask-passphrase")
 
-_CLEARSIGN_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
-_SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
-
-
-class GnupgError(errors.ToolError):
-    """A GnuPG operation failed. ``signer_key_ids``: key ids that signed the data in question, if known."""
-
-    def __init__(self, message, signer_key_ids=()):
-        super().__init__(message)
-        self.signer_key_ids = list(signer_key_ids)
+__all__ = [
+    "DEFAULT_TEMPLATE", "DEFAULT_KEYSERVER", "ARCHIVE_KEYRINGS_GLOB", "HANDSHAKE_MESSAGE",
+    "GnupgError", "VerifyResult", "gpgv_verify", "is_clearsigned", "unsign",
+    "parse_template", "agent_pids", "kill_agents", "Gnupg", "TmpKeyring", "key_info", "fetch_key", "verify_message",
+    "validate_template",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,33 +152,6 @@ def _gen_key_input(template, name_real, name_email, dry_run=False):
     return "\n".join(lines) + "\n"
 
 
-def unsign(text):
-    """Return the payload of a clear-signed message (dash-escaping undone), WITHOUT verifying it.
-
-    Text that is not clear-signed is returned unchanged. Used to re-sign files; never to trust content.
-    """
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.rstrip() == _CLEARSIGN_BEGIN)
-    except StopIteration:
-        return text
-    i = start + 1
-    while i < len(lines) and lines[i].strip():  # armor headers ("Hash: ...")
-        i += 1
-    body = []
-    for line in lines[i + 1:]:
-        if line.rstrip() == _SIGNATURE_BEGIN:
-            break
-        body.append(line[2:] if line.startswith("- ") else line)
-    else:
-        raise GnupgError("Clear-signed text without signature block")
-    return "\n".join(body) + "\n"
-
-
-def is_clearsigned(text):
-    return any(line.rstrip() == _CLEARSIGN_BEGIN for line in text.splitlines()[:50])
-
-
 def _run(argv, **kwargs):
     """:func:`call.run` with every argument as ``str``."""
     return call.run([str(a) for a in argv], **kwargs)
@@ -238,114 +211,6 @@ def kill_agents(homedir, remove_socketdir=False):
         raise GnupgError(f"Could not stop gpg daemons of {home}: pids {left}")
     if remove_socketdir and home.is_dir():
         _run(["gpgconf", "--homedir", home, "--remove-socketdir"], check=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Signature status parsing (gpg/gpgv --status-fd)
-# ---------------------------------------------------------------------------------------------
-
-class VerifyResult:
-    """Outcome of a signature check, parsed from gpg status lines.
-
-    ``valid``: at least one acceptable good signature and no bad one. ``fingerprint``/``key_id``/
-    ``username``: of the first accepted signature. ``signer_key_ids``: long ids of every signature
-    found, verifiable or not. ``signatures``: one dict per signature (``key_id``, ``status``,
-    ``fingerprint``, ``username``). ``data``: verified payload (bytes) when it was not detached.
-    """
-
-    #: Signature statuses.
-    GOOD, EXPIRED_KEY, EXPIRED_SIG, REVOKED, BAD, NO_PUBKEY, ERROR = (
-        "good", "expired-key", "expired-signature", "revoked-key", "bad", "no-public-key", "error")
-    _SIG_KEYWORDS = {"GOODSIG": GOOD, "EXPKEYSIG": EXPIRED_KEY, "EXPSIG": EXPIRED_SIG,
-                     "REVKEYSIG": REVOKED, "BADSIG": BAD}
-
-    def __init__(self, status_text, accept_expired_keys=True, data=None, output=""):
-        self.status_text = status_text
-        self.output = output
-        self.data = data
-        self.signatures = self._parse(status_text)
-        accepted = {self.GOOD, self.EXPIRED_KEY} if accept_expired_keys else {self.GOOD}
-        good = [s for s in self.signatures if s["status"] in accepted and s["fingerprint"]]
-        self.valid = bool(good) and not any(s["status"] == self.BAD for s in self.signatures)
-        first = good[0] if self.valid else {}
-        self.fingerprint = first.get("fingerprint")
-        self.key_id = first.get("key_id")
-        self.username = first.get("username")
-        self.signer_key_ids = []
-        for sig in self.signatures:
-            if sig["key_id"] and sig["key_id"] not in self.signer_key_ids:
-                self.signer_key_ids.append(sig["key_id"])
-
-    def __bool__(self):
-        return self.valid
-
-    def __repr__(self):
-        return f"VerifyResult(valid={self.valid}, key_id={self.key_id}, signers={self.signer_key_ids})"
-
-    @classmethod
-    def _parse(cls, status_text):
-        sigs = []
-        current = None
-
-        def new():
-            sig = {"key_id": None, "status": None, "fingerprint": None, "signing_fingerprint": None, "username": None}
-            sigs.append(sig)
-            return sig
-
-        for raw in status_text.splitlines():
-            pos = raw.find("[GNUPG:] ")
-            if pos < 0:
-                continue
-            keyword, _sep, value = raw[pos + 9:].strip().partition(" ")
-            fields = value.split()
-            if keyword == "NEWSIG":
-                current = new()
-            elif keyword in cls._SIG_KEYWORDS:
-                if current is None or current["status"] is not None:
-                    current = new()
-                current["status"] = cls._SIG_KEYWORDS[keyword]
-                current["key_id"] = fields[0][-16:].upper() if fields else None
-                current["username"] = value.partition(" ")[2] or None
-            elif keyword == "ERRSIG":
-                if current is None or current["status"] is not None:
-                    current = new()
-                current["key_id"] = fields[0][-16:].upper() if fields else None
-                current["status"] = cls.NO_PUBKEY if len(fields) > 5 and fields[5] == "9" else cls.ERROR
-                if len(fields) > 6 and fields[6] != "-":
-                    current["signing_fingerprint"] = fields[6]
-            elif keyword == "NO_PUBKEY" and current is not None:
-                current["status"] = cls.NO_PUBKEY
-            elif keyword == "VALIDSIG" and current is not None and fields:
-                current["signing_fingerprint"] = fields[0]
-                current["fingerprint"] = fields[9] if len(fields) > 9 else fields[0]
-        return [s for s in sigs if s["status"] is not None]
-
-    def describe(self):
-        """One line for error messages."""
-        if not self.signatures:
-            return "no signature found"
-        return "signed by " + ", ".join(f"{s['key_id']} ({s['status']})" for s in self.signatures)
-
-
-def gpgv_verify(keyring_path, data_path, signature_path=None, accept_expired_keys=True):
-    """Verify a file with ``gpgv`` against the (binary, exported) keyring ``keyring_path``.
-
-    ``data_path`` is clear-signed/inline-signed data, or the signed data with a detached
-    ``signature_path``. Returns the long ids of the accepted signers; raises :class:`GnupgError`
-    naming all key ids that signed when no acceptable signature is found. Keys that expired after
-    signing are accepted unless ``accept_expired_keys`` is false (archive Release files, upstream §2.3).
-    """
-    argv = ["gpgv", "--status-fd", "1", "--keyring", pathlib.Path(keyring_path).resolve()]
-    if signature_path is not None:
-        argv.append(signature_path)
-    argv.append(data_path)
-    output = _run(argv, check=False)
-    result = VerifyResult(output, accept_expired_keys=accept_expired_keys)
-    if not result.valid:
-        raise GnupgError(f"No accepted signature found on {data_path} ({result.describe()}):\n{output.strip()}",
-                         signer_key_ids=result.signer_key_ids)
-    accepted = {VerifyResult.GOOD, VerifyResult.EXPIRED_KEY} if accept_expired_keys else {VerifyResult.GOOD}
-    return [s["key_id"] for s in result.signatures if s["status"] in accepted]
 
 
 # ---------------------------------------------------------------------------------------------
