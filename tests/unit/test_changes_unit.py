@@ -1,5 +1,6 @@
 """Unit tests for the pure parts of mini_buildd.changes: names, parsing, file checks, event extra,
-safe tar extraction, sbuild summary fields and the success matrix (no gpg, no dpkg)."""
+safe tar extraction, sbuild summary fields and the success matrix, buildrequest and buildresult
+data; the file digests and epoch-less versions they use (no gpg, no dpkg)."""
 
 import datetime
 import hashlib
@@ -11,7 +12,7 @@ import tarfile
 
 import pytest
 
-from mini_buildd import changes
+from mini_buildd import changes, dist, files
 from mini_buildd.changes import ChangesError
 from mini_buildd.dist import QAMode
 from tests.helpers.reference import REFERENCE
@@ -534,3 +535,99 @@ def test_signature_check_logic(tmp_path):
         upload.signature_check(FakeKeyring(False, None, [{"key_id": "AAAABBBBCCCCDDDD", "status": "expired-signature"}]))
     with pytest.raises(ChangesError, match="no valid signature found"):
         upload.signature_check(FakeKeyring(False, None, []))
+
+
+# ---------------------------------------------------------------------------------------------
+# File lists from python-debian: a word too many is refused, a one-line field is read
+# ---------------------------------------------------------------------------------------------
+
+def test_file_list_surplus_word(tmp_path):
+    path = write_upload(tmp_path, FILES)
+    text = path.read_text()
+    path.write_text(text.replace(" misc optional foo_1.0.dsc", " misc optional foo_1.0.dsc extra"))
+    with pytest.raises(ChangesError, match="Files line 1: expected 'MD5 SIZE SECTION PRIORITY NAME'"):
+        changes.Upload(path).files()
+    path.write_text(text.replace(f" {len(FILES['foo_1.0.dsc'])} foo_1.0.dsc", f" {len(FILES['foo_1.0.dsc'])} foo_1.0.dsc x", 1))
+    with pytest.raises(ChangesError, match="Checksums-Sha256 line 1: expected 'CHECKSUM SIZE NAME'"):
+        changes.Upload(path).files()
+
+
+def test_file_list_one_line_field(tmp_path):
+    data = FILES["foo_1.0.dsc"]
+    path = write_upload(tmp_path, {"foo_1.0.dsc": data}, sha=False)
+    path.write_text(path.read_text().replace("Files:\n ", "Files: "))
+    upload = changes.Upload(path)
+    assert [(f["name"], f["size"], f["md5"]) for f in upload.files()] == [("foo_1.0.dsc", len(data), md5(data))]
+    assert upload.get("Files") == f"{md5(data)} {len(data)} misc optional foo_1.0.dsc"
+
+
+def test_read_dsc_files(tmp_path):
+    dsc = tmp_path / "foo_1.0.dsc"
+    dsc.write_text("Format: 3.0 (native)\nSource: foo\nVersion: 1.0\n"
+                   f"Checksums-Sha256:\n {'A' * 64} 3 foo_1.0.tar.xz\nFiles:\n {'B' * 32} 3 foo_1.0.tar.xz\n")
+    assert changes.read_dsc(dsc)["Source"] == "foo"
+    assert changes.read_dsc_files(dsc) == [{"name": "foo_1.0.tar.xz", "md5": "b" * 32, "size": 3, "sha256": "a" * 64}]
+    dsc.write_text(dsc.read_text().replace("3 foo_1.0.tar.xz\n", "3 ../foo_1.0.tar.xz\n"))
+    with pytest.raises(ChangesError, match="Invalid file name '../foo_1.0.tar.xz'"):
+        changes.read_dsc_files(dsc)
+    dsc.write_text(dsc.read_text().replace(f" {'B' * 32} 3", f" {'B' * 32}"))
+    with pytest.raises(ChangesError, match="foo_1.0.dsc: Files line 1: expected 'MD5 SIZE NAME'"):
+        changes.read_dsc_files(dsc)
+    dsc.write_text("Format: 3.0 (native)\n")
+    with pytest.raises(ChangesError, match=r"not a .dsc \(no Source/Version\)"):
+        changes.read_dsc(dsc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Buildrequest and buildresult data (dataclasses) from and to the deb822 form
+# ---------------------------------------------------------------------------------------------
+
+def test_buildrequest_data():
+    breq = changes.load(REF_BREQ)
+    data = breq.data
+    assert isinstance(data, changes.BuildrequestData)
+    assert (data.source, data.architecture, data.timecode) == ("mbd-hello", "amd64", "20261122:014312:561641")
+    assert data.arch_all is True and data.lintian_mode == "ERRFAIL" and data.build_time_limit is None
+    assert data.sbuild_config_blocks == "set-default-path ccache" and breq.sbuild_config_blocks == ["set-default-path", "ccache"]
+    fields = data.to_fields(["SHA256 LINE"], ["FILES LINE"])
+    # The file's fields, in its order (the reference file has no Checksums-Sha256)
+    assert [name for name, _ in fields] == breq.field_names()[:-1] + ["Checksums-Sha256", "Files"]
+    assert all(breq.get(name) == value for name, value in fields[:-2])
+    assert fields[-2:] == [("Checksums-Sha256", ["SHA256 LINE"]), ("Files", ["FILES LINE"])]
+    # Optional and absent fields
+    no_arch_all = changes.BuildrequestData(**dict(vars(data), arch_all=False, build_time_limit="3600"))
+    names = [name for name, _ in no_arch_all.to_fields([], [])]
+    assert "X-Mini-Buildd-Arch-All" not in names and names[-3] == "X-Mini-Buildd-Build-Time-Limit"
+
+
+def test_buildresult_data():
+    bres = changes.load(REF_BRES)
+    data = bres.data
+    assert isinstance(data, changes.BuildresultData)
+    assert data.builder == "http://127.0.0.1:18066" and data.internal_error is None and data.canceled_by is None
+    assert data.sbuild == {"Status": "successful", "Lintian": "successful", "Build-Time": "2", "Package-Time": "43",
+                           "Space": "124", "Build-Space": "124"}
+    fields = data.to_fields(["SHA256 LINE"], bres.get("Files").splitlines())
+    names = [name for name, _ in fields]
+    assert [name for name in names if name != "Checksums-Sha256"] == bres.field_names()
+    assert all(bres.get(name) == value for name, value in fields if not isinstance(value, list))
+    assert changes.sbuild_summary_fields({"Status": "successful", "Build Time": "2 s"}) == \
+        changes.BuildresultData(**dict(vars(data), sbuild={"Status": "successful", "Build-Time": "2"})).to_fields([], [])[-2:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers: file digests, epoch-less versions
+# ---------------------------------------------------------------------------------------------
+
+def test_file_digests(tmp_path):
+    path = tmp_path / "data"
+    data = b"some data\n" * 100000
+    path.write_bytes(data)
+    assert files.digests(path, ("md5", "sha1", "sha256")) == {"md5": md5(data), "sha1": hashlib.sha1(data).hexdigest(),
+                                                              "sha256": sha256(data)}
+    assert files.digest(path, "md5") == md5(data) and files.sha256(path) == sha256(data) == changes.file_sha256(path)
+
+
+def test_strip_epoch():
+    assert dist.strip_epoch("1:2.0-1") == "2.0-1" and dist.strip_epoch("2.0-1") == "2.0-1"
+    assert dist.strip_epoch("1:2.0:3-1") == "2.0:3-1"
