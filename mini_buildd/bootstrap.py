@@ -335,7 +335,7 @@ class Instance:
         try:
             obj.mbd_pca()
             self.actions.append("pca")
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # report boundary: the setup report says which instance failed and why
             self.actions.append("pca(failed)")
             self.error = str(e)
             LOG.warning("setup: PCA of %s failed: %s", self.identity_str, e)

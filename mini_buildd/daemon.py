@@ -114,7 +114,7 @@ def setup_django(paths, debug=False):
     try:
         webapp.setup(paths, debug=debug)
         webapp.migrate()
-    except Exception as e:
+    except Exception as e:  # pylint: disable=broad-except  # start boundary: any database set-up failure is one StartError line
         raise StartError(f"Database set-up failed: {e}") from e
 
 
@@ -183,7 +183,7 @@ class Service:
             services.engine.start()
         except ftpd.FtpError as e:  # a configuration error (endpoint, certificate): one line says it
             LOG.error("Engine start failed (the web interface runs; fix the Daemon's FTP settings, then start): %s", e)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # thread boundary: the engine start thread logs, the web interface runs on
             LOG.exception("Engine start failed: %s", e)
 
     def _shutdown(self):

@@ -348,7 +348,7 @@ class _Worker:
                 func, args = self._jobs.popleft()
             try:
                 func(*args)
-            except Exception:  # pylint: disable=broad-except
+            except Exception:  # pylint: disable=broad-except  # thread boundary: the worker goes on with the next job
                 LOG.exception("%s: job failed", self.name)
 
     def join(self, timeout=None):
@@ -439,14 +439,14 @@ class Events:
     def _mail(self, event):
         try:
             self.mailer(event)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # mail job boundary: a mail failure is only logged
             LOG.error("Could not send notification mail for '%s': %s", event.one_liner(), e)
 
     @staticmethod
     def _call(callback, event):
         try:
             callback(event)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:  # pylint: disable=broad-except  # callback boundary: one client's failure must not stop the others
             LOG.exception("Event client callback failed")
 
     def join(self, timeout=None):

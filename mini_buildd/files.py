@@ -20,7 +20,7 @@ def write_atomic(path, text, mode=0o644, fsync=False):
                 os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # pylint: disable=broad-except  # clean-up, re-raised: no temporary file is left
         try:
             os.unlink(tmp)
         except FileNotFoundError:

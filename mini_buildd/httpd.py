@@ -163,7 +163,7 @@ def open_beneath(root, parts, directory=False):
             os.close(fd)
             fd = child
         return fd
-    except BaseException:
+    except BaseException:  # pylint: disable=broad-except  # clean-up, re-raised: no fd leaks
         os.close(fd)
         raise
 

@@ -334,7 +334,7 @@ def _populate(target, codename, arch, archive_url, keyring, variant, command, op
             # What 'apt-get clean' would do: debootstrap leaves the downloaded packages behind
             for deb in (target / "var" / "cache" / "apt" / "archives").glob("*.deb"):
                 deb.unlink()
-    except BaseException:
+    except BaseException:  # pylint: disable=broad-except  # clean-up, re-raised: no half-made chroot dir is left
         rmtree(target)
         raise
 

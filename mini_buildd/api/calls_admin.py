@@ -62,7 +62,7 @@ def _remake_chroots(args, _user):
             chroot.mbd_check()
             chroot.mbd_activate()
             result[key] = "Success"
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # result boundary: report every chroot's outcome
             LOG.error("remake_chroots: %s failed: %s", key, e)
             result[key] = f"Failed: {e}"
     return result

@@ -83,7 +83,7 @@ class Passwords:
         if keyring is not None:
             try:
                 password = keyring.get_password(service, user)
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # keyring backends raise their own error types
                 LOG.debug("No password from keyring: %s", e)
                 password = None
             if password:
@@ -105,7 +105,7 @@ class Passwords:
         try:
             keyring.set_password(service, user, password)
             LOG.info("Password for '%s' on %s saved to the keyring.", user, service)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # keyring backends raise their own error types
             LOG.warning("Could not save password to the keyring: %s", e)
 
     def forget(self, service, user):
@@ -113,7 +113,7 @@ class Passwords:
         if keyring is not None:
             try:
                 keyring.delete_password(service, user)
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # keyring backends raise their own error types
                 LOG.debug("Could not delete password from the keyring: %s", e)
 
 

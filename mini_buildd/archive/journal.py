@@ -133,14 +133,14 @@ class Journal:
             faults.point(f"{op}:before-plan")
             try:
                 plan = self._prepare(op, source, steps, touched)
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # transaction boundary: any failure to prepare is a JournalError, nothing changed
                 shutil.rmtree(self.new_directory, ignore_errors=True)
                 raise JournalError(f"{op} of {source}: could not prepare the change (nothing changed): {e}") from e
             try:
                 self._apply(plan, replay=False)
             except faults.Fault:
                 raise  # a simulated crash: leave everything as a crash would
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # transaction boundary: any failure rolls back (then re-raised as JournalError)
                 LOG.error("%s: %s of %s failed, rolling back: %s", self, op, source, e)
                 self._undo(plan)
                 self._drop()
@@ -265,7 +265,7 @@ class Journal:
                     self._apply(plan, replay=True)
                 except faults.Fault:
                     raise
-                except Exception as e:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except  # recovery boundary: a failed replay rolls back
                     LOG.error("%s: replay of %s failed, rolling back: %s", self, what, e)
                     self._undo(plan)
                 else:

@@ -89,7 +89,7 @@ def run(now=None):
                 for old in expired(names, snapshot_type):
                     view.reprepro.delete_snapshot(diststr, old)
                     deleted.append(f"{diststr}/{old}")
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # cron job boundary: one distribution's failure must not stop the others
                 LOG.error("Timed %s snapshot of %s failed: %s", snapshot_type, diststr, e)
                 errors.append(f"{diststr} {snapshot_type}: {e}")
     if created or deleted:

@@ -131,7 +131,7 @@ def main(argv=None):
         return _error(str(e))
     except KeyboardInterrupt:
         return _error("interrupted")
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # command boundary: one error line, never a traceback
         LOG.debug("Unexpected error", exc_info=True)
         return _error(f"{type(e).__name__}: {e}")
 

@@ -156,7 +156,7 @@ class StatusModel(models.Model):
         for dep in self.mbd_dependencies():
             try:
                 getattr(dep, action)(**kwargs)
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # a dependency's action may fail any way: lethal -> StatusError, else logged
                 if self.mbd_lethal_dependencies:
                     raise StatusError(f"{self.mbd_key}: dependency {dep.mbd_key}: {e}") from e
                 LOG.warning("%s: non-lethal dependency %s failed to %s: %s", self.mbd_key, dep.mbd_key, action, e)
@@ -169,10 +169,10 @@ class StatusModel(models.Model):
             self._on_dependencies("mbd_prepare")
             try:
                 self.mbd_prepare_data()
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # hook boundary: any failure of the hook is this action's StatusError
                 try:
                     self.mbd_remove_data()
-                except Exception as cleanup:  # pylint: disable=broad-except
+                except Exception as cleanup:  # pylint: disable=broad-except  # clean-up that must not raise (the prepare error is reported)
                     LOG.error("%s: cleanup after failed prepare failed: %s", self.mbd_key, cleanup)
                 self._set(message=f"Prepare failed: {e}")
                 raise StatusError(f"{self.mbd_key}: prepare failed: {e}") from e
@@ -182,7 +182,7 @@ class StatusModel(models.Model):
             self._on_dependencies("mbd_prepare")
             try:
                 self.mbd_sync_data()
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # hook boundary: any failure of the hook is this action's StatusError
                 self._set(message=f"Sync failed: {e}")
                 raise StatusError(f"{self.mbd_key}: sync failed: {e}") from e
             self._set(self.STATUS_PREPARED, self.CHECK_NONE, "Synced.")
@@ -207,7 +207,7 @@ class StatusModel(models.Model):
                     if not dep.mbd_is_active_or_reactivate():
                         raise StatusError(f"dependency {dep.mbd_key} is not active")
             self.mbd_check_data()
-        except Exception as e:
+        except Exception as e:  # pylint: disable=broad-except  # hook boundary: any failure of the check is this action's StatusError
             if was_active:
                 self._set(self.STATUS_PREPARED, self.CHECK_REACTIVATE, f"Check failed: {e}")
                 self.mbd_on_deactivate()

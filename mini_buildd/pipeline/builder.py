@@ -135,7 +135,7 @@ class Builder:
                     self._slots.release()
                 return
             self._build(build)  # canceled while waiting: produce the canceled result
-        except Exception:  # pylint: disable=broad-except
+        except Exception:  # pylint: disable=broad-except  # thread boundary: one build's thread
             LOG.exception("Build %s: unexpected error", breq.bkey)
         finally:
             with self._lock:
@@ -158,7 +158,7 @@ class Builder:
             if not build.cancel_event.is_set():
                 try:
                     summary = self._sbuild(build, build_dir, buildlog, instance_gnupg)
-                except Exception as e:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except  # an internal error is this build's result (BUILT with internal_error)
                     LOG.exception("Build %s failed internally", breq.bkey)
                     internal_error = str(e)
         finally:

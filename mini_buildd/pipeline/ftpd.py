@@ -147,7 +147,7 @@ def changes_file_names(changes_path, strict=False):
                 name = entry.get("name")
                 if name and name not in names:
                     names.append(name)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # python-debian raises various errors on a bad field
             if strict:
                 raise FtpError(f"Bad '{field}' field in changes file {changes_path}: {e}") from e
             LOG.warning("Bad '%s' field in changes file %s: %s", field, changes_path, e)
@@ -426,7 +426,7 @@ class FtpD:
             try:
                 self._server = FTPServer(self.bind_address, handler, ioloop=ioloop)
                 self._server.max_cons_per_ip = self.limits.max_connections_per_address or 0
-            except Exception as e:
+            except Exception as e:  # pylint: disable=broad-except  # start boundary: whatever pyftpdlib raises is a failed start (one FtpError line)
                 ioloop.close()
                 self._server = None
                 raise FtpError(f"Can't start FTP server on '{self.endpoint}': {e}") from e

@@ -162,7 +162,7 @@ class Incoming:
                 return
             try:
                 self.sort_session(item)
-            except Exception:  # pylint: disable=broad-except
+            except Exception:  # pylint: disable=broad-except  # thread boundary: the incoming thread must survive one session's trouble
                 LOG.exception("Incoming: unexpected error on a session's files")
 
     def sort_session(self, received):
@@ -191,7 +191,7 @@ class Incoming:
     def _dispatch(self, path):
         try:
             self.dispatch(path)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:  # pylint: disable=broad-except  # callback boundary: one failing dispatch must not stop the others
             LOG.exception("Dispatch of %s failed", path)
 
     def requeue_leftovers(self):

@@ -175,7 +175,7 @@ class Packager:
                     self.redispatch(*path)
                 else:
                     self.handle_buildresult(path)
-            except Exception:  # pylint: disable=broad-except
+            except Exception:  # pylint: disable=broad-except  # thread boundary: the packager thread must survive one item
                 LOG.exception("Packager: unexpected error on %s", path)
 
     # ----------------------------------------------------------------------------- uploads
@@ -200,7 +200,7 @@ class Packager:
             return
         try:
             self._request_builds(package)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # any failure to request builds rejects the upload
             LOG.exception("Buildrequests for %s failed", upload.key)
             self.reject(upload, upload.path, f"Can't request builds: {e}")
             return
@@ -358,7 +358,7 @@ class Packager:
         breq = package.buildrequests[arch]
         try:
             new = self.builder_select(breq, f"{package.distribution.codename}:{arch}", exclude=[builder])
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # re-dispatch is tried again on the next watch round
             LOG.warning("Re-dispatch of %s/%s away from %s failed (will try again): %s", key, arch, builder, e)
             return
         self.superseded.setdefault(breq.bkey, set()).add(builder)
@@ -431,7 +431,7 @@ class Packager:
             try:
                 verify_accepted_source(package)
                 RepositoryView(package.repository).install(package.diststr, upload.dsc_path(), binaries)
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # any install failure is the package's FAILED event
                 extra["error"] = problem("Install failed", str(e), 500)
                 services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
@@ -493,7 +493,7 @@ def run_auto_ports(package):
             done = ports.port(package.upload.source, package.diststr, [target], version=package.upload.version)
             results[target] = [True, done[0]["version"] if done else ""]
             LOG.info("Auto-port of %s %s to %s: %s.", package.upload.source, package.upload.version, target, results[target][1])
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # a failing auto-port never fails the package
             results[target] = [False, str(e)]
             LOG.warning("Auto-port of %s %s to %s failed: %s", package.upload.source, package.upload.version, target, e)
     return results

@@ -358,7 +358,7 @@ def on_handshake(remote):
                     obj.mbd_check()
                     LOG.info("Remote %s: reactivated after its handshake.", obj)
                     return
-                except Exception as e:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except  # thread boundary: the re-check thread retries
                     LOG.info("Remote %s: re-check after handshake failed (will retry): %s", obj, e)
         finally:
             connection.close()
@@ -432,7 +432,7 @@ class Selector:
                 if remote.mbd_is_reactivate():
                     remote.mbd_check()   # becomes Active on success
                 status = status_waking(remote)
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # an unusable remote (any failure) is skipped as a builder
                 LOG.info("Builder choice for %s: remote %s not usable: %s", codename_arch, remote, e)
                 continue
             load = float(status.get("load", -1))
@@ -457,7 +457,7 @@ class Selector:
             try:
                 retarget_buildrequest(breq_path, c.url, instance_gnupg)
                 upload(breq_path, c.incoming_url)
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # a builder not taking it (any failure): try the next one
                 LOG.warning("Builder %s did not take %s: %s", c, os.path.basename(str(breq_path)), e)
                 failures.append(f"{c.url}: {e}")
                 continue
@@ -522,7 +522,7 @@ class BuilderWatch(service.Service):
     def _round_logged(self):
         try:
             self.round()
-        except Exception:  # pylint: disable=broad-except
+        except Exception:  # pylint: disable=broad-except  # thread boundary: the watch thread goes on with the next round
             LOG.exception("Builder watch round failed")
         finally:
             self._idle.set()
@@ -553,7 +553,7 @@ class BuilderWatch(service.Service):
             if url not in alive:
                 try:
                     alive[url] = float(self._status(url).get("load", -1)) >= 0
-                except Exception as e:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except  # any failure means the builder does not answer
                     LOG.info("Builder %s (holds %s) does not answer: %s", url, ident[0], e)
                     alive[url] = False
             if alive[url]:

@@ -65,7 +65,7 @@ def run_steps(steps):
         try:
             if step.do is not None:
                 step.do()
-        except BaseException as e:
+        except BaseException as e:  # pylint: disable=broad-except  # clean-up, re-raised: undo the steps done
             LOG.error("Step failed: %s: %s", step.description, e)
             failures = undo_steps(done, raise_errors=False)
             if failures:
@@ -87,7 +87,7 @@ def undo_steps(steps, raise_errors=True):
         LOG.info("Undo: %s", step.description)
         try:
             step.undo()
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # clean-up that must not raise: undo every step, report all failures
             LOG.error("Undo failed: %s: %s", step.description, e)
             failures.append(f"{step.description}: {e}")
     if failures and raise_errors:

@@ -63,7 +63,7 @@ class Field:
         self.help = argument.help_text(with_choices=False)
         try:
             self.choices = argument.get_choices()
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # request boundary: the form renders without the choices
             LOG.warning("Choices of argument '%s' not available: %s", argument.identity, e)
             self.choices = None
         self.values = self._initial() if raw is None else list(raw)
@@ -85,7 +85,7 @@ class Field:
             return []
         try:
             default = self.argument.get_default()
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # request boundary: the form renders without the default
             LOG.warning("Default of argument '%s' not available: %s", self.argument.identity, e)
             return []
         if default is None:
@@ -189,7 +189,7 @@ class CallForm:
         except registry.Problem as problem:
             self.add_problem(problem)
             return problem.status, None
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # request boundary: an internal error is a 500 answer, never a traceback
             LOG.exception("API call '%s' (web form): internal error", self.call.name)
             self.error = f"500 Internal error in API call '{self.call.name}': {type(e).__name__}: {e}"
             return 500, None

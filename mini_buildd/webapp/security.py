@@ -145,7 +145,7 @@ class Limits:
             from mini_buildd import models  # pylint: disable=import-outside-toplevel
             row = models.Daemon.objects.filter(pk=1).values(*self.FIELDS).first()
             values = row or self.defaults()
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # request boundary: limits never fail a request (last or default ones)
             LOG.warning("Can't read the Daemon's HTTP limits (using the last or default ones): %s", e)
             values = self._values or self.defaults()
         with self._lock:

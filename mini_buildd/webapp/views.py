@@ -73,7 +73,7 @@ def run_call(request, name, query, what=None):
         LOG.warning("Web action %s by %s: %s", name, request.user, problem)
         messages.error(request, f"{what}: {problem.status} {problem.title}: {problem.detail}")
         return False, problem
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: an internal error is a message, never a traceback
         LOG.exception("Web action %s by %s failed", name, request.user)
         messages.error(request, f"{what}: internal error: {type(e).__name__}: {e}")
         return False, e
@@ -148,6 +148,6 @@ def server_error(request):
         return render(request, "mini_buildd/error.html", {"status": 500, "title": "Internal error",
                                                           "detail": "Something went wrong on the server; see the daemon log."},
                       status=500)
-    except Exception:  # pylint: disable=broad-except
+    except Exception:  # pylint: disable=broad-except  # last resort of the error page itself
         LOG.exception("Rendering the error page failed")
         return HttpResponse(_PLAIN_500, status=500, content_type="text/html; charset=utf-8")

@@ -21,6 +21,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
+from django.db import DatabaseError
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -57,7 +58,7 @@ def _from_email():
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
     try:
         return models.Daemon.get().email_address
-    except Exception:  # pylint: disable=broad-except
+    except DatabaseError:  # no usable database (yet): the settings' default
         return settings.DEFAULT_FROM_EMAIL
 
 
@@ -77,7 +78,7 @@ def register(request):
             try:
                 send_mail(f"[mini-buildd-{context['identity']}] Activate your account {user.username}",
                           render_to_string("registration/activation_email.txt", context), _from_email(), [user.email])
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # request boundary: the form says the mail could not be sent
                 LOG.error("Registration of %s: activation mail to %s failed: %s", user.username, user.email, e)
                 user.delete()
                 form.add_error(None, "The activation mail could not be sent; please try again later or ask the administrator.")
@@ -92,7 +93,7 @@ def _identity():
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
     try:
         return models.Daemon.get().identity
-    except Exception:  # pylint: disable=broad-except
+    except DatabaseError:  # no usable database (yet): no identity
         return ""
 
 

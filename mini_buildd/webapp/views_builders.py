@@ -30,7 +30,7 @@ def _remote_load(remote):
         if callable(value):
             try:
                 value = value()
-            except Exception:  # pylint: disable=broad-except
+            except Exception:  # pylint: disable=broad-except  # request boundary: an unknown load, not a failed page
                 value = None
         if isinstance(value, (int, float)):
             return value
@@ -40,7 +40,7 @@ def _remote_load(remote):
     try:
         status = remotes.fetch_status(remote, timeout=REMOTE_TIMEOUT)
         return float(status.get("load"))
-    except Exception as e:  # pylint: disable=broad-except
+    except (remotes.RemoteError, TypeError, ValueError) as e:  # no (numeric) load
         LOG.info("Builders page: no status of remote %s: %s", remote, e)
         return None
 

@@ -30,7 +30,7 @@ def _sources_list(query):
     """Lines of the ``sources_list`` call (or [] with a log message)."""
     try:
         text = registry.execute(registry.get("sources_list"), query)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: the page renders without the lines
         LOG.warning("sources_list %s: %s", query, e)
         return []
     # (an empty option list "[]" is left out: it is noise in a line meant for copying)
@@ -85,7 +85,7 @@ def distribution_page(request, identity, diststr):
     try:
         packages = sorted({(p["package"], p["version"]) for p in view.reprepro.list_dist(diststr) if p.get("type") == "dsc"})
         snapshots = view.reprepro.snapshots(base) if d.rollback is None else []
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: the page shows the error
         LOG.warning("Distribution page %s: %s", diststr, e)
         error = str(e)
     context = {
@@ -122,7 +122,7 @@ def _listing(source):
     """``({repository id: {diststr: entry}}, error)`` from the ``show`` domain function."""
     try:
         return operations.show(source), None
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: the page shows the error
         LOG.warning("Package page %s: show failed: %s", source, e)
         return {}, str(e)
 
@@ -229,7 +229,7 @@ def package_page(request, source):
 def _uploadable():
     try:
         return registry.get("port").arg("to_distributions").get_choices()
-    except Exception:  # pylint: disable=broad-except
+    except Exception:  # pylint: disable=broad-except  # request boundary: the page renders without the port form's choices
         return []
 
 
