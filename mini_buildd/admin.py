@@ -139,6 +139,7 @@ class DaemonAdmin(StatusModelAdmin):
 
 class SourceAdmin(StatusModelAdmin):
     readonly_fields = StatusModelAdmin.readonly_fields + ("description", "codeversion_guessed", "mbd_archives",
+    """Admin of sources: shows their archives, components and architectures."""
                                                           "mbd_components", "mbd_architectures")
 
     @admin.display(description="Archives")
@@ -175,6 +176,7 @@ class DistributionAdmin(admin.ModelAdmin):
 
 class ChrootAdmin(StatusModelAdmin):
     readonly_fields = StatusModelAdmin.readonly_fields + ("personality",)
+    """Admin of chroots: source and architecture are fixed once the chroot exists."""
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)

@@ -64,6 +64,7 @@ def cached_tarball(codename, arch, variant="buildd"):
     """The cached pristine debootstrap tarball of ``codename``/``arch`` in :data:`CACHE_DIR`."""
     return CACHE_DIR / f"debootstrap-{codename}-{arch}-{variant}.tar"
 
+
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 #: Source package templates (keyring and test packages).
 PACKAGE_TEMPLATES = PACKAGE_DIR / "package_templates"
@@ -324,6 +325,8 @@ class Runtime:
         self.smtp = None
         #: Account sign-up at /accounts/register/ (off unless ``--allow-registration``).
         self.allow_registration = False
+        #: Names this home's chroots (``PREFIX-CODENAME-ARCH``); read from the home by :func:`init`.
+        self.schroot_prefix = DEFAULT_SCHROOT_PREFIX
 
     @property
     def http_endpoint(self):
@@ -332,13 +335,13 @@ class Runtime:
 
 
 #: Set by :func:`init`.
-paths = None
+paths = None  # pylint: disable=invalid-name  # not a constant: set by init()
 runtime = Runtime()
 
 
 def init(home, hostname=None, http_endpoints=None, debug=None, dedicated_user=None):
     """Set the instance home and run-time settings for this process; return :data:`paths`."""
-    global paths  # pylint: disable=global-statement
+    global paths  # pylint: disable=global-statement,invalid-name
     paths = Paths(home)
     runtime.schroot_prefix = read_schroot_prefix(paths)
     if hostname:

@@ -134,6 +134,7 @@ class DataNotFound(resource.Resource):
 
 DATA_NOT_FOUND = DataNotFound()
 
+
 class DataListing(static.DirectoryLister):
     """Directory listing of a data tree (names escaped by twisted), with the data headers."""
 
@@ -420,6 +421,7 @@ class EventsAttach(resource.Resource):
     isLeaf = True
 
     def render_GET(self, request):
+        """Answer with the first queued event after ``after``, or wait for the next one."""
         from mini_buildd import events, services  # pylint: disable=import-outside-toplevel
         hub = services.events
         request.setHeader(b"Content-Type", b"application/json")
@@ -461,6 +463,7 @@ class EventsAttach(resource.Resource):
 
 
 def make_site():
+    """The twisted site: Django (WSGI), the static files, the manual and the API fast path."""
     from django.conf import settings  # pylint: disable=import-outside-toplevel
     from django.core.wsgi import get_wsgi_application  # pylint: disable=import-outside-toplevel
     from mini_buildd.api import fastpath  # pylint: disable=import-outside-toplevel
@@ -469,11 +472,11 @@ def make_site():
     django_resource = wsgi.WSGIResource(reactor, pool, get_wsgi_application())
     fastpath.connect_signals()
     root = Root(django_resource, fastpath.FastPath(django_resource, session_cookie=settings.SESSION_COOKIE_NAME))
-    static = static_root()
-    static.putChild(b"events", DataFile(str(config.paths.events)))
-    static.putChild(b"builds", DataFile(str(config.paths.builds)))
-    static.putChild(b"events.attach", EventsAttach())
-    root.putChild(b"static", static)
+    static_files = static_root()
+    static_files.putChild(b"events", DataFile(str(config.paths.events)))
+    static_files.putChild(b"builds", DataFile(str(config.paths.builds)))
+    static_files.putChild(b"events.attach", EventsAttach())
+    root.putChild(b"static", static_files)
     root.putChild(b"repositories", RepositoryFile(str(config.paths.repositories)))
     return Site(root, logPath=str(config.paths.access_log))
 

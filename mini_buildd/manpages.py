@@ -492,6 +492,7 @@ def generate(commands, outdir, date=None):
 
 
 def main(argv=None):
+    """Command line: write man pages and bash completion, or the API call reference."""
     p = argparse.ArgumentParser(prog="python3 -m mini_buildd.manpages",
                                 description="Generate man pages and bash completion from the commands' parsers.")
     p.add_argument("--destdir", help="install tree with the console scripts (entry_points.txt, usr/bin, usr/sbin); "

@@ -205,6 +205,7 @@ def _caller_file(caller, path, what):
 
 
 def check_debootstrap(command, options, archive_url):
+    """Refuse a debootstrap command or option that is not allowed, or an archive URL that is not http(s)."""
     if command not in DEBOOTSTRAP_COMMANDS:
         raise HelperError(f"debootstrap command '{command}' is not allowed (use {debootstrap.DEFAULT_COMMAND}).")
     for option in options:
@@ -385,7 +386,7 @@ def op_remove(caller, args):
         with contextlib.suppress(OSError):
             d.parent.rmdir()
     elif args.part == "tarballs":
-        for suffix, _option in COMPRESSIONS.values():
+        for suffix, _option in COMPRESSIONS.values():  # pylint: disable=unbalanced-dict-unpacking  # the values are pairs
             for name in (f"source.tar{suffix}", f"source.tar{suffix}.part"):
                 rmtree(d / name)
     else:
@@ -452,6 +453,7 @@ def _owned_conf(caller, home, name):
 
 
 def op_remove_conf(caller, args):
+    """Remove the schroot configuration of a chroot of the caller."""
     name = check_name(args.name, "schroot name")
     path = schroot_files.conf_path(name)
     if path.exists():
@@ -491,6 +493,7 @@ def op_install_fstab(caller, args):
 
 
 def op_remove_fstab(caller, args):
+    """Remove the schroot fstab of a chroot of the caller."""
     name = check_name(args.name, "schroot name")
     path = schroot_files.fstab_path(name)
     if path.exists():
@@ -546,6 +549,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser():
+    """The helper's command line parser (one sub-command per operation)."""
     p = _Parser(prog="mini-buildd-chroot-helper",
                 description="The mini-buildd daemon's root actions (its chroots and their schroot files), run by the daemon "
                             "through sudo. Every path is derived from the calling user's instance home (--home); "

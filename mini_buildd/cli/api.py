@@ -23,17 +23,18 @@ LOG = logging.getLogger(__name__)
 PROG = "mini-buildd-api"
 
 
-def _global_options(parser, suppress=False):
+def _global_options(argparser, suppress=False):
     extra = {"default": argparse.SUPPRESS} if suppress else {}
     json_flags = ["--json"] if suppress else ["-J", "--json"]
-    parser.add_argument(*json_flags, action="store_true", help="use parsable JSON output", **extra)
-    parser.add_argument("--auto-confirm", action="store_true", help="force-bypass extra confirmation (for confirmable calls)", **extra)
-    parser.add_argument("--auto-save-passwords", action="store_true",
+    argparser.add_argument(*json_flags, action="store_true", help="use parsable JSON output", **extra)
+    argparser.add_argument("--auto-confirm", action="store_true", help="force-bypass extra confirmation (for confirmable calls)", **extra)
+    argparser.add_argument("--auto-save-passwords", action="store_true",
                         help="don't ask before saving passwords (via python3-keyring)", **extra)
-    parser.add_argument("--script-mode", action="store_true", help="never be interactive", **extra)
+    argparser.add_argument("--script-mode", action="store_true", help="never be interactive", **extra)
 
 
 def parser():
+    """The command line parser of mini-buildd-api: one sub-command per API call."""
     p = argparse.ArgumentParser(
         prog=PROG, description="Run API calls against a mini-buildd instance",
         epilog=f"Passwords: ${PASSWORD_ENV}, else python3-keyring (service = endpoint URL; see 'man 1 keyring'), "
@@ -56,6 +57,7 @@ def parser():
 
 
 def setup_logging(specs):
+    """Log to stderr at the levels given by --log-level (LEVEL or LOGGER.LEVEL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
     root = logging.getLogger()
@@ -83,6 +85,7 @@ def _error(message):
 
 
 def run(args):
+    """Run one API call against the endpoint and print its result; exit status."""
     call = registry.CALLS[args.call]
     query = call.query_from_namespace(args)
     interactive = is_interactive(args.script_mode)
@@ -121,6 +124,7 @@ def run(args):
 
 
 def main(argv=None):
+    """Command line: run an API call; exit status."""
     args = parser().parse_args(argv)
     try:
         setup_logging(args.log_level)

@@ -19,6 +19,7 @@ ENV_DIR = "MINI_BUILDD_SSL_DIR"
 
 
 def parser():
+    """The command line parser of mini-buildd-self-signed-certificate."""
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Create, show or remove the self-signed TLS certificate of a mini-buildd instance "
@@ -57,6 +58,7 @@ def _show(cert, key):
 
 
 def main(argv=None):
+    """Command line: create, show or remove the certificate; exit status."""
     args = parser().parse_args(argv)
     cert, key = config.ssl_files(args.dir)
     try:

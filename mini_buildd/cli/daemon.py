@@ -11,6 +11,7 @@ from mini_buildd import __version__, config, errors
 
 
 def parser():
+    """The command line parser of the mini-buildd daemon."""
     p = argparse.ArgumentParser(prog="mini-buildd", description="Custom build daemon for Debian-based distributions.")
     p.add_argument("--version", action="version", version=f"mini-buildd {__version__}")
     p.add_argument("-U", "--dedicated-user", default="mini-buildd",
@@ -162,7 +163,7 @@ def remove_system_artifacts(home, dedicated_user):
         existing = _chroot_leftovers(chroot)
         try:
             chroot.mbd_remove()
-        except Exception as e:  # pylint: disable=broad-except  (report every chroot, then fail)
+        except Exception as e:  # pylint: disable=broad-except  # report every chroot, then fail
             failed.append(f"{chroot.mbd_schroot_name()} ({e})")
             continue
         left = _chroot_leftovers(chroot)
@@ -178,6 +179,7 @@ def remove_system_artifacts(home, dedicated_user):
 
 
 def main(argv=None):
+    """Command line: check user and home, then run the daemon (or a maintenance action); exit status."""
     args = parser().parse_args(argv)
     user = pwd.getpwuid(os.geteuid()).pw_name
     if user != args.dedicated_user:

@@ -15,6 +15,7 @@ from mini_buildd.pipeline import ftpd
 
 
 def parser():
+    """The command line parser of mini-buildd-dput."""
     p = argparse.ArgumentParser(prog="mini-buildd-dput", description="Upload a changes file to a mini-buildd instance.")
     p.add_argument("--version", action="version", version=f"mini-buildd-dput {__version__}")
     p.add_argument("-c", "--config", default=os.path.expanduser("~/.dput.cf"), help="dput config (default: %(default)s)")
@@ -32,6 +33,7 @@ def parser():
 
 
 def target_url(config_path, target):
+    """The FTP(S) URL of a target of a dput config file."""
     cfg = configparser.ConfigParser(interpolation=None)
     if not cfg.read(config_path):
         raise ValueError(f"Can't read dput config '{config_path}'.")
@@ -46,6 +48,7 @@ def target_url(config_path, target):
 
 
 def main(argv=None):
+    """Command line: upload a changes file (and optionally wait for its result); exit status."""
     args = parser().parse_args(argv)
     try:
         url = target_url(args.config, args.target)

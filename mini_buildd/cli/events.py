@@ -12,6 +12,7 @@ TYPES = ("REJECTED", "BUILDING", "BUILT", "PACKAGING", "INSTALLED", "FAILED", "M
 
 
 def parser():
+    """The command line parser of mini-buildd-events."""
     p = argparse.ArgumentParser(prog="mini-buildd-events", description="Follow the event stream of a mini-buildd instance.")
     p.add_argument("--version", action="version", version=f"mini-buildd-events {__version__}")
     p.add_argument("-A", "--after", default=None,
@@ -37,6 +38,7 @@ def _types(value):
 
 
 def matches(event, args, types):
+    """Whether an event (JSON dict) passes the filters given on the command line."""
     from debian import debian_support  # pylint: disable=import-outside-toplevel
     if types and event["type"] not in types:
         return False
@@ -74,6 +76,7 @@ def follow(url, after, on_event, timeout=None):
 
 
 def main(argv=None):
+    """Command line: follow the event stream, print the matching events; exit status."""
     args = parser().parse_args(argv)
     try:
         url = net.client_url(args.endpoint)

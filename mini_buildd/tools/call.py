@@ -37,7 +37,7 @@ def _full_env(env):
     return full_env
 
 
-def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdout=None, log_level=logging.DEBUG):
+def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdout=None, log_level=logging.DEBUG):  # pylint: disable=redefined-builtin
     """Run ``argv``; return its combined stdout/stderr as text (or ``stdout`` file if given).
 
     ``env`` entries are added to the current environment. Raises :class:`CallError` on a

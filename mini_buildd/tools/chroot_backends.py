@@ -245,7 +245,7 @@ def _steps(backend, name, description, users, groups, personality, rw_dirs, popu
     return steps
 
 
-def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path=DEFAULT_KEYRING,
+def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path=DEFAULT_KEYRING,  # pylint: disable=too-many-arguments  # a chroot's whole configuration
             users=("mini-buildd",), groups=("sbuild",), personality="linux",
             debootstrap_command=debootstrap.DEFAULT_COMMAND, extra_options=(), compression=None, base_tarball=None,
             shared_dir=None, description=None, union_type="overlay"):

@@ -67,6 +67,7 @@ def make_chroot_dir(chroot_dir):
 
 def populate(chroot_dir, subdir, archive_url, keyring_path, variant="buildd", command=debootstrap.DEFAULT_COMMAND,
              extra_options=(), base_tarball=None):
+    """Populate a chroot directory with debootstrap (or from a base tarball), as root via the helper."""
     argv = ["populate", *_chroot_args(chroot_dir), "--subdir", subdir, "--archive", archive_url,
             "--variant", variant, "--command", command]
     if keyring_path:
@@ -103,6 +104,7 @@ def remove_fstab(home, name):
 
 
 def cache_tarball(codename, arch, archive_url, keyring_path=None, variant="buildd", refresh=False):
+    """Create (or refresh) the cached debootstrap tarball of a codename/arch; return its path."""
     argv = ["cache-tarball", "--codename", codename, "--arch", arch, "--archive", archive_url, "--variant", variant]
     if keyring_path:
         argv += ["--keyring", keyring_path]

@@ -416,7 +416,7 @@ class Reprepro:
         """Copy source package ``source`` (all versions, or ``version``) with its binaries from
         dist ``src`` to dist ``dst``. reprepro silently does nothing if there is no match."""
         return self._change(dst, "copysrc", _check_name(dst, "distribution"), _check_name(src, "distribution"), source,
-                         *([version] if version else []))
+                            *([version] if version else []))
 
     def removesrc(self, dist, source, version=None):
         """Remove source package ``source`` (all versions, or ``version``) with its binaries from

@@ -27,7 +27,7 @@ import uuid
 
 from mini_buildd.tools import call, privileged
 from mini_buildd import config
-from mini_buildd.tools.schroot_files import (  # noqa: F401  (re-exported: the schroot API in one place)
+from mini_buildd.tools.schroot_files import (  # noqa: F401  pylint: disable=unused-import; re-exported: the schroot API in one place
     GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, dir_list, fstab_path,
     fstab_setup_name, fstab_text, parse_conf)
 
@@ -152,59 +152,59 @@ def list_sessions():
     return _names(_run(["--list", "--all-sessions"]), "session")
 
 
-def session_info(session):
+def session_info(sid):
     """``schroot --info`` of a session as a dict (``Name``, ``Original Chroot Name``, ``Type``, ...)."""
     info = {}
-    for line in _run(["--info", "--chroot", f"session:{session}"]).splitlines():
+    for line in _run(["--info", "--chroot", f"session:{sid}"]).splitlines():
         m = re.match(r"^\s{2}(\S.*?)\s{2,}(.*)$", line)
         if m:
             info[m.group(1).strip()] = m.group(2).strip()
     return info
 
 
-def session_chroot(session):
+def session_chroot(sid):
     """The chroot name a session was begun from (``None`` if that can't be told)."""
     try:
-        info = session_info(session)
+        info = session_info(sid)
     except call.CallError as e:
-        LOG.warning("Can't get info on session %s: %s", session, e)
+        LOG.warning("Can't get info on session %s: %s", sid, e)
         return None
     return info.get("Original Chroot Name")
 
 
 def begin_session(chroot, source=False):
     """Begin a session on ``chroot`` (``source:`` chroot if ``source``); return the session id."""
-    session = f"{chroot}-{uuid.uuid4()}"
+    sid = f"{chroot}-{uuid.uuid4()}"
     namespace = "source" if source else "chroot"
     try:
-        _run(["--begin-session", "--chroot", f"{namespace}:{chroot}", "--session-name", session])
+        _run(["--begin-session", "--chroot", f"{namespace}:{chroot}", "--session-name", sid])
     except call.CallError as e:
         raise SchrootError(f"Can't begin schroot session on {namespace}:{chroot}: {e}") from e
-    LOG.debug("Began schroot session %s on %s:%s", session, namespace, chroot)
-    return session
+    LOG.debug("Began schroot session %s on %s:%s", sid, namespace, chroot)
+    return sid
 
 
-def run_in_session(session, argv, user="root", input=None, directory="/", timeout=None, check=True):  # pylint: disable=redefined-builtin
-    """Run ``argv`` in ``session`` as ``user``; return its (combined) output."""
-    return _run(["--run-session", "--chroot", f"session:{session}", "--user", user, "--directory", directory, "--"]
+def run_in_session(sid, argv, user="root", input=None, directory="/", timeout=None, check=True):  # pylint: disable=redefined-builtin
+    """Run ``argv`` in session ``sid`` as ``user``; return its (combined) output."""
+    return _run(["--run-session", "--chroot", f"session:{sid}", "--user", user, "--directory", directory, "--"]
                 + [str(a) for a in argv], input=input, timeout=timeout, check=check)
 
 
-def end_session(session, force=True):
-    """End ``session``. If that fails and ``force``, retry with ``--force``; raises on failure."""
+def end_session(sid, force=True):
+    """End session ``sid``. If that fails and ``force``, retry with ``--force``; raises on failure."""
     try:
-        _run(["--end-session", "--chroot", f"session:{session}"])
+        _run(["--end-session", "--chroot", f"session:{sid}"])
     except call.CallError as e:
         if not force:
-            raise SchrootError(f"Can't end schroot session {session}: {e}") from e
-        LOG.warning("Ending schroot session %s failed, forcing: %s", session, e)
+            raise SchrootError(f"Can't end schroot session {sid}: {e}") from e
+        LOG.warning("Ending schroot session %s failed, forcing: %s", sid, e)
         try:
-            _run(["--end-session", "--force", "--chroot", f"session:{session}"])
+            _run(["--end-session", "--force", "--chroot", f"session:{sid}"])
         except call.CallError as e2:
-            if session in list_sessions():
-                raise SchrootError(f"Can't end schroot session {session} (even forced): {e2}") from e2
-            LOG.warning("Schroot session %s vanished while ending it (ended concurrently).", session)
-    LOG.debug("Ended schroot session %s", session)
+            if sid in list_sessions():
+                raise SchrootError(f"Can't end schroot session {sid} (even forced): {e2}") from e2
+            LOG.warning("Schroot session %s vanished while ending it (ended concurrently).", sid)
+    LOG.debug("Ended schroot session %s", sid)
 
 
 @contextlib.contextmanager

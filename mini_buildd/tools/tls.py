@@ -184,7 +184,6 @@ def remove(cert_path, key_path):
     return removed
 
 
-
 def check_pair(cert_path, key_path):
     """Raise :class:`TlsError` unless both files are readable and the key belongs to the certificate."""
     for what, path in (("certificate", cert_path), ("private key", key_path)):

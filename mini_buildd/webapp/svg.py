@@ -70,18 +70,18 @@ def build_times_svg(points, title="Build time"):
         out.append(f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{WIDTH - MARGIN_RIGHT}" y2="{y:.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{MARGIN_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{_duration(value)}</text>')
     slot = plot_w / len(points)
-    bar = max(2.0, min(40.0, slot * 0.7))
+    bar_w = max(2.0, min(40.0, slot * 0.7))
     label_every = max(1, int(len(points) / max(1, plot_w // 70)) + (1 if len(points) > plot_w // 70 else 0))
     for i, p in enumerate(points):
         h = plot_h * p.seconds / top
-        x = MARGIN_LEFT + slot * i + (slot - bar) / 2
+        x = MARGIN_LEFT + slot * i + (slot - bar_w) / 2
         y = MARGIN_TOP + plot_h - h
         colour = "#3a7d44" if p.ok else "#b03030"
         tip = f"{p.version} {p.arch}: {_duration(p.seconds)} ({p.timestamp.strftime('%Y-%m-%d %H:%M')} UTC)" + ("" if p.ok else ", failed")
-        out.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{max(h, 1):.1f}" fill="{colour}">'
+        out.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{max(h, 1):.1f}" fill="{colour}">'
                    f'<title>{e(tip)}</title></rect>')
         if i % label_every == 0:
-            cx = x + bar / 2
+            cx = x + bar_w / 2
             out.append(f'<text x="{cx:.1f}" y="{HEIGHT - MARGIN_BOTTOM + 14}" text-anchor="middle">{e(p.timestamp.strftime("%m-%d"))}</text>')
             out.append(f'<text x="{cx:.1f}" y="{HEIGHT - MARGIN_BOTTOM + 28}" text-anchor="middle" fill="#555">{e(p.arch)}</text>')
     out.append(f'<line x1="{MARGIN_LEFT}" y1="{MARGIN_TOP + plot_h}" x2="{WIDTH - MARGIN_RIGHT}" y2="{MARGIN_TOP + plot_h}" stroke="#333"/>')

@@ -87,6 +87,7 @@ def is_staff(user):
 
 # ------------------------------------------------------------------------------------------------ pages
 def home(request):
+    """The home page: daemon status, chroots, remotes, running and recent events."""
     daemon = models.Daemon.get()
     chroots = [c for c in models.Chroot.mbd_concrete_all() if c.mbd_is_active()]
     remotes = [r for r in models.Remote.objects.order_by("http") if r.mbd_is_active_or_reactivate()]

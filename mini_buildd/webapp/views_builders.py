@@ -66,6 +66,7 @@ def _check(request):
 
 
 def builders_page(request):
+    """The builders page: chroots, build slots and running builds; POST checks a chroot."""
     if request.method == "POST":
         return _check(request)
     eng = views.engine()
@@ -109,6 +110,7 @@ def _when(value):
 
 
 def crontab_page(request):
+    """The crontab page: the scheduled jobs; POST (administrators) runs one now."""
     eng = views.engine()
     cron = eng.cron if eng is not None else None
     if request.method == "POST":

@@ -21,6 +21,7 @@ TAIL_BYTES = 64 * 1024
 
 
 def builds_page(request):
+    """The builds page: running builds, packaging, recent builds and the slots."""
     ongoing = views.ongoing_events()
     eng = views.engine()
     builder = eng.builder if eng is not None else None
@@ -95,6 +96,7 @@ def _cancel(request, bkey):
 
 
 def build_page(request, bkey):
+    """The page of one build: its events and log; POST cancels it."""
     bkey = bkey.strip("/")
     if _inside(config.paths.builds, bkey) is None and _inside(config.paths.events, bkey) is None \
             and not any(e.bkey == bkey for e in views.queued_events()):

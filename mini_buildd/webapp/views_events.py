@@ -56,7 +56,7 @@ def events_page(request):
     after = (newest or datetime.datetime.now(datetime.timezone.utc)).isoformat()
     context = {
         "table": mark_safe(eventrows.table(shown, empty="No events (yet)." if not any(filters.values()) else "No matching events.",
-                                                 live=hub is not None)),
+                                           live=hub is not None)),
         "count": len(shown), "form": form, "type_choices": TYPES, "errors": errors,
         "live": hub is not None, "after": after, "has_hub": hub is not None,
     }

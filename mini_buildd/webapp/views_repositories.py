@@ -71,6 +71,7 @@ def repositories_page(request):
 
 
 def distribution_page(request, identity, diststr):
+    """The page of one distribution of a repository: its packages and suite options."""
     try:
         d, view, distribution, so = operations.resolve(diststr)
         if d.repository != identity:
@@ -127,8 +128,8 @@ def _listing(source):
         return {}, str(e)
 
 
-def _distribution_rows(source, listing):
-    """Per repository: every distribution of it with the version of ``source`` there (and rollbacks)."""
+def _distribution_rows(listing):
+    """Per repository: every distribution of it with the version of the package there (``listing``, and rollbacks)."""
     result = []
     for repo in models.Repository.objects.exclude(status=models.Repository.STATUS_REMOVED).select_related("layout").order_by("identity"):
         in_repo = listing.get(repo.identity, {})
@@ -205,6 +206,7 @@ def _post_action(request, source):
 
 
 def package_page(request, source):
+    """The page of a source package: where it is, its events; POST runs an action on it."""
     if request.method == "POST":
         return _post_action(request, source)
     listing, error = _listing(source)
@@ -215,7 +217,7 @@ def package_page(request, source):
     user = request.user
     context = {
         "source": source, "error": error,
-        "repositories": _distribution_rows(source, listing),
+        "repositories": _distribution_rows(listing),
         "events": mark_safe(eventrows.table(shown, empty="No events.", cache=False)), "events_count": len(evs),
         "events_truncated": len(evs) > len(shown),
         "build_logs": _build_logs(evs)[:50], "changes": _changes(evs)[:50],

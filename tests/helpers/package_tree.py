@@ -92,7 +92,7 @@ class BackgroundBuild(threading.Thread):
     def run(self):
         try:
             self.debs = build_debs(*self.args)
-        except BaseException as e:  # pylint: disable=broad-except  (re-raised by result())
+        except BaseException as e:  # pylint: disable=broad-except  # re-raised by result()
             self.error = e
 
     def result(self, timeout=900):
