@@ -130,6 +130,7 @@ class GnuPGKeyAdmin(StatusModelAdmin):
 
 
 class DaemonAdmin(StatusModelAdmin):
+    """Admin of the one Daemon instance: it can be added once and never deleted."""
     def has_add_permission(self, request):
         return not models.Daemon.objects.exists()
 
@@ -138,8 +139,8 @@ class DaemonAdmin(StatusModelAdmin):
 
 
 class SourceAdmin(StatusModelAdmin):
-    readonly_fields = StatusModelAdmin.readonly_fields + ("description", "codeversion_guessed", "mbd_archives",
     """Admin of sources: shows their archives, components and architectures."""
+    readonly_fields = StatusModelAdmin.readonly_fields + ("description", "codeversion_guessed", "mbd_archives",
                                                           "mbd_components", "mbd_architectures")
 
     @admin.display(description="Archives")
@@ -175,8 +176,8 @@ class DistributionAdmin(admin.ModelAdmin):
 
 
 class ChrootAdmin(StatusModelAdmin):
-    readonly_fields = StatusModelAdmin.readonly_fields + ("personality",)
     """Admin of chroots: source and architecture are fixed once the chroot exists."""
+    readonly_fields = StatusModelAdmin.readonly_fields + ("personality",)
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)

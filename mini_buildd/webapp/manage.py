@@ -9,6 +9,7 @@ from mini_buildd import config, webapp
 
 
 def main(argv=None):
+    """Django's manage.py on a throw-away instance home (e.g. makemigrations)."""
     from django.core.management import execute_from_command_line  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as home:
         paths = config.init(home)
