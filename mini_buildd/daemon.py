@@ -10,7 +10,9 @@ import os
 import signal
 import sys
 
-from mini_buildd import config, errors, net
+from mini_buildd import config, errors, instance, net, notify, services, webapp
+from mini_buildd.pipeline import ftpd
+from mini_buildd.tools import schroot, tls
 
 LOG = logging.getLogger(__name__)
 
@@ -101,7 +103,6 @@ def prepare_home(home):
         probe.unlink()
     except OSError as e:
         raise StartError(f"Home '{home}' is not usable: {e.strerror or e}") from e
-    from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     try:
         schroot.confine_old_fstabs(paths.shared, config.runtime.schroot_prefix)
     except OSError as e:
@@ -110,7 +111,7 @@ def prepare_home(home):
 
 
 def setup_django(paths, debug=False):
-    from mini_buildd import webapp  # pylint: disable=import-outside-toplevel
+    """Configure Django on the instance home and migrate its database."""
     try:
         webapp.setup(paths, debug=debug)
         webapp.migrate()
@@ -120,7 +121,6 @@ def setup_django(paths, debug=False):
 
 def validate_endpoints(endpoint_strings):
     """Syntax of every endpoint, and for ``ssl:`` ones a readable key that fits the certificate."""
-    from mini_buildd.tools import tls  # pylint: disable=import-outside-toplevel
     for desc in endpoint_strings:
         try:
             tls.check_endpoint_files(net.ServerEndpoint(desc))
@@ -129,9 +129,9 @@ def validate_endpoints(endpoint_strings):
 
 
 def validate_smtp(smtp_url):
+    """Refuse an SMTP URL that does not parse (before the daemon starts)."""
     if smtp_url is None:
         return
-    from mini_buildd import notify  # pylint: disable=import-outside-toplevel
     try:
         notify.parse_smtp_url(smtp_url)
     except ValueError as e:
@@ -142,12 +142,9 @@ def make_mailer(daemon_model):
     """The notification mailer when ``--smtp`` was given, else None."""
     if not config.runtime.smtp:
         return None
-    # pylint: disable=import-outside-toplevel
-    from mini_buildd import notify
-    from mini_buildd.pipeline.packager import our_http_url
     LOG.info("Notification mails via %s.", notify.parse_smtp_url(config.runtime.smtp).host)
     return notify.Mailer(config.runtime.smtp, daemon_model.identity, notify.recipients,
-                         sender=daemon_model.email_address, http_url=our_http_url())
+                         sender=daemon_model.email_address, http_url=instance.http_url())
 
 
 class Service:
@@ -169,16 +166,14 @@ class Service:
 
     def _listening(self, ports):
         self.ports = ports
-        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         LOG.info("mini-buildd serving %s (home %s).", ", ".join(config.runtime.http_endpoints), config.paths.home)
         if Daemon.get().mbd_is_active():
             from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
-            reactor.callInThread(self._start_engine, services)
+            reactor.callInThread(self._start_engine)
 
     @staticmethod
-    def _start_engine(services):
-        from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
+    def _start_engine():
         try:
             services.engine.start()
         except ftpd.FtpError as e:  # a configuration error (endpoint, certificate): one line says it
@@ -188,8 +183,6 @@ class Service:
 
     def _shutdown(self):
         LOG.info("Shutting down...")
-        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
-        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         try:
             if services.engine is not None:
                 services.engine.stop()
@@ -197,12 +190,13 @@ class Service:
                 services.events.shutdown()
         finally:
             services.engine = services.events = None
-            gnupg.Gnupg(config.paths.gnupg_home).kill_agents()
+            instance.gnupg().kill_agents()
         LOG.info("Shut down.")
 
     def run(self):
+        """Start the engine and the HTTP server, then run the twisted reactor until shutdown."""
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
-        from mini_buildd import engine, events, httpd, services  # pylint: disable=import-outside-toplevel
+        from mini_buildd import engine, events, httpd  # pylint: disable=import-outside-toplevel
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         _route_twisted_logs()
         daemon = Daemon.get()

@@ -19,11 +19,11 @@ import time
 
 from twisted.application import service
 
-from mini_buildd import changes, config, cron
+from mini_buildd import changes, config, cron, instance
 from mini_buildd.archive import operations
 from mini_buildd.models import Chroot, Daemon
 from mini_buildd.pipeline import builder, ftpd, incoming, packager, remotes
-from mini_buildd.tools import gnupg, schroot
+from mini_buildd.tools import schroot
 
 LOG = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Engine(service.MultiService):
         ``codename_arch`` and takes it over FTP; return that builder's URL (upstream §7)."""
         selector = self.selector or remotes.Selector()
         own_load = self.load if self.running else (self.builder.load if self.builder is not None else -1.0)
-        return selector.select(breq.path, codename_arch, gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp),
+        return selector.select(breq.path, codename_arch, instance.gnupg(),
                                exclude=exclude, own_load=own_load)
 
 

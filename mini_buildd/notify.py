@@ -53,8 +53,7 @@ def _subscription_matches(sub, source, distribution, meta_map):
 def recipients(event):
     """``[(address, reason), ...]`` for ``event``."""
     # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon, Subscription
-    from mini_buildd.pipeline.packager import meta_distribution_map
+    from mini_buildd.models import Daemon, Repository, Subscription
     result = []
     try:
         daemon = Daemon.get()
@@ -74,7 +73,7 @@ def recipients(event):
             result.append((changed_by, "you uploaded this package (Changed-By)"))
         if maintainer and repository is not None and repository.notify_maintainer and allowed(maintainer):
             result.append((maintainer, "you maintain this package"))
-        meta_map = meta_distribution_map()
+        meta_map = Repository.mbd_meta_distribution_map()
         for sub in Subscription.objects.filter(subscriber__is_active=True).select_related("subscriber"):
             if sub.subscriber.email and _subscription_matches(sub, event.source, event.distribution, meta_map):
                 result.append((sub.subscriber.email, f"you subscribed to: {sub}"))

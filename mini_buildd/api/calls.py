@@ -20,7 +20,8 @@ import importlib
 import json
 import logging
 
-from mini_buildd import __version__, config, net
+from mini_buildd import __version__, config, instance, net
+from mini_buildd.tools import gnupg
 from mini_buildd.api.registry import (Argument, Call, Auth, Problem, NotAvailable, register,
                                       URL, TEXT, CHOICE, INT, BOOL, LIST,
                                       CONFIRM, NEEDS_RUNNING, CONSUMER, DEVELOPER)
@@ -35,15 +36,6 @@ APT_TYPES = ("deb", "deb-src")
 def _models():
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
     return models
-
-
-def instance_url():
-    """URL of the primary HTTP endpoint."""
-    return net.ServerEndpoint(config.runtime.http_endpoint).url(config.runtime.hostname)
-
-
-def incoming_url(daemon):
-    return net.ServerEndpoint(daemon.ftpd_bind, "ftp").url(config.runtime.hostname)
 
 
 def _repositories():
@@ -138,8 +130,8 @@ def _status(args, _user):
     result = {
         "version": __version__,
         "identity": daemon.identity,
-        "url": instance_url(),
-        "incoming_url": incoming_url(daemon),
+        "url": instance.http_url(),
+        "incoming_url": instance.ftp_url(daemon),
         "load": registry.engine_load(),
         "chroots": sorted(str(c) for c in chroots),
         "remotes": remotes,
@@ -172,7 +164,6 @@ register(Call(
 
 
 def _pub_key(_args, _user):
-    from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
     gpg = _models().Daemon.get().gnupg()
     try:
         if gpg.get_secret_key() is None:
@@ -227,7 +218,7 @@ def _sources_list(args, _user):
     m = _models()
     daemon = m.Daemon.get()
     origin = daemon.archive_origin
-    url = instance_url()
+    url = instance.http_url()
     options = args["options"].strip()
     types = args["types"] or ["deb"]
     lines, seen_extra = [], set()

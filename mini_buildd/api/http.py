@@ -25,6 +25,9 @@ from django.urls import path
 
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
+from mini_buildd.archive import operations
+from mini_buildd.tools import debdiff
+from mini_buildd.webapp import security
 
 LOG = logging.getLogger(__name__)
 
@@ -39,12 +42,8 @@ _PAGE = """{% extends "mini_buildd/base.html" %}
 {% endblock %}"""
 
 
-def client_address(request):
-    """The client's address: first ``X-Forwarded-For`` entry (behind a proxy), else the peer."""
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded.strip():
-        return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR", "")
+#: The client's address: first ``X-Forwarded-For`` entry (behind a proxy), else the peer.
+client_address = security.client_address
 
 
 def _user_str(request):
@@ -75,10 +74,7 @@ def problem_response(request, problem, output="json"):
     if output == "html-snippet":
         return HttpResponse(f'<div class="mbd-api-problem"><strong>{problem.status} {html.escape(problem.title)}</strong>: '
                             f'{html.escape(problem.detail)}</div>', status=problem.status, content_type="text/html; charset=utf-8")
-    response = HttpResponse(_json_text(problem.to_dict()), status=problem.status, content_type="application/problem+json")
-    if problem.retry_after:
-        response["Retry-After"] = str(problem.retry_after)
-    return response
+    return security.problem_json_response(problem)
 
 
 def result_response(request, call, result, output):
@@ -106,9 +102,6 @@ def anonymous_bounds(request, call):
     if call.name not in COSTLY_ANONYMOUS or (user is not None and user.is_authenticated):
         yield
         return
-    from mini_buildd.archive import operations  # pylint: disable=import-outside-toplevel
-    from mini_buildd.tools import debdiff  # pylint: disable=import-outside-toplevel
-    from mini_buildd.webapp import security  # pylint: disable=import-outside-toplevel
     limits = security.LIMITS.get()
     allowed, retry_after = security.ANONYMOUS.allow(security.peer_address(request), limits["anonymous_requests_per_minute"])
     if not allowed:

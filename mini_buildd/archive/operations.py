@@ -10,13 +10,18 @@ start. Events (MIGRATED, REMOVED) are logged by the callers that own the event c
 """
 
 import contextvars
+import fnmatch
+import glob
 import logging
+import os
 import pathlib
 
-from debian import debian_support
+from debian import deb822, debian_support
 
-from mini_buildd import dist, errors
+from mini_buildd import config, dist, errors, services
 from mini_buildd.archive import journal
+from mini_buildd.events import Event
+from mini_buildd.models import Repository
 
 LOG = logging.getLogger(__name__)
 
@@ -72,7 +77,6 @@ class RepositoryView:
 
     @property
     def journal(self):
-        from mini_buildd import config  # pylint: disable=import-outside-toplevel
         return journal.Journal(config.paths.journal(self.repository.identity), self.reprepro)
 
     def _run(self, op, plan):
@@ -281,14 +285,12 @@ class RepositoryView:
 
 
 def dist_source_of(dsc_path):
-    from debian import deb822  # pylint: disable=import-outside-toplevel
     with open(dsc_path, encoding="utf-8", errors="replace") as f:
         return deb822.Dsc(f)["Source"]
 
 
 # ------------------------------------------------------------------------------------------------ API functions
 def _repositories(identities=None):
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     qs = Repository.objects.exclude(status=Repository.STATUS_REMOVED)
     if identities:
         qs = qs.filter(identity__in=list(identities))
@@ -297,7 +299,6 @@ def _repositories(identities=None):
 
 def resolve(diststr, exclude_removed=False):
     """``(DistStr, RepositoryView, Distribution, SuiteOption)`` for ``diststr``; raises ArchiveError."""
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     try:
         d = dist.DistStr(diststr)
     except ValueError as e:
@@ -339,8 +340,6 @@ def ls(source, repositories=None, codenames=None, version=None, min_version=None
 
 def show(source, **kwargs):
     """``ls`` plus dsc/event/changes paths and migration info."""
-    from mini_buildd import config  # pylint: disable=import-outside-toplevel
-    import glob  # pylint: disable=import-outside-toplevel
     result = ls(source, **kwargs)
 
     def dsc_path(repository, version):
@@ -371,8 +370,6 @@ def recover_interrupted():
     """At daemon start, before the packager: complete or roll back every repository change that a
     crash interrupted (see :mod:`mini_buildd.archive.journal`). Returns ``{repository identity: outcome}``
     for the repositories that had one ("completed" or "rolled back")."""
-    from mini_buildd import config  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     result = {}
     for repo in Repository.objects.all():
         view = RepositoryView(repo)
@@ -391,8 +388,6 @@ def recover_interrupted():
 
 
 def _log(etype, diststr, source, version, extra=None):
-    from mini_buildd import services  # pylint: disable=import-outside-toplevel
-    from mini_buildd.events import Event  # pylint: disable=import-outside-toplevel
     services.log_event(Event(etype, diststr, source, version, extra=extra or {}))
 
 
@@ -435,9 +430,6 @@ def search(pattern):
 
     Symlinks are neither followed nor reported; at most :data:`SEARCH_MAX_RESULTS` paths (the walk
     stops there)."""
-    import fnmatch  # pylint: disable=import-outside-toplevel
-    import os  # pylint: disable=import-outside-toplevel
-    from mini_buildd import config  # pylint: disable=import-outside-toplevel
     glob_pattern = f"*{pattern.lower()}*"
     limit = SEARCH_MAX_RESULTS.get()
     result, found = {}, 0

@@ -94,9 +94,11 @@ def verified_release(keyring, signed, detached_sig):
 
 
 def check_source(source):
-    """Check ``source`` (a Source model) against every Archive; record matching archives and Release info."""
-    from mini_buildd.models import Archive, Architecture, Component  # pylint: disable=import-outside-toplevel
-    archives = list(Archive.objects.all())
+    """Check ``source`` (a Source model) against every Archive; record matching archives and Release info.
+
+    (The Archive, Component and Architecture models are those of the source's relations: this module
+    is imported without Django, by the setup operation's command line.)"""
+    archives = list(source.archives.model.objects.all())
     if not archives:
         raise ReleaseError("No archives configured: add the archive URLs (setup --archives-from-apt-sources).")
     failures, matches = [], []
@@ -133,7 +135,7 @@ def check_source(source):
     type(source).objects.filter(pk=source.pk).update(description=source.description, codeversion_guessed=source.codeversion_guessed,
                                                      release_url=url)
     source.archives.set([m[0] for m in matches])
-    source.components.set([Component.objects.get_or_create(name=c)[0] for c in components])
-    source.architectures.set([Architecture.objects.get_or_create(name=a)[0] for a in architectures])
+    source.components.set([source.components.model.objects.get_or_create(name=c)[0] for c in components])
+    source.architectures.set([source.architectures.model.objects.get_or_create(name=a)[0] for a in architectures])
     LOG.info("Source %s: %d archive(s) match, fastest %s (%.1f ms), codeversion %s.",
              source, len(matches), fastest.url, fastest.ping, source.codeversion)

@@ -13,6 +13,9 @@ import datetime
 import logging
 import re
 
+from mini_buildd.archive.operations import RepositoryView
+from mini_buildd.models import Repository
+
 LOG = logging.getLogger(__name__)
 
 #: type -> (period, how many to keep)
@@ -60,9 +63,6 @@ def expired(names, snapshot_type):
 
 def stable_distributions():
     """``[(RepositoryView, diststr)]`` that get timed snapshots."""
-    # pylint: disable=import-outside-toplevel
-    from mini_buildd.archive.operations import RepositoryView
-    from mini_buildd.models import Repository
     result = []
     for repo in Repository.objects.filter(status=Repository.STATUS_ACTIVE):
         view = RepositoryView(repo)

@@ -8,11 +8,11 @@ import getpass
 import json
 import sys
 
-from mini_buildd import bootstrap, config, daemon
-from mini_buildd.tools import gnupg
+from mini_buildd import bootstrap, config, daemon, instance
 
 
 def parser():
+    """The command line parser of the setup operation."""
     p = argparse.ArgumentParser(prog="python3 -m mini_buildd.cli.setup", description="Run the setup operation on an instance home.")
     p.add_argument("--home", required=True, help="instance home")
     p.add_argument("--hostname", default=None, help="public host name (as the daemon's --hostname)")
@@ -33,6 +33,7 @@ def parser():
 
 
 def summary(result):
+    """A human readable summary of a setup result: one line per instance, warnings, the report."""
     lines = [f"{r['status']:<12} {r['identity_str']}" + (f"  [{', '.join(r['actions'])}]" if r["actions"] else "")
              + (f": {r['error']}" if r.get("error") else "") for r in result["instances"]]
     lines += [f"WARNING: {w}" for w in result["report"]["warnings"]]
@@ -42,6 +43,7 @@ def summary(result):
 
 
 def main(argv=None):
+    """Command line: run the setup operation on a home; exit status."""
     args = parser().parse_args(argv)
     try:
         config.init(args.home, hostname=args.hostname, http_endpoints=[args.http_endpoint],
@@ -60,7 +62,7 @@ def main(argv=None):
         return 2
     finally:
         if config.paths is not None:
-            gnupg.Gnupg(config.paths.gnupg_home).kill_agents()
+            instance.gnupg().kill_agents()
     print(json.dumps(result, indent=2) if args.json else summary(result))
     return 0 if result["report"]["severity"] < 3 else 1
 

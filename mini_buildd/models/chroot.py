@@ -9,7 +9,9 @@ from django.db import models
 
 from mini_buildd import config
 from mini_buildd.models.base import StatusModel, StatusError
+from mini_buildd.models.repository import Distribution
 from mini_buildd.models.source import Source, Architecture
+from mini_buildd.tools import chroot_backends, gnupg, sbuild
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +80,6 @@ class Chroot(StatusModel):
         return {"name": self.mbd_schroot_name(), "chroot_dir": self.mbd_path()}
 
     def mbd_prepare_data(self):
-        from mini_buildd.tools import chroot_backends, gnupg  # pylint: disable=import-outside-toplevel
         if self.mbd_backend is None:
             raise StatusError("Abstract chroot: use a backend (Dir, File).")
         archive = self.source.mbd_archive()
@@ -104,16 +105,13 @@ class Chroot(StatusModel):
             keyring_path.unlink(missing_ok=True)
 
     def mbd_remove_data(self):
-        from mini_buildd.tools import chroot_backends  # pylint: disable=import-outside-toplevel
         chroot_backends.remove(backend=self.mbd_backend, **self._common_args(), **self.mbd_backend_args())
 
     def mbd_check_data(self):
-        from mini_buildd.tools import chroot_backends  # pylint: disable=import-outside-toplevel
         archive = self.source.mbd_archive()
         if archive is None:
             raise StatusError(f"Source {self.source} has no checked archive.")
         line = self.mbd_apt_lines()
-        from mini_buildd.tools import sbuild  # pylint: disable=import-outside-toplevel
         # Tools every build needs are installed once here, not in every build (see mini_buildd.tools.sbuild).
         chroot_backends.check(self.mbd_schroot_name(), line,
                               backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()),
@@ -123,7 +121,6 @@ class Chroot(StatusModel):
         """sources.list for the chroot check: the same archive lines builds use (all components of
         the distributions on this codename, and their extra sources), so that the big indexes are
         already in the chroot and a build's apt-get update only fetches what changed."""
-        from mini_buildd.models.repository import Distribution  # pylint: disable=import-outside-toplevel
         dists = list(Distribution.objects.filter(base_source=self.source))
         components = sorted({c for d in dists for c in d.mbd_components()}) or ["main"]
         lines = [self.source.mbd_apt_line(components=components)]

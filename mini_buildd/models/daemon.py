@@ -5,10 +5,11 @@ import logging
 import os
 import socket
 
+from django.apps import apps
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from mini_buildd import config
+from mini_buildd import config, instance, services
 from mini_buildd.models import validators
 from mini_buildd.models.base import StatusModel, StatusError
 
@@ -34,6 +35,12 @@ def default_allow_emails_to():
 
 def default_max_parallel_builds():
     return os.cpu_count() or 1
+
+
+def _model(name):
+    """A model of this app that imports this module (Repository, Chroot, Remote): from Django's
+    registry, not imported back."""
+    return apps.get_model("mini_buildd", name)
 
 
 class EmailAddress(models.Model):
@@ -120,8 +127,8 @@ class Daemon(StatusModel):
         return f"mini-buildd archive {self.identity}"
 
     def gnupg(self):
-        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
-        return gnupg.Gnupg(config.paths.gnupg_home)
+        """The instance keyring holding this Daemon's key (:func:`mini_buildd.instance.gnupg`)."""
+        return instance.gnupg()
 
     # ----------------------------------------------------------------- status hooks
     def mbd_prepare_data(self):
@@ -138,8 +145,7 @@ class Daemon(StatusModel):
     def mbd_check_data(self):
         if self.gnupg().get_secret_key() is None:
             raise StatusError("Instance GnuPG key missing: prepare the Daemon.")
-        from mini_buildd.models.repository import Repository  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.chroot import Chroot  # pylint: disable=import-outside-toplevel
+        Repository, Chroot = _model("Repository"), _model("Chroot")
         if not Repository.objects.filter(status=StatusModel.STATUS_ACTIVE).exists() \
            and not Chroot.objects.filter(status=StatusModel.STATUS_ACTIVE).exists():
             LOG.warning("Daemon: no active repository and no active chroot: this instance can do nothing useful yet.")
@@ -150,16 +156,11 @@ class Daemon(StatusModel):
             gpg.remove_secret_key()
 
     def mbd_dependencies(self):
-        from mini_buildd.models.repository import Repository  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.chroot import Chroot  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.remote import Remote  # pylint: disable=import-outside-toplevel
-        objs = list(Repository.objects.all()) + Chroot.mbd_concrete_all() + list(Remote.objects.all())
+        objs = list(_model("Repository").objects.all()) + _model("Chroot").mbd_concrete_all() + list(_model("Remote").objects.all())
         return [o for o in objs if o.mbd_is_active_or_reactivate()]
 
     def mbd_on_activate(self):
-        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         services.on_daemon_activated()
 
     def mbd_on_deactivate(self):
-        from mini_buildd import services  # pylint: disable=import-outside-toplevel
         services.on_daemon_deactivated()

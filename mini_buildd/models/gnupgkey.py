@@ -2,8 +2,11 @@
 
 from django.db import models
 
+from mini_buildd import config
 from mini_buildd.models import validators
 from mini_buildd.models.base import StatusModel, StatusError
+from mini_buildd.models.daemon import Daemon
+from mini_buildd.tools import gnupg
 
 
 class GnuPGPublicKeyModel(StatusModel):
@@ -25,14 +28,10 @@ class GnuPGPublicKeyModel(StatusModel):
 
     def mbd_fetch_key(self):
         """Return the armored key when only ``key_id`` is set (override to fetch elsewhere)."""
-        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
-        from mini_buildd import config  # pylint: disable=import-outside-toplevel
         armored, _info = gnupg.fetch_key(self.key_id, Daemon.get().gnupg_keyserver, tmp_parent=config.paths.tmp)
         return armored
 
     def mbd_prepare_data(self):
-        from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
         if not self.key:
             if not self.key_id:
                 raise StatusError("Neither a key nor a key id given.")

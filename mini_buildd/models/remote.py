@@ -3,15 +3,17 @@
 Prepare fetches the remote's public key (waking the remote first if it has a wake command);
 check asks the remote's status, shakes hands with it both ways (signed messages), and requires
 our URL among the remote's active remotes and the remote running. The talking is done by
-:mod:`mini_buildd.pipeline.remotes`.
+:mod:`mini_buildd.pipeline.remotes` (plugged in as :func:`mini_buildd.models.hooks.remotes`).
 """
 
 import logging
 
 from django.db import models
 
+from mini_buildd.models import hooks
 from mini_buildd.models.gnupgkey import GnuPGPublicKeyModel
 from mini_buildd.models.base import StatusError
+from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ class Remote(GnuPGPublicKeyModel):
         return self.http
 
     def mbd_fetch_key(self):
-        from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
+        remotes = hooks.remotes()
         try:
             return remotes.fetch_key(self)
         except remotes.RemoteError as e:
@@ -34,7 +36,6 @@ class Remote(GnuPGPublicKeyModel):
     def mbd_prepare_data(self):
         if not self.key:
             # The key always comes from the remote itself (its pub_key call), key id or not.
-            from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
             self.key = self.mbd_fetch_key()
             if self.key_id:
                 infos = gnupg.key_info(self.key)
@@ -52,7 +53,7 @@ class Remote(GnuPGPublicKeyModel):
 
     def mbd_check_data(self):
         super().mbd_check_data()
-        from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
+        remotes = hooks.remotes()
         self.mbd_not_known_yet = False
         try:
             remotes.check(self)

@@ -14,9 +14,18 @@ from mini_buildd.dist import layouts as layout_defaults
 from mini_buildd.models import validators
 from mini_buildd.models.base import StatusModel, StatusError
 from mini_buildd.models.source import Source, PrioritySource, Component, Architecture
-from mini_buildd.models.daemon import EmailAddress
+from mini_buildd.models.daemon import Daemon, EmailAddress
+from mini_buildd.tools import reprepro
 
 LOG = logging.getLogger(__name__)
+
+
+class AmbiguousMetaDistribution(StatusError):
+    """A meta distribution name stands for two distributions (fix the layouts)."""
+
+    def __init__(self, meta, first, second):
+        super().__init__(f"Ambiguous meta distribution '{meta}': {first} and {second}.")
+        self.meta, self.first, self.second = meta, first, second
 
 
 class Suite(models.Model):
@@ -235,7 +244,6 @@ class Repository(StatusModel):
         return sorted(meta for meta, value in (self.layout.meta_distributions or {}).items() if value == target)
 
     def mbd_reprepro_stanzas(self):
-        from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
         origin = Daemon.get().archive_origin
         stanzas = []
         for dist in self.mbd_distributions():
@@ -252,13 +260,10 @@ class Repository(StatusModel):
         return stanzas
 
     def mbd_reprepro(self):
-        from mini_buildd.tools import reprepro  # pylint: disable=import-outside-toplevel
         return reprepro.Reprepro(self.mbd_path())
 
     def mbd_write_conf(self):
         """Write conf/distributions and conf/options; return True if anything changed."""
-        from mini_buildd.tools import reprepro  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.daemon import Daemon  # pylint: disable=import-outside-toplevel
         if Daemon.get().gnupg().get_secret_key() is None:
             raise StatusError("The instance has no GnuPG key yet: prepare the Daemon first.")
         for dist in self.mbd_distributions():
@@ -268,17 +273,25 @@ class Repository(StatusModel):
             reprepro.distributions_conf(self.mbd_reprepro_stanzas()),
             reprepro.options_conf(config.paths.gnupg_home, morguedir=self.reprepro_morguedir))
 
-    def mbd_check_meta_distributions(self):
-        """The global meta distribution map must be unambiguous."""
-        seen = {}
-        for repo in Repository.objects.exclude(status=StatusModel.STATUS_REMOVED):
+    @classmethod
+    def mbd_meta_distribution_map(cls):
+        """Which distribution each meta name of the layouts (e.g. ``unstable``) stands for: the global
+        ``{meta: diststr}`` over all repositories not removed (uploads, subscriptions and the
+        check use it). Raises :class:`AmbiguousMetaDistribution` when a meta name stands for two."""
+        result = {}
+        for repo in cls.objects.exclude(status=StatusModel.STATUS_REMOVED):
             for dist in repo.mbd_distributions():
                 for so in repo.layout.mbd_suite_options():
                     for meta in repo.mbd_meta_distributions(dist, so):
                         target = repo.mbd_diststr(dist, so)
-                        if meta in seen and seen[meta] != target:
-                            raise StatusError(f"Ambiguous meta distribution '{meta}': {seen[meta]} and {target}.")
-                        seen[meta] = target
+                        if result.get(meta, target) != target:
+                            raise AmbiguousMetaDistribution(meta, result[meta], target)
+                        result[meta] = target
+        return result
+
+    def mbd_check_meta_distributions(self):
+        """The global meta distribution map must be unambiguous."""
+        self.mbd_meta_distribution_map()
 
     # ----------------------------------------------------------------- status hooks
     def mbd_prepare_data(self):

@@ -2,9 +2,11 @@
 
 import logging
 
+from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from mini_buildd.models import validators
+from mini_buildd.models import hooks, validators
 from mini_buildd.models.base import StatusModel
 from mini_buildd.models.gnupgkey import GnuPGPublicKeyModel
 
@@ -59,7 +61,6 @@ class AptKey(GnuPGPublicKeyModel):
         return f"{self.key_long_id or self.key_id} {self.key_name}".strip()
 
     def clean(self):
-        from django.core.exceptions import ValidationError  # pylint: disable=import-outside-toplevel
         super().clean()
         if not self.key and not self.key_id:
             raise ValidationError("Give a key id or an armored key.")
@@ -101,7 +102,6 @@ class Source(StatusModel):
         return f"{self.origin} '{self.codename}'"
 
     def clean(self):
-        from django.core.exceptions import ValidationError  # pylint: disable=import-outside-toplevel
         super().clean()
         if not isinstance(self.extra_identifiers, dict):
             raise ValidationError({"extra_identifiers": "Must be a JSON object."})
@@ -139,15 +139,14 @@ class Source(StatusModel):
         return list(self.apt_keys.all())
 
     def mbd_reverse_dependencies(self):
-        from mini_buildd.models.chroot import Chroot  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models.repository import Repository  # pylint: disable=import-outside-toplevel
+        # Chroot and Repository import this module: taken from Django's registry, not imported back.
+        Chroot, Repository = apps.get_model("mini_buildd", "Chroot"), apps.get_model("mini_buildd", "Repository")
         repos = Repository.objects.filter(distributions__base_source=self) | \
             Repository.objects.filter(distributions__extra_sources__source=self)
         return Chroot.mbd_concrete_all(Chroot.objects.filter(source=self)) + list(repos.distinct())
 
     def mbd_check_data(self):
-        from mini_buildd.archive import release  # pylint: disable=import-outside-toplevel
-        release.check_source(self)
+        hooks.check_source(self)
 
     def mbd_remove_data(self):
         self.archives.clear()

@@ -8,12 +8,11 @@ import datetime
 import logging
 import os
 import pathlib
-import shutil
 import threading
 import time
 
-from mini_buildd import changes, config, services
-from mini_buildd.pipeline import ftpd, incoming
+from mini_buildd import changes, config, events, instance, services
+from mini_buildd.pipeline import ftpd, incoming, trust
 from mini_buildd.tools import gnupg, sbuild
 from mini_buildd.events import Event, Type as EventType
 
@@ -71,12 +70,10 @@ class Builder:
         files, freshness, never accepted before, no build of that key here yet), then move it to
         its build dir and build it in a thread. Anything else is REJECTED, and nothing of another
         build is touched."""
-        from mini_buildd.pipeline import trust  # pylint: disable=import-outside-toplevel
-        from mini_buildd.pipeline.packager import reject_arrival  # pylint: disable=import-outside-toplevel
         try:
             breq = changes.Buildrequest(path)
         except changes.ChangesError as e:
-            reject_arrival(None, path, str(e), title="Buildrequest rejected")
+            instance.reject_arrival(None, path, str(e), title="Buildrequest rejected")
             return
         build_dir = config.paths.build_dir(*breq.bkey_parts)
         try:
@@ -94,7 +91,7 @@ class Builder:
                 build = Build(breq)
                 self.builds[breq.bkey] = build
         except changes.ChangesError as e:
-            reject_arrival(breq, path, f"Buildrequest rejected: {e}", title="Buildrequest rejected")
+            instance.reject_arrival(breq, path, f"Buildrequest rejected: {e}", title="Buildrequest rejected")
             return
         build.thread = threading.Thread(target=self._run, args=(build,), name=f"build {breq.bkey}", daemon=True)
         build.thread.start()
@@ -146,7 +143,7 @@ class Builder:
         build_dir = pathlib.Path(breq.path).parent
         events_dir = config.paths.events_of(*breq.bkey_parts)
         buildlog = build_dir / breq.buildlog_name
-        instance_gnupg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
+        instance_gnupg = instance.gnupg()
         services.log_event(_event(EventType.BUILDING, breq), save_dir=events_dir)
         build.started = time.monotonic()
         summary, internal_error = {}, None
@@ -239,7 +236,7 @@ def check_own_result(bres_path):
     breq_path = bres.path.parent / changes.name_for(bres.source, bres.version, changes.BUILDREQUEST, bres.architecture)
     breq = changes.Buildrequest(breq_path)
     with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-        keyring.add_pub_key(gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp).pub_key())
+        keyring.add_pub_key(instance.gnupg().pub_key())
         bres.signature_check(keyring)
     if bres.upload_to != breq.upload_to or bres.timecode != breq.timecode:
         raise changes.ChangesError(f"{bres.name}: does not fit the buildrequest it sits beside")
@@ -248,16 +245,14 @@ def check_own_result(bres_path):
 
 def expire_build_dirs(older_than):
     """Remove build dirs older than ``older_than`` (crontab job)."""
-    from mini_buildd import events  # pylint: disable=import-outside-toplevel
     return events.expire_key_dirs(config.paths.builds, older_than)
 
 
 def cancel(bkey, user=None):
     """API: cancel an ongoing build on this instance."""
-    from mini_buildd import services as svc  # pylint: disable=import-outside-toplevel
-    if svc.engine is None or svc.engine.builder is None:
+    if services.engine is None or services.engine.builder is None:
         raise ValueError("The engine is not running.")
     try:
-        return svc.engine.builder.cancel(bkey, by=str(user) if user else "admin")
+        return services.engine.builder.cancel(bkey, by=str(user) if user else "admin")
     except KeyError as e:
         raise ValueError(str(e)) from e

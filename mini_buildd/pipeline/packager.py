@@ -7,18 +7,20 @@ Every outcome is an event: REJECTED, PACKAGING, INSTALLED or FAILED.
 
 import collections
 import glob
+import json
 import logging
 import os
-import pathlib
 import queue
 import shutil
 import tempfile
 import threading
 
-from mini_buildd import changes, config, dist, errors, faults, net, services
-from mini_buildd.tools import gnupg, tls
-from mini_buildd.pipeline import incoming, trust, uploadoptions
+from mini_buildd import changes, config, dist, errors, faults, instance, services
+from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
 from mini_buildd.events import Event, Type as EventType
+from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
+from mini_buildd.pipeline import ftpd, incoming, ports, trust, uploadoptions
+from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
 
@@ -28,47 +30,17 @@ class Rejected(errors.Refused):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def our_http_url():
-    return net.ServerEndpoint(config.runtime.http_endpoint).url(config.runtime.hostname)
-
-
-def our_ssl_cert():
-    """The certificate (PEM) our HTTPS serves: of the first ``ssl:`` HTTP endpoint (the primary's
-    when that is one), ``""`` without any. Sent as ``ssl_cert`` in buildrequests (the build chroot
-    trusts it for https sources) and shipped in the keyring package."""
-    return tls.served_certificate(config.runtime.http_endpoints)
-
-
-def our_ftp_url():
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
-    return net.ServerEndpoint(Daemon.get().ftpd_bind, "ftp").url(config.runtime.hostname)
-
-
 def meta_distribution_map():
-    """Global ``{meta: diststr}`` over all prepared repositories (raises Rejected when ambiguous)."""
-    from mini_buildd.models import Repository, StatusModel  # pylint: disable=import-outside-toplevel
-    result = {}
-    for repo in Repository.objects.exclude(status=StatusModel.STATUS_REMOVED):
-        for d in repo.mbd_distributions():
-            for so in repo.layout.mbd_suite_options():
-                for meta in repo.mbd_meta_distributions(d, so):
-                    target = repo.mbd_diststr(d, so)
-                    if result.get(meta, target) != target:
-                        raise Rejected(f"Ambiguous meta distribution '{meta}' ({result[meta]}, {target}): fix the layouts.")
-                    result[meta] = target
-    return result
+    """Global ``{meta: diststr}`` (:meth:`mini_buildd.models.Repository.mbd_meta_distribution_map`;
+    raises Rejected when ambiguous)."""
+    try:
+        return Repository.mbd_meta_distribution_map()
+    except AmbiguousMetaDistribution as e:
+        raise Rejected(f"Ambiguous meta distribution '{e.meta}' ({e.first}, {e.second}): fix the layouts.") from e
 
 
 def event_dir(bkey):
     return config.paths.events_of(*bkey.split("/"))
-
-
-def make_event(etype, changes_obj, extra=None, distribution=None):
-    ext = changes_obj.to_event_extra() if changes_obj is not None else {}
-    ext.update(extra or {})
-    return Event(EventType[etype] if isinstance(etype, str) else etype,
-                 distribution or (changes_obj.distribution if changes_obj else ""),
-                 changes_obj.source if changes_obj else "", changes_obj.version if changes_obj else "", extra=ext)
 
 
 def problem(title, detail, status=400):
@@ -78,9 +50,8 @@ def problem(title, detail, status=400):
 # ------------------------------------------------------------------------------------------------ build config
 def build_apt_config(repository, distribution, suite_option, internal_priority):
     """(sources.list, preferences, keys) for builds of ``suite_option`` in ``distribution`` (upstream §6.2)."""
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     components = distribution.mbd_components()
-    lines, prefs, keys = [], [], [Daemon.get().gnupg().pub_key()]
+    lines, prefs, keys = [], [], [instance.gnupg().pub_key()]
 
     base = distribution.base_source
     lines.append(base.mbd_apt_line(components=components))
@@ -97,7 +68,7 @@ def build_apt_config(repository, distribution, suite_option, internal_priority):
         while so.migrates_to_id:
             so = so.migrates_to
             suites.append(so)
-    url = our_http_url()
+    url = instance.http_url()
     origin = Daemon.get().archive_origin
     for so in suites:
         diststr = repository.mbd_diststr(distribution, so)
@@ -160,7 +131,14 @@ class Packager:
             self.ongoing.clear()
 
     def submit(self, kind, path):
+        """Queue work for the thread: ``kind`` "upload" or "buildresult" (``path``: its changes in
+        quarantine), or "redispatch" (``path``: ``(key, arch, builder)``, see :meth:`redispatch`)."""
         self._queue.put((kind, path))
+
+    def ongoing_packages(self):
+        """The packages being built now (a snapshot list of :class:`Package`)."""
+        with self._lock:
+            return list(self.ongoing.values())
 
     def _run(self):
         while True:
@@ -182,7 +160,7 @@ class Packager:
     def reject(self, changes_obj, path, reason, title="Upload rejected"):
         """Log a REJECTED event for an arrival. Only its changes file is kept (in a directory of
         its own, never one of another package); every other file of the arrival is deleted."""
-        reject_arrival(changes_obj, path, reason, title)
+        instance.reject_arrival(changes_obj, path, reason, title)
 
     def handle_upload(self, path):
         """A user upload in its quarantine directory: parse, verify, decide, and only then move it
@@ -207,14 +185,11 @@ class Packager:
         with self._lock:
             self.ongoing[package.key] = package
         save_dir = event_dir(upload.bkey)
-        services.log_event(make_event("PACKAGING", upload, {
+        services.log_event(instance.make_event("PACKAGING", upload, {
             "buildrequests": {arch: breq.to_event_extra() for arch, breq in package.buildrequests.items()}},
             distribution=package.diststr), save_dir=save_dir)
 
     def _check_upload(self, upload):
-        # pylint: disable=import-outside-toplevel
-        from mini_buildd.archive.operations import ArchiveError, resolve
-
         diststr = meta_distribution_map().get(upload.distribution, upload.distribution)
         try:
             d, view, distribution, suite_option = resolve(diststr)
@@ -308,12 +283,12 @@ class Packager:
             autopkgtest = dist.QAMode.parse(opt("autopkgtest-mode", arch, d.autopkgtest_mode))
             sources_list, preferences, keys = build_apt_config(
                 package.repository, d, package.suite_option, int(opt("internal-apt-priority", arch, d.internal_apt_priority)))
-            builder_url = our_http_url()
+            builder_url = packager_url = instance.http_url()
             bkey = f"{upload.key}/{arch}"
             buildlog = f"{bkey}/{changes.buildlog_name(upload.source, upload.version, arch)}"
             fields = {
-                "Upload-To": our_ftp_url(),
-                "Packager": our_http_url(),
+                "Upload-To": instance.ftp_url(Daemon.get()),
+                "Packager": packager_url,
                 "Build-Dep-Resolver": d.get_build_dep_resolver_display(),
                 "Sbuild-Config-Blocks": d.sbuild_config_blocks,
                 "Sbuild-Setup-Blocks": d.sbuild_setup_blocks,
@@ -328,17 +303,17 @@ class Packager:
                 "Buildlog": buildlog,
                 "Builder": builder_url,
                 "Buildlog-Building": f"{builder_url}/mini_buildd/builds-dir/{buildlog}",
-                "Buildlog-Installed": f"{our_http_url()}/mini_buildd/events-dir/{buildlog}",
+                "Buildlog-Installed": f"{packager_url}/mini_buildd/events-dir/{buildlog}",
                 "Build-Time-Limit": int(d.build_time_limit.total_seconds()),
             }
             config_files = {"apt_sources.list": sources_list, "apt_preferences": preferences, "apt_keys": keys,
-                            "ssl_cert": our_ssl_cert(), "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
+                            "ssl_cert": instance.ssl_cert(), "chroot_setup_script": d.chroot_setup_script, "sbuildrc_snippet": d.sbuildrc_snippet}
             out_dir = event_dir(bkey)
             out_dir.mkdir(parents=True, exist_ok=True)
             breq = changes.create_buildrequest(upload, arch, out_dir, distribution_str=package.diststr,
                                                arch_all=ao.build_architecture_all, fields=fields,
                                                config_files=config_files, dsc_files=dsc_files,
-                                               gnupg=_instance_gnupg())
+                                               gnupg=instance.gnupg())
             package.builders[arch] = self.builder_select(breq, f"{d.codename}:{arch}")
             breq = changes.Buildrequest(breq.path)  # as sent: Builder fields set to the chosen builder
             package.buildrequests[arch] = breq
@@ -406,7 +381,6 @@ class Packager:
             self._finish(package)
 
     def _finish(self, package):
-        from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
         upload = package.upload
         ignore_checks = package.suite_option.experimental
         failed, binaries = [], []
@@ -426,18 +400,18 @@ class Packager:
             save_dir = event_dir(upload.bkey)
             if failed:
                 extra["error"] = problem("Build failed", "; ".join(failed), 500)
-                services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+                services.log_event(instance.make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
             try:
                 verify_accepted_source(package)
                 RepositoryView(package.repository).install(package.diststr, upload.dsc_path(), binaries)
             except Exception as e:  # pylint: disable=broad-except  # any install failure is the package's FAILED event
                 extra["error"] = problem("Install failed", str(e), 500)
-                services.log_event(make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+                services.log_event(instance.make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
         faults.point("package:before-installed-event")
         extra["auto_ports"] = run_auto_ports(package)
-        services.log_event(make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
+        services.log_event(instance.make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
 
 
 TERMINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")
@@ -448,8 +422,6 @@ def conclude_interrupted():
     FAILED or REJECTED) gets its terminal event: INSTALLED if its version is in its distribution
     now (an install the previous run finished, or the repository journal completed), else FAILED
     naming the restart. Returns ``[(key, type)]``."""
-    import json  # pylint: disable=import-outside-toplevel
-    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     done = []
     for packaging in sorted(config.paths.events.glob("*/*/*/*/*_PACKAGING.json")):
         directory = packaging.parent
@@ -485,7 +457,6 @@ def run_auto_ports(package):
     """The upload's ``auto-ports`` option, run after a successful install (upstream §3.8): one internal
     port per target distribution. A failing port never fails the package: the result is
     ``{diststr: [ok, result or error message]}`` for the INSTALLED event."""
-    from mini_buildd.pipeline import ports  # pylint: disable=import-outside-toplevel
     targets = uploadoptions.get_option(getattr(package, "options", {}) or {}, "auto-ports", default=[]) or []
     results = {}
     for target in targets:
@@ -513,7 +484,7 @@ def check_upload_rights(upload, repository):
     uploaders (raises ChangesError)."""
     if not repository.allow_unauthenticated_uploads:
         with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-            trust.uploaders_keyring(repository, keyring)
+            instance.uploaders_keyring(repository, keyring)
             upload.signature_check(keyring)
 
 
@@ -521,7 +492,6 @@ def check_auto_ports(upload, repository, targets):
     """Each ``auto-ports`` target must be a distribution the uploader may upload to: in the same
     repository, or in one whose uploader rights the upload meets (auto-ports are signed with the
     instance key, which every repository accepts, so the rights are checked here)."""
-    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     for target in targets:
         try:
             view = resolve(target)[1]
@@ -546,52 +516,9 @@ def verify_accepted_source(package):
             raise Rejected(f"Source file {name} changed since the upload was accepted: not installing.")
 
 
-def _plain_part(value, regex):
-    return value if value and regex.match(value) else "_unknown"
-
-
-def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
-    """REJECTED event for an arrival (``changes_obj``: parsed, or None if it could not be); its
-    changes file is kept in a fresh events directory of its own, the rest of its quarantine
-    directory is deleted."""
-    path = pathlib.Path(path)
-    LOG.warning("REJECTED %s: %s", path.name, reason)
-    extra = {"error": problem(title, reason)}
-    if changes_obj is None:
-        parts = path.name.split("_")
-        source = _plain_part(parts[0], changes.SOURCE_REGEX)
-        version = _plain_part(parts[1] if len(parts) >= 3 else "", changes.VERSION_REGEX)
-        save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_unparsable")
-        event = Event(EventType.REJECTED, "", source, version, extra=dict(extra, changes=path.name))
-    else:
-        source, version = changes_obj.source, changes_obj.version
-        # Never the directory of another package: a fresh timecode of ours.
-        timecode = changes_obj.timecode if changes_obj.kind == changes.UPLOAD else changes.timecode_now()
-        save_dir = config.paths.events_of(source, version, timecode, changes_obj.architecture.replace(" ", "_")
-                                          if changes_obj.kind != changes.UPLOAD else changes_obj.architecture)
-        if path.parent != save_dir and os.path.lexists(save_dir / path.name):
-            save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_rejected")
-        event = make_event("REJECTED", changes_obj, extra)
-        event.extra["changes"] = str(save_dir.relative_to(config.paths.events) / path.name)
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
-            os.rename(path, save_dir / path.name)
-    except OSError as e:
-        LOG.error("Can't keep rejected %s: %s", path.name, e)
-    if incoming.is_quarantined(path):
-        incoming.discard(path.parent)
-    services.log_event(event, save_dir=save_dir)
-
-
-def _instance_gnupg():
-    return gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
-
-
 def retry(bkey, user=None):  # pylint: disable=unused-argument
     """API: upload a failed or rejected package again (its events dir must hold exactly one
     FAILED/REJECTED event and one changes file)."""
-    from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
     directory = event_dir(bkey)
     if not directory.is_dir() or ".." in bkey.split("/"):
         raise ValueError(f"No package '{bkey}' in the events.")
@@ -600,5 +527,5 @@ def retry(bkey, user=None):  # pylint: disable=unused-argument
     if len(failed) != 1 or len(changes_files) != 1:
         raise ValueError(f"'{bkey}' needs exactly one FAILED/REJECTED event and one changes file "
                          f"(found {len(failed)} and {len(changes_files)}).")
-    ftpd.upload(changes_files[0], our_ftp_url(), force=True)
+    ftpd.upload(changes_files[0], instance.ftp_url(Daemon.get()), force=True)
     return changes_files[0].name

@@ -36,8 +36,11 @@ from debian import changelog as deb_changelog
 from debian import deb822
 
 from mini_buildd.tools import call
-from mini_buildd import config, dist, errors, net
-from mini_buildd.pipeline import uploadoptions
+from mini_buildd import config, dist, errors, instance, net, services
+from mini_buildd.archive import operations
+from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
+from mini_buildd.models import Daemon, Repository
+from mini_buildd.pipeline import ftpd, uploadoptions
 from mini_buildd import files as files_mod
 
 LOG = logging.getLogger(__name__)
@@ -134,10 +137,8 @@ def _link_or_copy(src, dst):
 
 def _instance():
     """(Daemon, Gnupg) of the instance; PortError if there is no instance key."""
-    from mini_buildd.tools import gnupg  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     daemon = Daemon.get()
-    gpg = gnupg.Gnupg(config.paths.gnupg_home, tmp_parent=config.paths.tmp)
+    gpg = instance.gnupg()
     if gpg.get_secret_key() is None:
         raise PortError("This instance has no GnuPG key yet (prepare the Daemon first).")
     return daemon, gpg
@@ -188,7 +189,6 @@ class Target:
 def _locate(diststr, uploadable=True):
     """:class:`Target` for ``diststr``; with ``uploadable``, it must be an uploadable non-rollback
     distribution. Raises :class:`PortError`."""
-    from mini_buildd.archive.operations import ArchiveError, resolve  # pylint: disable=import-outside-toplevel
     try:
         d, view, distribution, suite_option = resolve(diststr, exclude_removed=True)
     except ArchiveError as e:
@@ -215,7 +215,6 @@ def _targets(distributions):
 
 def _distributions(suite_filter):
     """Diststrs of active repositories and distributions whose suite passes ``suite_filter``."""
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
     result = []
     for repo in Repository.objects.select_related("layout").order_by("identity"):
         if not repo.mbd_is_active():
@@ -361,8 +360,7 @@ def original_block(changelog, instance_email):
 
 # ------------------------------------------------------------------------------------------------ the port
 def _upload(changes):
-    from mini_buildd.pipeline import ftpd, packager  # pylint: disable=import-outside-toplevel
-    return ftpd.upload(changes, packager.our_ftp_url())
+    return ftpd.upload(changes, instance.ftp_url(Daemon.get()))
 
 
 def port_dsc(dsc_url, jobs, allow_unauthenticated=False, options=None, comments=(), user=None):
@@ -423,8 +421,6 @@ def _pool_dsc(target, source, version, component):
 def port(source, from_distribution, to_distributions, version=None, options=None, user=None):
     """API ``port``: no-changes port of ``source`` (``version``, default: the one there) from one of
     our distributions to uploadable distributions; to the same distribution it is a rebuild."""
-    from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
-    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
     origin = _locate(from_distribution, uploadable=False)
     targets = _targets(to_distributions)
     entries = RepositoryView(origin.repository).reprepro.ls(source).get(origin.diststr, [])
@@ -440,7 +436,7 @@ def port(source, from_distribution, to_distributions, version=None, options=None
     jobs = [(t.diststr, internal_port_version(entry["version"], origin, t, now)) for t in targets]
     results = port_dsc(file_url(dsc), jobs, allow_unauthenticated=True, options=options,
                        comments=[f"Internal port from: {origin.diststr}"], user=user)
-    http = f"{packager.our_http_url()}/repositories/{dsc.relative_to(config.paths.repositories).as_posix()}"
+    http = f"{instance.http_url()}/repositories/{dsc.relative_to(config.paths.repositories).as_posix()}"
     for r in results:
         r["dsc_url"] = http
     return results
@@ -505,11 +501,9 @@ def build_template_package(name, directory, version, values=None, extra_files=No
 def keyring_files(identity):
     """``{relative path: text}`` generated into the keyring source: the armored instance key, APT
     sources for every repository/distribution/suite/rollback, and the dput-ng profile."""
-    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon, Repository  # pylint: disable=import-outside-toplevel
     daemon, gpg = _instance()
     files = {f"{identity}-archive-keyring.asc": gpg.pub_key()}
-    url = packager.our_http_url()
+    url = instance.http_url()
     origin = daemon.archive_origin
     for repo in Repository.objects.exclude(status=Repository.STATUS_REMOVED).select_related("layout").order_by("identity"):
         for d in repo.mbd_distributions():
@@ -522,7 +516,7 @@ def keyring_files(identity):
                     head = f"# {origin} '{diststr}'\n"
                     for kind, suffix in (("deb", ""), ("deb-src", "_src")):
                         files[f"{base}{suffix}.list"] = f"{head}{kind} {url}/repositories/{repo.identity} {diststr} {components}\n"
-    ftp = net.ServerEndpoint(Daemon.get().ftpd_bind, "ftp")
+    ftp = net.ServerEndpoint(daemon.ftpd_bind, "ftp")
     files[f"mini-buildd-{identity}.json"] = (
         "{\n"
         f'  "method": "{ftp.scheme}",\n'
@@ -539,8 +533,7 @@ def keyring_https_files(identity):
     ``/usr/share/ID-archive-keyring/certs/mini-buildd.crt``) and an APT snippet trusting it for our
     host name only (``https/apt.conf``, installed as ``/etc/apt/apt.conf.d/50ID-archive-keyring.conf``);
     the template's ``debian/rules`` installs them when present. Else nothing."""
-    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
-    cert = packager.our_ssl_cert()
+    cert = instance.ssl_cert()
     if not cert:
         return {}
     installed = f"/usr/share/{identity}-archive-keyring/certs/mini-buildd.crt"
@@ -570,7 +563,6 @@ def _now():
 def wait_for_outcome(results, after, timeout=WAIT_TIMEOUT):
     """Wait for an INSTALLED, FAILED or REJECTED event for each result entry without ``error``;
     put the event (JSON) into the entry as ``event`` (or an ``error`` on time-out)."""
-    from mini_buildd import services  # pylint: disable=import-outside-toplevel
     pending = {(r["source"], r["version"], r["distribution"]): r for r in results if "error" not in r}
     hub = services.events
     if hub is None:
@@ -609,7 +601,6 @@ def _outcome(entry):
 
 # ------------------------------------------------------------------------------------------------ API: generated packages
 def _migrate(entry):
-    from mini_buildd.archive import operations  # pylint: disable=import-outside-toplevel
     migrate = getattr(operations, "migrate", None)
     if migrate is None:
         entry["error"] = "Migration not available."

@@ -29,6 +29,7 @@ Time limits are module constants; the two for re-dispatch can be set from the en
 
 import logging
 import os
+import pathlib
 import re
 import secrets
 import threading
@@ -38,7 +39,9 @@ from twisted.application import service
 from twisted.internet import reactor, task, threads
 
 from mini_buildd.tools import call, gnupg
-from mini_buildd import config, errors, net
+from mini_buildd import config, errors, instance, net
+from mini_buildd.models import Chroot, Daemon, Remote, StatusModel
+from mini_buildd.pipeline import ftpd
 
 LOG = logging.getLogger(__name__)
 
@@ -75,17 +78,6 @@ class NotKnownYet(RemoteError):
 
 
 # ------------------------------------------------------------------------------------------------ URLs
-def our_url():
-    """Our primary HTTP URL (what remotes list us as)."""
-    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
-    return packager.our_http_url()
-
-
-def our_ftp_url():
-    from mini_buildd.pipeline import packager  # pylint: disable=import-outside-toplevel
-    return packager.our_ftp_url()
-
-
 def normalize_url(url_or_endpoint):
     """Comparable form of an instance URL: scheme and host lower case, no trailing slash."""
     try:
@@ -150,7 +142,6 @@ def status_waking(remote, sleep=WAKE_SLEEP, attempts=WAKE_ATTEMPTS):
 
 def wake(remote, sleep=5, attempts=3):
     """API ``wake``: wake ``remote`` (its HTTP endpoint) with its wake command; return its status."""
-    from mini_buildd.models import Remote  # pylint: disable=import-outside-toplevel
     obj = Remote.objects.filter(http=remote).first()
     if obj is None:
         raise ValueError(f"No remote '{remote}'.")
@@ -237,7 +228,6 @@ def answer_handshake(signed_message):
     """The ``handshake`` call: ``signed_message`` must be a handshake request signed by the key of
     one of our (not removed) Remotes; answer with its challenge, addressed to the caller, signed by
     us. Raises :class:`HandshakeRefused`."""
-    from mini_buildd.models import Daemon, Remote, StatusModel  # pylint: disable=import-outside-toplevel
     remote, payload = None, None
     for candidate in Remote.objects.exclude(status=StatusModel.STATUS_REMOVED).order_by("http"):
         if not candidate.key:
@@ -257,10 +247,10 @@ def answer_handshake(signed_message):
         raise HandshakeRefused(f"Signed message is not a handshake request ({e})") from e
     if normalize_url(request["From"]) != remote_url(remote):
         LOG.info("Handshake: remote %s calls itself %s.", remote, request["From"])
-    gpg = Daemon.get().gnupg()
+    gpg = instance.gnupg()
     try:
         answer = gpg.sign_message(handshake_text(HANDSHAKE_ANSWER, Challenge=request["Challenge"], To=request["From"],
-                                                 By=normalize_url(our_url()), Fingerprint=gpg.get_secret_key()["fingerprint"].upper()))
+                                                 By=normalize_url(instance.http_url()), Fingerprint=gpg.get_secret_key()["fingerprint"].upper()))
     except (gnupg.GnupgError, TypeError) as e:
         raise RemoteError(f"Can't sign our handshake answer (prepare the Daemon): {e}") from e
     LOG.info("Handshake: answered remote %s.", remote)
@@ -283,8 +273,9 @@ def verify_handshake_answer(remote, answer, challenge):
         raise RemoteError(f"Handshake answer of {remote.http} is no handshake answer: {e}") from e
     if not secrets.compare_digest(fields["Challenge"], challenge):
         raise RemoteError(f"Handshake answer of {remote.http} does not answer our challenge (replayed answer?).")
-    if normalize_url(fields["To"]) != normalize_url(our_url()):
-        raise RemoteError(f"Handshake answer of {remote.http} is addressed to {fields['To']}, not to us ({normalize_url(our_url())}).")
+    ours = normalize_url(instance.http_url())
+    if normalize_url(fields["To"]) != ours:
+        raise RemoteError(f"Handshake answer of {remote.http} is addressed to {fields['To']}, not to us ({ours}).")
     return fields
 
 
@@ -293,11 +284,10 @@ def handshake(remote):
     it (it knows our key) and answer with that challenge, addressed to us, signed by the key we
     stored for it. Raises :class:`RemoteError`."""
     import requests  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     challenge = new_challenge()
     try:
-        signed = Daemon.get().gnupg().sign_message(handshake_text(HANDSHAKE_REQUEST, Challenge=challenge,
-                                                                  From=normalize_url(our_url())))
+        signed = instance.gnupg().sign_message(handshake_text(HANDSHAKE_REQUEST, Challenge=challenge,
+                                                              From=normalize_url(instance.http_url())))
     except gnupg.GnupgError as e:
         raise RemoteError(f"Can't sign our handshake message (prepare the Daemon): {e}") from e
     url = f"{net.client_url(remote.http)}/mini_buildd/api/handshake/"
@@ -311,7 +301,7 @@ def handshake(remote):
         except ValueError:
             detail = response.text[:300]
         raise NotKnownYet(f"{remote.http} refused our handshake ({response.status_code}: {detail}): "
-                          f"it needs a Remote for {our_url()} with our key, prepared there.")
+                          f"it needs a Remote for {instance.http_url()} with our key, prepared there.")
     try:
         answer = response.json()
     except ValueError as e:
@@ -324,7 +314,7 @@ def check(remote):
     """The Remote check (upstream §7); returns the remote's status. Raises :class:`RemoteError`."""
     status = status_waking(remote)
     handshake(remote)
-    ours = normalize_url(our_url())
+    ours = normalize_url(instance.http_url())
     listed = [normalize_url(u) for u in status.get("remotes") or []]
     if ours not in listed:
         raise NotKnownYet(f"{remote.http} does not list us ({ours}) among its active remotes "
@@ -347,7 +337,6 @@ def on_handshake(remote):
 
     def recheck():
         from django.db import connection  # pylint: disable=import-outside-toplevel
-        from mini_buildd.models import Remote  # pylint: disable=import-outside-toplevel
         try:
             for _attempt in range(RECHECK_ATTEMPTS):
                 time.sleep(RECHECK_DELAY)
@@ -369,7 +358,6 @@ def on_handshake(remote):
 def retarget_buildrequest(breq_path, builder_url, instance_gnupg):
     """Set ``X-Mini-Buildd-Builder`` (and ``-Buildlog-Building``) of a buildrequest to ``builder_url``
     and sign it again."""
-    import pathlib  # pylint: disable=import-outside-toplevel
     path = pathlib.Path(breq_path)
     text = gnupg.unsign(path.read_text(encoding="utf-8"))
     lines = text.splitlines()
@@ -417,14 +405,13 @@ class Selector:
 
     def candidates(self, codename_arch, exclude=(), own_load=None):
         """Ourselves (if we have the chroot and run) plus every usable active/reactivating remote."""
-        from mini_buildd.models import Chroot, Remote  # pylint: disable=import-outside-toplevel
         exclude = {normalize_url(u) for u in exclude}
         result = []
         codename, arch = codename_arch.split(":")
-        own = normalize_url(our_url())
+        own = normalize_url(instance.http_url())
         if own not in exclude and own_load is not None and own_load >= 0 and Chroot.objects.filter(
                 source__codename=codename, architecture__name=arch, status=Chroot.STATUS_ACTIVE).exists():
-            result.append(Candidate(own, our_ftp_url(), float(own_load)))
+            result.append(Candidate(own, instance.ftp_url(Daemon.get()), float(own_load)))
         for remote in Remote.objects.order_by("http"):
             if not remote.mbd_is_active_or_reactivate() or remote_url(remote) in exclude:
                 continue
@@ -446,7 +433,6 @@ class Selector:
 
     def select(self, breq_path, codename_arch, instance_gnupg, exclude=(), own_load=None, upload=None):
         """Send the buildrequest to the first builder that takes it; return that builder's URL."""
-        from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
         upload = upload or (lambda path, url: ftpd.upload(path, url, force=True))
         candidates = self.order(self.candidates(codename_arch, exclude=exclude, own_load=own_load))
         if not candidates:
@@ -529,9 +515,8 @@ class BuilderWatch(service.Service):
 
     def outstanding(self):
         """``[(package key, arch, builder url)]`` of builds held by other instances."""
-        own = normalize_url(our_url())
-        with self.packager._lock:  # pylint: disable=protected-access
-            packages = list(self.packager.ongoing.values())
+        own = normalize_url(instance.http_url())
+        packages = self.packager.ongoing_packages()
         result = []
         for p in packages:
             for arch, url in list(getattr(p, "builders", {}).items()):

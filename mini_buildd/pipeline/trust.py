@@ -1,8 +1,9 @@
 """Who may send what: the keyrings that decide whether an upload, a buildrequest or a buildresult
 is trusted (upstream §1.4 steps 3b, 4, 5; DESIGN "Trust model").
 
-- user uploads: the repository's uploaders keyring (:func:`uploaders_keyring`);
-- buildrequests: signed by our own key or an active remote's (:func:`check_remote_signed`), meant
+- user uploads: the repository's uploaders keyring (:func:`mini_buildd.instance.uploaders_keyring`);
+- buildrequests: signed by our own key or an active remote's (:func:`mini_buildd.instance.check_remote_signed`
+  with :func:`active_remotes`), meant
   for us (``X-Mini-Buildd-Builder`` is our URL), fresh (timecode not older than
   :data:`MAX_BUILDREQUEST_AGE`, not ahead by more than :data:`MAX_CLOCK_SKEW`) and never accepted
   before (:func:`check_buildrequest`, :func:`accept_buildrequest`: a persistent record of the
@@ -21,7 +22,9 @@ import os
 import tempfile
 import threading
 
-from mini_buildd import changes, config, files
+from mini_buildd import changes, config, files, instance
+from mini_buildd.models import Remote
+from mini_buildd.pipeline import remotes
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -48,61 +51,18 @@ def _span(delta):
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
-# ------------------------------------------------------------------------------------------------ keyrings
-def uploaders_keyring(repository, keyring):
-    """Add everybody who may upload to ``repository`` to ``keyring`` (a TmpKeyring)."""
-    from mini_buildd.models import Daemon, Uploader  # pylint: disable=import-outside-toplevel
-    for uploader in Uploader.objects.filter(status=Uploader.STATUS_ACTIVE, user__is_active=True, may_upload_to=repository):
-        if uploader.key:
-            keyring.add_pub_key(uploader.key)
-    for line in repository.extra_uploader_keyrings.splitlines():
-        path = line.split("#", 1)[0].strip()
-        if path:
-            if os.path.exists(path):
-                keyring.add_key_file(path)
-            else:
-                LOG.warning("Repository %s: extra uploader keyring %s missing.", repository, path)
-    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
-
-
-def _active_remotes():
-    from mini_buildd.models import Remote  # pylint: disable=import-outside-toplevel
+# ------------------------------------------------------------------------------------------------ remotes
+def active_remotes():
+    """The Remotes whose signatures we accept: active (or auto-reactivating) ones with a key."""
     return [r for r in Remote.objects.order_by("http") if r.mbd_is_active_or_reactivate() and r.key]
-
-
-def remotes_keyring(keyring):
-    """Our own key plus every active (or auto-reactivating) remote's key."""
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
-    keyring.add_pub_key(Daemon.get().gnupg().pub_key())
-    for remote in _active_remotes():
-        keyring.add_pub_key(remote.key)
-
-
-def _refuse_expired(chg, result):
-    """A signature check accepted ``result``: refuse it if the good signature is by an expired key."""
-    good = [s for s in result.signatures if s["status"] in (gnupg.VerifyResult.GOOD, gnupg.VerifyResult.EXPIRED_KEY)]
-    if good and all(s["status"] == gnupg.VerifyResult.EXPIRED_KEY for s in good):
-        raise changes.ChangesError(f"{chg.name}: signed by an expired key ({result.describe()})")
-
-
-def check_remote_signed(chg):
-    """Buildrequests and buildresults: signed by us or an active remote (not by an expired key),
-    all files intact (raises ChangesError)."""
-    with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-        remotes_keyring(keyring)
-        result = chg.signature_check(keyring)
-    _refuse_expired(chg, result)
-    chg.check_files()
 
 
 # ------------------------------------------------------------------------------------------------ who signed
 def _known_signers():
     """``[(label, armored key, fingerprint)]``: our key and every Remote's stored key (any status)."""
-    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon, Remote  # pylint: disable=import-outside-toplevel
-    gpg = Daemon.get().gnupg()
+    gpg = instance.gnupg()
     own = gpg.get_secret_key() or {}
-    result = [(f"this instance {remotes.normalize_url(remotes.our_url())}", gpg.pub_key(), own.get("fingerprint", ""))]
+    result = [(f"this instance {remotes.normalize_url(instance.http_url())}", gpg.pub_key(), own.get("fingerprint", ""))]
     for remote in Remote.objects.order_by("http"):
         if remote.key:
             result.append((f"remote {remotes.remote_url(remote)}", remote.key, remote.key_fingerprint))
@@ -131,14 +91,12 @@ def describe_signer(chg):
 def expected_builder(builder_url):
     """``(label, armored key)`` of the builder at ``builder_url``: us, or an active Remote
     (raises ChangesError if it is neither)."""
-    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
     if not builder_url:
         raise changes.ChangesError("no builder recorded for this build")
     url = remotes.normalize_url(builder_url)
-    if url == remotes.normalize_url(remotes.our_url()):
-        return f"this instance {url}", Daemon.get().gnupg().pub_key()
-    for remote in _active_remotes():
+    if url == remotes.normalize_url(instance.http_url()):
+        return f"this instance {url}", instance.gnupg().pub_key()
+    for remote in active_remotes():
         if remotes.remote_url(remote) == url:
             return f"remote {url}", remote.key
     raise changes.ChangesError(f"builder {url} is neither this instance nor an active remote")
@@ -157,7 +115,7 @@ def check_buildresult_signer(bres, builder_url):
         with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
             keyring.add_pub_key(key)
             result = bres.signature_check(keyring)
-        _refuse_expired(bres, result)
+        instance.refuse_expired(bres, result)
     except changes.ChangesError as e:
         raise changes.ChangesError(f"{bres.name}: buildresult not signed by the builder the request was sent to: "
                                    f"expected {label}, signed by {describe_signer(bres)} ({str(e).removeprefix(bres.name + ': ')})") from e
@@ -235,9 +193,8 @@ def prune_accepted(now=None):
 
 
 def _check_addressed_to_us(breq):
-    from mini_buildd.pipeline import remotes  # pylint: disable=import-outside-toplevel
     builder = breq.x_get("Builder")
-    ours = remotes.normalize_url(remotes.our_url())
+    ours = remotes.normalize_url(instance.http_url())
     if not builder or remotes.normalize_url(builder) != ours:
         raise changes.ChangesError(f"{breq.name}: buildrequest addressed to builder {builder or '(none)'}, not to us ({ours})")
 
@@ -245,7 +202,7 @@ def _check_addressed_to_us(breq):
 def check_buildrequest(breq, now=None):
     """Raise ChangesError unless ``breq`` is signed by us or an active remote (files intact), is
     addressed to us, its timecode is fresh, and it was not accepted before."""
-    check_remote_signed(breq)
+    instance.check_remote_signed(breq, active_remotes())
     _check_addressed_to_us(breq)
     check_fresh(breq, now=now)
     try:

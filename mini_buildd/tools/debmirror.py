@@ -9,7 +9,7 @@ import pathlib
 import urllib.parse
 
 from mini_buildd.tools import call
-from mini_buildd import config, errors
+from mini_buildd import config, errors, instance
 
 LOG = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ def debmirror(suites=None, rollbacks=0, repositories=None, codenames=None, archi
               destination="~/debmirror/{}"):
     """API ``debmirror``: mirror the chosen suites (plus ``rollbacks`` rollback distributions per
     suite, <0: all) of the chosen repositories and codenames to ``destination`` (per repository)."""
-    from mini_buildd.api.calls import instance_url  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
-    url = instance_url()
+    url = instance.http_url()
     for repo in Repository.objects.select_related("layout").filter(identity__in=list(repositories or [])).order_by("identity"):
         if not repo.mbd_is_active():
             raise DebmirrorError(f"Repository '{repo.identity}' is not active.")

@@ -19,10 +19,14 @@ Owns:
 """
 
 import collections
+import json
 import logging
 import threading
 import time
 import urllib.parse
+
+from mini_buildd import events, services
+from mini_buildd.api import fastpath, registry
 
 LOG = logging.getLogger(__name__)
 
@@ -103,7 +107,6 @@ def changes_state(method, call):
     """Whether a request runs a state-changing call (auth above NONE) or is an unsafe method."""
     if method not in ("GET", "HEAD", "OPTIONS"):
         return True
-    from mini_buildd.api import registry  # pylint: disable=import-outside-toplevel
     return call is not None and call.auth != registry.Auth.NONE
 
 
@@ -126,7 +129,6 @@ class Limits:
 
     @staticmethod
     def _generation():
-        from mini_buildd.api import fastpath  # pylint: disable=import-outside-toplevel
         return fastpath.GENERATION.value
 
     @classmethod
@@ -267,7 +269,15 @@ class RateLimit:
 ANONYMOUS = RateLimit()
 
 
-# ------------------------------------------------------------------------------------------------ login signals
+# ------------------------------------------------------------------------------------------------ addresses
+def client_address(request):
+    """The client's address for the log: first ``X-Forwarded-For`` entry (behind a proxy), else the peer."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded.strip():
+        return forwarded.split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def peer_address(request):
     """The connection's peer address (``REMOTE_ADDR``): what limits count by. ``X-Forwarded-For`` is
     not used here: any client can send it, and would escape its limits."""
@@ -284,7 +294,6 @@ def _on_login_failed(sender, credentials=None, request=None, **kwargs):  # pylin
     LOG.warning("Failed login as '%s' from %s.", user, address)
     if LOGINS.failed(address, limits["login_max_failures"], lockout):
         LOG.warning("Too many failed logins from %s: refused for %d s.", address, lockout)
-        from mini_buildd import events, services  # pylint: disable=import-outside-toplevel
         services.log_event(events.Event(events.Type.DENIED, "", "login", "", extra={
             "address": address, "username": user,
             "error": {"title": "Too many failed logins",
@@ -303,6 +312,17 @@ def connect_signals():
     signals.user_logged_in.connect(_on_logged_in, dispatch_uid="mbd-logged-in")
 
 
+# ------------------------------------------------------------------------------------------------ responses
+def problem_json_response(problem):
+    """The RFC 7807 ``application/problem+json`` response of ``problem`` (a
+    :class:`mini_buildd.api.registry.Problem`), with ``Retry-After`` when it has one."""
+    from django.http import HttpResponse  # pylint: disable=import-outside-toplevel
+    response = HttpResponse(json.dumps(problem.to_dict()), status=problem.status, content_type="application/problem+json")
+    if problem.retry_after:
+        response["Retry-After"] = str(problem.retry_after)
+    return response
+
+
 # ------------------------------------------------------------------------------------------------ middleware
 def _too_many_logins(request, seconds):
     from django.shortcuts import render  # pylint: disable=import-outside-toplevel
@@ -316,10 +336,9 @@ def _too_many_logins(request, seconds):
 
 
 def _cross_site_refusal(request, reason, call_name):
-    from mini_buildd.api import http as api_http, registry  # pylint: disable=import-outside-toplevel
     what = f"API call '{call_name}'" if call_name else f"{request.method} {request.path}"
-    LOG.warning("Refused cross-site request from %s: %s: %s.", api_http.client_address(request), what, reason)
-    return api_http.problem_response(request, registry.Problem(
+    LOG.warning("Refused cross-site request from %s: %s: %s.", client_address(request), what, reason)
+    return problem_json_response(registry.Problem(
         403, f"Refused cross-site request: {what} changes state, and {reason}. "
              "Run it from this instance's own pages or with mini-buildd-api."))
 
@@ -341,10 +360,10 @@ class Middleware:
 
     @staticmethod
     def refuse(request):
+        """A response refusing a cross-site request that would change state, or None."""
         call_name = api_call_name(request.path)
         call = None
         if call_name is not None:
-            from mini_buildd.api import registry  # pylint: disable=import-outside-toplevel
             call = registry.CALLS.get(call_name)
         if changes_state(request.method, call):
             reason = django_cross_site_reason(request)
@@ -358,6 +377,7 @@ class Middleware:
 
     @staticmethod
     def headers(request, response):
+        """Add the security headers to a response (and mark cookies secure on HTTPS)."""
         response.setdefault("X-Content-Type-Options", "nosniff")
         response.setdefault("Content-Security-Policy", PAGE_CSP)
         response.setdefault("Referrer-Policy", "same-origin")

@@ -244,11 +244,12 @@ def test_ftps_endpoint_with_a_missing_certificate_one_line_and_no_half_started_e
 def test_keyring_package_and_buildrequests_carry_the_certificate(tls_instance, tmp_path):
     served = tls_instance.endpoints[0]
     code = (f"config.runtime.http_endpoints = [{served!r}]\n"
-            "from mini_buildd import packager, ports\n"
-            f"open({str(tmp_path / 'ssl_cert')!r}, 'w').write(packager.our_ssl_cert())\n"
+            "from mini_buildd import instance\n"
+            "from mini_buildd.pipeline import ports\n"
+            f"open({str(tmp_path / 'ssl_cert')!r}, 'w').write(instance.ssl_cert())\n"
             f"print(ports.build_keyring_source({str(tmp_path)!r}, '20260101000000'))\n"
             "config.runtime.http_endpoints = ['tcp:port=1']\n"
-            "assert packager.our_ssl_cert() == ''\n")
+            "assert instance.ssl_cert() == ''\n")
     dsc = pathlib.Path(in_home(tls_instance.home, code, hostname=HOST).strip().splitlines()[-1])
     cert_text = tls_instance.cert.read_text()
     assert (tmp_path / "ssl_cert").read_text() == cert_text  # what a buildrequest's ssl_cert carries

@@ -22,7 +22,8 @@ import pytest
 from debian import deb822
 
 from mini_buildd import config, events, services
-from mini_buildd.pipeline import packager, ports
+from mini_buildd import instance as this_instance
+from mini_buildd.pipeline import ports
 from mini_buildd.changes import Changes
 from mini_buildd.dist import QAMode
 
@@ -267,9 +268,9 @@ def test_keyring_package_builds(instance, tmp_path):
     assert (root / "etc/apt/trusted.gpg.d/mbdporttest-archive-keyring.gpg").read_bytes() == \
         (root / "usr/share/keyrings/mbdporttest-archive-keyring.gpg").read_bytes()
     line = (root / "usr/share/mbdporttest-archive-keyring/sources.list.d/bookworm/ptest_unstable.list").read_text().splitlines()[-1]
-    assert line == f"deb {packager.our_http_url()}/repositories/{REPO} {UNSTABLE} main"
+    assert line == f"deb {this_instance.http_url()}/repositories/{REPO} {UNSTABLE} main"
     src_line = (root / "usr/share/mbdporttest-archive-keyring/sources.list.d/bookworm/ptest_unstable_src.list").read_text()
-    assert f"deb-src {packager.our_http_url()}/repositories/{REPO} {UNSTABLE} main" in src_line
+    assert f"deb-src {this_instance.http_url()}/repositories/{REPO} {UNSTABLE} main" in src_line
     # The changelog entry is the instance's.
     changelog = run(["dpkg-parsechangelog", "-l", str(tmp_path / "build-tree" / "debian" / "changelog")], cwd=tmp_path).stdout
     assert f"Maintainer: mini-buildd archive mbdporttest <{instance['daemon'].email_address}>" in changelog

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from mini_buildd import config
+from mini_buildd import config, instance
 from mini_buildd.pipeline import remotes
 from mini_buildd.tools import schroot
 
@@ -117,6 +117,10 @@ class _Packager:
         self.ongoing = {p.key: p for p in packages}
         self.submitted = []
 
+    def ongoing_packages(self):
+        with self._lock:
+            return list(self.ongoing.values())
+
     def submit(self, kind, item):
         self.submitted.append((kind, item))
 
@@ -126,7 +130,7 @@ def _pkg(key, builders, results=()):
 
 
 def test_watch_redispatches_after_timeout(monkeypatch):
-    monkeypatch.setattr(remotes, "our_url", lambda: "http://us:1")
+    monkeypatch.setattr(instance, "http_url", lambda: "http://us:1")
     answers = {"http://dead:1": None, "http://alive:1": {"load": 0.5}}
     polled = []
 

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from mini_buildd import changes, config
+from mini_buildd import changes, config, instance
 from mini_buildd.tools import gnupg
 from mini_buildd.pipeline import remotes, trust
 from tests.helpers.remote_instances import ED25519
@@ -92,7 +92,7 @@ def records():
 
 
 def _ours():
-    return remotes.normalize_url(remotes.our_url())
+    return remotes.normalize_url(instance.http_url())
 
 
 # ------------------------------------------------------------------------------------------------ freshness
@@ -245,7 +245,7 @@ def test_buildresult_by_expired_key_of_the_right_builder_refused(tmp_path, us): 
         with pytest.raises(changes.ChangesError, match="expired"):
             trust.check_buildresult_signer(changes.Buildresult(path), url)
         with pytest.raises(changes.ChangesError, match="expired"):
-            trust.check_remote_signed(changes.Buildresult(path))
+            instance.check_remote_signed(changes.Buildresult(path), trust.active_remotes())
     finally:
         old.kill_agents()
         models.Remote.objects.filter(http="http://127.0.0.11:8066").delete()
