@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from mini_buildd import config, errors, instance, net, notify, services, webapp
+from mini_buildd import config, errors, events, instance, net, notify, services, webapp
 from mini_buildd.pipeline import ftpd
 from mini_buildd.tools import schroot, tls
 
@@ -196,7 +196,7 @@ class Service:
     def run(self):
         """Start the engine and the HTTP server, then run the twisted reactor until shutdown."""
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
-        from mini_buildd import engine, events, httpd  # pylint: disable=import-outside-toplevel
+        from mini_buildd import engine, httpd  # pylint: disable=import-outside-toplevel
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         _route_twisted_logs()
         daemon = Daemon.get()

@@ -21,6 +21,7 @@ import json
 import logging
 
 from mini_buildd import __version__, config, instance, net
+from mini_buildd.pipeline import ftpd
 from mini_buildd.tools import gnupg
 from mini_buildd.api.registry import (Argument, Call, Auth, Problem, NotAvailable, register,
                                       URL, TEXT, CHOICE, INT, BOOL, LIST,
@@ -112,7 +113,6 @@ def _status_error(e):
 # ------------------------------------------------------------------------------------------------ Consumer
 def uploads_refused(daemon):
     """Why FTP uploads are refused right now (free disk below the Daemon's floor), or None."""
-    from mini_buildd.pipeline import ftpd  # pylint: disable=import-outside-toplevel
     return ftpd.upload_refusal(config.paths.incoming, daemon.min_free_disk * ftpd.MIB)
 
 
