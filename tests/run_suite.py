@@ -45,6 +45,7 @@ def _pump(name, stream, log, lock):
 
 
 def main(argv):
+    """Run the test groups side by side (logs in test-artifacts/), list the slowest tests; exit status."""
     extra = argv[1:]
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)

@@ -18,6 +18,8 @@ path and a harmless real run with an empty ``keys`` list (maintenance lock taken
 and started again, nothing remade: result ``{}``); its chroot is still Active afterwards.
 """
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import json
 import subprocess
 import time
@@ -53,6 +55,7 @@ class Api:
         self.clients = {}
 
     def client(self, user):
+        """A logged-in API client of ``user`` (None: anonymous), made once."""
         if user not in self.clients:
             c = Client(self.instance.url)
             if user is not None:
@@ -88,6 +91,7 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(instance):
+    """The API caller of the module: users api-user and api-staff made, the engine running."""
     instance.django(
         "from django.contrib.auth.models import User\n"
         "for name, staff in (('api-user', False), ('api-staff', True)):\n"
@@ -100,6 +104,7 @@ def api(instance):
 
 
 def upload(instance, tmp_path, name, version, dist=UNSTABLE, **kwargs):
+    """Upload a new source package to ``dist`` by FTP; return its changes path."""
     changes = make_source_package(tmp_path, name, version, dist, **kwargs)
     cf = write_dput_cf(tmp_path / "dput.cf", "e2e", f"127.0.0.1:{instance.ftp_port}")
     proc = dput(cf, "e2e", changes)
@@ -108,6 +113,7 @@ def upload(instance, tmp_path, name, version, dist=UNSTABLE, **kwargs):
 
 
 def installed(instance, source, version, after, dist=None):
+    """Wait for the final event of an upload; it must be INSTALLED (to ``dist``)."""
     event = wait_event(instance.url, FINAL, source, version, after=after)
     assert event["type"] == "INSTALLED", (event["type"], event["extra"].get("error"))
     if dist:
@@ -353,7 +359,7 @@ def test_call_wake(api):
     assert api.problem("wake", user="api-user", remote="http://no-such-remote.invalid:8066").status == 403
 
 
-def test_call_handshake(api, tmp_path):
+def test_call_handshake(api):
     problem = api.problem("handshake", user=None, signed_message="not signed at all")
     assert problem.status == 400, problem
 
@@ -374,7 +380,8 @@ def test_call_uploaders(api):
     assert api.problem("uploaders", user="api-staff").status == 403
 
 
-def test_call_snapshot_create(instance, api, package):
+@pytest.mark.usefixtures("package")
+def test_call_snapshot_create(instance, api):
     assert api("snapshot_create", distribution=UNSTABLE, name="api-e2e") == {}
     r = requests.get(f"{instance.url}/repositories/test/dists/{UNSTABLE}/snapshots/api-e2e/InRelease", timeout=10)
     assert r.status_code == 200, r.status_code

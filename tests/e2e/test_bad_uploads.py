@@ -1,6 +1,8 @@
 """Bad uploads: each one gets a REJECTED event naming the reason, its files leave incoming, and
 the repository (indexes and pool) stays byte-identical."""
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import pytest
 from debian import deb822
 
@@ -44,7 +46,7 @@ snapshots.run()  # the due timed snapshots of 'auth' now, not while a test prove
 
 
 def _sign(keys, who, changes):
-    home, fpr, _ = keys[who]
+    home, _fpr, _ = keys[who]
     g = gnupg.Gnupg(home)
     try:
         g.sign_file(changes)

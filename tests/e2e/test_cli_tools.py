@@ -8,6 +8,8 @@ Packages: this module uploads its own (``mbd-e2e-cli*``, and the always-failing 
 ``mbd-test-ftbfs`` in unstable), nothing that later modules look at.
 """
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import datetime
 import os
 import queue
@@ -61,6 +63,7 @@ def engine_running(instance):
 
 @pytest.fixture(scope="module")
 def cli_user(instance):
+    """A non-staff user 'cli-user' (password USER_PASSWORD) on the instance."""
     instance.django("from django.contrib.auth.models import User\n"
                     "u, _ = User.objects.get_or_create(username='cli-user')\n"
                     f"u.set_password({USER_PASSWORD!r})\n"
@@ -219,7 +222,7 @@ def _keyring_deb(instance, identity):
     return f"{instance.url}/repositories/{pool_dir}/{name}_{entry['version'].split(':')[-1]}_all.deb"
 
 
-def test_sources_list_cli_apt_installs_verified(instance, clean_chroot):
+def test_sources_list_cli_apt_installs_verified(instance, clean_chroot):  # noqa: F811
     root = clean_chroot
     proc = api_cli("sources_list", instance.url, "--codenames", "bookworm")
     assert proc.returncode == 0, proc.stderr

@@ -11,6 +11,8 @@ and a kill before the journal exists) and the re-upload of the same version; a m
 needs no build.
 """
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import json
 import signal
 import subprocess
@@ -108,6 +110,7 @@ def upload_and_die(instance, tmp_path, version):
 
 
 def assert_installed(instance, version, started):
+    """The package is INSTALLED in ``version`` and consistent: listed, indexed, in the pool."""
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), NAME, version, after=started, timeout=120)
     assert event["type"] == "INSTALLED", event["extra"].get("error")
     assert ls(instance)[UNSTABLE] == version

@@ -4,6 +4,8 @@ with signature verification (mbd-e2e-hello in stable: the ``hello_in_stable`` fi
 
 import subprocess
 
+import pytest
+
 from tests.helpers.instance import admin_api as api
 from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
 
@@ -22,7 +24,8 @@ def test_test_packages_with_check(instance):
     assert outcome == {"mbd-test-archall": "INSTALLED", "mbd-test-cpp": "INSTALLED", "mbd-test-ftbfs": "FAILED"}, result
 
 
-def test_apt_installs_keyring_and_binary_verified(instance, hello_in_stable, clean_chroot):  # pylint: disable=unused-argument
+@pytest.mark.usefixtures("hello_in_stable")
+def test_apt_installs_keyring_and_binary_verified(instance, clean_chroot):  # pylint: disable=redefined-outer-name  # noqa: F811
     root = clean_chroot
     identity = api(instance, "status")["identity"]
     pub_key = api(instance, "pub_key")

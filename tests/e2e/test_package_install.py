@@ -147,7 +147,7 @@ def preseed(inst, password, port):  # pylint: disable=redefined-outer-name
     return answered
 
 
-def configure_without_debconf(inst):
+def configure_without_debconf(inst):  # pylint: disable=redefined-outer-name
     """What an administrator does by hand while the package asks nothing: options in
     /etc/default/mini-buildd, the admin password via the daemon command."""
     default = inst.tree.file("etc/default/mini-buildd")
@@ -160,6 +160,7 @@ def configure_without_debconf(inst):
 
 @pytest.fixture(scope="module", params=CODENAMES)
 def inst(request, debs, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """An Installation per codename: a tree with a local APT repository of the built packages; closed after."""
     codename = request.param
     if codename != "bookworm" and not package_tree.archive_has(codename):
         pytest.skip(f"the host's archive ({host_archive.archive_url(codename)}) does not carry {codename}")
@@ -225,7 +226,7 @@ def test_daemon_status(inst):  # pylint: disable=redefined-outer-name
     assert _login(inst.url, inst.admin_password), "the admin password (debconf answer or set by hand) does not work"
     # The daemon runs as its dedicated user.
     pids = package_tree.processes_in(inst.tree.path)
-    users = {int(line.split()[1]) for pid in pids for line in open(f"/proc/{pid}/status", encoding="UTF-8")
+    users = {int(line.split()[1]) for pid in pids for line in pathlib.Path(f"/proc/{pid}/status").read_text(encoding="UTF-8").splitlines()
              if line.startswith("Uid:")}
     assert users == {inst.tree.passwd("mini-buildd")[0]}, users
     inst.done.add("status")

@@ -16,7 +16,10 @@ repository ``test``, no chroot), 127.0.0.3 ("grover": bookworm:amd64 chroot, no 
   result, once it is thawed, is ignored with a log line.
 """
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import os
+import pathlib
 import re
 import subprocess
 import textwrap
@@ -39,6 +42,7 @@ CHROOT = ["--archives-from-apt-sources", "--sources", "bookworm", "--chroots", "
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
+    """Three running instances on loopback addresses (bert: a repository; grover, oscar: a chroot each)."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
     root = tmp_path_factory.mktemp("remotes")
@@ -62,7 +66,7 @@ def net(tmp_path_factory):
     for inst in insts.values():
         names = subprocess.run(["schroot", "--list", "--all"], capture_output=True, text=True, check=False).stdout
         assert inst.schroot_prefix not in names
-        assert not [line for line in open("/proc/mounts", encoding="utf-8") if str(inst.home) in line]
+        assert not [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if str(inst.home) in line]
 
 
 def _remote_active(a, b):
@@ -78,7 +82,7 @@ def _link(a, b):
     assert second["status"] == "ACTIVE", second
     # a's Remote for b is re-checked after b's handshake and becomes Active by itself.
     wait_until(lambda: _remote_active(a, b), 60, what=f"{a.name}'s Remote for {b.name} Active")
-    assert _remote_active(b, a)
+    assert _remote_active(b, a)  # pylint: disable=arguments-out-of-order  # the other side
 
 
 def test_two_sided_remote_setup(net):
@@ -91,9 +95,9 @@ def test_two_sided_remote_setup(net):
 
 
 def _upload(bert, tmp_path, name, version):
-    changes = make_source_package(tmp_path, name, version, "bookworm-test-unstable")
+    changes_path = make_source_package(tmp_path, name, version, "bookworm-test-unstable")
     cf = write_dput_cf(tmp_path / "dput.cf", "bert", f"{bert.host}:{bert.ftp_port}")
-    proc = dput(cf, "bert", changes)
+    proc = dput(cf, "bert", changes_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

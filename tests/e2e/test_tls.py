@@ -14,6 +14,8 @@ on ``ssl:`` and FTPS incoming: "tlsbert" (127.0.0.8: repository ``test``, no chr
   certificate with ``Acquire::https::CaInfo``; without it, apt refuses the server.
 """
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import os
 import re
 import subprocess
@@ -57,6 +59,7 @@ class TlsInstance(RemoteInstance):
 
 @pytest.fixture(scope="module")
 def tls_net(tmp_path_factory):
+    """Instances with self-signed certificates (HTTPS, FTPS) that trust each other through a bundle."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
     root = tmp_path_factory.mktemp("tls")
@@ -142,7 +145,7 @@ def test_upload_built_on_the_remote_over_https_and_ftps(tls_net, tmp_path):
     assert not re.search(rf"(?m)^(Err|Ign):\d+ {repo} ", log), log[-6000:]
 
 
-def test_apt_installs_from_the_instance_over_https(tls_net, clean_chroot):
+def test_apt_installs_from_the_instance_over_https(tls_net, clean_chroot):  # noqa: F811
     bert = tls_net["tlsbert"]
     if not list((bert.home / "repositories" / "test" / "pool").rglob(f"{SOURCE}_*.deb")):
         pytest.skip(f"{SOURCE} was not installed (see test_upload_built_on_the_remote_over_https_and_ftps)")

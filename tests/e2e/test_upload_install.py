@@ -32,6 +32,7 @@ def test_dput_upload_is_built_and_installed(instance, hello):
 
 
 def wait_for_mail(instance, etype, source, timeout=60):
+    """The first mail to the instance's SMTP server whose subject names ``etype`` and ``source``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for mail in list(instance.smtp.mails):
@@ -52,7 +53,7 @@ def test_version_not_higher_than_installed(instance, hello, tmp_path):  # pylint
 def test_auto_ports_after_install(instance, tmp_path):
     """``auto-ports`` runs after the install: a good target gets a port (built and installed
     there), a bad one is only reported in the INSTALLED event and does not fail the package."""
-    options = ("MINI_BUILDD_OPTION: auto-ports=bookworm-test-experimental,bookworm-test-stable")
+    options = "MINI_BUILDD_OPTION: auto-ports=bookworm-test-experimental,bookworm-test-stable"
     changes = make_source_package(tmp_path, "mbd-e2e-autoport", "1.0~test12+1", "bookworm-test-unstable",
                                   changelog_extra=options)
     cf = write_dput_cf(tmp_path / "dput.cf", "plain", f"127.0.0.1:{instance.ftp_port}")

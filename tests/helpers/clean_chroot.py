@@ -13,6 +13,7 @@ from tests.helpers import host_archive
 
 @pytest.fixture
 def clean_chroot(tmp_path):
+    """A root tree unpacked from the cached bookworm debootstrap tarball (removed after)."""
     tarball = chroot_backends.cached_tarball_path("bookworm", host_archive.host_arch())
     if not tarball.exists():
         pytest.skip("no cached debootstrap tarball")

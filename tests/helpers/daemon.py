@@ -19,6 +19,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
 
 
+def service_addresses(host, http_port, ftp_port):
+    """(HTTP endpoint, FTP endpoint, HTTP URL, FTP URL) of an instance's services on ``host``."""
+    return (f"tcp:interface={host}:port={http_port}", f"tcp:interface={host}:port={ftp_port}",
+            f"http://{host}:{http_port}", f"ftp://{host}:{ftp_port}")
+
+
 def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -78,12 +84,14 @@ class Daemon:
         self.proc = None
         self.url = f"{scheme}://{host}:{self.port}"
         self.verify = verify
+        self.log = None
 
     def start(self, timeout=60):
+        """Start the daemon (output in HOME-daemon.out); return self once HTTP (and FTP when set) answers."""
         args = ["--hostname", self.host]
         for ep in self.endpoints:
             args += ["--http-endpoint", ep]
-        self.log = open(self.home.parent / f"{self.home.name}-daemon.out", "w")  # pylint: disable=consider-using-with
+        self.log = open(self.home.parent / f"{self.home.name}-daemon.out", "w", encoding="utf-8")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen(mbd_command(self.home, *args, *self.extra_args, unpriv=self.unpriv),  # pylint: disable=consider-using-with
                                      cwd=as_user([], self.unpriv)[1],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -117,6 +125,7 @@ class Daemon:
         return (self.home.parent / f"{self.home.name}-daemon.out").read_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Stop the daemon with ``sig`` (killed after ``timeout``); return its exit status."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -11,6 +11,8 @@ Only one process on a host may own the schroot name ``mini-buildd-bookworm-amd64
 the fixture holds :data:`HOST_LOCK` for its whole life: a second test run on the same host waits
 instead of corrupting the first one's chroot."""
 
+# pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
+
 import contextlib
 import fcntl
 import os
@@ -22,7 +24,7 @@ import pytest
 import requests
 
 from mini_buildd.tools import schroot
-from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd
+from tests.helpers.daemon import Daemon, in_home, free_port, run_mbd, service_addresses
 from tests.helpers.setup_run import ACCEPTANCE, run_setup
 from tests.helpers.smtp import running_smtp_server
 from tests.helpers.unprivileged import UnprivilegedUser
@@ -54,10 +56,7 @@ class Instance:
         self.unpriv = unpriv
         self.host = host
         self.http_port, self.ftp_port = http_port, ftp_port
-        self.http_endpoint = f"tcp:interface={host}:port={http_port}"
-        self.ftp_endpoint = f"tcp:interface={host}:port={ftp_port}"
-        self.url = f"http://{host}:{http_port}"
-        self.ftp_url = f"ftp://{host}:{ftp_port}"
+        self.http_endpoint, self.ftp_endpoint, self.url, self.ftp_url = service_addresses(host, http_port, ftp_port)
         self.setup_result = None
         self.daemon = None
         self.smtp = None
@@ -108,7 +107,8 @@ def wait_engine_running(instance, timeout=120):
 
 
 @pytest.fixture(scope="session")
-def instance(tmp_path_factory):
+def instance():
+    """The e2e instance of the session: set up (acceptance setup), its daemon running as an unprivileged user; removed after."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
     with host_chroot_lock(), running_smtp_server() as smtp, UnprivilegedUser() as unpriv:
@@ -136,4 +136,4 @@ def instance(tmp_path_factory):
             inst.django("for c in models.Chroot.mbd_concrete_all(): c.mbd_remove()")
         assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
         assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
-        assert not [line for line in pathlib.Path("/proc/mounts").read_text().splitlines() if str(inst.home) in line]
+        assert not [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if str(inst.home) in line]

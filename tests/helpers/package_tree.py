@@ -96,6 +96,7 @@ class BackgroundBuild(threading.Thread):
             self.error = e
 
     def result(self, timeout=900):
+        """The built debs (waits up to ``timeout``; re-raises the build's error)."""
         self.join(timeout)
         if self.error:
             raise self.error
@@ -161,6 +162,7 @@ def processes_in(path):
 
 
 def kill_processes_in(path, timeout=10):
+    """Kill (TERM, then KILL) every process whose root is below ``path``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in processes_in(path):
             try:
@@ -181,7 +183,7 @@ def base_tarball(codename):
     if path.exists():
         return path
     return chroot_backends.cached_debootstrap_tarball(codename, arch, host_archive.archive_url(codename),
-                                                     keyring_path=host_archive.keyring_path())
+                                                      keyring_path=host_archive.keyring_path())
 
 
 def archive_has(codename):
@@ -203,6 +205,7 @@ class Tree:
 
     # -- life cycle
     def open(self):
+        """Unpack the base tarball, mount the base file systems and set up name resolution."""
         self.path.mkdir(parents=True)
         subprocess.run(["tar", "--extract", "--numeric-owner", "--file", str(base_tarball(self.codename)),
                         "--directory", str(self.path)], check=True, env=HOST_ENV)
@@ -295,6 +298,7 @@ class Tree:
         return self.path / str(path).lstrip("/")
 
     def write(self, path, text, mode=0o644):
+        """Write ``text`` to ``path`` in the tree (parents made, ``mode`` set); return the host path."""
         target = self.file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="UTF-8")
@@ -420,6 +424,7 @@ class UnitDaemon:
         return user, env, expand_exec(unit["ExecStart"][-1].lstrip("-@+!"), env)
 
     def start(self, timeout=120):
+        """Start the unit's ExecStart in the tree as its user; wait up to ``timeout`` for HTTP."""
         user, env, argv = self.command()
         uid, gid, _home = self.tree.passwd(user)
         with open(self.log_path, "a", encoding="UTF-8") as log:
@@ -519,6 +524,7 @@ class Booted:
         return self.log_path.read_text(encoding="UTF-8", errors="replace") if self.log_path.exists() else ""
 
     def run(self, *argv, check=True, timeout=120):
+        """Run ``argv`` in the booted container (nsenter); the CompletedProcess, fails on an error if ``check``."""
         proc = subprocess.run(["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
                                "--cgroup", "--root", "--wd", "--", "env", "-i", *[f"{k}={v}" for k, v in TREE_ENV.items()],
                                *argv], capture_output=True, text=True, timeout=timeout, check=False, env=HOST_ENV)

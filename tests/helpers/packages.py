@@ -61,7 +61,7 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
 def write_dput_cf(path, target, ftp_host_port):
     path = pathlib.Path(path)
     path.write_text(f"[{target}]\nmethod = ftp\nfqdn = {ftp_host_port}\nlogin = anonymous\nincoming = /incoming\n"
-                    "allow_unsigned_uploads = 1\n")
+                    "allow_unsigned_uploads = 1\n", encoding="utf-8")
     return path
 
 

@@ -10,7 +10,7 @@ import socket
 import time
 
 from mini_buildd.tools import gnupg
-from tests.helpers.daemon import Daemon, in_home
+from tests.helpers.daemon import Daemon, in_home, service_addresses
 from tests.helpers.setup_run import run_setup
 
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
@@ -44,10 +44,7 @@ class RemoteInstance:
         self.home = pathlib.Path(root) / name / "home"
         self.home.parent.mkdir(parents=True, exist_ok=True)
         self.http_port, self.ftp_port = http_port, ftp_port
-        self.http_endpoint = f"tcp:interface={host}:port={http_port}"
-        self.ftp_endpoint = f"tcp:interface={host}:port={ftp_port}"
-        self.url = f"http://{host}:{http_port}"
-        self.ftp_url = f"ftp://{host}:{ftp_port}"
+        self.http_endpoint, self.ftp_endpoint, self.url, self.ftp_url = service_addresses(host, http_port, ftp_port)
         self.schroot_prefix = schroot_prefix
         self.daemon = None
         self.stopped = False
@@ -78,6 +75,7 @@ class RemoteInstance:
         return out.strip()
 
     def start(self, env=None):
+        """Start the daemon with ``env`` added to the environment (restored after)."""
         saved = dict(os.environ)
         os.environ.update(env or {})
         try:
@@ -114,6 +112,7 @@ class RemoteInstance:
 
 
 def wait_until(predicate, timeout, interval=1.0, what="condition"):
+    """The first true value of ``predicate()``, polled every ``interval`` s; fails after ``timeout`` s."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()

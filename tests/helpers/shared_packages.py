@@ -53,7 +53,7 @@ def hello(instance, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def hello_in_stable(instance, hello):
+def hello_in_stable(instance, hello):  # pylint: disable=redefined-outer-name
     """``mbd-e2e-hello`` in stable: migrated unstable -> testing -> stable unless it is there already."""
     assert hello.event["type"] == "INSTALLED", hello.event
     listing = reprepro_ls(instance, HELLO)

@@ -49,7 +49,7 @@ def packages(tmp_path_factory):
 
 
 @pytest.fixture
-def view(tmp_path, gnupghome, packages):
+def view(tmp_path, gnupghome, packages):  # noqa: F811
     """OLD installed in unstable and migrated to testing."""
     r = reprepro.Reprepro(tmp_path / "repositories" / "test")
     r.write_conf(*conf_texts(gnupghome[0]))
@@ -102,7 +102,7 @@ COMMITTED_POINTS = ("install:before-export", "install:after-export")
 
 @pytest.mark.parametrize("inputs_intact", [True, False], ids=["roll-forward", "roll-back"])
 @pytest.mark.parametrize("point", INSTALL_POINTS)
-def test_install_crash_at_each_point(view, packages, gnupghome, point, inputs_intact):
+def test_install_crash_at_each_point(view, packages, gnupghome, point, inputs_intact):  # noqa: F811
     pubkey = gnupghome[1]
     repo = view.reprepro
     old_db, old_pool = state(repo, pubkey)
@@ -136,7 +136,7 @@ def test_install_crash_at_each_point(view, packages, gnupghome, point, inputs_in
 
 
 @pytest.mark.parametrize("point", ["recover:after-restore", "recover:after-replay"])
-def test_crash_during_recovery(view, packages, gnupghome, point):
+def test_crash_during_recovery(view, packages, gnupghome, point):  # noqa: F811
     with faults.raising("install:after-includedsc"), pytest.raises(faults.Fault):
         view.install(UNSTABLE, packages[NEW]["dsc"], [packages[NEW]["changes"]])
     with faults.raising(point), pytest.raises(faults.Fault):
@@ -146,7 +146,7 @@ def test_crash_during_recovery(view, packages, gnupghome, point):
     assert state(view.reprepro, gnupghome[1])[0] == expected(NEW, OLD, OLD)
 
 
-def test_failing_step_rolls_back(view, packages, gnupghome, tmp_path):
+def test_failing_step_rolls_back(view, packages, gnupghome, tmp_path):  # noqa: F811
     """A binary include that reprepro refuses (the .deb does not match its .changes): the source
     included just before is undone too; the repository is exactly as before."""
     before = state(view.reprepro, gnupghome[1])
@@ -164,7 +164,7 @@ def test_failing_step_rolls_back(view, packages, gnupghome, tmp_path):
 
 
 @pytest.mark.parametrize("point", ["migrate:before-copy", "migrate:after-copy", "migrate:before-export"])
-def test_migrate_crash(view, packages, gnupghome, point):
+def test_migrate_crash(view, packages, gnupghome, point):  # noqa: F811
     view.install(UNSTABLE, packages[NEW]["dsc"], [packages[NEW]["changes"]])
     with faults.raising(point), pytest.raises(faults.Fault):
         view.migrate(SOURCE, UNSTABLE)
@@ -173,14 +173,14 @@ def test_migrate_crash(view, packages, gnupghome, point):
 
 
 @pytest.mark.parametrize("point", ["remove:before-remove", "remove:after-remove", "remove:before-export"])
-def test_remove_crash(view, gnupghome, point):
+def test_remove_crash(view, gnupghome, point):  # noqa: F811
     with faults.raising(point), pytest.raises(faults.Fault):
         view.remove(SOURCE, UNSTABLE)
     assert view.journal.recover() == "completed"
     assert state(view.reprepro, gnupghome[1])[0] == expected(None, OLD, OLD)
 
 
-def test_next_change_recovers_first_and_stale_reprepro_lock(view, packages, gnupghome):
+def test_next_change_recovers_first_and_stale_reprepro_lock(view, packages, gnupghome):  # noqa: F811
     """A crash inside reprepro leaves its lockfile: recovery removes it (no reprepro runs on the
     base dir) instead of waiting; a new change first recovers the interrupted one."""
     with faults.raising("install:after-includedsc"), pytest.raises(faults.Fault):
@@ -191,7 +191,7 @@ def test_next_change_recovers_first_and_stale_reprepro_lock(view, packages, gnup
     assert state(view.reprepro, gnupghome[1])[0] == expected(NEW, OLD, NEW)
 
 
-def test_never_started_journal_is_dropped(view, gnupghome):
+def test_never_started_journal_is_dropped(view, gnupghome):  # noqa: F811
     before = state(view.reprepro, gnupghome[1])
     view.journal.new_directory.mkdir(parents=True)
     (view.journal.new_directory / "junk").write_text("x")
@@ -210,7 +210,7 @@ def test_faults_env_and_names():
     assert pathlib.Path(faults.__file__).read_text().count("os.kill(os.getpid(), signal.SIGKILL)") == 1
 
 
-def test_interrupted_journal_removal(view, packages, gnupghome):
+def test_interrupted_journal_removal(view, packages, gnupghome):  # noqa: F811
     """A crash while the journal is removed after the change: the plan goes first, so what is left
     (a partial database copy) is never restored."""
     with faults.raising("install:after-export"), pytest.raises(faults.Fault):

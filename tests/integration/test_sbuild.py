@@ -74,7 +74,7 @@ def test_sbuildrc_is_valid_perl_for_sbuild(tmp_path):
 def test_setup_scripts_names_order_banner():
     scripts = sbuild.setup_scripts(dist.DEFAULT_SBUILD_SETUP_BLOCKS, custom_script="echo custom")
     assert [n for n, _ in scripts] == ["000_apt-setup", "001_apt-update", "002_ccache", "003_eatmydata",
-                                      "004_chroot-setup-script"]
+                                       "004_chroot-setup-script"]
     for name, text in scripts:
         block = name[4:]
         assert text.startswith("#!")

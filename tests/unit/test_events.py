@@ -407,7 +407,7 @@ def test_parse_smtp_url_rejects(url):
         notify.parse_smtp_url(url)
 
 
-def test_mail(smtp_server):
+def test_mail(smtp_server):  # noqa: F811
     port = smtp_server.server_address[1]
     event = Event.from_json((REFERENCE / "INSTALLED.sample.json").read_text())
     event.extra["auto_ports"] = {"bullseye-test-unstable": "ok"}
@@ -424,7 +424,7 @@ def test_mail(smtp_server):
     assert sent == ["Admin <admin@example.org>", "Dev <dev@example.org>"]
     assert smtp_server.logins == [("mbd", "pw")]
     assert [(m[0], m[1]) for m in smtp_server.mails] == [("mini-buildd@localhost", ["admin@example.org"]),
-                                                        ("mini-buildd@localhost", ["dev@example.org"])]
+                                                         ("mini-buildd@localhost", ["dev@example.org"])]
     msg = smtp_server.mails[0][2]
     assert msg["Subject"] == "[mini-buildd-mbd-ref] INSTALLED: mbd-test-cpp 20261122014631~test12+0 (bookworm-test-experimental)"
     assert msg["To"] == "Admin <admin@example.org>"
@@ -440,7 +440,7 @@ def test_mail(smtp_server):
     assert json.loads(attachments[0].get_content()) == event.to_json()
 
 
-def test_mail_bad_login_raises(smtp_server):
+def test_mail_bad_login_raises(smtp_server):  # noqa: F811
     port = smtp_server.server_address[1]
     mailer = notify.Mailer(f"mbd:wrong@smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
     with pytest.raises(Exception):
@@ -474,7 +474,7 @@ def test_ssmtp_uses_smtp_over_tls(monkeypatch):
     assert made == [("mail.example.org", 465), ("u", "p"), ["a@example.org"]]
 
 
-def test_events_mail_in_background_and_errors_only_logged(tmp_path, smtp_server, caplog):
+def test_events_mail_in_background_and_errors_only_logged(tmp_path, smtp_server, caplog):  # noqa: F811
     port = smtp_server.server_address[1]
     mailer = notify.Mailer(f"smtp://127.0.0.1:{port}", "x", lambda e: ["a@example.org"], "m@localhost")
     hub = Events(tmp_path, mailer=mailer)

@@ -18,6 +18,7 @@ def _testserver_allowed():
     with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
         yield
 
+
 PASSWORD = "account-Secret-1"
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 

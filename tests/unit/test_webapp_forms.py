@@ -20,6 +20,7 @@ def _testserver_allowed():
     with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
         yield
 
+
 PASSWORD = "forms-Secret-1"
 
 

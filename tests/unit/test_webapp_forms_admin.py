@@ -15,6 +15,7 @@ def _testserver_allowed():
     with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
         yield
 
+
 PASSWORD = "admin-Secret-1"
 
 

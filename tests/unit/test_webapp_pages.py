@@ -24,6 +24,7 @@ def _testserver_allowed():
     with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
         yield
 
+
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SRC = "mbd-webtest"
@@ -36,7 +37,7 @@ def ev(type_, seconds=0, source=SRC, version=VER, dist=DIST, arch="source", **ex
     tc = "20260102:030405:000000"
     key = f"{source}/{version}/{tc}"
     return Event(type_, dist, source, version, ts, {"timecode": tc, "key": key, "bkey": f"{key}/{arch}", "architecture": arch,
-                                                   "changes": f"{key}/{arch}/{source}_{version}_{arch}.changes", **extra})
+                 "changes": f"{key}/{arch}/{source}_{version}_{arch}.changes", **extra})
 
 
 def pipeline():
