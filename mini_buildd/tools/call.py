@@ -10,10 +10,21 @@ import os
 import shlex
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, Optional, Union, cast
 
 from mini_buildd import errors
 
 LOG = logging.getLogger(__name__)
+
+#: A file system path.
+FsPath = Union[str, os.PathLike[str]]
+#: One command line argument (made a string with ``str()``).
+Arg = Union[str, os.PathLike[str], int]
+#: A command line.
+Argv = Sequence[Arg]
+#: Environment entries added to the current environment (values made strings).
+Env = Optional[Mapping[str, object]]
 
 #: Raised by ``Popen.wait(timeout=...)`` of a :func:`popen` process.
 TimeoutExpired = subprocess.TimeoutExpired
@@ -22,7 +33,7 @@ TimeoutExpired = subprocess.TimeoutExpired
 class CallError(errors.ToolError):
     """A command failed; carries the command line, exit code and its output."""
 
-    def __init__(self, argv, returncode, output):
+    def __init__(self, argv: Argv, returncode: int, output: Optional[str]) -> None:
         self.argv = [str(a) for a in argv]
         self.returncode = returncode
         self.output = output or ""
@@ -30,14 +41,16 @@ class CallError(errors.ToolError):
         super().__init__(f"Command failed (exit {returncode}): {shlex.join(str(a) for a in self.argv)}" + (f"\n{tail}" if tail else ""))
 
 
-def _full_env(env):
+def _full_env(env: Env) -> dict[str, str]:
     full_env = dict(os.environ)
     if env:
         full_env.update({k: str(v) for k, v in env.items()})
     return full_env
 
 
-def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdout=None, log_level=logging.DEBUG):  # pylint: disable=redefined-builtin
+def run(argv: Argv, *, input: Union[str, bytes, None] = None, env: Env = None,  # pylint: disable=redefined-builtin
+        cwd: Optional[FsPath] = None, timeout: Optional[float] = None, check: bool = True,
+        stdout: Optional[IO[bytes]] = None, log_level: int = logging.DEBUG) -> str:
     """Run ``argv``; return its combined stdout/stderr as text (or ``stdout`` file if given).
 
     ``env`` entries are added to the current environment. Raises :class:`CallError` on a
@@ -61,7 +74,7 @@ def run(argv, *, input=None, env=None, cwd=None, timeout=None, check=True, stdou
     return output
 
 
-def ok(argv, **kwargs):
+def ok(argv: Argv, **kwargs: Any) -> bool:
     """Return True if ``argv`` exits 0 (output discarded)."""
     try:
         run(argv, **kwargs)
@@ -70,7 +83,8 @@ def ok(argv, **kwargs):
         return False
 
 
-def popen(argv, *, output, env=None, cwd=None, new_session=True, log_level=logging.DEBUG):
+def popen(argv: Argv, *, output: Union[FsPath, IO[bytes]], env: Env = None, cwd: Optional[FsPath] = None, new_session: bool = True,
+          log_level: int = logging.DEBUG) -> "subprocess.Popen[bytes]":
     """Start ``argv`` in the background; return its ``subprocess.Popen``.
 
     stdout and stderr go, combined and unbuffered by us, straight into ``output``: a path (created
@@ -82,7 +96,7 @@ def popen(argv, *, output, env=None, cwd=None, new_session=True, log_level=loggi
     """
     LOG.log(log_level, "Starting: %s", shlex.join(str(a) for a in argv))
     own_file = not hasattr(output, "fileno")
-    out = open(output, "wb") if own_file else output  # pylint: disable=consider-using-with
+    out = open(cast(FsPath, output), "wb") if own_file else cast(IO[bytes], output)  # pylint: disable=consider-using-with
     try:
         return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
                                 env=_full_env(env), cwd=cwd, start_new_session=new_session)
@@ -93,9 +107,9 @@ def popen(argv, *, output, env=None, cwd=None, new_session=True, log_level=loggi
             out.close()  # the child has its own copy of the descriptor
 
 
-def _children():
+def _children() -> dict[int, list[int]]:
     """``{ppid: [pid, ...]}`` of all processes (from /proc)."""
-    children = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -108,9 +122,10 @@ def _children():
     return children
 
 
-def descendants(pid):
+def descendants(pid: int) -> list[int]:
     """PIDs of all processes below ``pid`` (children, grandchildren, ...), from /proc."""
-    children, result, todo = _children(), [], [pid]
+    children, todo = _children(), [pid]
+    result: list[int] = []
     while todo:
         for child in children.get(todo.pop(), []):
             result.append(child)
@@ -118,7 +133,7 @@ def descendants(pid):
     return result
 
 
-def cmdline(pid):
+def cmdline(pid: int) -> list[str]:
     """The argv of process ``pid`` (``[]`` if it is gone)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -127,7 +142,7 @@ def cmdline(pid):
         return []
 
 
-def stop(proc, grace=6.0):
+def stop(proc: "subprocess.Popen[bytes]", grace: float = 6.0) -> list[list[str]]:
     """Stop a :func:`popen` process: SIGTERM to it; if it still runs after ``grace`` seconds,
     SIGKILL to its process group and to all its descendants (also those that made their own
     session). Waits for it. Returns ``[]`` if it ended on SIGTERM, else the argvs of the killed

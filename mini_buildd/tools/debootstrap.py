@@ -8,6 +8,8 @@ call and a failure into a readable error.
 import logging
 import pathlib
 import shlex
+from collections.abc import Sequence
+from typing import Optional, Union
 
 from mini_buildd.tools import call
 from mini_buildd import errors
@@ -19,16 +21,19 @@ DEFAULT_COMMAND = "/usr/sbin/debootstrap"
 #: How many lines of debootstrap's own log an error shows.
 LOG_TAIL_LINES = 25
 
+#: Options as stored in a model field (a string, split shell-like) or as a sequence; None: none.
+Options = Union[str, Sequence[object], None]
+
 
 class DebootstrapError(errors.ToolError):
     """debootstrap failed; the message ends with the tail of debootstrap's log."""
 
-    def __init__(self, message, log_tail=""):
+    def __init__(self, message: str, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(message + (f"\n{log_tail}" if log_tail else ""))
 
 
-def _as_list(value):
+def _as_list(value: Options) -> list[str]:
     """Options given as a string (as stored in a model field) or as a sequence."""
     if value is None:
         return []
@@ -37,12 +42,12 @@ def _as_list(value):
     return [str(v) for v in value]
 
 
-def log_path(target_dir):
+def log_path(target_dir: call.FsPath) -> pathlib.Path:
     """Where debootstrap keeps its log while (and if failed, after) working on ``target_dir``."""
     return pathlib.Path(target_dir) / "debootstrap" / "debootstrap.log"
 
 
-def _log_tail(target_dir, output, lines=LOG_TAIL_LINES):
+def _log_tail(target_dir: call.FsPath, output: Optional[str], lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = log_path(target_dir).read_text(errors="replace")
     except OSError:
@@ -52,8 +57,9 @@ def _log_tail(target_dir, output, lines=LOG_TAIL_LINES):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def command_line(target_dir, codename, archive_url, arch, keyring_path, variant="buildd", extra_options=(),
-                 command=DEFAULT_COMMAND, include=()):
+def command_line(target_dir: call.FsPath, codename: str, archive_url: str, arch: str, keyring_path: Optional[call.FsPath],
+                 variant: Optional[str] = "buildd", extra_options: Options = (), command: Options = DEFAULT_COMMAND,
+                 include: Options = ()) -> list[str]:
     """The debootstrap argv for these arguments (see :func:`debootstrap`)."""
     argv = _as_list(command or DEFAULT_COMMAND)
     if variant:
@@ -61,16 +67,17 @@ def command_line(target_dir, codename, archive_url, arch, keyring_path, variant=
     if keyring_path:
         argv.append(f"--keyring={keyring_path}")
     argv.append(f"--arch={arch}")
-    include = _as_list(include)
-    if include:
-        argv.append("--include=" + ",".join(include))
+    packages = _as_list(include)
+    if packages:
+        argv.append("--include=" + ",".join(packages))
     argv += _as_list(extra_options)
     argv += [codename, str(target_dir), archive_url]
     return argv
 
 
-def debootstrap(target_dir, codename, archive_url, arch, keyring_path, variant="buildd", extra_options=(),
-                command=DEFAULT_COMMAND, include=()):
+def debootstrap(target_dir: call.FsPath, codename: str, archive_url: str, arch: str, keyring_path: Optional[call.FsPath],
+                variant: Optional[str] = "buildd", extra_options: Options = (), command: Options = DEFAULT_COMMAND,
+                include: Options = ()) -> str:
     """Debootstrap ``codename`` for ``arch`` from ``archive_url`` into ``target_dir``.
 
     ``keyring_path`` is the keyring to verify the Release file with. ``extra_options`` and

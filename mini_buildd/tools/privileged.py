@@ -10,6 +10,8 @@ one-line reason.
 
 import logging
 import os
+from collections.abc import Iterable
+from typing import Optional
 
 from mini_buildd.tools import call, debootstrap
 from mini_buildd import config, errors, roothelper
@@ -23,21 +25,21 @@ class PrivilegeError(errors.ToolError):
     """A root action was refused or failed."""
 
 
-def _helper_message(output):
+def _helper_message(output: str) -> tuple[str, list[str]]:
     lines = [line for line in (output or "").strip().splitlines() if line.strip()]
     error_lines = [line for line in lines if "mini-buildd-chroot-helper: error:" in line]
     return (error_lines[-1].split("error:", 1)[1].strip() if error_lines else (lines[-1] if lines else "")), lines
 
 
-def run(*argv, text=None):
+def run(*argv: call.Arg, text: Optional[str] = None) -> str:
     """Run root helper operation ``argv`` (strings); return its output."""
-    argv = [str(a) for a in argv]
+    args = [str(a) for a in argv]
     if os.geteuid() == 0:
         try:
-            return roothelper.run(argv, roothelper.Caller(0), text=text)
+            return roothelper.run(args, roothelper.Caller(0), text=text)
         except roothelper.HelperError as e:
             raise PrivilegeError(str(e)) from e
-    command = [SUDO, "-n", str(config.chroot_helper())] + argv
+    command = [SUDO, "-n", str(config.chroot_helper())] + args
     try:
         return call.run(command, input=text, log_level=logging.INFO)
     except call.CallError as e:
@@ -48,28 +50,28 @@ def run(*argv, text=None):
         if "password is required" in e.output or "not allowed to execute" in e.output or "sudoers" in e.output:
             message = (f"sudo refused to run {config.chroot_helper()} (is the sudoers rule of the mini-buildd package, "
                        f"/etc/sudoers.d/mini-buildd-sudoers, installed, and sudo's '@includedir /etc/sudoers.d' in place?): {message}")
-        raise PrivilegeError(f"Root helper '{argv[0]}' failed: {message}") from e
+        raise PrivilegeError(f"Root helper '{args[0]}' failed: {message}") from e
 
 
-def _chroot_args(chroot_dir):
+def _chroot_args(chroot_dir: call.FsPath) -> list[str]:
     """``--home H --codename C --arch A`` of ``chroot_dir`` = ``H/var/chroots/C/A``."""
-    chroot_dir = os.path.realpath(chroot_dir)
-    arch_dir, codename_dir = os.path.basename(chroot_dir), os.path.dirname(chroot_dir)
+    real_dir = os.path.realpath(chroot_dir)
+    arch_dir, codename_dir = os.path.basename(real_dir), os.path.dirname(real_dir)
     home = os.path.dirname(os.path.dirname(os.path.dirname(codename_dir)))
     if os.path.realpath(config.chroots_dir(home)) != os.path.dirname(codename_dir):
-        raise PrivilegeError(f"Chroot dir '{chroot_dir}' is not HOME/var/chroots/CODENAME/ARCH.")
+        raise PrivilegeError(f"Chroot dir '{real_dir}' is not HOME/var/chroots/CODENAME/ARCH.")
     return ["--home", home, "--codename", os.path.basename(codename_dir), "--arch", arch_dir]
 
 
-def make_chroot_dir(chroot_dir):
+def make_chroot_dir(chroot_dir: call.FsPath) -> None:
     run("make-dir", *_chroot_args(chroot_dir))
 
 
-def populate(chroot_dir, subdir, archive_url, keyring_path, variant="buildd", command=debootstrap.DEFAULT_COMMAND,
-             extra_options=(), base_tarball=None):
+def populate(chroot_dir: call.FsPath, subdir: str, archive_url: str, keyring_path: Optional[call.FsPath], variant: str = "buildd",
+             command: str = debootstrap.DEFAULT_COMMAND, extra_options: Iterable[str] = (), base_tarball: Optional[call.FsPath] = None) -> None:
     """Populate a chroot directory with debootstrap (or from a base tarball), as root via the helper."""
-    argv = ["populate", *_chroot_args(chroot_dir), "--subdir", subdir, "--archive", archive_url,
-            "--variant", variant, "--command", command]
+    argv: list[call.Arg] = ["populate", *_chroot_args(chroot_dir), "--subdir", subdir, "--archive", archive_url,
+                            "--variant", variant, "--command", command]
     if keyring_path:
         argv += ["--keyring", keyring_path]
     for option in extra_options:
@@ -79,33 +81,34 @@ def populate(chroot_dir, subdir, archive_url, keyring_path, variant="buildd", co
     run(*argv)
 
 
-def pack(chroot_dir, compression):
+def pack(chroot_dir: call.FsPath, compression: str) -> None:
     run("pack", *_chroot_args(chroot_dir), "--compression", compression)
 
 
-def remove_data(chroot_dir, part="all"):
+def remove_data(chroot_dir: call.FsPath, part: str = "all") -> None:
     run("remove", *_chroot_args(chroot_dir), "--part", part)
 
 
-def install_conf(home, name, text):
+def install_conf(home: call.FsPath, name: str, text: str) -> None:
     run("install-conf", "--home", home, "--name", name, text=text)
 
 
-def remove_conf(home, name):
+def remove_conf(home: call.FsPath, name: str) -> None:
     run("remove-conf", "--home", home, "--name", name)
 
 
-def install_fstab(home, name, binds):
+def install_fstab(home: call.FsPath, name: str, binds: Iterable[call.FsPath]) -> None:
     run("install-fstab", "--home", home, "--name", name, *[f"--bind={b}" for b in binds])
 
 
-def remove_fstab(home, name):
+def remove_fstab(home: call.FsPath, name: str) -> None:
     run("remove-fstab", "--home", home, "--name", name)
 
 
-def cache_tarball(codename, arch, archive_url, keyring_path=None, variant="buildd", refresh=False):
+def cache_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None, variant: str = "buildd",
+                  refresh: bool = False) -> str:
     """Create (or refresh) the cached debootstrap tarball of a codename/arch; return its path."""
-    argv = ["cache-tarball", "--codename", codename, "--arch", arch, "--archive", archive_url, "--variant", variant]
+    argv: list[call.Arg] = ["cache-tarball", "--codename", codename, "--arch", arch, "--archive", archive_url, "--variant", variant]
     if keyring_path:
         argv += ["--keyring", keyring_path]
     if refresh:

@@ -5,9 +5,19 @@ configuration, the root side (:mod:`mini_buildd.roothelper`) checks it and write
 ``/etc/schroot``. Both import this module, neither imports the other.
 """
 
+import os
 import pathlib
+from collections.abc import Iterable
+from typing import Optional, Union
 
 from mini_buildd import config, errors
+
+#: A file system path.
+FsPath = Union[str, os.PathLike[str]]
+#: Read-write bind dirs: None, one path, or paths.
+Dirs = Union[None, str, pathlib.PurePath, Iterable[FsPath]]
+#: Users or groups: a comma-separated string, or names.
+Names = Union[str, Iterable[str]]
 
 #: ``setup.fstab`` value of the global fstab (relative to /etc/schroot), as upstream.
 GLOBAL_FSTAB = "mini-buildd/fstab"
@@ -25,14 +35,14 @@ class SchrootError(errors.ToolError):
     """A schroot operation failed, or a schroot file is not what mini-buildd writes."""
 
 
-def _csv(values):
+def _csv(values: Names) -> str:
     if isinstance(values, str):
         return values
     return ",".join(values)
 
 
-def conf_text(name, description, backend_lines, users=("mini-buildd",), groups=("sbuild",), personality="linux",
-              fstab=GLOBAL_FSTAB):
+def conf_text(name: str, description: str, backend_lines: Iterable[str], users: Names = ("mini-buildd",),
+              groups: Names = ("sbuild",), personality: str = "linux", fstab: str = GLOBAL_FSTAB) -> str:
     """The schroot config (``/etc/schroot/chroot.d/NAME.conf``) for one chroot.
 
     ``backend_lines`` are the backend specific ``key=value`` lines (``type=...`` etc.);
@@ -57,10 +67,11 @@ def conf_text(name, description, backend_lines, users=("mini-buildd",), groups=(
     return "\n".join(lines) + "\n"
 
 
-def parse_conf(text):
+def parse_conf(text: str) -> tuple[str, dict[str, str]]:
     """``(name, {key: value})`` of a one-section schroot config; raises :class:`SchrootError`
     for anything else (several sections, a line that is no ``key=value``, a key twice)."""
-    name, values = None, {}
+    name: Optional[str] = None
+    values: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -81,12 +92,12 @@ def parse_conf(text):
     return name, values
 
 
-def conf_path(name):
+def conf_path(name: str) -> pathlib.Path:
     """``/etc/schroot/chroot.d/NAME.conf``."""
     return config.schroot_conf(name)
 
 
-def dir_list(rw_dirs):
+def dir_list(rw_dirs: Dirs) -> list[FsPath]:
     """``rw_dirs`` (None, one path, or paths) as a list."""
     if rw_dirs is None:
         return []
@@ -95,22 +106,22 @@ def dir_list(rw_dirs):
     return list(rw_dirs)
 
 
-def fstab_text(rw_dirs=None):
+def fstab_text(rw_dirs: Dirs = None) -> str:
     """The mini-buildd fstab: generic mounts, plus a read-write bind of each of ``rw_dirs`` (a
     path or a list of paths) at the same path: nothing else of the host is visible in a session."""
     lines = ["# mini-buildd schroot fstab, generated: do not edit.",
              "# <file system> <mount point> <type> <options> <dump> <pass>"]
     for fs, mountpoint, fstype, options in GENERIC_FSTAB_LINES:
         lines.append(f"{fs}\t{mountpoint}\t{fstype}\t{options}\t0\t0")
-    for d in dir_list(rw_dirs):
-        d = str(pathlib.Path(d).resolve())
+    for rw_dir in dir_list(rw_dirs):
+        d = str(pathlib.Path(rw_dir).resolve())
         if any(c.isspace() for c in d):
             raise SchrootError(f"Bind-mounted dir must not contain white space (fstab): {d}")
         lines.append(f"{d}\t{d}\tnone\trw,bind\t0\t0")
     return "\n".join(lines) + "\n"
 
 
-def fstab_binds(text):
+def fstab_binds(text: str) -> list[pathlib.Path]:
     """The host dirs an fstab text binds besides the generic mounts."""
     generic = {fs for fs, _mp, _t, _o in GENERIC_FSTAB_LINES}
     result = []
@@ -121,7 +132,7 @@ def fstab_binds(text):
     return result
 
 
-def bind_sources(name=None):
+def bind_sources(name: Optional[str] = None) -> list[pathlib.Path]:
     """The host dirs the (per-chroot) fstab of ``name`` binds besides the generic mounts."""
     try:
         return fstab_binds(fstab_path(name).read_text(encoding="utf-8"))
@@ -129,11 +140,11 @@ def bind_sources(name=None):
         return []
 
 
-def fstab_setup_name(name=None):
+def fstab_setup_name(name: Optional[str] = None) -> str:
     """``setup.fstab`` value: ``mini-buildd/fstab``, or ``mini-buildd/fstab-NAME`` for a per-chroot fstab."""
     return GLOBAL_FSTAB if name is None else f"{GLOBAL_FSTAB}-{name}"
 
 
-def fstab_path(name=None):
+def fstab_path(name: Optional[str] = None) -> pathlib.Path:
     """``/etc/schroot/mini-buildd/fstab`` or ``/etc/schroot/mini-buildd/fstab-NAME``."""
     return config.SCHROOT_CONF_DIR / ("fstab" if name is None else f"fstab-{name}")

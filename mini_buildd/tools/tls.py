@@ -19,6 +19,8 @@ import os
 import pathlib
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Protocol, Union
 
 from mini_buildd.tools import call
 from mini_buildd import errors
@@ -38,7 +40,19 @@ class TlsError(errors.ToolError):
     """A certificate operation failed; the message says why in one line."""
 
 
-def _openssl(*args, **kwargs):
+class Endpoint(Protocol):
+    """What is used of a :class:`mini_buildd.net.ServerEndpoint` here."""
+
+    @property
+    def is_ssl(self) -> bool:
+        """Whether it is an ``ssl:`` endpoint."""
+
+    @property
+    def options(self) -> Mapping[str, str]:
+        """Its ``key=value`` options."""
+
+
+def _openssl(*args: call.Arg, **kwargs: Any) -> str:
     try:
         return call.run(["openssl", *args], **kwargs)
     except call.CallError as e:
@@ -46,14 +60,14 @@ def _openssl(*args, **kwargs):
         raise TlsError(f"openssl {args[0]} failed: {last}") from e
 
 
-def _ip(text):
+def _ip(text: str) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address, None]:
     try:
         return ipaddress.ip_address(text.strip("[]"))
     except ValueError:
         return None
 
 
-def subject_alt_names(cn):
+def subject_alt_names(cn: str) -> list[str]:
     """The subjectAltName entries for ``cn``: ``IP:`` (plus ``DNS:localhost`` for loopback) for an
     address, ``DNS:`` for a host name. Raises :class:`TlsError` for anything else."""
     address = _ip(cn)
@@ -64,7 +78,7 @@ def subject_alt_names(cn):
     return [f"DNS:{cn.rstrip('.')}"]
 
 
-def _config_text(cn, sans):
+def _config_text(cn: str, sans: Iterable[str]) -> str:
     return ("[req]\nprompt = no\ndistinguished_name = dn\nx509_extensions = ext\n"
             f"[dn]\nCN = {cn}\n"
             "[ext]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n"
@@ -72,14 +86,14 @@ def _config_text(cn, sans):
             f"subjectAltName = {','.join(sans)}\n")
 
 
-def _key_group():
+def _key_group() -> Optional[int]:
     try:
         return grp.getgrnam(KEY_GROUP).gr_gid
     except KeyError:
         return None
 
 
-def _prepare_dirs(cert_path, key_path, gid):
+def _prepare_dirs(cert_path: pathlib.Path, key_path: pathlib.Path, gid: Optional[int]) -> None:
     cert_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     key_dir = key_path.parent
     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -90,24 +104,24 @@ def _prepare_dirs(cert_path, key_path, gid):
         os.chmod(key_dir, 0o700)
 
 
-def create(cert_path, key_path, cn, days=DEFAULT_DAYS, force=False):
+def create(cert_path: call.FsPath, key_path: call.FsPath, cn: str, days: int = DEFAULT_DAYS, force: bool = False) -> dict[str, Any]:
     """Make a new key and self-signed certificate for ``cn``; return :func:`info` of it.
 
     Refuses (:class:`TlsError`) when either file exists, unless ``force``. Both files are
     written next to their targets and renamed into place, the key first."""
-    cert_path, key_path = pathlib.Path(cert_path), pathlib.Path(key_path)
+    cert_file, key_file = pathlib.Path(cert_path), pathlib.Path(key_path)
     sans = subject_alt_names(cn)
     if not force:
-        existing = [str(p) for p in (key_path, cert_path) if os.path.lexists(p)]
+        existing = [str(p) for p in (key_file, cert_file) if os.path.lexists(p)]
         if existing:
             raise TlsError(f"{' and '.join(existing)} exist{'s' if len(existing) == 1 else ''} already (use --force to replace).")
     gid = _key_group()
     try:
-        _prepare_dirs(cert_path, key_path, gid)
+        _prepare_dirs(cert_file, key_file, gid)
     except OSError as e:
         raise TlsError(f"Can't create the certificate directories: {e}") from e
-    with tempfile.TemporaryDirectory(prefix="mbd-tls-", dir=key_path.parent) as tmp:
-        tmp = pathlib.Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="mbd-tls-", dir=key_file.parent) as tmp_name:
+        tmp = pathlib.Path(tmp_name)
         conf = tmp / "req.cnf"
         conf.write_text(_config_text(cn, sans), encoding="utf-8")
         new_key, new_cert = tmp / "key.pem", tmp / "cert.pem"
@@ -123,31 +137,31 @@ def create(cert_path, key_path, cn, days=DEFAULT_DAYS, force=False):
         else:
             os.chmod(new_key, 0o600)
         os.chmod(new_cert, 0o644)
-        cert_tmp = cert_path.with_name(f".{cert_path.name}.new")
+        cert_tmp = cert_file.with_name(f".{cert_file.name}.new")
         try:
-            os.replace(new_key, key_path)
+            os.replace(new_key, key_file)
             # The certificate may live on another file system than the key: copy, then rename.
             cert_tmp.write_bytes(new_cert.read_bytes())
             os.chmod(cert_tmp, 0o644)
-            os.replace(cert_tmp, cert_path)
+            os.replace(cert_tmp, cert_file)
         except OSError as e:
             raise TlsError(f"Can't install the new key/certificate: {e}") from e
-    return info(cert_path)
+    return info(cert_file)
 
 
-def _x509(cert_path, *args):
-    cert_path = pathlib.Path(cert_path)
-    if not cert_path.is_file():
-        raise TlsError(f"No certificate {cert_path}.")
-    if not os.access(cert_path, os.R_OK):
-        raise TlsError(f"Certificate {cert_path} is not readable.")
-    return _openssl("x509", "-in", cert_path, "-noout", *args)
+def _x509(cert_path: call.FsPath, *args: str) -> str:
+    cert_file = pathlib.Path(cert_path)
+    if not cert_file.is_file():
+        raise TlsError(f"No certificate {cert_file}.")
+    if not os.access(cert_file, os.R_OK):
+        raise TlsError(f"Certificate {cert_file} is not readable.")
+    return _openssl("x509", "-in", cert_file, "-noout", *args)
 
 
-def info(cert_path):
+def info(cert_path: call.FsPath) -> dict[str, Any]:
     """``{"path", "subject", "cn", "sans", "not_after", "expired", "sha256_fingerprint"}`` of a certificate."""
     out = _x509(cert_path, "-subject", "-enddate", "-fingerprint", "-sha256", "-ext", "subjectAltName", "-nameopt", "RFC2253")
-    result = {"path": str(cert_path), "subject": "", "cn": "", "sans": [], "not_after": "", "sha256_fingerprint": ""}
+    result: dict[str, Any] = {"path": str(cert_path), "subject": "", "cn": "", "sans": [], "not_after": "", "sha256_fingerprint": ""}
     lines = out.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("subject="):
@@ -168,9 +182,9 @@ def info(cert_path):
     return result
 
 
-def remove(cert_path, key_path):
+def remove(cert_path: call.FsPath, key_path: call.FsPath) -> list[str]:
     """Remove key and certificate; return the paths removed (raises :class:`TlsError` when neither exists)."""
-    removed = []
+    removed: list[str] = []
     for path in (pathlib.Path(key_path), pathlib.Path(cert_path)):
         try:
             path.unlink()
@@ -184,10 +198,10 @@ def remove(cert_path, key_path):
     return removed
 
 
-def check_pair(cert_path, key_path):
+def check_pair(cert_path: call.FsPath, key_path: call.FsPath) -> None:
     """Raise :class:`TlsError` unless both files are readable and the key belongs to the certificate."""
-    for what, path in (("certificate", cert_path), ("private key", key_path)):
-        path = pathlib.Path(path)
+    for what, given in (("certificate", cert_path), ("private key", key_path)):
+        path = pathlib.Path(given)
         if not path.is_file():
             raise TlsError(f"{what} file '{path}' does not exist.")
         if not os.access(path, os.R_OK):
@@ -198,7 +212,7 @@ def check_pair(cert_path, key_path):
         raise TlsError(f"private key '{key_path}' does not belong to certificate '{cert_path}'.")
 
 
-def check_endpoint_files(endpoint):
+def check_endpoint_files(endpoint: Endpoint) -> None:
     """For an ``ssl:`` :class:`mini_buildd.net.ServerEndpoint`: raise :class:`TlsError` (one line,
     naming the endpoint) unless its ``certKey``/``privateKey`` are usable; other kinds pass."""
     if not endpoint.is_ssl:
@@ -209,7 +223,7 @@ def check_endpoint_files(endpoint):
         raise TlsError(f"endpoint '{endpoint}': {e}") from e
 
 
-def certificates_pem(path):
+def certificates_pem(path: call.FsPath) -> str:
     """The ``CERTIFICATE`` PEM blocks of ``path`` (nothing else: never a key), newline-terminated."""
     text = pathlib.Path(path).read_text(encoding="ascii", errors="replace")
     blocks = _PEM_CERT_RE.findall(text)
@@ -218,14 +232,14 @@ def certificates_pem(path):
     return "".join(b.replace("\r\n", "\n") + "\n" for b in blocks)
 
 
-def endpoint_certificate(endpoint):
+def endpoint_certificate(endpoint: Endpoint) -> str:
     """The certificate (PEM, :func:`certificates_pem`) an ``ssl:`` server endpoint serves, or ``""``."""
     if not endpoint.is_ssl:
         return ""
     return certificates_pem(endpoint.options["certKey"])
 
 
-def served_certificate(endpoint_strings):
+def served_certificate(endpoint_strings: Iterable[str]) -> str:
     """The certificate (PEM) of the first ``ssl:`` endpoint among ``endpoint_strings``, or ``""``."""
     from mini_buildd import net  # pylint: disable=import-outside-toplevel
     for desc in endpoint_strings:
