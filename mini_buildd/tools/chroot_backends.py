@@ -18,8 +18,11 @@ schroot files) is an operation of :mod:`mini_buildd.roothelper`, run through
 
 import logging
 import pathlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional, Union
 
 from mini_buildd.tools import call, debootstrap, privileged, schroot
+from mini_buildd.tools.schroot_files import Dirs, Names
 from mini_buildd import config, errors
 from mini_buildd.roothelper import COMPRESSIONS
 
@@ -37,6 +40,10 @@ class ChrootError(errors.ToolError):
     """Preparing, checking or removing a chroot failed."""
 
 
+#: Fills a new directory with the base system (see :class:`Populate`).
+PopulateFn = Callable[[pathlib.Path], None]
+
+
 # ---------------------------------------------------------------------------------------------
 # Undoable steps
 # ---------------------------------------------------------------------------------------------
@@ -48,18 +55,18 @@ class Step:
     also run (by :func:`undo_steps`) when ``do`` never ran, e.g. on remove.
     """
 
-    def __init__(self, description, do=None, undo=None):
+    def __init__(self, description: str, do: Optional[Callable[[], object]] = None, undo: Optional[Callable[[], object]] = None) -> None:
         self.description = description
         self.do = do
         self.undo = undo
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Step({self.description})"
 
 
-def run_steps(steps):
+def run_steps(steps: Iterable[Step]) -> None:
     """Run each step's ``do``; on failure undo the steps done (reverse order) and re-raise."""
-    done = []
+    done: list[Step] = []
     for step in steps:
         LOG.info("Step: %s", step.description)
         try:
@@ -74,13 +81,13 @@ def run_steps(steps):
         done.append(step)
 
 
-def undo_steps(steps, raise_errors=True):
+def undo_steps(steps: Iterable[Step], raise_errors: bool = True) -> list[str]:
     """Run every step's ``undo`` in reverse order, continuing after errors.
 
     Returns the list of error texts; raises :class:`ChrootError` with all of them if
     ``raise_errors`` and any occurred.
     """
-    failures = []
+    failures: list[str] = []
     for step in reversed(list(steps)):
         if step.undo is None:
             continue
@@ -102,8 +109,9 @@ def undo_steps(steps, raise_errors=True):
 class Populate:
     """How to fill a directory with the base system: debootstrap, or unpack a pristine base tarball."""
 
-    def __init__(self, codename, arch, archive_url, keyring_path, debootstrap_command=debootstrap.DEFAULT_COMMAND,
-                 extra_options=(), base_tarball=None, variant="buildd"):
+    def __init__(self, codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath],
+                 debootstrap_command: str = debootstrap.DEFAULT_COMMAND, extra_options: Iterable[str] = (),
+                 base_tarball: Optional[call.FsPath] = None, variant: str = "buildd") -> None:
         self.codename = codename
         self.variant = variant
         self.arch = arch
@@ -113,10 +121,10 @@ class Populate:
         self.extra_options = extra_options
         self.base_tarball = base_tarball
 
-    def __call__(self, target_dir):
+    def __call__(self, target_dir: call.FsPath) -> None:
         """Fill the new ``CHROOT_DIR/source`` or ``CHROOT_DIR/tmp`` (as root); on failure it is removed again."""
-        target_dir = pathlib.Path(target_dir)
-        privileged.populate(target_dir.parent, target_dir.name, self.archive_url, self.keyring_path, variant=self.variant,
+        target = pathlib.Path(target_dir)
+        privileged.populate(target.parent, target.name, self.archive_url, self.keyring_path, variant=self.variant,
                             command=self.debootstrap_command, extra_options=self.extra_options, base_tarball=self.base_tarball)
 
 
@@ -124,21 +132,21 @@ class Backend:
     """Base of all backends: where the data lives below ``chroot_dir`` and the steps making it."""
 
     #: Model-facing name ("Dir", "File", ...).
-    name = None
+    name: Optional[str] = None
 
-    def __init__(self, chroot_dir, **options):
+    def __init__(self, chroot_dir: call.FsPath, **options: Any) -> None:
         self.chroot_dir = pathlib.Path(chroot_dir).resolve()
         self.options = options
 
-    def schroot_lines(self):
+    def schroot_lines(self) -> list[str]:
         """The backend specific lines of the schroot config."""
         raise NotImplementedError
 
-    def data_steps(self, populate):
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
         """Steps creating the chroot data below :attr:`chroot_dir` (which exists), using ``populate(dir)``."""
         raise NotImplementedError
 
-    def check_source(self, session):
+    def check_source(self, session: str) -> None:
         """Backend specific check run in an open source session (e.g. fsck for LVM). Default: nothing."""
 
 
@@ -147,18 +155,18 @@ class DirBackend(Backend):
 
     name = "Dir"
 
-    def __init__(self, chroot_dir, union_type="overlay", **options):
+    def __init__(self, chroot_dir: call.FsPath, union_type: str = "overlay", **options: Any) -> None:
         super().__init__(chroot_dir, **options)
         self.union_type = union_type
 
     @property
-    def source_dir(self):
+    def source_dir(self) -> pathlib.Path:
         return self.chroot_dir / "source"
 
-    def schroot_lines(self):
+    def schroot_lines(self) -> list[str]:
         return ["type=directory", f"directory={self.source_dir}", f"union-type={self.union_type}"]
 
-    def data_steps(self, populate):
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
         return [Step(f"populate {self.source_dir}", lambda: populate(self.source_dir),
                      lambda: privileged.remove_data(self.chroot_dir, "source"))]
 
@@ -168,25 +176,24 @@ class FileBackend(Backend):
 
     name = "File"
 
-    def __init__(self, chroot_dir, compression=None, **options):
+    def __init__(self, chroot_dir: call.FsPath, compression: Optional[str] = None, **options: Any) -> None:
         super().__init__(chroot_dir, **options)
-        compression = compression or "none"
-        if compression not in COMPRESSIONS:
-            raise ChrootError(f"Unknown compression '{compression}' (choose from {', '.join(COMPRESSIONS)})")
-        self.compression = compression
+        self.compression = compression or "none"
+        if self.compression not in COMPRESSIONS:
+            raise ChrootError(f"Unknown compression '{self.compression}' (choose from {', '.join(COMPRESSIONS)})")
 
     @property
-    def tarball(self):
+    def tarball(self) -> pathlib.Path:
         return self.chroot_dir / ("source.tar" + COMPRESSIONS[self.compression][0])
 
     @property
-    def tmp_dir(self):
+    def tmp_dir(self) -> pathlib.Path:
         return self.chroot_dir / "tmp"
 
-    def schroot_lines(self):
+    def schroot_lines(self) -> list[str]:
         return ["type=file", f"file={self.tarball}"]
 
-    def data_steps(self, populate):
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
         return [
             Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: privileged.remove_data(self.chroot_dir, "tmp")),
             Step(f"pack {self.tarball}", lambda: privileged.pack(self.chroot_dir, self.compression),
@@ -196,17 +203,17 @@ class FileBackend(Backend):
 
 
 #: Backend name -> class. LVM/LoopLVM/BtrfsSnapshot: not implemented yet.
-BACKENDS = {cls.name: cls for cls in (DirBackend, FileBackend)}
+BACKENDS: dict[Optional[str], type[Backend]] = {cls.name: cls for cls in (DirBackend, FileBackend)}
 
 
-def get_backend(backend, chroot_dir, **options):
+def get_backend(backend: Union[str, Backend], chroot_dir: call.FsPath, **options: Any) -> Backend:
     """A backend instance from its name (or pass an instance through)."""
     if isinstance(backend, Backend):
         return backend
     try:
         cls = BACKENDS[backend]
     except KeyError as e:
-        raise ChrootError(f"Unsupported chroot backend '{backend}' (supported: {', '.join(BACKENDS)})") from e
+        raise ChrootError(f"Unsupported chroot backend '{backend}' (supported: {', '.join(str(b) for b in BACKENDS)})") from e
     return cls(chroot_dir, **options)
 
 
@@ -214,20 +221,21 @@ def get_backend(backend, chroot_dir, **options):
 # Prepare, remove, check
 # ---------------------------------------------------------------------------------------------
 
-def _mkdir_chroot_dir(chroot_dir):
+def _mkdir_chroot_dir(chroot_dir: call.FsPath) -> None:
     privileged.make_chroot_dir(chroot_dir)
 
 
-def _rm_chroot_dir(chroot_dir):
+def _rm_chroot_dir(chroot_dir: call.FsPath) -> None:
     privileged.remove_data(chroot_dir, "all")  # and the CODENAME/ dir, when this was its last arch
 
 
-def _end_sessions_and_remove_conf(name):
+def _end_sessions_and_remove_conf(name: str) -> None:
     schroot.end_sessions_of(name)
     schroot.remove_conf(name)
 
 
-def _steps(backend, name, description, users, groups, personality, rw_dirs, populate):
+def _steps(backend: Backend, name: str, description: str, users: Names, groups: Names, personality: str,
+           rw_dirs: Dirs, populate: PopulateFn) -> list[Step]:
     """``rw_dirs``: None (use the global fstab) or the dirs a build may write (own fstab)."""
     chroot_dir = backend.chroot_dir
     steps = [Step(f"create {chroot_dir}", lambda: _mkdir_chroot_dir(chroot_dir), lambda: _rm_chroot_dir(chroot_dir))]
@@ -245,10 +253,12 @@ def _steps(backend, name, description, users, groups, personality, rw_dirs, popu
     return steps
 
 
-def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path=DEFAULT_KEYRING,  # pylint: disable=too-many-arguments  # a chroot's whole configuration
-            users=("mini-buildd",), groups=("sbuild",), personality="linux",
-            debootstrap_command=debootstrap.DEFAULT_COMMAND, extra_options=(), compression=None, base_tarball=None,
-            shared_dir=None, description=None, union_type="overlay"):
+def prepare(backend: Union[str, Backend], name: str, codename: str, arch: str,  # pylint: disable=too-many-arguments  # a chroot's whole configuration
+            chroot_dir: call.FsPath, archive_url: str, keyring_path: Optional[call.FsPath] = DEFAULT_KEYRING,
+            users: Names = ("mini-buildd",), groups: Names = ("sbuild",), personality: str = "linux",
+            debootstrap_command: str = debootstrap.DEFAULT_COMMAND, extra_options: Iterable[str] = (),
+            compression: Optional[str] = None, base_tarball: Optional[call.FsPath] = None, shared_dir: Optional[call.FsPath] = None,
+            description: Optional[str] = None, union_type: str = "overlay") -> None:
     """Create chroot ``name`` (schroot name) for ``codename``/``arch`` in ``chroot_dir`` with ``backend``.
 
     ``backend`` is ``"Dir"`` or ``"File"`` (``compression`` none/gzip/bzip2/xz for File,
@@ -273,12 +283,17 @@ def prepare(backend, name, codename, arch, chroot_dir, archive_url, keyring_path
                         extra_options=extra_options, base_tarball=base_tarball)
     description = description or f"Mini-Buildd chroot {name}"
     LOG.info("Preparing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
-    rw_dirs = None if shared_dir is None else [config.shared_ccache_dir(shared_dir, codename, arch)]
+    rw_dirs: Dirs = None if shared_dir is None else [config.shared_ccache_dir(shared_dir, codename, arch)]
     run_steps(_steps(be, name, description, users, groups, personality, rw_dirs, populate))
     LOG.info("Prepared chroot %s", name)
 
 
-def remove(backend, name, chroot_dir, compression=None, union_type="overlay", **_prepare_kwargs):
+def _no_populate(_target_dir: pathlib.Path) -> None:
+    """The populate of :func:`remove`'s steps: only their undo parts run."""
+
+
+def remove(backend: Union[str, Backend], name: str, chroot_dir: call.FsPath, compression: Optional[str] = None,
+           union_type: str = "overlay", **_prepare_kwargs: Any) -> None:
     """Undo :func:`prepare`: end the chroot's sessions, remove its schroot config, fstab and data.
 
     Idempotent (removing a removed chroot is fine). Takes (and ignores) the other arguments of
@@ -286,21 +301,21 @@ def remove(backend, name, chroot_dir, compression=None, union_type="overlay", **
     """
     be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type)
     LOG.info("Removing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
-    steps = _steps(be, name, "", (), (), "linux", "unused", None)  # only the undo parts matter here
+    steps = _steps(be, name, "", (), (), "linux", "unused", _no_populate)  # only the undo parts matter here
     undo_steps(steps)
     LOG.info("Removed chroot %s", name)
 
 
-def check(name, sources_list_text, backend=None, packages=()):
+def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] = None, packages: Sequence[str] = ()) -> str:
     """Check and update chroot ``name`` in a *source* session: apt sources, update, dist-upgrade, clean.
 
     Returns the collected output; raises :class:`ChrootError` on failure (autoremove failing is
     only logged).
     """
     be = backend if isinstance(backend, Backend) else None
-    output = []
+    output: list[str] = []
 
-    def run(sid, argv, **kwargs):
+    def run(sid: str, argv: call.Argv, **kwargs: Any) -> str:
         out = schroot.run_in_session(sid, argv, **kwargs)
         output.append(out)
         return out
@@ -330,12 +345,13 @@ def check(name, sources_list_text, backend=None, packages=()):
 # Cached pristine base tarball
 # ---------------------------------------------------------------------------------------------
 
-def cached_tarball_path(codename, arch, variant="buildd"):
+def cached_tarball_path(codename: str, arch: str, variant: str = "buildd") -> pathlib.Path:
     """Where :func:`cached_debootstrap_tarball` keeps the tarball."""
     return config.cached_tarball(codename, arch, variant)
 
 
-def cached_debootstrap_tarball(codename, arch, archive_url, keyring_path=DEFAULT_KEYRING, variant="buildd", refresh=False):
+def cached_debootstrap_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = DEFAULT_KEYRING,
+                               variant: str = "buildd", refresh: bool = False) -> pathlib.Path:
     """Return a pristine debootstrap tarball of ``codename``/``arch``, debootstrapping only once.
 
     The tarball is kept in :data:`mini_buildd.config.CACHE_DIR` (root-owned: made by the root

@@ -31,8 +31,8 @@ def _helper_message(output: str) -> tuple[str, list[str]]:
     return (error_lines[-1].split("error:", 1)[1].strip() if error_lines else (lines[-1] if lines else "")), lines
 
 
-def run(*argv: call.Arg, text: Optional[str] = None) -> str:
-    """Run root helper operation ``argv`` (strings); return its output."""
+def run(*argv: object, text: Optional[str] = None) -> str:
+    """Run root helper operation ``argv`` (made strings); return its output."""
     args = [str(a) for a in argv]
     if os.geteuid() == 0:
         try:
@@ -89,19 +89,19 @@ def remove_data(chroot_dir: call.FsPath, part: str = "all") -> None:
     run("remove", *_chroot_args(chroot_dir), "--part", part)
 
 
-def install_conf(home: call.FsPath, name: str, text: str) -> None:
+def install_conf(home: Optional[call.FsPath], name: str, text: str) -> None:
     run("install-conf", "--home", home, "--name", name, text=text)
 
 
-def remove_conf(home: call.FsPath, name: str) -> None:
+def remove_conf(home: Optional[call.FsPath], name: str) -> None:
     run("remove-conf", "--home", home, "--name", name)
 
 
-def install_fstab(home: call.FsPath, name: str, binds: Iterable[call.FsPath]) -> None:
+def install_fstab(home: Optional[call.FsPath], name: str, binds: Iterable[call.FsPath]) -> None:
     run("install-fstab", "--home", home, "--name", name, *[f"--bind={b}" for b in binds])
 
 
-def remove_fstab(home: call.FsPath, name: str) -> None:
+def remove_fstab(home: Optional[call.FsPath], name: str) -> None:
     run("remove-fstab", "--home", home, "--name", name)
 
 

@@ -24,11 +24,13 @@ import logging
 import pathlib
 import re
 import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 from mini_buildd.tools import call, privileged
 from mini_buildd import config
 from mini_buildd.tools.schroot_files import (  # noqa: F401  pylint: disable=unused-import; re-exported: the schroot API in one place
-    GENERIC_FSTAB_LINES, GLOBAL_FSTAB, SchrootError, bind_sources, conf_path, conf_text, dir_list, fstab_path,
+    GENERIC_FSTAB_LINES, GLOBAL_FSTAB, Dirs, Names, SchrootError, bind_sources, conf_path, conf_text, dir_list, fstab_path,
     fstab_setup_name, fstab_text, parse_conf)
 
 LOG = logging.getLogger(__name__)
@@ -40,17 +42,17 @@ SCHROOT = "schroot"
 # Configuration files (written as root, through mini_buildd.tools.privileged)
 # ---------------------------------------------------------------------------------------------
 
-def _home_of(paths):
+def _home_of(paths: Iterable[call.FsPath]) -> Optional[pathlib.Path]:
     """The instance home of the first of ``paths`` below ``HOME/var/chroots`` or ``HOME/var/shared``."""
-    for path in paths:
-        path = pathlib.Path(path).resolve()
+    for given in paths:
+        path = pathlib.Path(given).resolve()
         for parent in [path] + list(path.parents):
             if parent.name in ("chroots", "shared") and parent.parent.name == "var":
                 return parent.parent.parent
     return config.paths.home if config.paths is not None else None
 
 
-def _data_path(text):
+def _data_path(text: str) -> list[str]:
     try:
         _name, values = parse_conf(text)
     except SchrootError:
@@ -58,7 +60,7 @@ def _data_path(text):
     return [values[k] for k in ("directory", "file") if values.get(k)]
 
 
-def install_conf(name, text, home=None):
+def install_conf(name: str, text: str, home: Optional[call.FsPath] = None) -> pathlib.Path:
     """Write the schroot config ``text`` for ``name`` (its data must be below ``home``, default: the
     home its data path is in); return its path."""
     privileged.install_conf(home or _home_of(_data_path(text)), name, text)
@@ -66,7 +68,7 @@ def install_conf(name, text, home=None):
     return conf_path(name)
 
 
-def remove_conf(name, home=None):
+def remove_conf(name: str, home: Optional[call.FsPath] = None) -> None:
     """Remove the schroot config for ``name`` (no error if absent)."""
     path = conf_path(name)
     if not path.exists():
@@ -79,7 +81,7 @@ def remove_conf(name, home=None):
     LOG.info("Removed schroot config %s", path)
 
 
-def ensure_bind_sources(name):
+def ensure_bind_sources(name: str) -> None:
     """Create missing bind sources of chroot ``name``'s own fstab (e.g. a removed ccache dir):
     schroot fails the whole session when one is missing."""
     for d in bind_sources(name):
@@ -88,7 +90,7 @@ def ensure_bind_sources(name):
             d.mkdir(parents=True, exist_ok=True)
 
 
-def install_fstab(rw_dirs, name, home=None):
+def install_fstab(rw_dirs: Dirs, name: str, home: Optional[call.FsPath] = None) -> str:
     """Write the per-chroot fstab ``/etc/schroot/mini-buildd/fstab-NAME`` binding ``rw_dirs`` (dirs
     of the instance home, created if missing); return its ``setup.fstab`` value."""
     dirs = dir_list(rw_dirs)
@@ -99,12 +101,12 @@ def install_fstab(rw_dirs, name, home=None):
     return fstab_setup_name(name)
 
 
-def confine_old_fstabs(shared_dir, prefix):
+def confine_old_fstabs(shared_dir: call.FsPath, prefix: str) -> list[str]:
     """Rewrite this instance's per-chroot fstabs (``fstab-PREFIX-CODENAME-ARCH``) that still bind
     all of ``shared_dir`` (made before build confinement) to bind only the chroot's ccache dir.
     Returns the names rewritten; errors are logged (e.g. no write access to /etc/schroot)."""
     shared = pathlib.Path(shared_dir).resolve()
-    done = []
+    done: list[str] = []
     for path in sorted(config.SCHROOT_CONF_DIR.glob(f"fstab-{prefix}-*")):
         name = path.name[len("fstab-"):]
         codename, _, arch = name[len(prefix) + 1:].partition("-")
@@ -120,7 +122,7 @@ def confine_old_fstabs(shared_dir, prefix):
     return done
 
 
-def remove_fstab(name, home=None):
+def remove_fstab(name: str, home: Optional[call.FsPath] = None) -> None:
     """Remove the per-chroot fstab; the directory goes too when empty. No error if absent."""
     path = fstab_path(name)
     if not path.exists():
@@ -133,28 +135,28 @@ def remove_fstab(name, home=None):
 # Chroots and sessions
 # ---------------------------------------------------------------------------------------------
 
-def _run(args, **kwargs):
+def _run(args: call.Argv, **kwargs: Any) -> str:
     return call.run([SCHROOT] + list(args), **kwargs)
 
 
-def _names(output, namespace):
+def _names(output: str, namespace: str) -> list[str]:
     prefix = f"{namespace}:"
     return [line.strip()[len(prefix):] for line in output.splitlines() if line.strip().startswith(prefix)]
 
 
-def list_chroots():
+def list_chroots() -> list[str]:
     """``schroot -l``: the configured chroots as printed, e.g. ``['chroot:mini-buildd-bookworm-amd64', ...]``."""
     return [line.strip() for line in _run(["--list"]).splitlines() if re.match(r"^(chroot|source):", line.strip())]
 
 
-def list_sessions():
+def list_sessions() -> list[str]:
     """The ids of all active schroot sessions (without ``session:``)."""
     return _names(_run(["--list", "--all-sessions"]), "session")
 
 
-def session_info(sid):
+def session_info(sid: str) -> dict[str, str]:
     """``schroot --info`` of a session as a dict (``Name``, ``Original Chroot Name``, ``Type``, ...)."""
-    info = {}
+    info: dict[str, str] = {}
     for line in _run(["--info", "--chroot", f"session:{sid}"]).splitlines():
         m = re.match(r"^\s{2}(\S.*?)\s{2,}(.*)$", line)
         if m:
@@ -162,7 +164,7 @@ def session_info(sid):
     return info
 
 
-def session_chroot(sid):
+def session_chroot(sid: str) -> Optional[str]:
     """The chroot name a session was begun from (``None`` if that can't be told)."""
     try:
         info = session_info(sid)
@@ -172,7 +174,7 @@ def session_chroot(sid):
     return info.get("Original Chroot Name")
 
 
-def begin_session(chroot, source=False):
+def begin_session(chroot: str, source: bool = False) -> str:
     """Begin a session on ``chroot`` (``source:`` chroot if ``source``); return the session id."""
     sid = f"{chroot}-{uuid.uuid4()}"
     namespace = "source" if source else "chroot"
@@ -184,13 +186,14 @@ def begin_session(chroot, source=False):
     return sid
 
 
-def run_in_session(sid, argv, user="root", input=None, directory="/", timeout=None, check=True):  # pylint: disable=redefined-builtin
+def run_in_session(sid: str, argv: call.Argv, user: str = "root", input: Optional[str] = None,  # pylint: disable=redefined-builtin
+                   directory: str = "/", timeout: Optional[float] = None, check: bool = True) -> str:
     """Run ``argv`` in session ``sid`` as ``user``; return its (combined) output."""
     return _run(["--run-session", "--chroot", f"session:{sid}", "--user", user, "--directory", directory, "--"]
                 + [str(a) for a in argv], input=input, timeout=timeout, check=check)
 
 
-def end_session(sid, force=True):
+def end_session(sid: str, force: bool = True) -> None:
     """End session ``sid``. If that fails and ``force``, retry with ``--force``; raises on failure."""
     try:
         _run(["--end-session", "--chroot", f"session:{sid}"])
@@ -208,7 +211,7 @@ def end_session(sid, force=True):
 
 
 @contextlib.contextmanager
-def session(chroot, source=False):
+def session(chroot: str, source: bool = False) -> Iterator[str]:
     """Context manager: a session on ``chroot`` that is ended on exit, whatever happens."""
     sid = begin_session(chroot, source=source)
     try:
@@ -217,19 +220,19 @@ def session(chroot, source=False):
         end_session(sid)
 
 
-def end_stale_sessions(chroots):
+def end_stale_sessions(chroots: Iterable[str]) -> list[str]:
     """End every session begun from one of ``chroots`` (schroot names: this instance's own
     chroots, e.g. after a crash); return their ids.
 
     Sessions of any other chroot (another instance on this host, with another schroot prefix)
     are left alone, even when their names share a prefix with ours.
     """
-    chroots = set(chroots)
-    ended = []
-    if not chroots:
+    ours = set(chroots)
+    ended: list[str] = []
+    if not ours:
         return ended
     for sid in list_sessions():
-        if _session_origin(sid) in chroots:
+        if _session_origin(sid) in ours:
             try:
                 end_session(sid)
                 ended.append(sid)
@@ -243,7 +246,7 @@ def end_stale_sessions(chroots):
 _UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-def _session_origin(sid):
+def _session_origin(sid: str) -> Optional[str]:
     """The chroot ``sid`` was begun from: schroot's word, else the ``CHROOT-UUID`` id form (or None)."""
     origin = session_chroot(sid)
     if origin is None:
@@ -252,13 +255,13 @@ def _session_origin(sid):
     return origin
 
 
-def end_sessions_of(chroot):
+def end_sessions_of(chroot: str) -> list[str]:
     """End all sessions begun from ``chroot`` (plain or source); return their ids.
 
     A session belongs to ``chroot`` if schroot says so, or (if its info can't be read) if its
     id is schroot's default ``CHROOT-UUID``.
     """
-    ended = []
+    ended: list[str] = []
     for sid in list_sessions():
         origin = session_chroot(sid)
         if origin == chroot or (origin is None and re.fullmatch(re.escape(chroot) + "-" + _UUID_RE, sid)):
