@@ -7,6 +7,7 @@ This is the only module that runs ``debdiff``.
 import contextvars
 import glob
 import logging
+from typing import Any, Optional
 
 from debian import debian_support
 
@@ -21,11 +22,11 @@ class DebdiffError(errors.BadRequest, ValueError):
 
 
 #: Time limit (s) of one debdiff run; the API's HTTP layer sets :data:`ANONYMOUS_TIMEOUT` for anonymous callers.
-TIMEOUT = contextvars.ContextVar("TIMEOUT", default=300)
+TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar("TIMEOUT", default=300)
 ANONYMOUS_TIMEOUT = 30
 
 
-def run(dsc_a, dsc_b):
+def run(dsc_a: call.FsPath, dsc_b: call.FsPath) -> str:
     """debdiff output of two DSC files (debdiff exits 1 when they differ: that is no error)."""
     try:
         return call.run(["debdiff", str(dsc_a), str(dsc_b)], check=False, timeout=TIMEOUT.get())
@@ -33,13 +34,13 @@ def run(dsc_a, dsc_b):
         raise DebdiffError(f"debdiff failed: {e}") from e
 
 
-def _versions(view, source):
+def _versions(view: Any, source: str) -> list[str]:
     """All versions of ``source`` in the repository (any distribution, rollbacks included), oldest first."""
     versions = {entry["version"] for entries in view.reprepro.ls(source).values() for entry in entries}
     return sorted(versions, key=debian_support.Version)
 
 
-def _pool_dsc(repository, source, version):
+def _pool_dsc(repository: Any, source: str, version: str) -> str:
     pattern = repository.mbd_path() / "pool" / "*" / "*" / glob.escape(source) / glob.escape(f"{source}_{version.split(':')[-1]}.dsc")
     found = sorted(glob.glob(str(pattern)))
     if not found:
@@ -47,7 +48,7 @@ def _pool_dsc(repository, source, version):
     return found[0]
 
 
-def debdiff(source, repository, versiona="", versionb=""):
+def debdiff(source: str, repository: str, versiona: str = "", versionb: str = "") -> str:
     """API ``debdiff``: debdiff of ``source`` versions A and B in ``repository`` (default: the
     second newest and the newest version there)."""
     from mini_buildd.archive.operations import RepositoryView  # pylint: disable=import-outside-toplevel
@@ -63,7 +64,7 @@ def debdiff(source, repository, versiona="", versionb=""):
         if v and v not in versions:
             raise DebdiffError(f"Version {v} of '{source}' is not in repository '{repository}' (there: {', '.join(versions)}).")
     b = versionb or versions[-1]
-    a = versiona or next((v for v in reversed(versions) if v != b), None)
+    a: Optional[str] = versiona or next((v for v in reversed(versions) if v != b), None)
     if a is None:
         raise DebdiffError(f"Only one version of '{source}' in repository '{repository}' ({b}): give two versions.")
     LOG.info("debdiff %s %s -> %s in %s.", source, a, b, repository)
