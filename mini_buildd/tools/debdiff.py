@@ -7,7 +7,7 @@ This is the only module that runs ``debdiff``.
 import contextvars
 import glob
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from debian import debian_support
 
@@ -64,7 +64,8 @@ def debdiff(source: str, repository: str, versiona: str = "", versionb: str = ""
         if v and v not in versions:
             raise DebdiffError(f"Version {v} of '{source}' is not in repository '{repository}' (there: {', '.join(versions)}).")
     b = versionb or versions[-1]
-    a: Optional[str] = versiona or next((v for v in reversed(versions) if v != b), None)
+    older = [v for v in reversed(versions) if v != b]
+    a = versiona or (older[0] if older else None)
     if a is None:
         raise DebdiffError(f"Only one version of '{source}' in repository '{repository}' ({b}): give two versions.")
     LOG.info("debdiff %s %s -> %s in %s.", source, a, b, repository)
