@@ -29,7 +29,7 @@ def _global_options(argparser, suppress=False):
     argparser.add_argument(*json_flags, action="store_true", help="use parsable JSON output", **extra)
     argparser.add_argument("--auto-confirm", action="store_true", help="force-bypass extra confirmation (for confirmable calls)", **extra)
     argparser.add_argument("--auto-save-passwords", action="store_true",
-                        help="don't ask before saving passwords (via python3-keyring)", **extra)
+                           help="don't ask before saving passwords (via python3-keyring)", **extra)
     argparser.add_argument("--script-mode", action="store_true", help="never be interactive", **extra)
 
 

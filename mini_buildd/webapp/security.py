@@ -317,7 +317,8 @@ def problem_json_response(problem):
     """The RFC 7807 ``application/problem+json`` response of ``problem`` (a
     :class:`mini_buildd.api.registry.Problem`), with ``Retry-After`` when it has one."""
     from django.http import HttpResponse  # pylint: disable=import-outside-toplevel
-    response = HttpResponse(json.dumps(problem.to_dict()), status=problem.status, content_type="application/problem+json")
+    response = HttpResponse(json.dumps(problem.to_dict()), status=problem.status,  # pylint: disable=http-response-with-json-dumps
+                            content_type="application/problem+json")  # (JsonResponse is for application/json)
     if problem.retry_after:
         response["Retry-After"] = str(problem.retry_after)
     return response

@@ -224,7 +224,7 @@ class _FtpCatcher:
         return f"ftp://127.0.0.1:{self.sock.getsockname()[1]}"
 
     def _run(self):
-        while not self._stop.is_set():
+        while not self._stop.is_set():  # pylint: disable=deprecated-method  # pylint 2.16 mistakes Event.is_set for isSet
             try:
                 conn, _ = self.sock.accept()
             except OSError:
