@@ -335,7 +335,7 @@ class Runtime:
 
 
 #: Set by :func:`init`.
-paths = None  # pylint: disable=invalid-name  # not a constant: set by init()
+paths: Paths = None  # type: ignore[assignment]  # pylint: disable=invalid-name  # not a constant: set by init() before any use
 runtime = Runtime()
 
 
