@@ -117,12 +117,12 @@ def activate(request, uidb64, token):
 
 # ------------------------------------------------------------------------------------------------ profile
 def _run(request, name, data):
-    """Run API call ``name`` (a CallForm bound to ``data``, confirmed). Returns the form (errors inside) and success."""
+    """Run API call ``name`` (its form bound to ``data``, confirmed). Returns the form (errors inside) and success."""
     call = registry.CALLS[name]
     values = dict(data)
     if call.needs_confirmation:
         values["confirm"] = name
-    form = forms_calls.CallForm(call, _Data(values), request.user)
+    form = forms_calls.call_form(call, _Data(values), request.user)
     status, result = form.run()
     return form, status == 200, result
 

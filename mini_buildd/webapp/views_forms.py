@@ -18,7 +18,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import FieldDoesNotExist
 from django.shortcuts import render
 
-from mini_buildd import config
+from mini_buildd import config, models
 from mini_buildd.api import http as api_http, registry
 from mini_buildd.webapp import forms_calls
 
@@ -62,7 +62,7 @@ def api_call(request, name):
     changes_state = call.auth != registry.Auth.NONE
     if request.method == "POST" or (not changes_state and _wants_run(request, call)):
         data = request.POST if request.method == "POST" else request.GET
-        form = forms_calls.CallForm(call, data, request.user)
+        form = forms_calls.call_form(call, data, request.user)
         who = f"{api_http._user_str(request)} from {api_http.client_address(request)}"  # pylint: disable=protected-access
         LOG.info("API call '%s' by %s (web form): %s", name, who, form.query())
         try:
@@ -73,11 +73,11 @@ def api_call(request, name):
             status, result = problem.status, None
         ran = status == 200
         LOG.log(logging.INFO if ran else logging.WARNING, "API call '%s' by %s (web form): %s", name, who,
-                "done." if ran else (form.error or form.errors))
+                "done." if ran else (form.error or form.field_errors))
     elif any(key != "output" for key in request.GET):
-        form = forms_calls.CallForm(call, request.GET, request.user)  # filled in, not run: submitting POSTs it
+        form = forms_calls.filled_in(call, request.GET, request.user)  # not run: submitting POSTs it
     else:
-        form = forms_calls.CallForm(call, None, request.user)
+        form = forms_calls.call_form(call, None, request.user)
     context = {"call": call, "form": form, "ran": ran, "result": forms_calls.pretty(result) if ran else "",
                "flags": [f for f in registry.FLAGS if f in call.flags], "status": status,
                "json_query": urllib.parse.urlencode(form.hidden() + [("output", "json")])
@@ -92,7 +92,6 @@ def _list(values):
 
 def current_options():
     """Setup options (string values) that regenerate the current configuration: the 'Current (inspect)' preset."""
-    from mini_buildd import models  # pylint: disable=import-outside-toplevel
     daemon = models.Daemon.get()
     distributions = list(models.Distribution.objects.select_related("base_source").order_by("base_source__codename"))
     chroots = models.Chroot.mbd_concrete_all()
@@ -113,14 +112,12 @@ def current_options():
 
 
 def _current_origins():
-    from mini_buildd import models  # pylint: disable=import-outside-toplevel
     origins = sorted(set(models.Distribution.objects.values_list("base_source__origin", flat=True)))
     return origins or ["Debian"]
 
 
 def extend_options():
     """The 'Extend' preset: keep identity and FTP endpoint, add everything the origins and sources bring."""
-    from mini_buildd import models  # pylint: disable=import-outside-toplevel
     current = current_options()
     return {
         "identity": current["identity"], "ftp_endpoint": current["ftp_endpoint"],
@@ -195,7 +192,6 @@ LIMIT_FIELDS = ("ftpd_max_file_size", "ftpd_max_session_size", "ftpd_max_connect
 
 def daemon_limits():
     """``[(field name, current value, default, help text)]`` of the Daemon's limits that exist."""
-    from mini_buildd import models  # pylint: disable=import-outside-toplevel
     daemon = models.Daemon.get()
     rows = []
     for name in LIMIT_FIELDS:
@@ -221,19 +217,18 @@ def setup(request):
         data = request.POST
         if "followup" in data:
             data = _setup_followup(data)
-            if data is None:
-                error = "Select the instances to update and PCA (or use 'all')."
-                data = request.POST
-        form = forms_calls.CallForm(call, data, request.user)
-        if not error:
+        if data is None:
+            error = "Select the instances to update and PCA (or use 'all')."
+            form = forms_calls.filled_in(call, request.POST, request.user)
+            status = 400
+        else:
+            form = forms_calls.call_form(call, data, request.user)
             LOG.info("Setup page: setup by %s: %s", request.user, form.query())
             status, result = form.run()
-        else:
-            status = 400
     elif preset in PRESETS:
-        form = forms_calls.CallForm(call, _Query(PRESETS[preset][2]()), request.user)
+        form = forms_calls.filled_in(call, _Query(PRESETS[preset][2]()), request.user)
     else:
-        form = forms_calls.CallForm(call, None, request.user)
+        form = forms_calls.call_form(call, None, request.user)
     if result is not None:
         for inst in result["instances"]:
             inst["diff_lines"] = _diff_lines(inst.get("diff", {}))
