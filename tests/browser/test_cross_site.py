@@ -42,7 +42,7 @@ def daemon(tmp_path_factory):
     assert run_mbd(home, "--set-admin-password-file", str(base / "pw")).returncode == 0
     changes = make_source_package(base / "pkg", SOURCE, "1.0", UNSTABLE)
     dsc = next(changes.parent.glob(f"{SOURCE}_*.dsc"))
-    in_home(home, "from mini_buildd import reprepro\n"
+    in_home(home, "from mini_buildd.tools import reprepro\n"
                   "repo = models.Repository.objects.get(identity='test')\n"
                   f"reprepro.Reprepro(repo.mbd_path()).includedsc({UNSTABLE!r}, {str(dsc)!r})\n")
     d = Daemon(home, port=http_port, endpoints=[http_ep]).start()

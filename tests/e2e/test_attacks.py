@@ -190,7 +190,7 @@ repo, created = models.Repository.objects.get_or_create(identity="guarded", defa
 repo.distributions.set(models.Distribution.objects.all())
 repo.mbd_pca()
 print(repo.mbd_status_display())
-from mini_buildd import snapshots
+from mini_buildd.archive import snapshots
 snapshots.run()  # its due timed snapshots now, not during the digest comparison below
 """)
     guarded = instance.home / "repositories" / "guarded"

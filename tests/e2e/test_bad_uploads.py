@@ -37,7 +37,7 @@ for name, key, rights in (("dev", {out["dev"][2]!r}, True), ("norights", {out["n
         up.may_upload_to.add(repo)
     up.mbd_pca()
     print(name, up.mbd_status_display())
-from mini_buildd import snapshots
+from mini_buildd.archive import snapshots
 snapshots.run()  # the due timed snapshots of 'auth' now, not while a test proves nothing changed
 """)
     yield out

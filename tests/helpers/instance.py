@@ -124,7 +124,7 @@ def instance():
         assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
         # The crontab's first run (a minute after every engine start) takes the timed snapshots that
         # are due: take them now, so no test that proves "nothing changed" sees them appear.
-        inst.django("from mini_buildd import snapshots; print(snapshots.run())")
+        inst.django("from mini_buildd.archive import snapshots; print(snapshots.run())")
         inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint], unpriv=unpriv,
                              extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
         inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too

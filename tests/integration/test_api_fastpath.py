@@ -28,7 +28,7 @@ RACY = 1.1
 
 
 def include(home, dsc):
-    in_home(home, "from mini_buildd import reprepro\n"
+    in_home(home, "from mini_buildd.tools import reprepro\n"
                   "repo = models.Repository.objects.get(identity='test')\n"
                   f"reprepro.Reprepro(repo.mbd_path()).includedsc({UNSTABLE!r}, {str(dsc)!r})\n")
 

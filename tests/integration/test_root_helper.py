@@ -34,7 +34,7 @@ def home(unpriv):
     h = unpriv.make_home()
     subprocess.run(unpriv.command(["mkdir", "-p", h / "var" / "shared" / "libdir", h / "var" / "tmp"]), check=True)
     yield h
-    subprocess.run(unpriv.command([PYTHON, "-c", "import sys; from mini_buildd import privileged; "
+    subprocess.run(unpriv.command([PYTHON, "-c", "import sys; from mini_buildd.tools import privileged; "
                                    f"privileged.remove_data({str(h / 'var' / 'chroots' / CODENAME / 'amd64')!r})"]), check=False)
 
 
@@ -156,7 +156,7 @@ def test_refuses_a_base_tarball_of_the_user(unpriv, home):
 
 
 def test_without_the_sudoers_rule_the_error_says_so(unpriv, home):
-    proc = subprocess.run(unpriv.command([PYTHON, "-c", "from mini_buildd import privileged\n"
+    proc = subprocess.run(unpriv.command([PYTHON, "-c", "from mini_buildd.tools import privileged\n"
                                           f"privileged.make_chroot_dir({str(home / 'var' / 'chroots' / CODENAME / 'amd64')!r})"],
                                          extra_env=["MINI_BUILDD_CHROOT_HELPER=/usr/bin/id"]),
                           capture_output=True, text=True, check=False)
@@ -170,7 +170,7 @@ def test_unprivileged_user_makes_uses_and_removes_a_chroot(unpriv, home):
     chroot_dir = home / "var" / "chroots" / CODENAME / "amd64"
     code = f"""
 import pathlib
-from mini_buildd import chroot_backends, schroot
+from mini_buildd.tools import chroot_backends, schroot
 tarball = chroot_backends.cached_debootstrap_tarball({CODENAME!r}, "amd64", {host_archive.archive_url(CODENAME)!r},
                                                      {str(host_archive.keyring_path())!r})
 args = dict(name={name!r}, codename={CODENAME!r}, arch="amd64", chroot_dir=pathlib.Path({str(chroot_dir)!r}),

@@ -56,7 +56,7 @@ def instance(tmp_path_factory):
         changes = make_source_package(base / f"pkg-{version}", SOURCE, version, UNSTABLE)
         dsc = next(changes.parent.glob(f"{SOURCE}_*.dsc"))
         if version == "1.0":
-            in_home(home, "from mini_buildd import reprepro\n"
+            in_home(home, "from mini_buildd.tools import reprepro\n"
                           "repo = models.Repository.objects.get(identity='test')\n"
                           f"reprepro.Reprepro(repo.mbd_path()).includedsc({UNSTABLE!r}, {str(dsc)!r})\n")
         else:  # a second matching file for search (in the builds tree)
