@@ -1,6 +1,7 @@
 # mini-buildd: developer entry points. See README.md.
 #   make run    install what is needed, bootstrap a local instance, run the daemon in the foreground
-#   make check  install what is needed and run the whole test suite
+#   make lint   static checks: pylint, flake8, mypy (configuration: .pylintrc, .flake8, mypy.ini)
+#   make check  install what is needed and run the static checks and the whole test suite
 #   make deb    build the Debian packages (into ..)
 
 PYTHON := /usr/bin/python3
@@ -22,11 +23,12 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl debmirror sudo
 # ... and what the tests and the package build need on top.
 TEST_DEPS := python3-pytest debhelper dh-python python3-all python3-setuptools tidy procps man-db \
-	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck
+	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck \
+	pylint python3-pylint-django flake8 mypy
 # ... and what the benchmarks (bench/) use on top.
 BENCH_DEPS := wrk apache2-utils
 
-.PHONY: deps test-deps bench-deps run check unit integration e2e browser deb doc manual clean
+.PHONY: deps test-deps bench-deps run lint check unit integration e2e browser deb doc manual clean
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -49,7 +51,15 @@ run: deps
 	@echo "mini-buildd: http://$(RUN_HOSTNAME):$(RUN_PORT)/  (user admin, password in $(RUN_HOME)/admin-password); stop with Ctrl-C"
 	$(PYTHON) -m mini_buildd --home $(RUN_HOME) --dedicated-user $(RUN_USER) --hostname $(RUN_HOSTNAME) --http-endpoint tcp6:port=$(RUN_PORT)
 
-check: test-deps
+# Static checks (configuration: .pylintrc, .flake8, mypy.ini); make check runs them first.
+LINT_PATHS := mini_buildd tests bench
+
+lint:
+	$(PYTHON) -m pylint $(LINT_PATHS)
+	$(PYTHON) -m flake8 $(LINT_PATHS)
+	$(PYTHON) -m mypy
+
+check: test-deps lint
 	$(PYTHON) tests/run_suite.py
 
 unit:
