@@ -7,6 +7,8 @@ This is the only module that runs ``debmirror``.
 import logging
 import pathlib
 import urllib.parse
+from collections.abc import Iterable, Sequence
+from typing import Optional
 
 from mini_buildd.tools import call
 from mini_buildd import config, errors, instance
@@ -18,18 +20,19 @@ class DebmirrorError(errors.BadRequest, ValueError):
     """The mirror can't be made (the message says why)."""
 
 
-def destination_path(template, identity):
+def destination_path(template: str, identity: str) -> pathlib.Path:
     """Destination directory: ``{}`` is the repository identity, a leading ``~`` the instance home."""
-    path = template.replace("{}", identity)
-    if path == "~" or path.startswith("~/"):
-        return config.paths.home.joinpath(path[2:]) if len(path) > 2 else config.paths.home
-    path = pathlib.Path(path)
+    text = template.replace("{}", identity)
+    if text == "~" or text.startswith("~/"):
+        return config.paths.home.joinpath(text[2:]) if len(text) > 2 else config.paths.home
+    path = pathlib.Path(text)
     if not path.is_absolute():
         raise DebmirrorError(f"Destination '{template}' must be absolute (or start with '~/', the instance home).")
     return path
 
 
-def run(url, root, destination, dists, architectures, components, timeout=3600):
+def run(url: str, root: str, destination: call.FsPath, dists: Iterable[str], architectures: Iterable[str], components: Iterable[str],
+        timeout: float = 3600) -> str:
     """Mirror ``dists`` of the archive at ``url`` + ``root`` into ``destination`` (its contents are replaced)."""
     parts = urllib.parse.urlsplit(url)
     argv = ["debmirror", f"--method={parts.scheme}", f"--host={parts.netloc}", f"--root={root}",
@@ -42,8 +45,9 @@ def run(url, root, destination, dists, architectures, components, timeout=3600):
         raise DebmirrorError(f"debmirror failed: {e}") from e
 
 
-def debmirror(suites=None, rollbacks=0, repositories=None, codenames=None, architectures=None, components=None,
-              destination="~/debmirror/{}"):
+def debmirror(suites: Optional[Sequence[str]] = None, rollbacks: int = 0, repositories: Optional[Iterable[str]] = None,
+              codenames: Optional[Sequence[str]] = None, architectures: Optional[Iterable[str]] = None,
+              components: Optional[Iterable[str]] = None, destination: str = "~/debmirror/{}") -> dict[str, object]:
     """API ``debmirror``: mirror the chosen suites (plus ``rollbacks`` rollback distributions per
     suite, <0: all) of the chosen repositories and codenames to ``destination`` (per repository)."""
     from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
@@ -51,7 +55,9 @@ def debmirror(suites=None, rollbacks=0, repositories=None, codenames=None, archi
     for repo in Repository.objects.select_related("layout").filter(identity__in=list(repositories or [])).order_by("identity"):
         if not repo.mbd_is_active():
             raise DebmirrorError(f"Repository '{repo.identity}' is not active.")
-        dists, archs, comps = [], set(), set()
+        dists: list[str] = []
+        archs: set[str] = set()
+        comps: set[str] = set()
         for d in repo.mbd_distributions():
             if codenames and d.codename not in codenames:
                 continue
