@@ -115,24 +115,27 @@ def instance():
         inst = Instance(unpriv.make_home(), free_port(), free_port(), unpriv=unpriv)
         result = run_mbd(inst.home, "--set-admin-password-file", "-", unpriv=unpriv, input=ADMIN_PASSWORD + "\n")
         assert result.returncode == 0, result.stdout + result.stderr
-        code, inst.setup_result, err = inst.setup(*ACCEPTANCE)
-        assert code == 0, f"setup of the e2e instance failed ({code}):\n{inst.setup_result}\n{err[-3000:]}"
-        inst.smtp = smtp
-        # (flagged internal: an admin's m2m edit would mark the active Daemon changed)
-        inst.django("d = models.Daemon.get(); d._mbd_internal_m2m = True; "
-                    f"d.notify.add(models.EmailAddress.objects.create(address={NOTIFY_ADDRESS!r}))")
-        assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
-        # The crontab's first run (a minute after every engine start) takes the timed snapshots that
-        # are due: take them now, so no test that proves "nothing changed" sees them appear.
-        inst.django("from mini_buildd.archive import snapshots; print(snapshots.run())")
-        inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint], unpriv=unpriv,
-                             extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
-        inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too
-        inst.daemon.start()
+        # From the setup on, whatever fails: the daemon stops and the chroot is removed (its schroot
+        # config would keep the name from the next run).
         try:
+            code, inst.setup_result, err = inst.setup(*ACCEPTANCE)
+            assert code == 0, f"setup of the e2e instance failed ({code}):\n{inst.setup_result}\n{err[-3000:]}"
+            inst.smtp = smtp
+            # (flagged internal: an admin's m2m edit would mark the active Daemon changed)
+            inst.django("d = models.Daemon.get(); d._mbd_internal_m2m = True; "
+                        f"d.notify.add(models.EmailAddress.objects.create(address={NOTIFY_ADDRESS!r}))")
+            assert "True" in inst.django("print(models.Daemon.get().mbd_is_active())")
+            # The crontab's first run (a minute after every engine start) takes the timed snapshots that
+            # are due: take them now, so no test that proves "nothing changed" sees them appear.
+            inst.django("from mini_buildd.archive import snapshots; print(snapshots.run())")
+            inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint], unpriv=unpriv,
+                                 extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
+            inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too
+            inst.daemon.start()
             yield inst
         finally:
-            inst.daemon.stop()
+            if inst.daemon is not None:
+                inst.daemon.stop()
             inst.django("for c in models.Chroot.mbd_concrete_all(): c.mbd_remove()")
         assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
         assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
