@@ -2,6 +2,9 @@
 python3-selenium), a fresh profile per module, and screenshots saved to
 ``test-artifacts/screenshots/`` at the repository root."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import pathlib
 import shutil
 import tempfile

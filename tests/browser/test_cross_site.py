@@ -6,6 +6,10 @@ The daemon's access log shows every attempt arrived; the repository listing (``l
 daemon/engine state are the same before and after. Then the same calls from ``mini-buildd-api``
 still work."""
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up.
+# pylint: disable=redefined-outer-name,import-outside-toplevel
+
 import html
 import http.server
 import json
@@ -31,6 +35,7 @@ ATTACKER_HOST = "127.0.0.2"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
+    """A set-up instance with its daemon running (for the browser); stopped after."""
     if os.geteuid() != 0:
         pytest.skip("needs root (setup)")
     base = tmp_path_factory.mktemp("csrf")
@@ -41,7 +46,7 @@ def daemon(tmp_path_factory):
     (base / "pw").write_text(PASSWORD + "\n")
     assert run_mbd(home, "--set-admin-password-file", str(base / "pw")).returncode == 0
     changes = make_source_package(base / "pkg", SOURCE, "1.0", UNSTABLE)
-    dsc = next(changes.parent.glob(f"{SOURCE}_*.dsc"))
+    dsc = next(changes.parent.glob(f"{SOURCE}_*.dsc"))  # pylint: disable=stop-iteration-return  # a test failure either way
     in_home(home, "from mini_buildd.tools import reprepro\n"
                   "repo = models.Repository.objects.get(identity='test')\n"
                   f"reprepro.Reprepro(repo.mbd_path()).includedsc({UNSTABLE!r}, {str(dsc)!r})\n")
@@ -107,10 +112,13 @@ def attack_pages(daemon):
 
 @pytest.fixture(scope="module")
 def attacker(daemon):  # pylint: disable=redefined-outer-name
+    """A web server of attack pages on another origin than ``daemon``; stopped after."""
     pages = attack_pages(daemon)
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        """Serves the attack pages (404 for others)."""
         def do_GET(self):  # pylint: disable=invalid-name
+            """Answer with the attack page of the path."""
             body = pages.get(self.path, "not found").encode()
             self.send_response(200 if self.path in pages else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -140,7 +148,7 @@ def state(daemon):  # pylint: disable=redefined-outer-name
 
 def refusals_logged(daemon, call):  # pylint: disable=redefined-outer-name
     """How many cross-site requests to ``call`` the daemon's log shows refused (each logged at once)."""
-    log = config.Paths(daemon.home).daemon_log.read_text()
+    log = config.Paths(daemon.home).daemon_log.read_text(encoding="utf-8")
     return log.count(f"Refused cross-site request from 127.0.0.1: API call '{call}':")
 
 

@@ -6,6 +6,9 @@ screenshot in ``test-artifacts/screenshots/`` and its HTML checked with tidy (no
 
 The tests of this module run in order and share one browser session (logged in as admin)."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import time
 
 import pytest

@@ -35,6 +35,7 @@ def include(home, dsc):
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory):
+    """An instance with its daemon running (set up); stopped after."""
     base = tmp_path_factory.mktemp("fastpath")
     home = base / "home"
     http_port, ftp_port = free_port(), free_port()
@@ -44,7 +45,7 @@ def instance(tmp_path_factory):
     dscs = {}
     for version in ("1.0", "1.1"):
         changes = make_source_package(base / f"pkg-{version}", SOURCE, version, UNSTABLE)
-        dscs[version] = next(changes.parent.glob(f"{SOURCE}_*.dsc"))
+        dscs[version] = next(changes.parent.glob(f"{SOURCE}_*.dsc"))  # pylint: disable=stop-iteration-return  # a test failure either way
     include(home, dscs["1.0"])
     daemon = Daemon(home, port=http_port, endpoints=[http_ep]).start()
     daemon.dscs = dscs
@@ -53,7 +54,7 @@ def instance(tmp_path_factory):
 
 
 def cached_hits(daemon, call):
-    log = config.Paths(daemon.home).daemon_log.read_text()
+    log = config.Paths(daemon.home).daemon_log.read_text(encoding="utf-8")
     return len(re.findall(rf"API call '{call}' by anonymous from 127\.0\.0\.1: .* \(cached\)$", log, re.MULTILINE))
 
 

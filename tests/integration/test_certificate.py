@@ -11,6 +11,10 @@
   that apt reads as ``Acquire::https::HOST::CaInfo``; buildrequests' ``ssl_cert`` is that certificate.
 """
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,import-outside-toplevel,use-implicit-booleaness-not-comparison
+
 import ftplib
 import json
 import os
@@ -92,6 +96,7 @@ def test_create_show_remove(tmp_path):
 
 @pytest.fixture(scope="module")
 def tls_instance(tmp_path_factory):
+    """An instance serving HTTPS and FTPS with a self-signed certificate; stopped after."""
     base = tmp_path_factory.mktemp("tls")
     cert, key = make_cert(base / "ssl")
     home = base / "home"

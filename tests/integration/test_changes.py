@@ -2,6 +2,10 @@
 dpkg-buildpackage, signed and verified with real gpg/gpgv, buildrequests and buildresults written,
 signed, parsed back and unpacked (dpkg-source extracts the unpacked source)."""
 
+# pytest idioms: fixtures are parameters named like them; asserts compare with empty containers on purpose (the
+# type counts too).
+# pylint: disable=redefined-outer-name,use-implicit-booleaness-not-comparison
+
 import hashlib
 import json
 import pathlib
@@ -77,6 +81,7 @@ SUMMARY = {"Status": "successful", "Lintian": "pass", "Build-Time": "2", "Packag
 
 
 def procs_mentioning(text):
+    """Pids of the processes whose command line mentions ``text``."""
     pids = []
     for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -309,7 +314,7 @@ def test_buildrequest(upload_path, keyring, gpg, tmp_path):
 
     # Exactly the field order of the upstream buildrequest
     assert breq.field_names() == ref_fields(REF_BREQ)
-    text = breq.path.read_text()
+    text = breq.path.read_text(encoding="utf-8")
     assert text.startswith("-----BEGIN PGP SIGNED MESSAGE-----\n")
     assert "\nX-Mini-Buildd-Deb-Build-Options:\n" in text  # empty value: no trailing blank, as upstream
     assert f"\nX-Mini-Buildd-Timecode: {upload.timecode}\n" in text

@@ -5,6 +5,10 @@ and unpacked by each test; the first run takes a few minutes, later runs seconds
 update against the host's archive in the checks).
 """
 
+# pytest idioms: fixtures are parameters named like them; some fixtures are requested for their side effects
+# only.
+# pylint: disable=redefined-outer-name,unused-argument
+
 import os
 import shutil
 import uuid
@@ -90,6 +94,7 @@ def mounts_under(*fragments):
 
 
 def assert_nothing_left(name, chroot_dir, tmp_path):
+    """No schroot config, fstab, chroot dir or session of chroot ``name`` is left."""
     assert not config.schroot_conf(name).exists()
     assert not schroot.fstab_path(name).exists()
     assert not chroot_dir.exists()

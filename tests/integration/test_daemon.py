@@ -1,6 +1,10 @@
 """The real daemon in a temporary home: HTTP (Django over twisted), login, admin, static
 repository delivery with a signed InRelease, HTTPS, clean shut-down and start-up errors."""
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up.
+# pylint: disable=redefined-outer-name,import-outside-toplevel
+
 import os
 import pathlib
 import signal
@@ -48,6 +52,7 @@ def instance(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(instance):
+    """The daemon running on the set-up instance home; stopped after."""
     home, _ = instance
     d = Daemon(home)
     d.start()
@@ -124,7 +129,7 @@ def test_tampered_inrelease_fails_gpgv(tmp_path, instance, daemon):
 def test_access_log(instance, daemon):
     home, _ = instance
     requests.get(daemon.url + "/accounts/null/?access-log-probe", timeout=10)
-    log = (home / "var" / "log" / "access.log")
+    log = home / "var" / "log" / "access.log"
     for _ in range(50):
         if "access-log-probe" in log.read_text():
             break

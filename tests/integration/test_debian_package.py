@@ -6,6 +6,9 @@ unwritable HOME), then inspects the .debs with ``dpkg-deb`` and lintian. Nothing
 (tests/e2e/test_package_install.py installs them). Needs the build dependencies of debian/control.
 """
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import fnmatch
 import os
 import pathlib
@@ -77,6 +80,7 @@ class Deb:
         return result
 
     def extract(self):
+        """The package's files extracted (once); their dir."""
         target = self.workdir / "x" / self.path.name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +88,7 @@ class Deb:
         return target
 
     def control(self):
+        """The package's control files extracted (once); their dir."""
         target = self.workdir / "c" / self.path.name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
 """Event hooks (upstream §5.4) running real executables: which files run, in which order, with which
 argument; failures and time-outs only logged; a slow hook never blocks logging."""
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import json
 import logging
 import pathlib

@@ -108,6 +108,7 @@ def test_dput_cf_is_read_by_dput(tmp_path):
 
 
 def is_dput_ng():
+    """Whether the installed dput is dput-ng."""
     dput = shutil.which("dput")
     if not dput:
         return False
@@ -260,7 +261,7 @@ def test_nspawn_recipe_checks_its_arguments():
         proc = subprocess.run(["sh", script, *args], capture_output=True, text=True, timeout=30, check=False)
         assert proc.returncode == 2 and text in proc.stderr, proc.stderr
     for line in ("Capability=CAP_SYS_ADMIN", "VirtualEthernet=no", "Boot=yes"):
-        assert line in pathlib.Path(script).read_text()
+        assert line in pathlib.Path(script).read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------ reverse proxy
@@ -284,6 +285,7 @@ def nginx_binary(tmp_path_factory):
 
 
 def self_signed(tmp_path):
+    """A self-signed localhost key and certificate in ``tmp_path``: (key, cert)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                     "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",

@@ -4,6 +4,10 @@ mini_buildd.pipeline.ftpd.FtpD directly, attacked with Python's ftplib and raw s
 be refused with its reason, the daemon must keep answering ``status`` over HTTP meanwhile, and
 nothing half-written may stay behind."""
 
+# pytest idioms: fixtures are parameters named like them; asserts compare with empty containers on purpose (the
+# type counts too).
+# pylint: disable=redefined-outer-name,use-implicit-booleaness-not-comparison
+
 import ftplib
 import io
 import os
@@ -55,6 +59,7 @@ def attack_stor(ftp, name, stream):
 
 
 def anonymous(port, cwd="/incoming"):
+    """An anonymous FTP session on ``port`` in ``cwd``."""
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", port, timeout=60)
     ftp.login()
@@ -63,6 +68,7 @@ def anonymous(port, cwd="/incoming"):
 
 
 def wait_for(predicate, timeout=30.0):
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -83,7 +89,7 @@ class StatusPoller(threading.Thread):
         self.url, self.results, self.done = url + "/mini_buildd/api/status/", [], threading.Event()
 
     def run(self):
-        while not self.done.is_set():
+        while not self.done.is_set():  # pylint: disable=deprecated-method  # pylint 2.16 mistakes Event.is_set for isSet
             try:
                 r = requests.get(self.url, timeout=30)
                 self.results.append((r.status_code, r.json() if r.status_code == 200 else r.text))
@@ -144,13 +150,14 @@ def assert_nothing_left(daemon, name):
     assert wait_for(lambda: list(daemon.paths.incoming.iterdir()) == []), list(daemon.paths.incoming.iterdir())
     quarantine = daemon.paths.quarantine
     assert not quarantine.exists() or list(quarantine.iterdir()) == []
-    assert [p for p in daemon.home.rglob(name)] == []
+    assert list(daemon.home.rglob(name)) == []
 
 
 # --- the real daemon ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory):
+    """A daemon with low FTP limits (file, session, connections, free disk); stopped after."""
     base = tmp_path_factory.mktemp("ftplimits")
     daemon = start_instance(base / "home", free_port(), ftpd_max_file_size=100, ftpd_max_session_size=150,
                             ftpd_max_connections_per_address=8, min_free_disk=1)
@@ -342,6 +349,7 @@ def test_home_on_small_fs_filled_to_the_floor(small_fs):
 # --- the server alone: session quota, changes files, TLS ------------------------------------------
 
 class Sessions:
+    """Records the FTP sessions' complete files (the incoming callback)."""
     def __init__(self):
         self.sessions = []
 
@@ -354,6 +362,7 @@ class Sessions:
 
 @pytest.fixture
 def server(tmp_path):
+    """A running FtpD with low limits on a free port, its sessions recorded; stopped after."""
     incoming = tmp_path / "home" / "incoming"
     incoming.mkdir(parents=True)
     port = free_port()

@@ -1,6 +1,10 @@
 """FTP incoming (mini_buildd.pipeline.ftpd) against real pyftpdlib on 127.0.0.1, with real clients:
 our upload(), Python's ftplib, and Debian's dput."""
 
+# pytest idioms: fixtures are parameters named like them; asserts compare with empty containers on purpose (the
+# type counts too).
+# pylint: disable=redefined-outer-name,use-implicit-booleaness-not-comparison
+
 import ftplib
 import hashlib
 import io
@@ -74,6 +78,7 @@ def listed(changes):
 
 
 def wait_for(predicate, timeout=10.0):
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -115,6 +120,7 @@ def home_with_incoming(tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
+    """A running FtpD on a free port with an incoming dir and a recording consumer; stopped after."""
     incoming = home_with_incoming(tmp_path)
     consumer = Consumer(tmp_path / "processed")
     port = free_port()
@@ -126,6 +132,7 @@ def server(tmp_path):
 
 
 def anonymous(port, cwd="/incoming"):
+    """An anonymous FTP session on ``port`` (in ``cwd`` if given)."""
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", port, timeout=10)
     ftp.login()
@@ -151,7 +158,7 @@ def test_upload_hands_over_changes_once_files_read_only(server, tmp_path):
         assert server.consumer.modes[name] == 0o444, name
         assert (server.consumer.processed / name).read_bytes() == (changes.parent / name).read_bytes()
     assert marker == changes.parent / (changes.name + ".upload")
-    assert server.url in marker.read_text()
+    assert server.url in marker.read_text(encoding="utf-8")
     assert list(server.incoming.iterdir()) == []
 
 
@@ -223,7 +230,7 @@ def test_abrupt_disconnect_hands_over_complete_files_only(server):
     # connection is still open (no QUIT).
     conn = ftp.transfercmd("STOR cut.deb")
     conn.sendall(b"x" * 100000)
-    assert wait_for(lambda: (server.incoming / "cut.deb").exists())
+    assert wait_for((server.incoming / "cut.deb").exists)
     ftp.sock.close()
     ftp.close()
     assert wait_for(lambda: server.consumer.sessions != [])
@@ -334,7 +341,7 @@ def test_stop_frees_port_quickly(tmp_path):
     endpoint = f"tcp:interface=127.0.0.1:port={port}"
     srv = ftpd.FtpD(endpoint, incoming, lambda p: None)
     srv.start()
-    assert srv.is_running and srv.address[1] == port
+    assert srv.is_running and srv.address[1] == port  # pylint: disable=unsubscriptable-object  # set once running
     client = anonymous(port)  # an open session must not delay stop()
     begin = time.monotonic()
     srv.stop()
@@ -371,7 +378,7 @@ def test_tcp6_endpoint_dual_stack(tmp_path):
     consumer = Consumer(tmp_path / "processed")
     port = free_port()
     with ftpd.FtpD(f"tcp6:port={port}", incoming, consumer) as srv:
-        assert srv.address[0] == "::"
+        assert srv.address[0] == "::"  # pylint: disable=unsubscriptable-object  # set once running
         first = make_changes(tmp_path / "v6", source="six")
         ftpd.upload(first, f"ftp://[::1]:{port}")
         second = make_changes(tmp_path / "v4", source="four")
@@ -414,18 +421,18 @@ def test_upload_marker_and_force(server, tmp_path):
     assert not marker.exists()
     ftpd.upload(changes, server.url + "/")
     assert wait_for(lambda: server.consumer.names() == [changes.name])
-    content = marker.read_text()
+    content = marker.read_text(encoding="utf-8")
     assert content.startswith(server.url + "/ ") and content.strip().split()[-1][:4].isdigit()
 
     with pytest.raises(ftpd.FtpError, match="already uploaded"):
         ftpd.upload(changes, server.url)
-    assert marker.read_text() == content
+    assert marker.read_text(encoding="utf-8") == content
     time.sleep(0.3)
     assert server.consumer.names() == [changes.name]
 
     ftpd.upload(changes, server.url, force=True)
     assert wait_for(lambda: server.consumer.names() == [changes.name, changes.name])
-    assert marker.read_text().startswith(server.url + " ")
+    assert marker.read_text(encoding="utf-8").startswith(server.url + " ")
 
 
 def test_upload_errors(server, tmp_path):

@@ -1,5 +1,9 @@
 """Integration tests of mini_buildd.tools.gnupg against the real gpg, gpgv and gpgconf."""
 
+# pytest idioms: fixtures are parameters named like them; some fixtures are requested for their side effects
+# only; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,unused-argument,use-implicit-booleaness-not-comparison
+
 import datetime
 import glob
 import pathlib
@@ -215,7 +219,7 @@ def test_sign_file_verified_by_gpgv(make_gnupg, tmp_path):
         keyring_file = keyring.export(tmp_path / "signer.gpg")
         assert keyring_file.read_bytes()[:1] != b"-"  # binary, not armored
         armored = keyring.export(tmp_path / "signer.asc", armor=True)
-        assert armored.read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        assert armored.read_text(encoding="utf-8").startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert gnupg.gpgv_verify(keyring_file, changes) == [key["long_id"]]
 
     # Re-signing replaces the signature rather than nesting it.
@@ -298,8 +302,8 @@ def test_expired_key_counts_as_valid_for_archives(make_gnupg, tmp_path):
         assert result.signatures[0]["status"] == gnupg.VerifyResult.EXPIRED_KEY
         assert not keyring.verify(signed, accept_expired_keys=False).valid
         keyring_file = keyring.export(tmp_path / "old.gpg")
-        assert keyring.key_info(key["long_id"])["expires"] == key["expires"]
-        assert keyring.key_info("0x" + key["fingerprint"])["fingerprint"] == key["fingerprint"]
+        assert keyring.key_info(key["long_id"])["expires"] == key["expires"]  # pylint: disable=unsubscriptable-object
+        assert keyring.key_info("0x" + key["fingerprint"])["fingerprint"] == key["fingerprint"]  # pylint: disable=unsubscriptable-object
         assert keyring.key_info("0123456789ABCDEF") is None
 
     assert gnupg.gpgv_verify(keyring_file, tmp_path / "InRelease") == [key["long_id"]]
@@ -384,7 +388,7 @@ def test_real_archive_release(tmp_path):
         assert result.signer_key_ids == unknown.signer_key_ids
         assert b"Origin:" in result.data
         signer = keyring.key_info(result.key_id)
-        assert signer["fingerprint"] in fingerprints and signer["name"]
+        assert signer["fingerprint"] in fingerprints and signer["name"]  # pylint: disable=unsubscriptable-object
         exported = keyring.export(tmp_path / "archive.gpg")
 
     signers = gnupg.gpgv_verify(exported, in_release)
@@ -395,7 +399,7 @@ def test_real_archive_release(tmp_path):
 def test_fetch_key_from_archive_keyrings(tmp_path):
     with gnupg.TmpKeyring(parent=tmp_path) as keyring:
         fingerprint = keyring.import_archive_keyrings()[0]
-        long_id = keyring.key_info(fingerprint)["long_id"]
+        long_id = keyring.key_info(fingerprint)["long_id"]  # pylint: disable=unsubscriptable-object
     armored, info = gnupg.fetch_key(long_id, keyserver="hkp://127.0.0.1:1", retries=1, tmp_parent=tmp_path / "f")
     assert info["fingerprint"] == fingerprint
     assert [k["fingerprint"] for k in gnupg.key_info(armored)] == [fingerprint]

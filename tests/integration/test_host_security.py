@@ -2,6 +2,9 @@
 and 7): one daemon per home (a second one touches nothing of the first), the home and its
 secrets private to the daemon's user, and passwords never on a command line (``ps``)."""
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import os
 import pathlib
 import signal

@@ -2,6 +2,11 @@
 arrival gets a private directory of its own with only the files its own FTP session sent; cruft
 is deleted; nothing is overwritten; leftovers are picked up at start."""
 
+# pytest idioms: fixtures are parameters named like them; some fixtures are requested for their side effects
+# only; Django and the code under test are imported after the test set-up; asserts compare with empty containers
+# on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,unused-argument,import-outside-toplevel,use-implicit-booleaness-not-comparison
+
 import os
 import stat
 

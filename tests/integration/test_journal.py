@@ -8,6 +8,9 @@ repository must be either exactly the new state or exactly the old one: ``reprep
 ``checkpool`` clean, no stray pool file, the published (signed) indices equal to the database.
 """
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import pathlib
 import types
 
@@ -16,7 +19,7 @@ import pytest
 from mini_buildd.archive import operations, journal
 from mini_buildd import dist, faults
 from mini_buildd.tools import reprepro
-from tests.integration.test_reprepro import (  # noqa: F401 (fixtures)
+from tests.integration.test_reprepro import (  # noqa: F401  pylint: disable=unused-import  # fixtures
     SOURCE, TESTING, UNSTABLE, UNSTABLE_RB0, conf_texts, gnupghome, gpgv, make_package)
 
 OLD, NEW = "1.0~test12+1", "1.0~test12+2"
@@ -207,7 +210,7 @@ def test_faults_env_and_names():
     with pytest.raises(ValueError):
         with faults.raising("no:such-point"):
             pass
-    assert pathlib.Path(faults.__file__).read_text().count("os.kill(os.getpid(), signal.SIGKILL)") == 1
+    assert pathlib.Path(faults.__file__).read_text(encoding="utf-8").count("os.kill(os.getpid(), signal.SIGKILL)") == 1
 
 
 def test_interrupted_journal_removal(view, packages, gnupghome):  # noqa: F811

@@ -33,6 +33,7 @@ def build_manual(outdir):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    """The HTML manual built (Sphinx) without warnings; its output dir."""
     out = tmp_path_factory.mktemp("manual") / "html"
     proc = build_manual(out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -42,6 +43,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory, built):  # pylint: disable=redefined-outer-name
+    """A daemon serving the built manual (admin password PASSWORD); stopped after."""
     home = tmp_path_factory.mktemp("manual-daemon") / "home"
     proc = subprocess.run([PYTHON, "-m", "mini_buildd", "--home", str(home), "--dedicated-user", "root",
                            "--set-admin-password-file", "-"], input=PASSWORD + "\n", cwd=ROOT, capture_output=True,

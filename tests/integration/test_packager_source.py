@@ -2,6 +2,9 @@
 the repository pool already (upstream §1.4 3d); the copy from the pool must travel with the upload
 out of its quarantine directory (it once stayed behind and the buildrequest then lacked it)."""
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import hashlib
 import pathlib
 import types
@@ -41,6 +44,7 @@ def _upload(directory, dsc):
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
+    """An instance home (config.paths) in tmp_path."""
     paths = config.Paths(tmp_path / "home")
     paths.create()
     monkeypatch.setattr(config, "paths", paths)
@@ -49,6 +53,7 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def repository(tmp_path):
+    """A reprepro-like pool with the package's orig tarball."""
     root = tmp_path / "repo"
     pool = root / "pool" / "main" / "h" / SOURCE
     pool.mkdir(parents=True)

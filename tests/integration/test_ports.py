@@ -8,6 +8,10 @@ Only the final FTP upload is replaced (by a function keeping a copy of the uploa
 end-to-end tests cover the real upload into a running instance.
 """
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,import-outside-toplevel,use-implicit-booleaness-not-comparison
+
 import functools
 import http.server
 import itertools
@@ -167,7 +171,7 @@ def test_original_block():
     text = ("p (1.0+port) d; urgency=medium\n\n  * port\n\n -- mini-buildd archive x <mbd@host>  Sat, 01 Mar 2025 12:00:00 +0000\n\n"
             "p (1.0) d; urgency=medium\n\n  * orig\n\n -- Ann Author <ann@example.org>  Fri, 28 Feb 2025 12:00:00 +0000\n")
     assert ports.original_block(Changelog(text), "MBD@host") == ("1.0", "Ann Author <ann@example.org>")
-    only_ours = text.split("\n\np (1.0)")[0] + "\n"
+    only_ours = text.split("\n\np (1.0)", maxsplit=1)[0] + "\n"
     assert ports.original_block(Changelog(only_ours), "mbd@host") == ("1.0+port", "mini-buildd archive x <mbd@host>")
 
 

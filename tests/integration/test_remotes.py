@@ -4,6 +4,10 @@ handshakes, the handshake call as a signing oracle, the
 pending activation while the peer does not know us, a wrong URL, a wrong key, and success once
 the peer has an active Remote for us. No chroot, no build."""
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up.
+# pylint: disable=redefined-outer-name,import-outside-toplevel
+
 import os
 
 import pytest
@@ -31,6 +35,7 @@ def us():
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory):
+    """A second instance (the remote peer) on a loopback address; torn down after."""
     if os.geteuid() != 0:
         pytest.skip("needs root (the daemon runs as its dedicated user root)")
     port = free_port(PEER_HOST)
@@ -137,7 +142,9 @@ class _Replayer:
         body = json.dumps(answer).encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            """Answers every GET with the recorded JSON."""
             def do_GET(self):  # pylint: disable=invalid-name
+                """The recorded answer."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

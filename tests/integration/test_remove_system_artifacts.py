@@ -6,6 +6,9 @@ no other chroot of the host is touched; needs root), a home in use by a daemon, 
 that fails. No debootstrap.
 """
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import fcntl
 import os
 import pathlib

@@ -6,6 +6,9 @@ a chroot (cached debootstrap tarball), opens a schroot session in it and removes
 through ``sudo -n`` and the helper, and nothing is left.
 """
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import os
 import pathlib
 import subprocess
@@ -31,6 +34,7 @@ def unpriv():
 
 @pytest.fixture
 def home(unpriv):
+    """An instance home of the unprivileged user (with var/shared/libdir and var/tmp); its chroot data removed after."""
     h = unpriv.make_home()
     subprocess.run(unpriv.command(["mkdir", "-p", h / "var" / "shared" / "libdir", h / "var" / "tmp"]), check=True)
     yield h
@@ -46,6 +50,7 @@ def helper(unpriv, *args, stdin=None):
 
 
 def conf(name, home, **overrides):
+    """A schroot config text of chroot ``name`` below ``home`` as the helper accepts it (``overrides`` changed)."""
     values = {"directory": f"{home}/var/chroots/{CODENAME}/amd64/source", "users": "mbd-test", "root-users": "mbd-test",
               "source-root-users": "mbd-test", "groups": "sbuild", "root-groups": "sbuild",
               "setup.fstab": f"mini-buildd/fstab-{name}", "type": "directory", "union-type": "overlay"}
@@ -189,4 +194,4 @@ print("DONE")
     assert not config.schroot_conf(name).exists()
     assert not schroot_files.fstab_path(name).exists()
     assert not chroot_dir.exists()
-    assert not [line for line in pathlib.Path("/proc/mounts").read_text().splitlines() if str(home) in line]
+    assert not [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if str(home) in line]

@@ -8,6 +8,10 @@ the real builds with another sbuild (e.g. a newer release unpacked somewhere);
 ``MBD_TEST_SBUILD_CHROOT=NAME`` with another (same kind of) schroot chroot.
 """
 
+# pytest idioms: fixtures are parameters named like them; Django and the code under test are imported after the
+# test set-up; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,import-outside-toplevel,use-implicit-booleaness-not-comparison
+
 import os
 import pathlib
 import re
@@ -103,9 +107,9 @@ def test_setup_scripts_validation_and_custom():
     with pytest.raises(ValueError, match="Duplicate"):
         sbuild.setup_scripts("apt-setup apt-setup")
     assert sbuild.setup_scripts("", custom_script="  \n") == []
-    (name, text), = sbuild.setup_scripts([], custom_script="#!/usr/bin/python3\nprint(1)\n")
+    (name, text), = sbuild.setup_scripts([], custom_script="#!/usr/bin/python3\nprint(1)\n")  # pylint: disable=unbalanced-tuple-unpacking
     assert name == "000_chroot-setup-script" and text == "#!/usr/bin/python3\nprint(1)\n"
-    (_, text), = sbuild.setup_scripts([], custom_script="#!/bin/bash\ntrue\n")
+    (_, text), = sbuild.setup_scripts([], custom_script="#!/bin/bash\ntrue\n")  # pylint: disable=unbalanced-tuple-unpacking
     assert text.splitlines()[1].startswith('echo "MINI_BUILDD: chroot-setup-script:')
 
 
@@ -483,6 +487,7 @@ def prepare(build_dir, name, rules=RULES, lintian_mode="disabled", setup_blocks=
 
 
 def build(build_dir, argv, **kwargs):
+    """Run sbuild ``argv`` in ``build_dir``; return (exit code, build log text, parsed summary)."""
     log = build_dir / "build.log"
     start = time.monotonic()
     rc = sbuild.run(build_dir, argv, sbuild.environment(build_dir), log, **kwargs)

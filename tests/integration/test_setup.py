@@ -90,7 +90,7 @@ def test_unknown_architecture_leaves_nothing(tmp_path):
 
 
 def _mounts_below(path):
-    return [line for line in pathlib.Path("/proc/mounts").read_text().splitlines() if str(path) in line]
+    return [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if str(path) in line]
 
 
 def test_file_chroot_prepares_checks_and_removes_cleanly():
@@ -105,7 +105,7 @@ def test_file_chroot_prepares_checks_and_removes_cleanly():
         assert (home / "var/chroots/bookworm/amd64/source.tar").is_file()
         assert (home / "var/chroots").stat().st_uid == 0, "the root helper owns the chroot data"
         assert f"chroot:{name}" in schroot.list_chroots()
-        assert f"users={unpriv.user}\n" in pathlib.Path(f"/etc/schroot/chroot.d/{name}.conf").read_text()
+        assert f"users={unpriv.user}\n" in pathlib.Path(f"/etc/schroot/chroot.d/{name}.conf").read_text(encoding="utf-8")
         with schroot.session(name) as sid:
             assert schroot.run_in_session(sid, ["cat", "/etc/debian_version"]).strip().startswith("12")
         in_home(home, "c = models.Chroot.mbd_concrete_all()[0]; c.mbd_remove(); print(c.mbd_status_display())", unpriv=unpriv)

@@ -1,6 +1,9 @@
 """The API call registry: argument conversion from HTTP queries and command lines, defaults,
 choices, authorization levels, confirmation, running engine and the maintenance lock."""
 
+# pytest idioms: some fixtures are requested for their side effects only.
+# pylint: disable=unused-argument
+
 import threading
 import types
 
@@ -51,7 +54,7 @@ def test_identity_and_flags():
     assert Argument("--keys", type=registry.LIST).default == []
 
 
-@pytest.mark.parametrize("bad", [dict(type="float"), dict(type=registry.CHOICE)])
+@pytest.mark.parametrize("bad", [{"type": "float"}, {"type": registry.CHOICE}])
 def test_bad_definitions(bad):
     with pytest.raises(ValueError):
         Argument("--x", **bad)
@@ -188,7 +191,7 @@ def test_cli_parser_of_every_call_builds_and_has_help():
 
 def test_spec_call_table():
     """Names, auth levels and flags of upstream §4.2."""
-    C, R, M = registry.CONFIRM, registry.NEEDS_RUNNING, registry.MAINTENANCE
+    C, R, M = registry.CONFIRM, registry.NEEDS_RUNNING, registry.MAINTENANCE  # pylint: disable=invalid-name  # the flags' initials
     expected = {
         "status": (Auth.NONE, set()), "pub_key": (Auth.NONE, set()), "dput_conf": (Auth.NONE, set()),
         "sources_list": (Auth.NONE, set()), "ls": (Auth.NONE, set()), "show": (Auth.NONE, set()),
@@ -252,8 +255,10 @@ def test_execute_maps_domain_errors():
     def run(args, user):
         raise {"value": ValueError("bad value"), "status": Conflict("in use")}[args["kind"]]
     c = _call([Argument("kind")], run=run)
-    assert (lambda p: (p.status, p.detail))(_problem(registry.execute, c, {"kind": "value"})) == (400, "bad value")
-    assert (lambda p: (p.status, p.detail))(_problem(registry.execute, c, {"kind": "status"})) == (409, "in use")
+    problem = _problem(registry.execute, c, {"kind": "value"})
+    assert (problem.status, problem.detail) == (400, "bad value")
+    problem = _problem(registry.execute, c, {"kind": "status"})
+    assert (problem.status, problem.detail) == (409, "in use")
     with pytest.raises(ZeroDivisionError):
         registry.execute(_call(run=lambda a, u: 1 / 0), {})
 

@@ -2,6 +2,9 @@
 safe tar extraction, sbuild summary fields and the success matrix, buildrequest and buildresult
 data; the file digests and epoch-less versions they use (no gpg, no dpkg)."""
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import datetime
 import hashlib
 import io
@@ -420,6 +423,7 @@ def test_sbuild_summary_fields():
 
 
 def write_bres(directory, sbuild, extra=""):
+    """A buildresult changes file in ``directory`` with sbuild summary fields ``sbuild`` (and ``extra`` lines); return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "foo_1.0_mini-buildd-buildresult_amd64.changes"
     lines = ["Distribution: bookworm-test-unstable", "Source: foo", "Version: 1.0", "Architecture: amd64",

@@ -1,5 +1,8 @@
 """Unit tests for mini_buildd.dist (distribution knowledge and pure helpers)."""
 
+# pytest idioms: fixtures are parameters named like them.
+# pylint: disable=redefined-outer-name
+
 import datetime
 import glob
 import http.server

@@ -134,6 +134,7 @@ def api_call():
 
 @pytest.fixture
 def api_client():
+    """A Django test client that the instance's ALLOWED_HOSTS accept."""
     from django.conf import settings  # pylint: disable=import-outside-toplevel
     from django.test import Client, override_settings  # pylint: disable=import-outside-toplevel
     with override_settings(ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"]):

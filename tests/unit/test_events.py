@@ -2,6 +2,10 @@
 ongoing tracking, waiting clients (threads and callbacks), reload after restart, expiry, SMTP
 URL parsing and notification mails (against a tiny in-test SMTP server)."""
 
+# pytest idioms: fixtures are parameters named like them; some fixtures are requested for their side effects
+# only; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=redefined-outer-name,unused-argument,use-implicit-booleaness-not-comparison
+
 import datetime
 import json
 import logging
@@ -457,6 +461,7 @@ def test_ssmtp_uses_smtp_over_tls(monkeypatch):
     made = []
 
     class FakeSSL:
+        """Stands in for smtplib.SMTP_SSL: records where it connects."""
         def __init__(self, host, port, timeout=None):
             made.append((host, port))
 

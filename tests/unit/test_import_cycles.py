@@ -68,6 +68,7 @@ class _Collector(ast.NodeVisitor):
             self._add(alias.name, node.lineno)
 
     def visit_ImportFrom(self, node):  # noqa: N802
+        """``from X import a, b``: X.a and X.b where those are modules, else X."""
         if node.level:
             base = _resolve_relative(self.module, self.is_package, node.level, node.module)
         else:

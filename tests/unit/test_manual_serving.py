@@ -24,6 +24,7 @@ def client():
 
 
 def write_manual(root):
+    """A minimal built manual below ``root``: index, a page and a static file."""
     (root / "_static").mkdir(parents=True)
     (root / "index.html").write_text("<html><body>index</body></html>")
     (root / "page.html").write_text("<html><body>page</body></html>")

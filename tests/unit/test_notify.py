@@ -2,6 +2,9 @@
 Changed-By filtered by ``allow_emails_to``, subscriptions by package and distribution, inactive
 users and users without mail left out."""
 
+# pytest idioms: some fixtures are requested for their side effects only.
+# pylint: disable=unused-argument
+
 from django.contrib.auth.models import User
 
 from mini_buildd import notify

@@ -2,6 +2,10 @@
 accepting builder wins, the builder watch's re-dispatch timing, the packager's re-dispatch and
 late-result handling, URL normalisation, schroot prefix and stale-session selection."""
 
+# pytest idioms: some fixtures are requested for their side effects only; Django and the code under test are
+# imported after the test set-up; asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=unused-argument,import-outside-toplevel,use-implicit-booleaness-not-comparison
+
 import pathlib
 import types
 
@@ -218,7 +222,7 @@ def test_schroot_prefix(tmp_path, monkeypatch):
     assert config.read_schroot_prefix(paths) == "mini-buildd"
     assert config.schroot_name("bookworm", "amd64") == "mini-buildd-bookworm-amd64"
     config.set_schroot_prefix("mbd-grover")
-    assert paths.schroot_prefix_file.read_text().strip() == "mbd-grover"
+    assert paths.schroot_prefix_file.read_text(encoding="utf-8").strip() == "mbd-grover"
     assert config.schroot_name("bookworm", "amd64") == "mbd-grover-bookworm-amd64"
     # init of another process on the same home agrees
     monkeypatch.setattr(config.runtime, "schroot_prefix", "other")

@@ -1,10 +1,14 @@
 """The status state machine (upstream §2.1): every transition and flag, on a model with recorded hooks."""
 
+# pytest idioms: fixtures are parameters named like them; some fixtures are requested for their side effects
+# only.
+# pylint: disable=redefined-outer-name,unused-argument
+
 import pytest
 
 from mini_buildd.models import AptKey, Source, StatusError, StatusModel
 
-S = StatusModel
+S = StatusModel  # pylint: disable=invalid-name  # short alias
 
 
 @pytest.fixture

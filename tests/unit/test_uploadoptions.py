@@ -1,5 +1,8 @@
 """Unit tests for mini_buildd.pipeline.uploadoptions (MINI_BUILDD_OPTION lines, upstream §3.8)."""
 
+# pytest idioms: asserts compare with empty containers on purpose (the type counts too).
+# pylint: disable=use-implicit-booleaness-not-comparison
+
 import pytest
 
 from mini_buildd.dist import QAMode

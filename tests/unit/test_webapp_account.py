@@ -2,6 +2,9 @@
 password reset by mail, registration with e-mail activation (off unless enabled), and the profile
 (GnuPG key for uploads, subscriptions). Every page passes ``tidy``."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import re
 
 import pytest
@@ -14,8 +17,7 @@ from tests.helpers.html_check import assert_valid_response
 def _testserver_allowed():
     """The Django test client's Host ('testserver') is no host of the instance: allow it here."""
     from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
-    from django.test import override_settings as _override  # pylint: disable=import-outside-toplevel
-    with _override(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+    with override_settings(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
         yield
 
 
@@ -42,6 +44,7 @@ def logged_in(u):
 
 @pytest.fixture
 def mailbox():
+    """Django's mail outbox (locmem backend) for the test."""
     from django.core import mail
     with override_settings(EMAIL_BACKEND=LOCMEM):
         mail.outbox = []

@@ -4,6 +4,10 @@ the call's arguments, runs the call and shows the result; bad values come back n
 confirmation and authorization are enforced; non-HTML API requests are untouched. The setup page:
 superusers only, presets, the report and the update + PCA follow-up. Every page passes ``tidy``."""
 
+# pytest idioms: some fixtures are requested for their side effects only; Django and the code under test are
+# imported after the test set-up.
+# pylint: disable=unused-argument,import-outside-toplevel
+
 import json
 import re
 
@@ -26,6 +30,7 @@ PASSWORD = "forms-Secret-1"
 
 @pytest.fixture
 def users(db):  # pylint: disable=unused-argument,redefined-outer-name
+    """A user, a staff user and an administrator (password PASSWORD) by role."""
     from django.contrib.auth.models import User
     made = {}
     for name, staff, superuser in (("user", False, False), ("staff", True, False), ("admin", True, True)):
@@ -54,6 +59,7 @@ def test_tidy_check_catches_errors():
 
 
 def client(who=None):
+    """A Django test client, logged in as ``who`` if given."""
     from django.test import Client
     c = Client()
     if who is not None:

@@ -2,6 +2,9 @@
 actions as list actions, as buttons on an object's page (remove asks first), and the "Save and
 PCA" shortcut. Uploader stands in for every status model (its data hooks are replaced: no gpg)."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import re
 
 import pytest
@@ -21,6 +24,7 @@ PASSWORD = "admin-Secret-1"
 
 @pytest.fixture
 def setup(db, monkeypatch):  # pylint: disable=unused-argument,redefined-outer-name
+    """An admin client, a developer's Uploader, and the Uploader data actions the admin runs (recorded instead of run)."""
     from django.contrib.auth.models import User
     from django.test import Client
     from mini_buildd import models

@@ -3,6 +3,9 @@ valid HTML (HTML Tidy: no errors), shows the events of the hub, and the staff ac
 the API calls with the right permissions. The event hub is a real :class:`mini_buildd.events.Events`
 in a temporary directory; no daemon runs."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import datetime
 import time
 import xml.etree.ElementTree as ET
@@ -55,6 +58,7 @@ def pipeline():
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
+    """An event hub as the daemon's (services.events), shut down after."""
     h = events.Events(tmp_path / "events", queue_size=500)
     monkeypatch.setattr(services, "events", h)
     yield h
@@ -96,6 +100,7 @@ def client(user=None):
 
 
 def get_ok(c, url, status=200):
+    """GET ``url``; the status must be ``status`` and an HTML page valid; return the response."""
     response = c.get(url)
     assert response.status_code == status, (url, response.status_code, response.content[:2000])
     if response["Content-Type"].startswith("text/html"):

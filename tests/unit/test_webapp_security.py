@@ -1,6 +1,9 @@
 """Unit tests of the web side's defences (:mod:`mini_buildd.webapp.security`, the data file
 server's path walk in :mod:`mini_buildd.httpd`, ``ALLOWED_HOSTS``), each written as the attack."""
 
+# pytest idioms: Django and the code under test are imported after the test set-up.
+# pylint: disable=import-outside-toplevel
+
 import os
 
 import pytest
