@@ -55,7 +55,7 @@ run: deps
 LINT_PATHS := mini_buildd tests bench
 
 lint:
-	$(PYTHON) -m pylint $(LINT_PATHS)
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pylint $(LINT_PATHS)
 	$(PYTHON) -m flake8 $(LINT_PATHS)
 	$(PYTHON) -m mypy
 
