@@ -44,13 +44,14 @@ class Job:
         return f"{self.name} (every {self.interval})"
 
     def run(self):
+        """Run the job now (after a run of it that is going on); True when it succeeded."""
         with self._lock:
             started = datetime.datetime.now(datetime.timezone.utc)
             try:
                 result = self.func()
                 self.last_result = True
                 line = f"{started.isoformat()} OK {result if result is not None else ''}"
-            except Exception as e:  # pylint: disable=broad-except
+            except Exception as e:  # pylint: disable=broad-except  # job boundary: a failure is logged and shown as the last result
                 LOG.exception("Cron job %s failed", self.name)
                 self.last_result = False
                 line = f"{started.isoformat()} FAILED {e}"
@@ -61,27 +62,25 @@ class Job:
             return self.last_result
 
 
-class Crontab(service.Service):
-    """Checks its jobs every :attr:`POLL` seconds; due jobs run off the reactor thread.
+class PollService(service.Service):
+    """A service named ``name`` calling ``work()`` every ``interval`` seconds off the reactor thread: a
+    :class:`~twisted.internet.task.LoopingCall` in the reactor hands each round to a thread of the
+    reactor's pool (:func:`~twisted.internet.threads.deferToThread`) and schedules the next one
+    when it has ended, so rounds never overlap.
 
-    ``startService``/``stopService`` may be called from any thread; ``stopService`` waits (at most
-    :attr:`STOP_TIMEOUT` seconds) for jobs running at that moment, and no job starts after it."""
+    ``startService``/``stopService`` may be called from any thread (also the reactor's);
+    ``stopService`` waits (at most :attr:`STOP_TIMEOUT` seconds) for a round going on, and no round
+    starts after it. ``work`` should not raise (a failure ends the loop; it is logged)."""
 
-    name = "crontab"
-    POLL = 5
     STOP_TIMEOUT = 30
 
-    def __init__(self, engine):
-        self.engine = engine
-        self.jobs = [
-            Job("retry_uploads", datetime.timedelta(hours=1), lambda: engine.builder.retry_uploads()),
-            Job("expire_builds", datetime.timedelta(days=1), self._expire_builds),
-            Job("expire_events", datetime.timedelta(weeks=1), self._expire_events),
-            Job("snapshots", datetime.timedelta(hours=1), self._snapshots),
-        ]
-        self._loop = task.LoopingCall(self._check)
-        self._lock = threading.Lock()    # running flag vs. a check starting a run
-        self._idle = threading.Event()   # no run in a thread
+    def __init__(self, name, interval, work):
+        self.name = name
+        self.interval = interval
+        self.work = work
+        self._loop = task.LoopingCall(self._round)
+        self._lock = threading.Lock()    # running flag vs. a round starting
+        self._idle = threading.Event()   # no round in a thread
         self._idle.set()
 
     def startService(self):
@@ -93,44 +92,65 @@ class Crontab(service.Service):
             super().stopService()
         reactor.callFromThread(self._stop_loop)
         if not self._idle.wait(self.STOP_TIMEOUT):
-            LOG.warning("Crontab: a job still runs after %ss; not waiting for it.", self.STOP_TIMEOUT)
-
-    def get(self, job_id):
-        for job in self.jobs:
-            if job_id in (job.id, job.name):
-                return job
-        raise KeyError(f"No cron job '{job_id}' (known: {', '.join(j.name for j in self.jobs)})")
+            LOG.warning("%s: a round still runs after %ss; not waiting for it.", self.name, self.STOP_TIMEOUT)
 
     # ----------------------------------------------------------------------------- reactor thread
     def _start_loop(self):
         if self.running and not self._loop.running:
-            self._loop.start(self.POLL, now=False).addErrback(self._failed)
+            self._loop.start(self.interval, now=False).addErrback(self._failed)
 
     def _stop_loop(self):
         if self._loop.running:
             self._loop.stop()
 
-    @staticmethod
-    def _failed(failure):
-        LOG.error("Crontab stopped: %s", failure.getTraceback())
+    def _failed(self, failure):
+        LOG.error("%s stopped: %s", self.name, failure.getTraceback())
 
-    def _check(self):
-        """One check: a Deferred of the due jobs' run in a thread (the loop waits for it)."""
+    def _round(self):
+        """A Deferred of one round in a pool thread (the loop waits for it), or None when stopped."""
         with self._lock:
             if not self.running:
                 return None
             self._idle.clear()
-        return threads.deferToThread(self._run_due)
+        return threads.deferToThread(self._work)
 
     # ----------------------------------------------------------------------------- pool thread
-    def _run_due(self):
+    def _work(self):
         try:
-            now = time.time()
-            for job in self.jobs:
-                if job.next_run <= now and self.running:
-                    job.run()
+            self.work()
         finally:
             self._idle.set()
+
+
+class Crontab(PollService):
+    """Checks its jobs every :attr:`POLL` seconds; due jobs run off the reactor thread, and none
+    after ``stopService``."""
+
+    POLL = 5
+
+    def __init__(self, engine):
+        super().__init__("crontab", self.POLL, self.run_due)
+        self.engine = engine
+        self.jobs = [
+            Job("retry_uploads", datetime.timedelta(hours=1), engine.builder.retry_uploads),
+            Job("expire_builds", datetime.timedelta(days=1), self._expire_builds),
+            Job("expire_events", datetime.timedelta(weeks=1), self._expire_events),
+            Job("snapshots", datetime.timedelta(hours=1), self._snapshots),
+        ]
+
+    def get(self, job_id):
+        """The job of id (or name) ``job_id``; KeyError if there is none."""
+        for job in self.jobs:
+            if job_id in (job.id, job.name):
+                return job
+        raise KeyError(f"No cron job '{job_id}' (known: {', '.join(j.name for j in self.jobs)})")
+
+    def run_due(self):
+        """Run the due jobs (pool thread)."""
+        now = time.time()
+        for job in self.jobs:
+            if job.next_run <= now and self.running:
+                job.run()
 
     @staticmethod
     def _expire_builds():

@@ -48,7 +48,7 @@ class Part(service.Service):
         super().stopService()
         try:
             self._stop()
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:  # pylint: disable=broad-except  # stop boundary: the other parts still stop
             LOG.error("Stopping %s failed: %s", self.part, e)
 
 
@@ -69,6 +69,7 @@ class Engine(service.MultiService):
 
     # ----------------------------------------------------------------------------- life cycle
     def start(self):
+        """Start the engine (nothing if it runs): this run's parts, all or none; raises what stopped a part from starting."""
         with self._lock:
             if self.running:
                 return
@@ -102,7 +103,7 @@ class Engine(service.MultiService):
         self.cron = cron.Crontab(self)
         for part in (Part("packager", self.packager),
                      Part("builder", self.builder, stop=lambda: self.builder.stop("SHUTDOWN")),
-                     self.watch,
+                     cron.PollService("builder watch", self.watch.poll, self.watch.work),
                      Part("incoming", self.incoming),
                      Part("ftpd", self.ftpd),
                      self.cron):
@@ -124,6 +125,7 @@ class Engine(service.MultiService):
         service.Service.startService(self)
 
     def stop(self):
+        """Stop the engine (nothing if it does not run): the parts in reverse start order; returns when they have stopped."""
         with self._lock:
             if not self.running:
                 return

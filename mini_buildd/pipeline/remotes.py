@@ -15,7 +15,7 @@ building, and the one place that runs a Remote's wake command.
   (fair, instead of upstream's "equal loads shadow each other"); the first builder whose FTP
   incoming takes the buildrequest wins. The buildrequest's ``Builder`` and ``Buildlog-Building``
   fields are set to the chosen builder and the request re-signed before each attempt.
-- :class:`BuilderWatch`: beyond upstream: a service that polls the remote builders holding the
+- :class:`BuilderWatch`: beyond upstream: polls (run by the engine) the remote builders holding the
   packager's outstanding builds; a builder that does not answer for :data:`REDISPATCH_TIMEOUT`
   seconds gets its build taken away (the packager re-dispatches it; a late result is ignored).
 - :func:`on_handshake`: a remote that shook hands with us while its Remote here waits for
@@ -34,9 +34,6 @@ import re
 import secrets
 import threading
 import time
-
-from twisted.application import service
-from twisted.internet import reactor, task, threads
 
 from mini_buildd.tools import call, gnupg
 from mini_buildd import config, errors, instance, net
@@ -454,18 +451,12 @@ class Selector:
 
 
 # ------------------------------------------------------------------------------------------------ re-dispatch
-class BuilderWatch(service.Service):
+class BuilderWatch:
     """Polls the remote builders that hold outstanding builds of ``packager``; hands a build whose
     builder has not answered for ``timeout`` seconds back with ``packager.submit("redispatch", ...)``.
 
-    A twisted service: a :class:`~twisted.internet.task.LoopingCall` runs a :meth:`round` every
-    ``poll`` seconds in a thread of the reactor's pool (the next one is scheduled when it has ended:
-    rounds never overlap). ``startService``/``stopService`` may be called from any thread;
-    ``stopService`` waits (at most :attr:`STOP_TIMEOUT` seconds) for a running round, and no round
-    starts after it."""
-
-    name = "builder watch"
-    STOP_TIMEOUT = 30
+    :meth:`work` is one poll; the engine runs it every ``poll`` seconds off the reactor thread
+    (never two at once) with a :class:`mini_buildd.cron.PollService`."""
 
     def __init__(self, packager, timeout=None, poll=None, status=None):
         self.packager = packager
@@ -473,45 +464,13 @@ class BuilderWatch(service.Service):
         self.poll = BUILDER_POLL if poll is None else poll
         self._status = status or fetch_status
         self._last_answer = {}     # (bkey, builder url) -> monotonic time of the last answer (or dispatch)
-        self._loop = task.LoopingCall(self._poll)
-        self._lock = threading.Lock()    # running flag vs. a poll starting a round
-        self._idle = threading.Event()   # no round in a thread
-        self._idle.set()
 
-    def startService(self):
-        super().startService()
-        reactor.callFromThread(self._start_loop)
-
-    def stopService(self):
-        with self._lock:
-            super().stopService()
-        reactor.callFromThread(self._stop_loop)
-        if not self._idle.wait(self.STOP_TIMEOUT):
-            LOG.warning("Builder watch: a round still runs after %ss; not waiting for it.", self.STOP_TIMEOUT)
-
-    def _start_loop(self):
-        if self.running and not self._loop.running:
-            self._loop.start(self.poll, now=False).addErrback(lambda f: LOG.error("Builder watch stopped: %s", f.getTraceback()))
-
-    def _stop_loop(self):
-        if self._loop.running:
-            self._loop.stop()
-
-    def _poll(self):
-        """Reactor thread: a Deferred of one round in a thread (the loop waits for it)."""
-        with self._lock:
-            if not self.running:
-                return None
-            self._idle.clear()
-        return threads.deferToThread(self._round_logged)
-
-    def _round_logged(self):
+    def work(self):
+        """One round (pool thread); a failure is logged."""
         try:
             self.round()
-        except Exception:  # pylint: disable=broad-except  # thread boundary: the watch thread goes on with the next round
+        except Exception:  # pylint: disable=broad-except  # thread boundary: the watch goes on with the next round
             LOG.exception("Builder watch round failed")
-        finally:
-            self._idle.set()
 
     def outstanding(self):
         """``[(package key, arch, builder url)]`` of builds held by other instances."""

@@ -110,6 +110,8 @@ class ArgumentWidget(forms.Widget):
 
 
 class TextWidget(ArgumentWidget):
+    """A one-line text input (also the base of the number and checkbox inputs)."""
+
     template_name = _INPUT
     input_type = "text"
     size = 60
@@ -313,7 +315,7 @@ class CallForm(forms.Form):
     def add_problem(self, problem):
         """Show a Problem of the call: next to the field of the argument it names, else as the form's error."""
         if self._errors is None:  # not validated (refused before): this is the only error shown
-            self._errors, self.cleaned_data = ErrorDict(), {}
+            self._errors, self.cleaned_data = ErrorDict(), {}  # pylint: disable=attribute-defined-outside-init
         field = getattr(problem, "argument", None)
         if field in self.fields:
             self.add_error(field, problem.detail)
