@@ -1,7 +1,20 @@
-"""Shared pytest set-up: Django configured on a throw-away instance home for the test process."""
+"""Shared pytest set-up: Django (through pytest-django) configured on a throw-away instance home
+for the test process, and the fixtures every test directory may use.
+
+Django settings are mini_buildd.webapp's, built in code for that home in :func:`pytest_configure`
+(pytest-django finishes the set-up after it). The instance database of that home, migrated there,
+is the test database (no second one is created: :func:`django_db_setup`). As pytest-django does,
+database access is blocked unless a test asks for it:
+
+- ``db`` (or ``@pytest.mark.django_db``): the test runs in a transaction rolled back afterwards;
+- ``committed_db``: plain access, changes committed, as the daemon's threads and other connections
+  must see them (the test cleans up what would disturb others).
+"""
 
 import os
 import pathlib
+import shutil
+import socket
 import sys
 import tempfile
 
@@ -10,11 +23,15 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mini_buildd import config as mbd_config, webapp  # noqa: E402  pylint: disable=wrong-import-position
+from mini_buildd.tools import gnupg  # noqa: E402  pylint: disable=wrong-import-position
+
 _HOME = tempfile.mkdtemp(prefix="mbd-test-home-")
 
 
 def pytest_configure(config):  # pylint: disable=unused-argument
-    from mini_buildd import config as mbd_config, webapp
+    """Django settings for the throw-away home (pytest-django's own pytest_configure, which runs
+    after this one, calls django.setup() and blocks database access)."""
     paths = mbd_config.init(_HOME, hostname="localhost", dedicated_user="root")
     paths.create()
     webapp.setup(paths)
@@ -22,8 +39,6 @@ def pytest_configure(config):  # pylint: disable=unused-argument
 
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
-    import shutil
-    from mini_buildd.tools import gnupg
     try:
         gnupg.Gnupg(pathlib.Path(_HOME) / ".gnupg").kill_agents()
     except Exception:  # pylint: disable=broad-except
@@ -31,30 +46,36 @@ def pytest_unconfigure(config):  # pylint: disable=unused-argument
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
-@pytest.fixture
-def db():
-    """Run the test in a transaction that is rolled back afterwards."""
-    from django.db import transaction
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(items):
+    """Keep the file order: pytest-django moves the tests using ``db`` in front of all others,
+    which would split modules (their module fixtures set up twice). Nothing here uses
+    ``transactional_db``, so the order does not matter to the database."""
+    position = {id(item): i for i, item in enumerate(items)}
+    yield
+    items.sort(key=lambda item: position.get(id(item), len(position)))
 
-    class _Rollback(Exception):
-        pass
-    try:
-        with transaction.atomic():
-            yield
-            raise _Rollback()
-    except _Rollback:
-        pass
+
+@pytest.fixture(scope="session")
+def django_db_setup():
+    """The test database is the instance database of the throw-away home, migrated in
+    :func:`pytest_configure`: nothing to create here (pytest-django's would make a new one)."""
+
+
+@pytest.fixture
+def committed_db(django_db_setup, django_db_blocker):  # pylint: disable=redefined-outer-name,unused-argument
+    """Database access without a surrounding transaction: changes are committed (see the module doc)."""
+    with django_db_blocker.unblock():
+        yield
 
 
 @pytest.fixture
 def home():
     """The test process's instance paths."""
-    from mini_buildd import config as mbd_config
     return mbd_config.paths
 
 
 def free_port():
-    import socket
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -63,18 +63,17 @@ def _testserver_allowed():
 
 
 def _reference(name):
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference output {path} not available")
-    return path.read_text()
+    """A reference output of tests/data/reference (in the repository: a missing one fails the test)."""
+    return (REFERENCE / name).read_text()
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def instance():
+def instance(django_db_blocker):
     """A populated configuration like the reference instance (identity mbd-ref, HTTP 127.0.0.1:18066,
     FTP 18067, repository 'test' for bookworm/amd64 with the Default layout, an active chroot),
-    users of every level, and a fake engine. Rolled back (and files removed) afterwards."""
+    users of every level, and a fake engine. Rolled back (and files removed) afterwards; the
+    module's tests have database access (inside that transaction)."""
     # pylint: disable=import-outside-toplevel
     from django.contrib.auth.models import User
     from django.db import transaction
@@ -82,64 +81,65 @@ def instance():
     from mini_buildd import config, models
     from mini_buildd.api import registry
 
-    saved_runtime = (config.runtime.hostname, list(config.runtime.http_endpoints))
-    config.runtime.hostname, config.runtime.http_endpoints = "127.0.0.1", ["tcp:port=18066"]
-    engine = {"running": True, "log": []}
-    registry.set_engine_hooks(lambda: engine["running"],
-                              lambda: engine["log"].append("stop") or engine.update(running=False),
-                              lambda: engine["log"].append("start") or engine.update(running=True),
-                              load=lambda: 0.0)
-    gpg_had_key = models.Daemon.get().gnupg().get_secret_key() is not None
-    repo_dir = config.paths.repository("test")
+    with django_db_blocker.unblock():
+        saved_runtime = (config.runtime.hostname, list(config.runtime.http_endpoints))
+        config.runtime.hostname, config.runtime.http_endpoints = "127.0.0.1", ["tcp:port=18066"]
+        engine = {"running": True, "log": []}
+        registry.set_engine_hooks(lambda: engine["running"],
+                                  lambda: engine["log"].append("stop") or engine.update(running=False),
+                                  lambda: engine["log"].append("start") or engine.update(running=True),
+                                  load=lambda: 0.0)
+        gpg_had_key = models.Daemon.get().gnupg().get_secret_key() is not None
+        repo_dir = config.paths.repository("test")
 
-    class _Rollback(Exception):
-        pass
-    try:
-        with transaction.atomic():
-            daemon = models.Daemon.get()
-            daemon.identity = "mbd-ref"
-            daemon.ftpd_bind = "tcp:port=18067"
-            daemon.gnupg_template = ED25519
-            daemon.custom_archive_origin = "Mini-Buildd archive mbd-ref on localhost"
-            daemon.save()
-            daemon.mbd_prepare()
+        class _Rollback(Exception):
+            pass
+        try:
+            with transaction.atomic():
+                daemon = models.Daemon.get()
+                daemon.identity = "mbd-ref"
+                daemon.ftpd_bind = "tcp:port=18067"
+                daemon.gnupg_template = ED25519
+                daemon.custom_archive_origin = "Mini-Buildd archive mbd-ref on localhost"
+                daemon.save()
+                daemon.mbd_prepare()
 
-            source = models.Source.objects.create(origin="Debian", codename="bookworm")
-            arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-            components = [models.Component.objects.get_or_create(name=n)[0] for n in ("main", "contrib", "non-free", "non-free-firmware")]
-            dist = models.Distribution.objects.create(base_source=source)
-            dist.components.add(*components)
-            models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-            for origin, codename, codeversion, path, prio in (("Debian", "bookworm-security", "12", "debian-security/", 500),
-                                                               ("Debian Backports", "bookworm-backports", "~BOOKWORM-BACKPORTS", "debian/", 1)):
-                extra = models.Source.objects.create(origin=origin, codename=codename)
-                extra.codeversion_guessed = codeversion
-                extra.save()
-                archive, _ = models.Archive.objects.get_or_create(url=MIRROR + path, defaults={"ping": 10.0})
-                extra.archives.add(archive)
-                dist.extra_sources.add(models.PrioritySource.objects.create(source=extra, priority=prio))
-            repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-            repo.distributions.add(dist)
-            repo.mbd_prepare()
-            chroot = models.DirChroot.objects.create(source=source, architecture=arch)
-            chroot._set(models.StatusModel.STATUS_ACTIVE, timezone.now())  # pylint: disable=protected-access
+                source = models.Source.objects.create(origin="Debian", codename="bookworm")
+                arch, _ = models.Architecture.objects.get_or_create(name="amd64")
+                components = [models.Component.objects.get_or_create(name=n)[0] for n in ("main", "contrib", "non-free", "non-free-firmware")]
+                dist = models.Distribution.objects.create(base_source=source)
+                dist.components.add(*components)
+                models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
+                for origin, codename, codeversion, path, prio in (("Debian", "bookworm-security", "12", "debian-security/", 500),
+                                                                   ("Debian Backports", "bookworm-backports", "~BOOKWORM-BACKPORTS", "debian/", 1)):
+                    extra = models.Source.objects.create(origin=origin, codename=codename)
+                    extra.codeversion_guessed = codeversion
+                    extra.save()
+                    archive, _ = models.Archive.objects.get_or_create(url=MIRROR + path, defaults={"ping": 10.0})
+                    extra.archives.add(archive)
+                    dist.extra_sources.add(models.PrioritySource.objects.create(source=extra, priority=prio))
+                repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
+                repo.distributions.add(dist)
+                repo.mbd_prepare()
+                chroot = models.DirChroot.objects.create(source=source, architecture=arch)
+                chroot._set(models.StatusModel.STATUS_ACTIVE, timezone.now())  # pylint: disable=protected-access
 
-            users = {"anonymous": None}
-            for name, staff, superuser in (("user", False, False), ("staff", True, False), ("admin", True, True)):
-                users[name] = User.objects.create_user(f"api-{name}", password=PASSWORD, is_staff=staff, is_superuser=superuser)
-            yield {"daemon": daemon, "repo": repo, "users": users, "engine": engine, "dist": dist}
-            raise _Rollback()
-    except _Rollback:
-        pass
-    finally:
-        registry.reset_engine_hooks()
-        config.runtime.hostname, config.runtime.http_endpoints = saved_runtime
-        shutil.rmtree(repo_dir, ignore_errors=True)
-        if not gpg_had_key:
-            from mini_buildd.tools import gnupg
-            g = gnupg.Gnupg(config.paths.gnupg_home)
-            if g.get_secret_key() is not None:
-                g.remove_secret_key()
+                users = {"anonymous": None}
+                for name, staff, superuser in (("user", False, False), ("staff", True, False), ("admin", True, True)):
+                    users[name] = User.objects.create_user(f"api-{name}", password=PASSWORD, is_staff=staff, is_superuser=superuser)
+                yield {"daemon": daemon, "repo": repo, "users": users, "engine": engine, "dist": dist}
+                raise _Rollback()
+        except _Rollback:
+            pass
+        finally:
+            registry.reset_engine_hooks()
+            config.runtime.hostname, config.runtime.http_endpoints = saved_runtime
+            shutil.rmtree(repo_dir, ignore_errors=True)
+            if not gpg_had_key:
+                from mini_buildd.tools import gnupg
+                g = gnupg.Gnupg(config.paths.gnupg_home)
+                if g.get_secret_key() is not None:
+                    g.remove_secret_key()
 
 
 @pytest.fixture

@@ -39,9 +39,10 @@ TEMPLATE_AUTHOR = "Märta Prüfling <maerta.pruefling@example.org>"
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def instance():
+def instance(django_db_blocker):
     """Daemon with an ed25519 key, an active repository 'ptest' (Default layout, bookworm = 12)
-    with its reprepro tree; everything rolled back / removed afterwards."""
+    with its reprepro tree; everything rolled back / removed afterwards.
+    The module's tests have database access (inside that transaction)."""
     from django.db import transaction
     from django.utils import timezone
     from mini_buildd.tools import gnupg
@@ -51,36 +52,37 @@ def instance():
     gpg_had_key = gpg.get_secret_key() is not None
     repo_dir = config.paths.repository(REPO)
 
-    class _Rollback(Exception):
-        pass
-    try:
-        with transaction.atomic():
-            daemon = models.Daemon.get()
-            daemon.identity = "mbdporttest"
-            daemon.gnupg_template = ED25519
-            daemon.save()
-            daemon.mbd_prepare()
+    with django_db_blocker.unblock():
+        class _Rollback(Exception):
+            pass
+        try:
+            with transaction.atomic():
+                daemon = models.Daemon.get()
+                daemon.identity = "mbdporttest"
+                daemon.gnupg_template = ED25519
+                daemon.save()
+                daemon.mbd_prepare()
 
-            source = models.Source.objects.create(origin="Debian", codename="bookworm", codeversion_override="12")
-            arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-            main, _ = models.Component.objects.get_or_create(name="main")
-            distribution = models.Distribution.objects.create(base_source=source)
-            distribution.components.add(main)
-            models.ArchitectureOption.objects.create(distribution=distribution, architecture=arch, build_architecture_all=True)
-            repo = models.Repository.objects.create(identity=REPO, layout=models.Layout.objects.get(name="Default"))
-            repo.distributions.add(distribution)
-            repo.mbd_prepare()
-            now = timezone.now()
-            for obj in (source, repo):
-                obj._set(models.StatusModel.STATUS_ACTIVE, now)  # pylint: disable=protected-access
-            yield {"daemon": daemon, "repo": repo, "gpg": gpg, "key": gpg.get_secret_key()}
-            raise _Rollback()
-    except _Rollback:
-        pass
-    finally:
-        shutil.rmtree(repo_dir, ignore_errors=True)
-        if not gpg_had_key and gpg.get_secret_key() is not None:
-            gpg.remove_secret_key()
+                source = models.Source.objects.create(origin="Debian", codename="bookworm", codeversion_override="12")
+                arch, _ = models.Architecture.objects.get_or_create(name="amd64")
+                main, _ = models.Component.objects.get_or_create(name="main")
+                distribution = models.Distribution.objects.create(base_source=source)
+                distribution.components.add(main)
+                models.ArchitectureOption.objects.create(distribution=distribution, architecture=arch, build_architecture_all=True)
+                repo = models.Repository.objects.create(identity=REPO, layout=models.Layout.objects.get(name="Default"))
+                repo.distributions.add(distribution)
+                repo.mbd_prepare()
+                now = timezone.now()
+                for obj in (source, repo):
+                    obj._set(models.StatusModel.STATUS_ACTIVE, now)  # pylint: disable=protected-access
+                yield {"daemon": daemon, "repo": repo, "gpg": gpg, "key": gpg.get_secret_key()}
+                raise _Rollback()
+        except _Rollback:
+            pass
+        finally:
+            shutil.rmtree(repo_dir, ignore_errors=True)
+            if not gpg_had_key and gpg.get_secret_key() is not None:
+                gpg.remove_secret_key()
 
 
 @pytest.fixture

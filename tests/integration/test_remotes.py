@@ -19,18 +19,21 @@ from tests.helpers.daemon import free_port
 from tests.helpers.remote_instances import ED25519, RemoteInstance
 
 PEER_HOST = "127.0.0.5"
+#: The handshakes read and write our Remotes as the daemon does (committed; remotes_cleanup removes them).
+pytestmark = pytest.mark.usefixtures("committed_db")
 
 
 @pytest.fixture(scope="module")
-def us():
+def us(django_db_blocker):
     """The test process's Daemon with an ed25519 key."""
     from mini_buildd import models
-    daemon = models.Daemon.get()
-    if daemon.gnupg().get_secret_key() is None:
-        daemon.gnupg_template = ED25519
-        daemon.save()
-        daemon.mbd_prepare()
-    return daemon
+    with django_db_blocker.unblock():
+        daemon = models.Daemon.get()
+        if daemon.gnupg().get_secret_key() is None:
+            daemon.gnupg_template = ED25519
+            daemon.save()
+            daemon.mbd_prepare()
+        return daemon
 
 
 @pytest.fixture(scope="module")

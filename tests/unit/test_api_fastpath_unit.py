@@ -43,7 +43,8 @@ def quiet_database(monkeypatch):
 
 
 @pytest.fixture
-def site():
+def site(committed_db):  # pylint: disable=unused-argument
+    """The routing with and without the fast path (Django behind both answers from the database)."""
     from django.core.wsgi import get_wsgi_application
     django = wsgi.WSGIResource(SyncReactor(), SyncPool(), get_wsgi_application())
     fast = fastpath.FastPath(django, session_cookie=SESSION.decode())

@@ -14,6 +14,9 @@ from mini_buildd.tools import gnupg
 from mini_buildd.pipeline import remotes, trust
 from tests.helpers.remote_instances import ED25519
 
+#: The checks read our Daemon and Remotes: each test in a transaction rolled back afterwards.
+pytestmark = pytest.mark.django_db
+
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 STRANGER_URL = "http://127.0.0.9:8066"
@@ -51,14 +54,16 @@ Files:
 
 
 @pytest.fixture(scope="module")
-def us():
+def us(django_db_blocker):
+    """Our instance's key (made once, committed)."""
     from mini_buildd import models
-    daemon = models.Daemon.get()
-    if daemon.gnupg().get_secret_key() is None:
-        daemon.gnupg_template = ED25519
-        daemon.save()
-        daemon.mbd_prepare()
-    return daemon.gnupg()
+    with django_db_blocker.unblock():
+        daemon = models.Daemon.get()
+        if daemon.gnupg().get_secret_key() is None:
+            daemon.gnupg_template = ED25519
+            daemon.save()
+            daemon.mbd_prepare()
+        return daemon.gnupg()
 
 
 @pytest.fixture(scope="module")
