@@ -39,6 +39,7 @@ def pytest_configure(config):  # pylint: disable=unused-argument
 
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
+    """The throw-away home goes, with the gpg-agent of its key."""
     try:
         gnupg.Gnupg(pathlib.Path(_HOME) / ".gnupg").kill_agents()
     except Exception:  # pylint: disable=broad-except

@@ -111,7 +111,7 @@ def instance(django_db_blocker):
                 dist.components.add(*components)
                 models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
                 for origin, codename, codeversion, path, prio in (("Debian", "bookworm-security", "12", "debian-security/", 500),
-                                                                   ("Debian Backports", "bookworm-backports", "~BOOKWORM-BACKPORTS", "debian/", 1)):
+                                                                  ("Debian Backports", "bookworm-backports", "~BOOKWORM-BACKPORTS", "debian/", 1)):
                     extra = models.Source.objects.create(origin=origin, codename=codename)
                     extra.codeversion_guessed = codeversion
                     extra.save()
