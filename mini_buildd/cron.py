@@ -4,11 +4,12 @@ engine runs, each with its last run, next run and a log in ``~/var/crontab/<name
 Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),
 take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.archive.snapshots`).
 
-The crontab is a twisted service: a :class:`~twisted.internet.task.LoopingCall` in the reactor
-checks the jobs every :attr:`Crontab.POLL` seconds and runs the due ones in a thread of the
-reactor's pool (:func:`~twisted.internet.threads.deferToThread`); the next check is only scheduled
-when that run has ended, so checks never overlap, and one job never runs twice at once (its own
-lock: also against ``run_job``).
+Also the engine's periodic work off the reactor thread (:class:`PollService`, a twisted service: a
+:class:`~twisted.internet.task.LoopingCall` in the reactor hands each round to a thread of the
+reactor's pool with :func:`~twisted.internet.threads.deferToThread`, the next round is scheduled
+when it has ended): the crontab checks its jobs every :attr:`Crontab.POLL` seconds with one, the
+builder watch (:class:`mini_buildd.pipeline.remotes.BuilderWatch`) polls with another. Checks
+never overlap, and one job never runs twice at once (its own lock: also against ``run_job``).
 """
 
 import datetime
