@@ -7,6 +7,8 @@ from mini_buildd.archive import release
 
 
 class MiniBuilddConfig(AppConfig):
+    """The Django app ``mini_buildd``."""
+
     name = "mini_buildd"
     verbose_name = "mini-buildd"
     default_auto_field = "django.db.models.AutoField"

@@ -145,9 +145,8 @@ class Daemon(StatusModel):
     def mbd_check_data(self):
         if self.gnupg().get_secret_key() is None:
             raise StatusError("Instance GnuPG key missing: prepare the Daemon.")
-        Repository, Chroot = _model("Repository"), _model("Chroot")
-        if not Repository.objects.filter(status=StatusModel.STATUS_ACTIVE).exists() \
-           and not Chroot.objects.filter(status=StatusModel.STATUS_ACTIVE).exists():
+        if not _model("Repository").objects.filter(status=StatusModel.STATUS_ACTIVE).exists() \
+           and not _model("Chroot").objects.filter(status=StatusModel.STATUS_ACTIVE).exists():
             LOG.warning("Daemon: no active repository and no active chroot: this instance can do nothing useful yet.")
 
     def mbd_remove_data(self):

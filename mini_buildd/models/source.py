@@ -140,10 +140,10 @@ class Source(StatusModel):
 
     def mbd_reverse_dependencies(self):
         # Chroot and Repository import this module: taken from Django's registry, not imported back.
-        Chroot, Repository = apps.get_model("mini_buildd", "Chroot"), apps.get_model("mini_buildd", "Repository")
-        repos = Repository.objects.filter(distributions__base_source=self) | \
-            Repository.objects.filter(distributions__extra_sources__source=self)
-        return Chroot.mbd_concrete_all(Chroot.objects.filter(source=self)) + list(repos.distinct())
+        chroot_model, repository_model = apps.get_model("mini_buildd", "Chroot"), apps.get_model("mini_buildd", "Repository")
+        repos = repository_model.objects.filter(distributions__base_source=self) | \
+            repository_model.objects.filter(distributions__extra_sources__source=self)
+        return chroot_model.mbd_concrete_all(chroot_model.objects.filter(source=self)) + list(repos.distinct())
 
     def mbd_check_data(self):
         hooks.check_source(self)

@@ -430,8 +430,8 @@ def conclude_interrupted():
         try:
             data = json.loads(packaging.read_text(encoding="utf-8"))
             diststr, source, version = data["distribution"], data["source"], data["version"]
-            extra = {k: v for k, v in data.get("extra", {}).items() if k in ("timecode", "key", "bkey", "changes", "architecture",
-                                                                                 "changed_by", "maintainer")}
+            extra = {k: v for k, v in data.get("extra", {}).items()
+                     if k in ("timecode", "key", "bkey", "changes", "architecture", "changed_by", "maintainer")}
         except (OSError, ValueError, KeyError, TypeError) as e:
             LOG.error("Can't read %s: %s", packaging, e)
             continue
