@@ -88,8 +88,9 @@ class BuildrequestData:  # pylint: disable=too-many-instance-attributes
 
     def to_fields(self, checksums_sha256, files):
         """``[(field, value)]`` in file order, ending with the given file list lines."""
-        fields = [("Distribution", self.distribution), ("Source", self.source), ("Version", self.version),
-                  ("Architecture", self.architecture), (PREFIX + "Timecode", self.timecode)]
+        fields: list[tuple[str, typing.Any]] = [
+            ("Distribution", self.distribution), ("Source", self.source), ("Version", self.version),
+            ("Architecture", self.architecture), (PREFIX + "Timecode", self.timecode)]
         for name in BUILDREQUEST_FIELDS:
             value = getattr(self, snake(name))
             if name == "Arch-All":

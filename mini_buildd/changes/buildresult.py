@@ -102,8 +102,8 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
 
     def to_fields(self, checksums_sha256, files):
         """``[(field, value)]`` in file order, with the given file list lines."""
-        fields = [("Distribution", self.distribution), ("Source", self.source), ("Version", self.version),
-                  ("Architecture", self.architecture)]
+        fields: list[tuple[str, typing.Any]] = [("Distribution", self.distribution), ("Source", self.source),
+                                                ("Version", self.version), ("Architecture", self.architecture)]
         fields += [(PREFIX + name, getattr(self, snake(name))) for name in BUILDRESULT_COPIED_FIELDS]
         fields += [("Checksums-Sha256", list(checksums_sha256)), ("Files", list(files))]
         fields += _sbuild_fields(self.sbuild)

@@ -11,6 +11,7 @@ The kinds (:mod:`~mini_buildd.changes.upload`, :mod:`~mini_buildd.changes.buildr
 import logging
 import pathlib
 import shutil
+import typing
 
 from mini_buildd import config, files as files_mod
 from mini_buildd.tools import gnupg_signatures as gpgmod
@@ -34,7 +35,7 @@ class Changes:
     """
 
     #: Kind of this class; ``None``: by file name (see :func:`classify`).
-    KIND = None
+    KIND: typing.Optional[str] = None
 
     def __init__(self, path, timecode=None):
         self.path = pathlib.Path(path)

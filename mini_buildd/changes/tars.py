@@ -61,7 +61,10 @@ def tar_names(tar_path):
 def read_member(tar_path, name):
     """Bytes of member ``name`` of a tar (exceptions of :mod:`tarfile` and ``OSError`` pass)."""
     with tarfile.open(tar_path, "r:*") as tar:
-        return tar.extractfile(name).read()
+        member = tar.extractfile(name)
+        if member is None:
+            raise KeyError(f"{name} is not a regular file")
+        return member.read()
 
 
 def _safe_member_name(member, tar_name):
@@ -101,6 +104,8 @@ def safe_extract(tar_path, dest):
                 if target.is_symlink() or (target.exists() and not target.is_file()):
                     raise ChangesError(f"{tar_path.name}: refusing to overwrite non-file {target}")
                 source = tar.extractfile(member)
+                if source is None:  # checked to be a regular file above
+                    raise ChangesError(f"{tar_path.name}: cannot read member {name!r}")
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(source, out)

@@ -86,7 +86,7 @@ class VerifyResult:
         self.fingerprint = first.get("fingerprint")
         self.key_id = first.get("key_id")
         self.username = first.get("username")
-        self.signer_key_ids = []
+        self.signer_key_ids: list[str] = []
         for sig in self.signatures:
             if sig["key_id"] and sig["key_id"] not in self.signer_key_ids:
                 self.signer_key_ids.append(sig["key_id"])
