@@ -19,6 +19,8 @@ import enum
 import logging
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Optional, Union
 
 from mini_buildd import errors
 
@@ -62,32 +64,34 @@ class Problem(errors.Error):
 
     ``retry_after``: seconds for a ``Retry-After`` header (429, 503), or None."""
 
-    def __init__(self, status, detail, title=None, retry_after=None):
+    def __init__(self, status: int, detail: str, title: Optional[str] = None, retry_after: Optional[int] = None) -> None:
         super().__init__(detail)
         self.http_status = self.status = int(status)
         self.detail = detail
         self.title = title or errors.status_title(self.status)  # as upstream (reference outputs)
         self.retry_after = retry_after
+        #: The argument (identity, or ``confirm``) that caused it, if any (see :func:`argument_problem`).
+        self.argument: Optional[str] = None
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return errors.problem_dict(self.status, self.detail, title=self.title)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> "Problem":
         return cls(data.get("status", 500), data.get("detail", ""), title=data.get("title"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.status} {self.title}: {self.detail}"
 
 
 class NotAvailable(Problem):
     """The domain code of a call is not there (yet): 503."""
 
-    def __init__(self, detail):
+    def __init__(self, detail: str) -> None:
         super().__init__(503, detail)
 
 
-def argument_problem(identity, detail):
+def argument_problem(identity: str, detail: str) -> Problem:
     """Problem 400 caused by argument ``identity`` (or ``confirm``), named by its ``argument``
     attribute (web forms show the error next to that field)."""
     problem = Problem(400, detail)
@@ -108,8 +112,9 @@ class Argument:
     returning one (computed at request time); for lists every element must be a choice.
     """
 
-    def __init__(self, *flags, type=STRING, doc="", default=None, server_default=None, choices=None, required=None,  # pylint: disable=redefined-builtin
-                 metavar=None):
+    def __init__(self, *flags: str, type: str = STRING, doc: str = "", default: Any = None,  # pylint: disable=redefined-builtin
+                 server_default: Optional[Callable[[], Any]] = None, choices: Union[Sequence[Any], Callable[[], Iterable[Any]], None] = None,
+                 required: Optional[bool] = None, metavar: Optional[str] = None) -> None:
         if not flags:
             raise ValueError("Argument needs a name or option strings")
         if type not in TYPES:
@@ -133,40 +138,41 @@ class Argument:
             default = {BOOL: False, LIST: []}.get(type)
         self.default = default
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Argument({', '.join(self.flags)}: {self.type})"
 
     @property
-    def long(self):
+    def long(self) -> Optional[str]:
         return None if self.positional else next((f for f in self.flags if f.startswith("--")), None)
 
     @property
-    def short(self):
+    def short(self) -> Optional[str]:
         return None if self.positional else next((f for f in self.flags if not f.startswith("--")), None)
 
-    def get_choices(self):
+    def get_choices(self) -> Optional[list[Any]]:
         """Choices now (calls the choices function), or None."""
         if self.choices is None:
             return None
         return list(self.choices() if callable(self.choices) else self.choices)
 
-    def get_default(self):
+    def get_default(self) -> Any:
         """Default now (calls the server default function)."""
         if self.server_default is not None:
             return self.server_default()
         return list(self.default) if isinstance(self.default, list) else self.default
 
     # -------------------------------------------------------------------------- conversion
-    def _error(self, message):
+    def _error(self, message: str) -> Problem:
         return argument_problem(self.identity, f"Argument '{self.identity}': {message}")
 
-    def convert(self, raw_values):
+    def convert(self, raw_values: Iterable[object]) -> Any:
         """Python value from the string value(s) given (HTTP: all values of the parameter)."""
-        raw_values = [str(v) for v in raw_values]
+        texts = [str(v) for v in raw_values]
+        value: Any
         if self.type == LIST:
-            value = [item.strip() for raw in raw_values for item in raw.split(",") if item.strip()]
+            value = [item.strip() for raw in texts for item in raw.split(",") if item.strip()]
         else:
-            raw = raw_values[-1]
+            raw = texts[-1]
             if self.type == BOOL:
                 word = raw.strip().lower()
                 if word in TRUE_WORDS:
@@ -190,7 +196,8 @@ class Argument:
         self.check_choices(value)
         return value
 
-    def check_choices(self, value):
+    def check_choices(self, value: Any) -> None:
+        """Raise the argument's Problem 400 unless ``value`` (each element of a list) is a choice."""
         choices = self.get_choices()
         if choices is None:
             return
@@ -198,7 +205,7 @@ class Argument:
             if v not in choices:
                 raise self._error(f"'{v}' is not a valid choice (choose from: {', '.join(str(c) for c in choices) or 'nothing available'})")
 
-    def to_query(self, value):
+    def to_query(self, value: Any) -> str:
         """String form of a Python value for the HTTP query (inverse of :meth:`convert`)."""
         if self.type == LIST:
             items = value if isinstance(value, (list, tuple)) else [value]
@@ -209,11 +216,12 @@ class Argument:
 
     # -------------------------------------------------------------------------- argparse
     @property
-    def dest(self):
+    def dest(self) -> str:
         """argparse destination (prefixed: never clashes with the client's own options)."""
         return f"mbdarg_{self.identity}"
 
-    def help_text(self, with_choices=True):
+    def help_text(self, with_choices: bool = True) -> str:
+        """The argument's help: its doc, its choices (static ones, if ``with_choices``) and its default."""
         parts = [self.doc] if self.doc else []
         if with_choices and isinstance(self.choices, (list, tuple)):
             parts.append(f"choices: {', '.join(str(c) for c in self.choices)}")
@@ -223,8 +231,10 @@ class Argument:
             parts.append(f"default: {self.to_query(self.default)}")
         return "; ".join(parts)
 
-    def add_to_parser(self, parser):
+    def add_to_parser(self, parser: argparse.ArgumentParser) -> None:
+        """Add the argument to an argparse parser (destination :attr:`dest`)."""
         help_text = self.help_text().replace("%", "%%")
+        kwargs: dict[str, Any]
         if self.positional:
             kwargs = {"metavar": self.metavar or self.identity, "help": help_text}
             if self.type == LIST:
@@ -247,7 +257,7 @@ class Argument:
                 kwargs["required"] = True
         parser.add_argument(*self.flags, **kwargs)
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         choices = self.choices if isinstance(self.choices, (list, tuple)) else None
         return {"identity": self.identity, "flags": list(self.flags), "type": self.type, "doc": self.doc,
                 "required": self.required, "default": None if self.server_default else self.default,
@@ -268,13 +278,13 @@ class Cache:
     any repository's reprepro database changes.
     """
 
-    def __init__(self, max_age=None, repositories=False):
+    def __init__(self, max_age: Optional[float] = None, repositories: bool = False) -> None:
         if max_age is not None and max_age <= 0:
             raise ValueError(f"Cache max_age must be > 0: {max_age}")
         self.max_age = max_age
         self.repositories = bool(repositories)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Cache(max_age={self.max_age}, repositories={self.repositories})"
 
 
@@ -288,7 +298,9 @@ class Call:
     ``cache``: a :class:`Cache` if the HTTP fast path may cache the JSON result (NONE calls only).
     """
 
-    def __init__(self, name, run, doc="", category=CONSUMER, args=(), auth=Auth.NONE, flags=(), result_doc="", cache=None):
+    def __init__(self, name: str, run: Callable[[dict[str, Any], Any], Any], doc: str = "", category: str = CONSUMER,
+                 args: Iterable[Argument] = (), auth: Union[Auth, int] = Auth.NONE, flags: Iterable[str] = (), result_doc: str = "",
+                 cache: Optional[Cache] = None) -> None:
         unknown = set(flags) - set(FLAGS)
         if unknown:
             raise ValueError(f"Call {name}: unknown flags {unknown}")
@@ -309,30 +321,30 @@ class Call:
         if len(set(identities)) != len(identities):
             raise ValueError(f"Call {name}: duplicate argument identities {identities}")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Call({self.name})"
 
     @property
-    def summary(self):
+    def summary(self) -> str:
         return self.doc.splitlines()[0] if self.doc else ""
 
     @property
-    def needs_confirmation(self):
+    def needs_confirmation(self) -> bool:
         return CONFIRM in self.flags
 
     @property
-    def needs_running(self):
+    def needs_running(self) -> bool:
         return NEEDS_RUNNING in self.flags
 
     @property
-    def is_maintenance(self):
+    def is_maintenance(self) -> bool:
         return MAINTENANCE in self.flags
 
-    def arg(self, identity):
+    def arg(self, identity: str) -> Argument:
         return next(a for a in self.args if a.identity == identity)
 
     # -------------------------------------------------------------------------- checks
-    def check_auth(self, user):
+    def check_auth(self, user: Any) -> None:
         """Raise Problem 401 (not logged in) or 403 (logged in, not enough rights)."""
         if self.auth == Auth.NONE:
             return
@@ -345,19 +357,18 @@ class Call:
         if self.auth == Auth.ADMIN and not superuser:
             raise Problem(403, detail)
 
-    def parse_query(self, query):
+    def parse_query(self, query: Mapping[str, Any]) -> dict[str, Any]:
         """``{identity: value}`` from ``{name: str | [str, ...]}`` (meta parameters ignored)."""
-        given = {}
+        given: dict[str, list[str]] = {}
         for key, values in query.items():
             if key in META_PARAMETERS:
                 continue
-            values = values if isinstance(values, (list, tuple)) else [values]
-            given[key] = [str(v) for v in values]
+            given[key] = [str(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
         known = {a.identity for a in self.args}
         unknown = sorted(set(given) - known)
         if unknown:
             raise Problem(400, f"Unknown argument(s) for API call '{self.name}': {', '.join(unknown)}")
-        result = {}
+        result: dict[str, Any] = {}
         for a in self.args:
             values = [v for v in given.get(a.identity, []) if v != SERVER_DEFAULT_MARKER]
             if values:
@@ -368,30 +379,31 @@ class Call:
                 result[a.identity] = a.get_default()
         return result
 
-    def check_confirm(self, confirm):
+    def check_confirm(self, confirm: Optional[str]) -> None:
         if self.needs_confirmation and confirm != self.name:
             raise argument_problem("confirm", f"API call '{self.name}' needs to be confirmed (add confirm={self.name})")
 
     # -------------------------------------------------------------------------- command line
-    def add_parser(self, subparsers, parents=()):
+    def add_parser(self, subparsers: Any, parents: Iterable[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+        """The call's sub-command parser in ``subparsers`` (its arguments: :meth:`add_arguments`)."""
         p = subparsers.add_parser(self.name, help=self.summary, description=self.help_text(),
                                   formatter_class=argparse.RawDescriptionHelpFormatter, parents=list(parents))
         p.set_defaults(call=self.name)
         return p
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         for a in self.args:
             a.add_to_parser(parser)
 
-    def query_from_namespace(self, namespace):
+    def query_from_namespace(self, namespace: argparse.Namespace) -> dict[str, str]:
         """HTTP query dict (strings) of the arguments given on the command line (absent ones left out)."""
-        query = {}
+        query: dict[str, str] = {}
         for a in self.args:
             if hasattr(namespace, a.dest):
                 query[a.identity] = a.to_query(getattr(namespace, a.dest))
         return query
 
-    def parse_argv(self, argv):
+    def parse_argv(self, argv: Sequence[str]) -> dict[str, str]:
         """HTTP query dict from this call's command line arguments (no endpoint): for tests and tools."""
         p = argparse.ArgumentParser(prog=self.name, add_help=False, exit_on_error=False)
         self.add_arguments(p)
@@ -401,7 +413,8 @@ class Call:
             raise Problem(400, f"API call '{self.name}': bad command line {argv}: {e}") from None
         return self.query_from_namespace(ns)
 
-    def help_text(self):
+    def help_text(self) -> str:
+        """The call's help: doc, result, authorization and flags."""
         lines = [self.doc or self.name, ""]
         if self.result_doc:
             lines += ["Result: " + self.result_doc, ""]
@@ -411,30 +424,30 @@ class Call:
             lines.append("This is a MAINTENANCE call: the engine is stopped while it runs (ongoing builds are canceled).")
         return "\n".join(lines)
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {"name": self.name, "doc": self.doc, "category": self.category, "auth": self.auth.name,
                 "flags": [f for f in FLAGS if f in self.flags], "result": self.result_doc,
                 "args": [a.describe() for a in self.args]}
 
 
 #: All calls by name, in definition order.
-CALLS = {}
+CALLS: dict[str, Call] = {}
 
 
-def register(call):
+def register(call: Call) -> Call:
     if call.name in CALLS:
         raise ValueError(f"API call '{call.name}' defined twice")
     CALLS[call.name] = call
     return call
 
 
-def domain_functions():
+def domain_functions() -> dict[str, Any]:
     """The domain functions the delegating calls expect: call name -> (module, function, gets user)
     (see :func:`mini_buildd.api.calls._delegate`)."""
     return {c.name: c.run.domain for c in CALLS.values() if hasattr(c.run, "domain")}
 
 
-def get(name):
+def get(name: str) -> Call:
     """The call ``name``; Problem 404 if there is none."""
     try:
         return CALLS[name]
@@ -443,7 +456,7 @@ def get(name):
 
 
 # ------------------------------------------------------------------------------------------------ engine hooks
-def _services_engine():
+def _services_engine() -> Any:
     try:
         from mini_buildd import services  # pylint: disable=import-outside-toplevel
     except ImportError:
@@ -451,35 +464,36 @@ def _services_engine():
     return getattr(services, "engine", None)
 
 
-def _default_is_running():
+def _default_is_running() -> bool:
     engine = _services_engine()
     return bool(engine is not None and getattr(engine, "running", False))
 
 
-def _default_stop():
+def _default_stop() -> None:
     engine = _services_engine()
     if engine is None:
         raise NotAvailable("There is no engine in this process")
     engine.stop()
 
 
-def _default_start():
+def _default_start() -> None:
     engine = _services_engine()
     if engine is None:
         raise NotAvailable("There is no engine in this process")
     engine.start()
 
 
-def _default_load():
+def _default_load() -> float:
     engine = _services_engine()
     return float(getattr(engine, "load", 0.0)) if engine is not None else -1.0
 
 
-_DEFAULT_HOOKS = {"is_running": _default_is_running, "stop": _default_stop, "start": _default_start, "load": _default_load}
+_DEFAULT_HOOKS: dict[str, Callable[[], Any]] = {"is_running": _default_is_running, "stop": _default_stop, "start": _default_start, "load": _default_load}
 _HOOKS = dict(_DEFAULT_HOOKS)
 
 
-def set_engine_hooks(is_running, stop, start, load=None):
+def set_engine_hooks(is_running: Callable[[], bool], stop: Callable[[], Any], start: Callable[[], Any],
+                     load: Optional[Callable[[], float]] = None) -> None:
     """Connect the calls to an engine: ``is_running() -> bool``, ``stop()``, ``start()``, ``load() -> float``.
 
     Without this, the engine in :mod:`mini_buildd.services` (if any) is used.
@@ -488,26 +502,26 @@ def set_engine_hooks(is_running, stop, start, load=None):
                   load=load or (lambda: 0.0 if is_running() else -1.0))
 
 
-def reset_engine_hooks():
+def reset_engine_hooks() -> None:
     _HOOKS.update(_DEFAULT_HOOKS)
 
 
-def engine_is_running():
+def engine_is_running() -> bool:
     return bool(_HOOKS["is_running"]())
 
 
-def engine_load():
+def engine_load() -> float:
     """Build load (>= 0) while the engine runs, -1 when it does not."""
     if not engine_is_running():
         return -1.0
     return float(_HOOKS["load"]())
 
 
-def engine_start():
+def engine_start() -> None:
     _HOOKS["start"]()
 
 
-def engine_stop():
+def engine_stop() -> None:
     _HOOKS["stop"]()
 
 
@@ -515,7 +529,7 @@ _MAINTENANCE_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def maintenance(name):
+def maintenance(name: str) -> Iterator[None]:
     """Hold the global maintenance lock (503 when busy), the engine stopped while inside."""
     if not _MAINTENANCE_LOCK.acquire(blocking=False):  # pylint: disable=consider-using-with
         raise Problem(503, f"API call '{name}': another maintenance call is running, try again later")
@@ -537,12 +551,12 @@ def maintenance(name):
         _MAINTENANCE_LOCK.release()
 
 
-def maintenance_busy():
+def maintenance_busy() -> bool:
     return _MAINTENANCE_LOCK.locked()
 
 
 # ------------------------------------------------------------------------------------------------ execution
-def as_problem(exception):
+def as_problem(exception: BaseException) -> Optional[Problem]:
     """Problem for an exception: a Problem as is; else one with the status :func:`mini_buildd.errors.http_status`
     gives it (an :class:`mini_buildd.errors.Error`'s class status, 400 for other ``ValueError``), unless that is
     500: None then (an internal error, left to propagate)."""
@@ -554,7 +568,7 @@ def as_problem(exception):
     return Problem(status, str(exception))
 
 
-def execute(call, query, user=None, confirm=None):
+def execute(call: Call, query: Mapping[str, Any], user: Any = None, confirm: Optional[str] = None) -> Any:
     """Run ``call`` for ``user`` with the string ``query``; return its result or raise Problem.
 
     Exceptions that are not user errors (see :func:`as_problem`) propagate unchanged.
