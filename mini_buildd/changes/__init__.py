@@ -21,6 +21,9 @@ Errors about a changes file or its files are raised as :class:`ChangesError` wit
 for a REJECTED/FAILED event. :func:`load` parses a file as the class its name calls for.
 """
 
+import os
+import typing
+
 from mini_buildd.changes.names import (
     PREFIX, UPLOAD, BUILDREQUEST, BUILDRESULT, KINDS, OWN_SECTION, OWN_PRIORITY, MAX_CHANGES_SIZE, TIMECODE_FORMAT,
     TIMECODE_REGEX, SOURCE_REGEX, VERSION_REGEX, ARCH_REGEX, ChangesError, timecode_now, name_for, buildlog_name,
@@ -49,7 +52,7 @@ __all__ = [
 ]
 
 
-def load(path, timecode=None):
+def load(path: str | os.PathLike[str], timecode: typing.Optional[str] = None) -> Changes:
     """Parse ``path`` as the class its file name calls for (:class:`Upload`, :class:`Buildrequest`,
     :class:`Buildresult`)."""
     return {UPLOAD: Upload, BUILDREQUEST: Buildrequest, BUILDRESULT: Buildresult}[classify(path)](path, timecode=timecode)

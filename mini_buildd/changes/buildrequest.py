@@ -8,6 +8,7 @@ writes and signs one in the upstream 2.x wire format.
 
 import dataclasses
 import logging
+import os
 import pathlib
 import tarfile
 import time
@@ -78,15 +79,16 @@ class BuildrequestData:  # pylint: disable=too-many-instance-attributes
     build_time_limit: typing.Optional[str] = None
 
     @classmethod
-    def from_changes(cls, changes):
+    def from_changes(cls, changes: Changes) -> "BuildrequestData":
         """The data of a parsed buildrequest (missing fields: their defaults, or None)."""
+        values: dict[str, typing.Any]
         values = {snake(name): changes.x_get(name, _DEFAULTS.get(name))
                   for name in BUILDREQUEST_FIELDS + BUILDREQUEST_OPTIONAL_FIELDS if name != "Arch-All"}
         return cls(distribution=changes.distribution, source=changes.source, version=changes.version,
                    architecture=changes.architecture, timecode=changes.timecode,
-                   arch_all=changes.x_get("Arch-All", "").lower() == "yes", **values)
+                   arch_all=(changes.x_get("Arch-All") or "").lower() == "yes", **values)
 
-    def to_fields(self, checksums_sha256, files):
+    def to_fields(self, checksums_sha256: typing.Iterable[str], files: typing.Iterable[str]) -> list[tuple[str, typing.Any]]:
         """``[(field, value)]`` in file order, ending with the given file list lines."""
         fields: list[tuple[str, typing.Any]] = [
             ("Distribution", self.distribution), ("Source", self.source), ("Version", self.version),
@@ -103,14 +105,14 @@ class BuildrequestData:  # pylint: disable=too-many-instance-attributes
         return fields + [("Checksums-Sha256", list(checksums_sha256)), ("Files", list(files))]
 
 
-def _qa_mode(changes, name, value):
+def _qa_mode(changes: Changes, name: str, value: str) -> QAMode:
     try:
         return QAMode.parse(value)
     except ValueError as e:
         raise ChangesError(f"{changes.name}: {PREFIX}{name}: {e}") from e
 
 
-def _data_property(attribute):
+def _data_property(attribute: str) -> typing.Any:
     return property(lambda self: getattr(self.data, attribute))
 
 
@@ -122,16 +124,16 @@ class Buildrequest(Changes):
 
     KIND = BUILDREQUEST
 
-    def __init__(self, path, timecode=None):
+    def __init__(self, path: str | os.PathLike[str], timecode: typing.Optional[str] = None) -> None:
         super().__init__(path, timecode=timecode)
         self.data = BuildrequestData.from_changes(self)
-        self.unpacked_dir = None
+        self.unpacked_dir: typing.Optional[pathlib.Path] = None
 
     @property
-    def tar_path(self):
+    def tar_path(self) -> pathlib.Path:
         return self.path.parent / (self.name + ".tar")
 
-    def unpack(self, build_dir):
+    def unpack(self, build_dir: str | os.PathLike[str]) -> pathlib.Path:
         """Check the listed files, then extract the tar safely into ``build_dir``; return ``build_dir``."""
         self.check_files()
         if tars.listed_tar(self) is None:
@@ -141,22 +143,22 @@ class Buildrequest(Changes):
         LOG.debug("%s: unpacked into %s", self.name, build_dir)
         return self.unpacked_dir
 
-    def tar_names(self):
+    def tar_names(self) -> list[str]:
         return tars.tar_names(self.tar_path)
 
-    def dsc_name(self):
+    def dsc_name(self) -> str:
         names = [n for n in self.tar_names() if "/" not in n and n.endswith(".dsc")]
         if len(names) != 1:
             raise ChangesError(f"{self.name}: expected exactly one .dsc in the tar, found {len(names)}")
         return names[0]
 
-    def dsc_path(self):
+    def dsc_path(self) -> pathlib.Path:
         """Path of the .dsc in the build dir (after :meth:`unpack`)."""
         if self.unpacked_dir is None:
             raise ChangesError(f"{self.name}: not unpacked yet")
         return self.unpacked_dir / self.dsc_name()
 
-    def config_file(self, name):
+    def config_file(self, name: str) -> str:
         """Text of ``.config/<name>`` (from the build dir after :meth:`unpack`, else from the tar)."""
         if name not in CONFIG_FILES:
             raise ValueError(f"Unknown buildrequest config file '{name}' (known: {', '.join(CONFIG_FILES)})")
@@ -183,33 +185,33 @@ class Buildrequest(Changes):
     buildlog_installed = _data_property("buildlog_installed")
 
     @property
-    def build_time_limit(self):
+    def build_time_limit(self) -> typing.Optional[int]:
         """Seconds a build may take (``X-Mini-Buildd-Build-Time-Limit``), None if not given or bad."""
         value = self.data.build_time_limit or ""
         return int(value) if value.isdigit() and int(value) > 0 else None
 
     @property
-    def sbuild_config_blocks(self):
+    def sbuild_config_blocks(self) -> list[str]:
         return self.data.sbuild_config_blocks.split()
 
     @property
-    def sbuild_setup_blocks(self):
+    def sbuild_setup_blocks(self) -> list[str]:
         return self.data.sbuild_setup_blocks.split()
 
     @property
-    def lintian_mode(self):
+    def lintian_mode(self) -> QAMode:
         return _qa_mode(self, "Lintian-Mode", self.data.lintian_mode)
 
     @property
-    def piuparts_mode(self):
+    def piuparts_mode(self) -> QAMode:
         return _qa_mode(self, "Piuparts-Mode", self.data.piuparts_mode)
 
     @property
-    def autopkgtest_mode(self):
+    def autopkgtest_mode(self) -> QAMode:
         return _qa_mode(self, "Autopkgtest-Mode", self.data.autopkgtest_mode)
 
     @property
-    def diststr(self):
+    def diststr(self) -> DistStr:
         """The Distribution as :class:`mini_buildd.dist.DistStr`."""
         try:
             return DistStr(self.distribution)
@@ -217,23 +219,23 @@ class Buildrequest(Changes):
             raise ChangesError(f"{self.name}: {e}") from e
 
     @property
-    def buildlog_name(self):
+    def buildlog_name(self) -> str:
         return buildlog_name(self.source, self.version, self.architecture)
 
 
-def _source_files(upload, dsc_files):
+def _source_files(upload: Changes, dsc_files: typing.Optional[typing.Iterable[str | os.PathLike[str]]]) -> list[pathlib.Path]:
     """The .dsc and the files it lists, in .dsc order, checked against the .dsc (names, sizes)."""
     if dsc_files is None:
         dsc = upload.dsc_path()
         if dsc is None:
             raise ChangesError(f"{upload.name}: no .dsc in upload")
         dsc_files = [dsc] + [dsc.parent / f["name"] for f in parsing.read_dsc_files(dsc)]
-    dsc_files = [pathlib.Path(p) for p in dsc_files]
-    dscs = [p for p in dsc_files if p.name.endswith(".dsc")]
+    paths = [pathlib.Path(p) for p in dsc_files]
+    dscs = [p for p in paths if p.name.endswith(".dsc")]
     if len(dscs) != 1:
         raise ChangesError(f"Buildrequest for {upload.key}: need exactly one .dsc, got {[p.name for p in dscs]}")
     listed = {f["name"]: f for f in parsing.read_dsc_files(dscs[0])}
-    given = {p.name: p for p in dsc_files if p != dscs[0]}
+    given = {p.name: p for p in paths if p != dscs[0]}
     if set(listed) != set(given):
         raise ChangesError(f"{dscs[0].name}: source files do not match the .dsc: "
                            f"missing {sorted(set(listed) - set(given))}, extra {sorted(set(given) - set(listed))}")
@@ -243,8 +245,9 @@ def _source_files(upload, dsc_files):
     return [dscs[0]] + [given[f] for f in listed]
 
 
-def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fields, config_files, dsc_files=None,
-                        gnupg):
+def create_buildrequest(upload: Changes, arch: str, out_dir: str | os.PathLike[str], *, distribution_str: str, arch_all: bool,
+                        fields: typing.Mapping[str, typing.Any], config_files: typing.Mapping[str, str],
+                        dsc_files: typing.Optional[typing.Iterable[str | os.PathLike[str]]] = None, gnupg: typing.Any) -> "Buildrequest":
     """Write and sign ``<src>_<ver>_mini-buildd-buildrequest_<arch>.changes`` + ``.changes.tar`` in ``out_dir``.
 
     - ``upload``: the user upload (:class:`~mini_buildd.changes.model.Changes`): source, version, timecode.
@@ -284,10 +287,10 @@ def create_buildrequest(upload, arch, out_dir, *, distribution_str, arch_all, fi
         **{snake(name): writing.one_line(values[name]) for name in BUILDREQUEST_OPTIONAL_FIELDS if values.get(name)})
     sources = _source_files(upload, dsc_files)
 
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    changes_path = out_dir / name_for(upload.source, upload.version, BUILDREQUEST, arch)
-    tar_path = out_dir / (changes_path.name + ".tar")
+    out_path = pathlib.Path(out_dir)
+    out_path.mkdir(parents=True, exist_ok=True)
+    changes_path = out_path / name_for(upload.source, upload.version, BUILDREQUEST, arch)
+    tar_path = out_path / (changes_path.name + ".tar")
 
     now = time.time()
     with tarfile.open(tar_path, "w", dereference=True) as tar:

@@ -9,6 +9,7 @@ done); :func:`create_buildresult` writes and signs one in the upstream 2.x wire 
 
 import dataclasses
 import logging
+import os
 import pathlib
 import shutil
 import tarfile
@@ -35,20 +36,20 @@ SBUILD_CHECKS = ("lintian", "piuparts", "autopkgtest")
 SBUILD_SUCCESS, SBUILD_SKIPPED = "successful", "skipped"
 
 
-def _status_word(value):
+def _status_word(value: object) -> str:
     """First word of an sbuild summary value; known multi-word statuses (``no tests``) are kept whole."""
-    value = " ".join(str(value or "").split())
+    text = " ".join(str(value or "").split())
     for word in SBUILD_STATUS_PASS + SBUILD_STATUS_WARN + SBUILD_STATUS_FAIL:
-        if " " in word and value.lower().startswith(word):
-            return value[:len(word)]
-    return value.split(" ", 1)[0]
+        if " " in word and text.lower().startswith(word):
+            return text[:len(word)]
+    return text.split(" ", 1)[0]
 
 
-def sbuild_summary_words(sbuild_summary):
+def sbuild_summary_words(sbuild_summary: typing.Optional[typing.Mapping[str, typing.Any]]) -> dict[str, str]:
     """``{key: word}`` of an sbuild summary dict for :data:`SBUILD_SUMMARY_KEYS` (case-insensitive,
     ``Build Time`` = ``Build-Time``); Status defaults to ``error`` when missing."""
     known = {k.lower(): k for k in SBUILD_SUMMARY_KEYS}
-    words = {}
+    words: dict[str, str] = {}
     for key, value in (sbuild_summary or {}).items():
         canonical = known.get("-".join(str(key).split()).lower())
         word = _status_word(value)
@@ -58,11 +59,11 @@ def sbuild_summary_words(sbuild_summary):
     return words
 
 
-def _sbuild_fields(words):
+def _sbuild_fields(words: typing.Mapping[str, str]) -> list[tuple[str, typing.Any]]:
     return sorted((f"{PREFIX}Sbuild-{k}", v) for k, v in words.items())
 
 
-def sbuild_summary_fields(sbuild_summary):
+def sbuild_summary_fields(sbuild_summary: typing.Optional[typing.Mapping[str, typing.Any]]) -> list[tuple[str, typing.Any]]:
     """``[(X-Mini-Buildd-Sbuild-<Key>, word)]`` sorted by field name, from an sbuild summary dict
     (see :func:`sbuild_summary_words`)."""
     return _sbuild_fields(sbuild_summary_words(sbuild_summary))
@@ -91,7 +92,7 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
     canceled_by: typing.Optional[str] = None
 
     @classmethod
-    def from_changes(cls, changes):
+    def from_changes(cls, changes: Changes) -> "BuildresultData":
         """The data of a parsed buildresult (fields it lacks: None)."""
         sbuild = {key: changes.x_get(f"Sbuild-{key}") for key in SBUILD_SUMMARY_KEYS
                   if changes.x_get(f"Sbuild-{key}") is not None}
@@ -100,7 +101,7 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
                    internal_error=changes.x_get("Internal-Error"), canceled_by=changes.x_get("Canceled-By"),
                    **{snake(name): changes.x_get(name) for name in BUILDRESULT_COPIED_FIELDS})
 
-    def to_fields(self, checksums_sha256, files):
+    def to_fields(self, checksums_sha256: typing.Iterable[str], files: typing.Iterable[str]) -> list[tuple[str, typing.Any]]:
         """``[(field, value)]`` in file order, with the given file list lines."""
         fields: list[tuple[str, typing.Any]] = [("Distribution", self.distribution), ("Source", self.source),
                                                 ("Version", self.version), ("Architecture", self.architecture)]
@@ -114,7 +115,7 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
         return fields
 
 
-def _data_property(attribute):
+def _data_property(attribute: str) -> typing.Any:
     return property(lambda self: getattr(self.data, attribute))
 
 
@@ -124,19 +125,19 @@ class Buildresult(Changes):
 
     KIND = BUILDRESULT
 
-    def __init__(self, path, timecode=None):
+    def __init__(self, path: str | os.PathLike[str], timecode: typing.Optional[str] = None) -> None:
         super().__init__(path, timecode=timecode)
         self.data = BuildresultData.from_changes(self)
 
     @property
-    def tar_path(self):
+    def tar_path(self) -> typing.Optional[pathlib.Path]:
         """Path of the ``.changes.tar`` if the result has one, else None."""
         return tars.listed_tar(self)
 
-    def buildlog_path(self):
+    def buildlog_path(self) -> pathlib.Path:
         return self.path.parent / buildlog_name(self.source, self.version, self.architecture)
 
-    def unpack(self, directory):
+    def unpack(self, directory: str | os.PathLike[str]) -> typing.Optional[pathlib.Path]:
         """Check the listed files, extract the tar into ``directory``; return the inner sbuild
         ``.changes`` path (its files checked), or None if the result carries none."""
         self.check_files()
@@ -158,16 +159,16 @@ class Buildresult(Changes):
     canceled_by = _data_property("canceled_by")
 
     @property
-    def sbuild_status(self):
+    def sbuild_status(self) -> str:
         """sbuild's Status word (``error`` if none was recorded)."""
         return self.data.sbuild.get("Status", "error")
 
-    def sbuild_checks(self):
+    def sbuild_checks(self) -> dict[str, str]:
         """``{check: status word}`` for the QA checks sbuild reported (lintian, piuparts, autopkgtest)."""
         return {check: self.data.sbuild[check.capitalize()] for check in SBUILD_CHECKS
                 if check.capitalize() in self.data.sbuild}
 
-    def succeeded(self, lintian_mode, piuparts_mode, autopkgtest_mode, ignore_checks=False):
+    def succeeded(self, lintian_mode: typing.Any, piuparts_mode: typing.Any, autopkgtest_mode: typing.Any, ignore_checks: bool = False) -> bool:
         """Whether this arch counts as built (upstream §1.4 step 5, §6.4).
 
         ``skipped`` succeeds; ``successful`` succeeds if every QA check passes under its mode
@@ -187,7 +188,8 @@ class Buildresult(Changes):
         return all(sbuild_check_passes(checks.get(name), mode, ignore=ignore_checks) for name, mode in modes.items())
 
 
-def _build_log(breq, build_dir, out_dir, buildlog_path, internal_error, canceled_by):
+def _build_log(breq: typing.Any, build_dir: pathlib.Path, out_dir: pathlib.Path, buildlog_path: typing.Any,
+               internal_error: typing.Optional[str], canceled_by: typing.Optional[str]) -> pathlib.Path:
     """Copy the build log into ``out_dir`` (or write a note saying why there is none); return its path."""
     log_target = out_dir / buildlog_name(breq.source, breq.version, breq.architecture)
     log_source = None if buildlog_path is None else build_dir / buildlog_path
@@ -202,8 +204,10 @@ def _build_log(breq, build_dir, out_dir, buildlog_path, internal_error, canceled
     return log_target
 
 
-def create_buildresult(breq, build_dir, out_dir, *, sbuild_summary, buildlog_path, sbuild_changes_path=None,
-                       internal_error=None, canceled_by=None, gnupg):
+def create_buildresult(breq: typing.Any, build_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                       sbuild_summary: typing.Optional[typing.Mapping[str, typing.Any]], buildlog_path: typing.Any,
+                       sbuild_changes_path: typing.Any = None, internal_error: typing.Optional[str] = None,
+                       canceled_by: typing.Optional[str] = None, gnupg: typing.Any) -> "Buildresult":
     """Write and sign ``<src>_<ver>_mini-buildd-buildresult_<arch>.changes`` in ``out_dir``.
 
     - ``breq``: the :class:`~mini_buildd.changes.buildrequest.Buildrequest`; ``build_dir``: where

@@ -10,8 +10,11 @@ The kinds (:mod:`~mini_buildd.changes.upload`, :mod:`~mini_buildd.changes.buildr
 
 import logging
 import pathlib
+import os
 import shutil
 import typing
+
+from debian import deb822
 
 from mini_buildd import config, files as files_mod
 from mini_buildd.tools import gnupg_signatures as gpgmod
@@ -37,7 +40,7 @@ class Changes:
     #: Kind of this class; ``None``: by file name (see :func:`classify`).
     KIND: typing.Optional[str] = None
 
-    def __init__(self, path, timecode=None):
+    def __init__(self, path: typing.Union[str, os.PathLike[str]], timecode: typing.Optional[str] = None) -> None:
         self.path = pathlib.Path(path)
         self.kind = self.KIND or classify(self.path)
         if self.KIND is not None and classify(self.path) != self.KIND:
@@ -60,7 +63,7 @@ class Changes:
         if not TIMECODE_REGEX.match(self._timecode):
             raise ChangesError(f"{self.path.name}: malformed timecode '{self._timecode}' (expected YYYYMMDD:HHMMSS:ffffff)")
 
-    def _validate(self):
+    def _validate(self) -> None:
         name = self.path.name
         mandatory = _MANDATORY + (("Changed-By",) if self.kind == UPLOAD else ())
         missing = [f for f in mandatory if not self.get(f)]
@@ -81,11 +84,11 @@ class Changes:
             if name != expected:
                 raise ChangesError(f"{name}: file name does not match its fields (expected '{expected}')")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.bkey})"
 
     # Fields ------------------------------------------------------------------------------
-    def get(self, field, default=None):
+    def get(self, field: str, default: typing.Optional[str] = None) -> typing.Optional[str]:
         """Value of ``field`` (stripped; multi-line values keep their inner lines; a file list one line
         per file), or ``default``."""
         value = self._deb822.get(field)
@@ -95,58 +98,58 @@ class Changes:
             return parsing.file_list_text(self._deb822, field)
         return value.strip()
 
-    def __getitem__(self, field):
+    def __getitem__(self, field: str) -> str:
         value = self.get(field)
         if value is None:
             raise KeyError(field)
         return value
 
-    def __contains__(self, field):
+    def __contains__(self, field: object) -> bool:
         return field in self._deb822
 
-    def field_names(self):
+    def field_names(self) -> list[str]:
         """Field names in file order."""
         return list(self._deb822.keys())
 
-    def x_get(self, name, default=None):
+    def x_get(self, name: str, default: typing.Optional[str] = None) -> typing.Optional[str]:
         """Value of ``X-Mini-Buildd-<name>``."""
         return self.get(PREFIX + name, default)
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.path.name
 
     @property
-    def source(self):
-        return self.get("Source")
+    def source(self) -> str:
+        return typing.cast(str, self.get("Source"))  # mandatory
 
     @property
-    def version(self):
-        return self.get("Version")
+    def version(self) -> str:
+        return typing.cast(str, self.get("Version"))  # mandatory
 
     @property
-    def distribution(self):
-        return self.get("Distribution")
+    def distribution(self) -> str:
+        return typing.cast(str, self.get("Distribution"))  # mandatory
 
     @property
-    def architecture(self):
+    def architecture(self) -> str:
         """The Architecture field value (whitespace normalized), e.g. ``source amd64`` or ``amd64``."""
-        return " ".join(self.get("Architecture").split())
+        return " ".join(typing.cast(str, self.get("Architecture")).split())  # mandatory
 
     @property
-    def maintainer(self):
+    def maintainer(self) -> typing.Optional[str]:
         return self.get("Maintainer")
 
     @property
-    def changed_by(self):
+    def changed_by(self) -> typing.Optional[str]:
         return self.get("Changed-By")
 
     @property
-    def changes_text(self):
+    def changes_text(self) -> str:
         """The ``Changes:`` field value (changelog), as input to upload options."""
         return self._deb822.get("Changes", "")
 
-    def upload_options(self):
+    def upload_options(self) -> typing.Any:
         """Upload options of the top changelog block (upstream §3.8); raise :class:`ChangesError` if invalid."""
         try:
             return uploadoptions.parse_upload_options(self.changes_text)
@@ -155,44 +158,44 @@ class Changes:
 
     # Identity ----------------------------------------------------------------------------
     @property
-    def timecode(self):
+    def timecode(self) -> str:
         return self._timecode
 
     @property
-    def key_parts(self):
+    def key_parts(self) -> tuple[str, ...]:
         return (self.source, self.version, self.timecode)
 
     @property
-    def bkey_parts(self):
+    def bkey_parts(self) -> tuple[str, ...]:
         """``(source, version, timecode, arch)``: path components below events or builds dir."""
         return self.key_parts + (self.architecture,)
 
     @property
-    def key(self):
+    def key(self) -> str:
         """``SOURCE/VERSION/TIMECODE``."""
         return "/".join(self.key_parts)
 
     @property
-    def bkey(self):
+    def bkey(self) -> str:
         """``SOURCE/VERSION/TIMECODE/ARCH`` (ARCH: Architecture field value as is)."""
         return "/".join(self.bkey_parts)
 
-    def events_dir(self):
+    def events_dir(self) -> pathlib.Path:
         """``var/events/<bkey>/`` of this changes (not created)."""
         return config.paths.events_of(*self.bkey_parts)
 
-    def build_dir(self):
+    def build_dir(self) -> pathlib.Path:
         """``var/shared/builds/<bkey>/`` of this changes (not created)."""
         return config.paths.build_dir(*self.bkey_parts)
 
     # Files -------------------------------------------------------------------------------
-    def _file_list(self, field):
+    def _file_list(self, field: str) -> list[typing.Any]:
         return parsing.file_list(self._deb822, field, f"{self.name}: {field}")
 
-    def _checksums(self, field, digest_key):
+    def _checksums(self, field: str, digest_key: str) -> dict[str, dict[str, typing.Any]]:
         return {e["name"]: {digest_key: e[digest_key].lower(), "size": int(e["size"])} for e in self._file_list(field)}
 
-    def files(self):
+    def files(self) -> list[dict[str, typing.Any]]:
         """Files listed in ``Files``: dicts ``name, md5, size, section, priority, sha1, sha256``.
 
         ``sha1``/``sha256`` come from ``Checksums-Sha1``/``-Sha256`` (None if not given). Raises
@@ -200,7 +203,7 @@ class Changes:
         """
         sha1 = self._checksums("Checksums-Sha1", "sha1")
         sha256 = self._checksums("Checksums-Sha256", "sha256")
-        files = []
+        files: list[dict[str, typing.Any]] = []
         for listed in self._file_list("Files"):
             name = check_file_name(listed["name"], self.name)
             entry = {"name": name, "md5": listed["md5sum"].lower(), "size": int(listed["size"]),
@@ -219,17 +222,17 @@ class Changes:
                 raise ChangesError(f"{self.name}: {field} lists file(s) missing in Files: {', '.join(extra)}")
         return files
 
-    def file_paths(self):
+    def file_paths(self) -> list[pathlib.Path]:
         """Paths of all listed files (beside the changes file)."""
         return [self.path.parent / f["name"] for f in self.files()]
 
-    def check_files(self):
+    def check_files(self) -> dict[str, str]:
         """Every listed file must be a regular file beside the changes with matching size and
         checksums, and have a SHA-256 checksum (MD5 alone proves nothing).
 
         Raises :class:`ChangesError` naming the first bad file. Returns ``{name: sha256}``.
         """
-        verified = {}
+        verified: dict[str, str] = {}
         for entry in self.files():
             path = self.path.parent / entry["name"]
             try:
@@ -251,19 +254,19 @@ class Changes:
         LOG.debug("%s: all listed files present and intact", self.name)
         return verified
 
-    def dsc_name(self):
+    def dsc_name(self) -> typing.Optional[str]:
         """Name of the ``.dsc`` listed in ``Files`` (None if there is none)."""
         names = [f["name"] for f in self.files() if f["name"].endswith(".dsc")]
         if len(names) > 1:
             raise ChangesError(f"{self.name}: more than one .dsc listed: {', '.join(names)}")
         return names[0] if names else None
 
-    def dsc_path(self):
+    def dsc_path(self) -> typing.Optional[pathlib.Path]:
         """Path of the listed ``.dsc`` beside the changes (None if there is none)."""
         name = self.dsc_name()
         return None if name is None else self.path.parent / name
 
-    def dsc(self):
+    def dsc(self) -> deb822.Dsc:
         """The listed ``.dsc`` parsed (``deb822.Dsc``); raise :class:`ChangesError` if there is none."""
         path = self.dsc_path()
         if path is None:
@@ -271,7 +274,7 @@ class Changes:
         return parsing.read_dsc(path)
 
     # Signature ---------------------------------------------------------------------------
-    def signature_check(self, keyring):
+    def signature_check(self, keyring: typing.Any) -> gpgmod.VerifyResult:
         """Check the signature against ``keyring`` (a :class:`mini_buildd.tools.gnupg.TmpKeyring` or other
         keyring with ``verify_signature``); return the :class:`mini_buildd.tools.gnupg.VerifyResult`.
 
@@ -297,14 +300,14 @@ class Changes:
         return result
 
     # Moving ------------------------------------------------------------------------------
-    def move_to(self, directory):
+    def move_to(self, directory: typing.Union[str, os.PathLike[str]]) -> pathlib.Path:
         """Move the changes file and its listed files into ``directory`` (created); return the new path.
 
         Listed files that are missing or have unsafe names are left alone (logged), so that even a
         broken upload can be archived with its event.
         """
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        target_dir = pathlib.Path(directory)
+        target_dir.mkdir(parents=True, exist_ok=True)
         try:
             names = [f["name"] for f in self.files()]
         except ChangesError as e:
@@ -313,24 +316,24 @@ class Changes:
         for name in names:
             src = self.path.parent / name
             if src.is_file() and not src.is_symlink():
-                if src.resolve() != (directory / name).resolve():
-                    shutil.move(str(src), str(directory / name))
+                if src.resolve() != (target_dir / name).resolve():
+                    shutil.move(str(src), str(target_dir / name))
             else:
                 LOG.warning("%s: listed file '%s' not found, not moved", self.name, name)
-        target = directory / self.name
+        target = target_dir / self.name
         if self.path.resolve() != target.resolve():
             shutil.move(str(self.path), str(target))
         self.path = target
         return target
 
     # Events ------------------------------------------------------------------------------
-    def to_event_extra(self):
+    def to_event_extra(self) -> dict[str, typing.Any]:
         """The ``extra`` dict of an event about this changes (upstream §5.4, reference events).
 
         ``changes`` is the path relative to the events dir (``<bkey>/<file name>``), where the file
         is or will be archived; every ``X-Mini-Buildd-*`` field follows in file order, snake_case.
         """
-        extra = {
+        extra: dict[str, typing.Any] = {
             "timecode": self.timecode,
             "key": self.key,
             "bkey": self.bkey,

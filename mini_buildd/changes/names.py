@@ -7,7 +7,9 @@ Nothing here reads a file; every other module of :mod:`mini_buildd.changes` buil
 
 import datetime
 import pathlib
+import os
 import re
+import typing
 
 from mini_buildd import errors
 from mini_buildd.dist import strip_epoch
@@ -38,12 +40,12 @@ class ChangesError(errors.Error):
     """A changes file (or one of its files) is unusable; the message says why."""
 
 
-def timecode_now():
+def timecode_now() -> str:
     """A new timecode ``YYYYMMDD:HHMMSS:ffffff`` (UTC)."""
     return datetime.datetime.now(datetime.timezone.utc).strftime(TIMECODE_FORMAT)
 
 
-def name_for(source, version, kind, arch):
+def name_for(source: str, version: str, kind: str, arch: str) -> str:
     """File name of a changes file of ``kind`` (upload, buildrequest, buildresult); epoch stripped."""
     if kind not in KINDS:
         raise ValueError(f"Unknown changes kind '{kind}' (use {'|'.join(KINDS)})")
@@ -51,12 +53,12 @@ def name_for(source, version, kind, arch):
     return f"{source}_{strip_epoch(version)}_{middle}{arch}.changes"
 
 
-def buildlog_name(source, version, arch):
+def buildlog_name(source: str, version: str, arch: str) -> str:
     """``<source>_<version>_<arch>.buildlog`` (epoch stripped)."""
     return f"{source}_{strip_epoch(version)}_{arch}.buildlog"
 
 
-def classify(path):
+def classify(path: typing.Union[str, os.PathLike[str]]) -> str:
     """Kind of a changes file by its name: ``buildrequest``, ``buildresult`` or ``upload``."""
     name = pathlib.PurePath(path).name
     if not name.endswith(".changes"):
@@ -65,14 +67,14 @@ def classify(path):
     return match.group("kind") if match else UPLOAD
 
 
-def snake(field):
+def snake(field: str) -> str:
     """``X-Mini-Buildd-Buildlog-Building`` -> ``buildlog_building`` (prefix dropped)."""
     if field.lower().startswith(PREFIX.lower()):
         field = field[len(PREFIX):]
     return field.lower().replace("-", "_")
 
 
-def check_file_name(name, where=None):
+def check_file_name(name: str, where: typing.Optional[str] = None) -> str:
     """Raise :class:`ChangesError` (prefixed ``where: ``) unless ``name`` is a plain file name
     (no path part, not ``..``); return ``name``."""
     if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name

@@ -7,7 +7,9 @@ message naming the file (and the line, for a bad file list line).
 """
 
 import pathlib
+import os
 import re
+import typing
 
 from debian import deb822
 
@@ -23,7 +25,7 @@ _SURPLUS = "surplus"
 _LABELS = {"md5sum": "MD5", "size": "SIZE", "section": "SECTION", "priority": "PRIORITY", "name": "NAME"}
 
 
-def _with_surplus(multivalued_fields):
+def _with_surplus(multivalued_fields: typing.Mapping[str, typing.Iterable[str]]) -> dict[str, list[str]]:
     return {field: list(columns) + [_SURPLUS] for field, columns in multivalued_fields.items()}
 
 
@@ -39,7 +41,7 @@ class _Dsc(deb822.Dsc):  # pylint: disable=too-many-ancestors
     _multivalued_fields = _with_surplus(deb822.Dsc._multivalued_fields)  # pylint: disable=protected-access
 
 
-def payload(text, name):
+def payload(text: str, name: str) -> str:
     """The unsigned deb822 text of a changes (or .dsc) file (signature stripped, not verified)."""
     if gpgmod.is_clearsigned(text):
         try:
@@ -51,7 +53,7 @@ def payload(text, name):
     return text
 
 
-def check_syntax(text, name):
+def check_syntax(text: str, name: str) -> None:
     """Strict deb822 check of a one-paragraph text: raise :class:`ChangesError` on the first bad line."""
     lines = text.splitlines()
     while lines and not lines[0].strip():
@@ -60,7 +62,7 @@ def check_syntax(text, name):
         lines.pop()
     if not lines:
         raise ChangesError(f"{name}: empty changes file")
-    seen = set()
+    seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             raise ChangesError(f"{name}: line {number}: empty line inside the paragraph "
@@ -78,7 +80,7 @@ def check_syntax(text, name):
         seen.add(field)
 
 
-def parse_changes(text, name):
+def parse_changes(text: str, name: str) -> deb822.Changes:
     """Strip the signature, check the syntax and parse changes text (python-debian ``Changes``)."""
     unsigned = payload(text, name)
     check_syntax(unsigned, name)
@@ -88,12 +90,12 @@ def parse_changes(text, name):
         raise ChangesError(f"{name}: cannot parse changes: {e}") from e
 
 
-def is_file_list(parsed, field):
+def is_file_list(parsed: typing.Any, field: str) -> bool:
     """Whether ``field`` is a file list (``Files``, ``Checksums-*``) of the parsed object's kind."""
     return field.lower() in type(parsed)._multivalued_fields  # pylint: disable=protected-access
 
 
-def file_list(parsed, field, where):
+def file_list(parsed: typing.Any, field: str, where: str) -> list[typing.Any]:
     """Entries (python-debian dicts) of the file list ``field`` of a parsed changes or .dsc; none if
     it is missing or empty. Every line must have exactly its columns and a numeric size, else
     :class:`ChangesError` names ``where`` and the line."""
@@ -109,31 +111,31 @@ def file_list(parsed, field, where):
     return entries
 
 
-def file_list_text(parsed, field):
+def file_list_text(parsed: typing.Any, field: str) -> str:
     """A file list field as text, one line per entry (words separated by one space)."""
     value = parsed.get(field)
     entries = [value] if hasattr(value, "keys") else value
     return "\n".join(" ".join(entry.values()) for entry in entries)
 
 
-def read_dsc(path):
+def read_dsc(path: typing.Union[str, os.PathLike[str]]) -> deb822.Dsc:
     """Parse a ``.dsc`` file (signature not checked); raise :class:`ChangesError` if unusable."""
-    path = pathlib.Path(path)
+    dsc_path = pathlib.Path(path)
     try:
-        dsc = _Dsc(payload(path.read_text(encoding="utf-8"), path.name))
+        dsc = _Dsc(payload(dsc_path.read_text(encoding="utf-8"), dsc_path.name))
     except (OSError, UnicodeDecodeError) as e:
-        raise ChangesError(f"{path.name}: cannot read .dsc: {e}") from e
+        raise ChangesError(f"{dsc_path.name}: cannot read .dsc: {e}") from e
     if not dsc.get("Source") or not dsc.get("Version"):
-        raise ChangesError(f"{path.name}: not a .dsc (no Source/Version)")
+        raise ChangesError(f"{dsc_path.name}: not a .dsc (no Source/Version)")
     return dsc
 
 
-def read_dsc_files(path):
+def read_dsc_files(path: typing.Union[str, os.PathLike[str]]) -> list[dict[str, typing.Any]]:
     """Files a ``.dsc`` lists: dicts ``name, md5, size, sha256`` (names checked to be plain file
     names; ``sha256`` from ``Checksums-Sha256``, None if the .dsc has none)."""
-    path = pathlib.Path(path)
-    dsc = read_dsc(path)
-    sha256 = {e["name"]: e["sha256"].lower() for e in file_list(dsc, "Checksums-Sha256", f"{path.name}: Checksums-Sha256")}
-    return [{"name": check_file_name(e["name"], path.name), "md5": e["md5sum"].lower(), "size": int(e["size"]),
+    dsc_path = pathlib.Path(path)
+    dsc = read_dsc(dsc_path)
+    sha256 = {e["name"]: e["sha256"].lower() for e in file_list(dsc, "Checksums-Sha256", f"{dsc_path.name}: Checksums-Sha256")}
+    return [{"name": check_file_name(e["name"], dsc_path.name), "md5": e["md5sum"].lower(), "size": int(e["size"]),
              "sha256": sha256.get(e["name"])}
-            for e in file_list(dsc, "Files", f"{path.name}: Files")]
+            for e in file_list(dsc, "Files", f"{dsc_path.name}: Files")]

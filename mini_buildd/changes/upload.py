@@ -2,6 +2,9 @@
 buildresult, as made by dpkg; its timecode is always ours.
 """
 
+import os
+import typing
+
 from mini_buildd import files
 from mini_buildd.changes.model import Changes
 from mini_buildd.changes.names import UPLOAD, timecode_now
@@ -18,6 +21,6 @@ class Upload(Changes):
 
     KIND = UPLOAD
 
-    def __init__(self, path, timecode=None):
+    def __init__(self, path: typing.Union[str, os.PathLike[str]], timecode: typing.Optional[str] = None) -> None:
         super().__init__(path, timecode=timecode)
         self._timecode = timecode or timecode_now()
