@@ -30,6 +30,8 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterable
+from typing import Any, Optional, Union
 
 import gnupg
 
@@ -37,6 +39,11 @@ from mini_buildd.tools import call
 from mini_buildd.tools.gnupg_signatures import GnupgError, VerifyResult, gpgv_verify, is_clearsigned, unsign
 
 LOG = logging.getLogger(__name__)
+
+#: A key description (see :func:`key_info`): fingerprint, long_id, name, uids, created, expires.
+KeyDict = dict[str, Any]
+#: Signed data: a path (``os.PathLike``, or a one-line ``str``), signed text, or bytes.
+Signed = Union[str, bytes, "os.PathLike[str]"]
 
 #: Default gpg batch key template of the Daemon key (``Daemon.gnupg_template``): RSA 4096, no expiry.
 DEFAULT_TEMPLATE = "Key-Type: RSA\nKey-Length: 4096\nExpire-Date: 0"
@@ -73,14 +80,14 @@ __all__ = [
 # Helpers without any keyring
 # ---------------------------------------------------------------------------------------------
 
-def _utc(epoch):
+def _utc(epoch: Optional[str]) -> Optional[datetime.datetime]:
     """Datetime (UTC, aware) from a gpg epoch string; None for empty/0."""
     if not epoch or str(epoch) == "0":
         return None
     return datetime.datetime.fromtimestamp(int(epoch), tz=datetime.timezone.utc)
 
 
-def _unescape_colons(value):
+def _unescape_colons(value: str) -> str:
     """Undo gpg's ``--with-colons`` escaping (``\\xNN``) in a user id."""
     if "\\x" not in value:
         return value
@@ -88,7 +95,7 @@ def _unescape_colons(value):
     return raw.decode("utf-8", errors="replace")
 
 
-def _key_dict(key):
+def _key_dict(key: dict[str, Any]) -> KeyDict:
     """Our key description from one python-gnupg ``list_keys()`` entry."""
     uids = [_unescape_colons(u) for u in key.get("uids") or []]
     return {
@@ -101,25 +108,25 @@ def _key_dict(key):
     }
 
 
-def _normalize_key_id(key_id):
-    key_id = re.sub(r"\s+", "", str(key_id))
-    if key_id.lower().startswith("0x"):
-        key_id = key_id[2:]
-    if not re.fullmatch(r"[0-9A-Fa-f]{8,40}", key_id):
-        raise GnupgError(f"Not a GnuPG key id or fingerprint: {key_id!r}")
-    return key_id.upper()
+def _normalize_key_id(key_id: object) -> str:
+    kid = re.sub(r"\s+", "", str(key_id))
+    if kid.lower().startswith("0x"):
+        kid = kid[2:]
+    if not re.fullmatch(r"[0-9A-Fa-f]{8,40}", kid):
+        raise GnupgError(f"Not a GnuPG key id or fingerprint: {kid!r}")
+    return kid.upper()
 
 
-def parse_template(template):
+def parse_template(template: str) -> list[tuple[str, str]]:
     """Parse a gpg batch key template into ``[(keyword, value), ...]``.
 
     Empty lines and ``#`` comments are skipped; control lines (``%...``) keep an empty value.
     Raises :class:`GnupgError` on a line that is neither. This is a syntax check only; see
     :func:`validate_template` for gpg's own opinion.
     """
-    items = []
-    for number, line in enumerate(str(template).splitlines(), start=1):
-        line = line.strip()
+    items: list[tuple[str, str]] = []
+    for number, raw in enumerate(str(template).splitlines(), start=1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("%"):
@@ -134,7 +141,7 @@ def parse_template(template):
     return items
 
 
-def _gen_key_input(template, name_real, name_email, dry_run=False):
+def _gen_key_input(template: str, name_real: str, name_email: str, dry_run: bool = False) -> str:
     """Full ``gpg --gen-key`` batch input: the template plus our name, no protection, commit."""
     for what, value in (("Name-Real", name_real), ("Name-Email", name_email)):
         if not value or "\n" in value or "\r" in value:
@@ -152,7 +159,7 @@ def _gen_key_input(template, name_real, name_email, dry_run=False):
     return "\n".join(lines) + "\n"
 
 
-def _run(argv, **kwargs):
+def _run(argv: call.Argv, **kwargs: Any) -> str:
     """:func:`call.run` with every argument as ``str``."""
     return call.run([str(a) for a in argv], **kwargs)
 
@@ -161,10 +168,10 @@ def _run(argv, **kwargs):
 # Agent processes
 # ---------------------------------------------------------------------------------------------
 
-def agent_pids(homedir):
+def agent_pids(homedir: call.FsPath) -> list[int]:
     """Pids of gpg background programs (agent, dirmngr, keyboxd, scdaemon) running for ``homedir``."""
     home = str(pathlib.Path(homedir).resolve())
-    pids = []
+    pids: list[int] = []
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -179,7 +186,7 @@ def agent_pids(homedir):
     return pids
 
 
-def _wait_gone(homedir, seconds):
+def _wait_gone(homedir: call.FsPath, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while True:
         pids = agent_pids(homedir)
@@ -188,7 +195,7 @@ def _wait_gone(homedir, seconds):
         time.sleep(0.05)
 
 
-def kill_agents(homedir, remove_socketdir=False):
+def kill_agents(homedir: call.FsPath, remove_socketdir: bool = False) -> None:
     """Stop every gpg-agent/dirmngr/keyboxd of ``homedir``: ``gpgconf --kill all``, then signals
     to the stragglers' pids. ``remove_socketdir`` also drops a ``/run/user`` socket dir (temp homes)."""
     home = pathlib.Path(homedir).resolve()
@@ -200,7 +207,7 @@ def kill_agents(homedir, remove_socketdir=False):
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not left:
             break
-        LOG.warning("gpg daemons of %s survived 'gpgconf --kill all', sending %s: %s", home, sig.name, left)
+        LOG.warning("gpg daemons of %s survived 'gpgconf --kill all', sending %s: %s", home, sig.name, left)  # pylint: disable=no-member  # a signal.Signals
         for pid in left:
             try:
                 os.kill(pid, sig)
@@ -220,7 +227,8 @@ def kill_agents(homedir, remove_socketdir=False):
 class _GpgHome:
     """One gpg home directory: python-gnupg access, CLI access, key listing, agents."""
 
-    def __init__(self, homedir, options=(), autostart=True, tmp_parent=None):
+    def __init__(self, homedir: call.FsPath, options: Iterable[object] = (), autostart: bool = True,
+                 tmp_parent: Optional[call.FsPath] = None) -> None:
         self.homedir = pathlib.Path(homedir).resolve()
         self.homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.homedir, 0o700)
@@ -232,19 +240,19 @@ class _GpgHome:
         self._options = [str(o) for o in options]
         self._autostart = autostart
         self._tmp_parent = tmp_parent
-        self._gpg = None
+        self._gpg: Optional[gnupg.GPG] = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.homedir})"
 
-    def _common_options(self, autostart=None):
+    def _common_options(self, autostart: Optional[bool] = None) -> list[str]:
         opts = ["--pinentry-mode", "loopback"]
         if not (self._autostart if autostart is None else autostart):
             opts.append("--no-autostart")
         return opts + self._options
 
     @property
-    def gpg(self):
+    def gpg(self) -> gnupg.GPG:
         """python-gnupg handle on this home."""
         if self._gpg is None:
             self._gpg = gnupg.GPG(gnupghome=str(self.homedir), options=self._common_options())
@@ -252,28 +260,29 @@ class _GpgHome:
             self._gpg.decode_errors = "replace"
         return self._gpg
 
-    def run_gpg(self, args, autostart=None, **kwargs):
+    def run_gpg(self, args: Iterable[call.Arg], autostart: Optional[bool] = None, **kwargs: Any) -> str:
         """Run ``gpg`` on this home, never interactive; returns combined output (see :func:`call.run`)."""
+        argv: list[call.Arg]
         argv = ["gpg", "--homedir", self.homedir, "--batch", "--no-tty", "--yes",
                 *self._common_options(autostart), *args]
         return _run(argv, **kwargs)
 
-    def _tmpdir(self):
+    def _tmpdir(self) -> "tempfile.TemporaryDirectory[str]":
         if self._tmp_parent is not None:
             pathlib.Path(self._tmp_parent).mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(prefix="mbd-gpg-io-", dir=self._tmp_parent)
 
     # Keys --------------------------------------------------------------------------------
-    def list_keys(self):
+    def list_keys(self) -> list[KeyDict]:
         """Public keys in this keyring (key dicts, see :func:`key_info`)."""
         return [_key_dict(k) for k in self.gpg.list_keys()]
 
-    def key_info(self, key_id):
+    def key_info(self, key_id: str) -> Optional[KeyDict]:
         """Key dict of ``key_id`` (any id/fingerprint form gpg takes) in this keyring, or None."""
         keys = self.gpg.list_keys(keys=[_normalize_key_id(key_id)])
         return _key_dict(keys[0]) if keys else None
 
-    def add_pub_key(self, armored):
+    def add_pub_key(self, armored: Union[str, bytes]) -> list[str]:
         """Import (armored or binary) public key data; return the imported fingerprints."""
         data = armored.encode("utf-8") if isinstance(armored, str) else bytes(armored)
         result = self.gpg.import_keys(data)
@@ -283,14 +292,14 @@ class _GpgHome:
         LOG.debug("Imported into %s: %s", self.homedir, fingerprints)
         return fingerprints
 
-    def add_key_file(self, path):
+    def add_key_file(self, path: call.FsPath) -> list[str]:
         """Import a key file (binary keyring such as ``/usr/share/keyrings/*.gpg``, or armored)."""
         try:
             return self.add_pub_key(pathlib.Path(path).read_bytes())
         except GnupgError as e:
             raise GnupgError(f"{path}: {e}") from e
 
-    def export(self, path=None, armor=False, key_ids=()):
+    def export(self, path: Optional[call.FsPath] = None, armor: bool = False, key_ids: Iterable[str] = ()) -> Any:
         """Export public keys (all, or ``key_ids``). Binary by default: usable as ``gpgv``/
         ``debootstrap --keyring``. Writes ``path`` (returned) or returns the data if no path."""
         data = self.gpg.export_keys([_normalize_key_id(k) for k in key_ids], armor=armor)
@@ -298,23 +307,23 @@ class _GpgHome:
             raise GnupgError(f"No keys to export from {self.homedir}")
         if path is None:
             return data
-        path = pathlib.Path(path)
+        out = pathlib.Path(path)
         if armor:
-            path.write_text(data, encoding="utf-8")
+            out.write_text(data, encoding="utf-8")
         else:
-            path.write_bytes(data)
-        return path
+            out.write_bytes(data)
+        return out
 
     # Verification ------------------------------------------------------------------------
-    def verify_signature(self, signed, detached_sig=None, accept_expired_keys=True):
+    def verify_signature(self, signed: Signed, detached_sig: Optional[Signed] = None, accept_expired_keys: bool = True) -> VerifyResult:
         """Check ``signed`` against the keys of this keyring; return a :class:`VerifyResult`.
 
         ``signed`` is a path (``os.PathLike``, or a one-line ``str``), signed text (``str`` with line
         breaks) or ``bytes``. Without ``detached_sig`` it must carry its signature (clear-signed or
         inline); the verified payload is then in ``result.data``. ``detached_sig`` takes the same forms.
         """
-        with self._tmpdir() as tmp:
-            tmp = pathlib.Path(tmp)
+        with self._tmpdir() as tmp_name:
+            tmp = pathlib.Path(tmp_name)
             data_path = self._as_file(signed, tmp / "data")
             status_path = tmp / "status"
             if detached_sig is None:
@@ -334,14 +343,14 @@ class _GpgHome:
         return result
 
     @staticmethod
-    def _as_file(thing, path):
+    def _as_file(thing: Signed, path: pathlib.Path) -> pathlib.Path:
         if isinstance(thing, os.PathLike) or (isinstance(thing, str) and "\n" not in thing):
             return pathlib.Path(thing).resolve()
         path.write_bytes(thing.encode("utf-8") if isinstance(thing, str) else bytes(thing))
         return path
 
     # Processes ---------------------------------------------------------------------------
-    def kill_agents(self):
+    def kill_agents(self) -> None:
         """``gpgconf --kill all`` for this home: no agent/dirmngr/keyboxd outlives us."""
         kill_agents(self.homedir)
 
@@ -353,14 +362,14 @@ class Gnupg(_GpgHome):
     ``tmp_parent``: where temporary files and keyrings go (default: system temp dir).
     """
 
-    def __init__(self, homedir, options=(), tmp_parent=None):
+    def __init__(self, homedir: call.FsPath, options: Iterable[object] = (), tmp_parent: Optional[call.FsPath] = None) -> None:
         super().__init__(homedir, options=options, tmp_parent=tmp_parent)
 
     # The secret key ----------------------------------------------------------------------
-    def _secret_keys(self):
+    def _secret_keys(self) -> Any:
         return self.gpg.list_keys(secret=True)
 
-    def get_secret_key(self):
+    def get_secret_key(self) -> Optional[KeyDict]:
         """Key dict (fingerprint, long_id, name, created, expires) of the instance key, or None."""
         keys = self._secret_keys()
         if not keys:
@@ -370,13 +379,13 @@ class Gnupg(_GpgHome):
                              + ", ".join(k["fingerprint"] for k in keys))
         return _key_dict(keys[0])
 
-    def _fingerprint(self):
+    def _fingerprint(self) -> str:
         key = self.get_secret_key()
         if key is None:
             raise GnupgError(f"No secret key in {self.homedir}")
         return key["fingerprint"]
 
-    def gen_secret_key(self, template, name_real, name_email):
+    def gen_secret_key(self, template: str, name_real: str, name_email: str) -> str:
         """Generate the instance key from a gpg batch ``template`` (see :data:`DEFAULT_TEMPLATE`).
 
         Name-Real/Name-Email come from the arguments; the key has no passphrase. Refuses if a
@@ -394,7 +403,7 @@ class Gnupg(_GpgHome):
         LOG.info("Generated GnuPG key %s in %.1fs", result.fingerprint, time.monotonic() - started)
         return result.fingerprint
 
-    def remove_secret_key(self):
+    def remove_secret_key(self) -> None:
         """Delete secret and public part of the instance key (no-op without one)."""
         key = self.get_secret_key()
         if key is None:
@@ -410,7 +419,7 @@ class Gnupg(_GpgHome):
             raise GnupgError(f"Secret key {fpr} still present in {self.homedir} after removal")
         LOG.info("Removed GnuPG key %s from %s", fpr, self.homedir)
 
-    def pub_key(self):
+    def pub_key(self) -> str:
         """ASCII-armored public key of the instance key."""
         data = self.gpg.export_keys(self._fingerprint(), armor=True)
         if not data:
@@ -418,34 +427,34 @@ class Gnupg(_GpgHome):
         return data
 
     # Signing -----------------------------------------------------------------------------
-    def _sign(self, data, clear, detach):
+    def _sign(self, data: Union[str, bytes], clear: bool, detach: bool) -> str:
         payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         result = self.gpg.sign(payload, keyid=self._fingerprint(), clearsign=clear, detach=detach)
         if not result or not result.data:
             raise GnupgError(f"Signing with {self.homedir} failed: {result.status}: {result.stderr.strip()}")
         return result.data.decode("utf-8")
 
-    def sign(self, data, clear=True):
+    def sign(self, data: Union[str, bytes], clear: bool = True) -> str:
         """Sign ``data`` with the instance key: clear-signed text, or an armored signed message if not ``clear``."""
         return self._sign(data, clear=clear, detach=False)
 
-    def sign_detached(self, data):
+    def sign_detached(self, data: Union[str, bytes]) -> str:
         """ASCII-armored detached signature of ``data``."""
         return self._sign(data, clear=False, detach=True)
 
-    def sign_file(self, path, clear=True):
+    def sign_file(self, path: call.FsPath, clear: bool = True) -> None:
         """Sign a text file (``.changes``, ``.dsc``) in place; an existing clear signature is replaced."""
-        path = pathlib.Path(path)
-        text = unsign(path.read_text(encoding="utf-8"))
+        file_path = pathlib.Path(path)
+        text = unsign(file_path.read_text(encoding="utf-8"))
         signed = self.sign(text, clear=clear)
-        tmp = path.with_name(f".{path.name}.signing")
+        tmp = file_path.with_name(f".{file_path.name}.signing")
         tmp.write_text(signed, encoding="utf-8")
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-        LOG.debug("Signed %s", path)
+        shutil.copymode(file_path, tmp)
+        os.replace(tmp, file_path)
+        LOG.debug("Signed %s", file_path)
 
     # Verification ------------------------------------------------------------------------
-    def verify(self, signed_text):
+    def verify(self, signed_text: Union[str, bytes]) -> dict[str, Any]:
         """Check signed text against this keyring: dict(valid, fingerprint, key_id, username, status)."""
         data = signed_text.encode("utf-8") if isinstance(signed_text, str) else bytes(signed_text)
         result = self.gpg.verify(data)
@@ -458,11 +467,11 @@ class Gnupg(_GpgHome):
         }
 
     # Handshake (§7) ----------------------------------------------------------------------
-    def sign_message(self, text=HANDSHAKE_MESSAGE):
+    def sign_message(self, text: str = HANDSHAKE_MESSAGE) -> str:
         """Clear-sign a message for a peer (Remote handshake)."""
         return self.sign(text, clear=True)
 
-    def verify_message(self, signed_text, armored_pub_keys):
+    def verify_message(self, signed_text: Union[str, bytes], armored_pub_keys: Union[str, bytes, Iterable[Union[str, bytes]]]) -> str:
         """Verify a peer's signed message against ``armored_pub_keys`` only (not this keyring).
 
         Returns the verified payload text; raises :class:`GnupgError` naming the signers otherwise.
@@ -478,20 +487,20 @@ class TmpKeyring(_GpgHome):
     is started at all.
     """
 
-    def __init__(self, parent=None, options=()):
+    def __init__(self, parent: Optional[call.FsPath] = None, options: Iterable[object] = ()) -> None:
         if parent is not None:
             pathlib.Path(parent).mkdir(parents=True, exist_ok=True)
         super().__init__(tempfile.mkdtemp(prefix="mbd-kr-", dir=parent), options=options, autostart=False)
         self._tmp_parent = str(self.homedir)
         self.closed = False
 
-    def __enter__(self):
+    def __enter__(self) -> "TmpKeyring":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         """Kill agents, delete the directory (idempotent)."""
         if self.closed:
             return
@@ -501,7 +510,8 @@ class TmpKeyring(_GpgHome):
         finally:
             shutil.rmtree(self.homedir, ignore_errors=True)
 
-    def recv_key(self, key_id, keyserver=DEFAULT_KEYSERVER, retries=5, retry_delay=2.0, timeout=120):
+    def recv_key(self, key_id: str, keyserver: str = DEFAULT_KEYSERVER, retries: int = 5, retry_delay: float = 2.0,
+                 timeout: float = 120) -> KeyDict:
         """Fetch ``key_id`` from ``keyserver`` (``retries`` attempts); return its key dict."""
         key_id = _normalize_key_id(key_id)
         conf = self.homedir / "dirmngr.conf"
@@ -524,9 +534,9 @@ class TmpKeyring(_GpgHome):
         raise GnupgError(f"Could not receive key {key_id} from keyserver {keyserver} ({retries} attempts):\n"
                          f"{output.strip()}")
 
-    def import_archive_keyrings(self, glob=ARCHIVE_KEYRINGS_GLOB):
+    def import_archive_keyrings(self, glob: str = ARCHIVE_KEYRINGS_GLOB) -> list[str]:
         """Import every installed keyring matching ``glob``; return the imported fingerprints."""
-        fingerprints = set()
+        fingerprints: set[str] = set()
         for path in sorted(globmod.glob(glob)):
             try:
                 fingerprints.update(self.add_key_file(path))
@@ -534,13 +544,14 @@ class TmpKeyring(_GpgHome):
                 LOG.warning("Skipping archive keyring: %s", e)
         return sorted(fingerprints)
 
-    def verify(self, signed_text_or_path, detached_sig=None, accept_expired_keys=True):
+    def verify(self, signed_text_or_path: Signed, detached_sig: Optional[Signed] = None,
+               accept_expired_keys: bool = True) -> VerifyResult:
         """See :meth:`_GpgHome.verify_signature` (expired keys count as valid by default)."""
         return self.verify_signature(signed_text_or_path, detached_sig=detached_sig,
                                      accept_expired_keys=accept_expired_keys)
 
 
-def key_info(armored_key, tmp_parent=None):
+def key_info(armored_key: Union[str, bytes], tmp_parent: Optional[call.FsPath] = None) -> list[KeyDict]:
     """Describe the public key(s) in ``armored_key`` (str or bytes, armored or binary) without touching
     any persistent keyring: list of dicts (fingerprint, long_id, name, uids, created, expires)."""
     with TmpKeyring(parent=tmp_parent) as keyring:
@@ -548,7 +559,8 @@ def key_info(armored_key, tmp_parent=None):
         return [k for k in keyring.list_keys() if k["fingerprint"] in fingerprints]
 
 
-def fetch_key(key_id, keyserver=DEFAULT_KEYSERVER, retries=5, archive_keyrings=ARCHIVE_KEYRINGS_GLOB, tmp_parent=None):
+def fetch_key(key_id: str, keyserver: str = DEFAULT_KEYSERVER, retries: int = 5, archive_keyrings: Optional[str] = ARCHIVE_KEYRINGS_GLOB,
+              tmp_parent: Optional[call.FsPath] = None) -> tuple[str, KeyDict]:
     """Get a public key by id (AptKey prepare, upstream §2.3): from the installed archive keyrings if
     there, else from ``keyserver``. Returns ``(armored_key, key_dict)``; raises :class:`GnupgError`."""
     with TmpKeyring(parent=tmp_parent) as keyring:
@@ -562,16 +574,16 @@ def fetch_key(key_id, keyserver=DEFAULT_KEYSERVER, retries=5, archive_keyrings=A
         return keyring.export(armor=True, key_ids=[info["fingerprint"]]), info
 
 
-def verify_message(signed_text, armored_pub_keys, tmp_parent=None):
+def verify_message(signed_text: Union[str, bytes], armored_pub_keys: Union[str, bytes, Iterable[Union[str, bytes]]],
+                   tmp_parent: Optional[call.FsPath] = None) -> str:
     """Verify a clear-signed message against the given public key(s) only; return the payload text.
 
     Raises :class:`GnupgError` (with ``signer_key_ids``) if no given key made a good signature.
     Keys that are expired are not accepted here.
     """
-    if isinstance(armored_pub_keys, (str, bytes)):
-        armored_pub_keys = [armored_pub_keys]
+    keys = [armored_pub_keys] if isinstance(armored_pub_keys, (str, bytes)) else armored_pub_keys
     with TmpKeyring(parent=tmp_parent) as keyring:
-        for key in armored_pub_keys:
+        for key in keys:
             keyring.add_pub_key(key)
         data = signed_text if isinstance(signed_text, bytes) else signed_text.encode("utf-8")
         result = keyring.verify_signature(data, accept_expired_keys=False)
@@ -580,7 +592,7 @@ def verify_message(signed_text, armored_pub_keys, tmp_parent=None):
     return result.data.decode("utf-8")
 
 
-def validate_template(template):
+def validate_template(template: str) -> None:
     """Let gpg check a key template (``%dry-run``, nothing generated); raise :class:`GnupgError` if bad."""
     key_input = _gen_key_input(template, "mini-buildd template check", "template-check@localhost", dry_run=True)
     with TmpKeyring() as keyring:

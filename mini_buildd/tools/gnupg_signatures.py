@@ -8,6 +8,8 @@ The keyrings that sign and verify (the instance key, temporary keyrings) are
 """
 
 import pathlib
+from collections.abc import Iterable
+from typing import Optional
 
 from mini_buildd import errors
 from mini_buildd.tools import call
@@ -19,7 +21,7 @@ _SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 class GnupgError(errors.ToolError):
     """A GnuPG operation failed. ``signer_key_ids``: key ids that signed the data in question, if known."""
 
-    def __init__(self, message, signer_key_ids=()):
+    def __init__(self, message: str, signer_key_ids: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.signer_key_ids = list(signer_key_ids)
 
@@ -28,7 +30,7 @@ class GnupgError(errors.ToolError):
 # Clear-signed text
 # ---------------------------------------------------------------------------------------------
 
-def unsign(text):
+def unsign(text: str) -> str:
     """Return the payload of a clear-signed message (dash-escaping undone), WITHOUT verifying it.
 
     Text that is not clear-signed is returned unchanged. Used to re-sign files; never to trust content.
@@ -51,7 +53,8 @@ def unsign(text):
     return "\n".join(body) + "\n"
 
 
-def is_clearsigned(text):
+def is_clearsigned(text: str) -> bool:
+    """Whether ``text`` is a clear-signed message (its armor starts within the first 50 lines)."""
     return any(line.rstrip() == _CLEARSIGN_BEGIN for line in text.splitlines()[:50])
 
 
@@ -74,7 +77,7 @@ class VerifyResult:
     _SIG_KEYWORDS = {"GOODSIG": GOOD, "EXPKEYSIG": EXPIRED_KEY, "EXPSIG": EXPIRED_SIG,
                      "REVKEYSIG": REVOKED, "BADSIG": BAD}
 
-    def __init__(self, status_text, accept_expired_keys=True, data=None, output=""):
+    def __init__(self, status_text: str, accept_expired_keys: bool = True, data: Optional[bytes] = None, output: str = "") -> None:
         self.status_text = status_text
         self.output = output
         self.data = data
@@ -82,7 +85,7 @@ class VerifyResult:
         accepted = {self.GOOD, self.EXPIRED_KEY} if accept_expired_keys else {self.GOOD}
         good = [s for s in self.signatures if s["status"] in accepted and s["fingerprint"]]
         self.valid = bool(good) and not any(s["status"] == self.BAD for s in self.signatures)
-        first = good[0] if self.valid else {}
+        first: dict[str, Optional[str]] = good[0] if self.valid else {}
         self.fingerprint = first.get("fingerprint")
         self.key_id = first.get("key_id")
         self.username = first.get("username")
@@ -91,19 +94,20 @@ class VerifyResult:
             if sig["key_id"] and sig["key_id"] not in self.signer_key_ids:
                 self.signer_key_ids.append(sig["key_id"])
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.valid
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"VerifyResult(valid={self.valid}, key_id={self.key_id}, signers={self.signer_key_ids})"
 
     @classmethod
-    def _parse(cls, status_text):
-        sigs = []
-        current = None
+    def _parse(cls, status_text: str) -> list[dict[str, Optional[str]]]:
+        # pylint: disable=unsubscriptable-object,unsupported-assignment-operation  # (current: never None where used)
+        sigs: list[dict[str, Optional[str]]] = []
+        current: Optional[dict[str, Optional[str]]] = None
 
-        def new():
-            sig = {"key_id": None, "status": None, "fingerprint": None, "signing_fingerprint": None, "username": None}
+        def new() -> dict[str, Optional[str]]:
+            sig: dict[str, Optional[str]] = {"key_id": None, "status": None, "fingerprint": None, "signing_fingerprint": None, "username": None}
             sigs.append(sig)
             return sig
 
@@ -135,14 +139,15 @@ class VerifyResult:
                 current["fingerprint"] = fields[9] if len(fields) > 9 else fields[0]
         return [s for s in sigs if s["status"] is not None]
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for error messages."""
         if not self.signatures:
             return "no signature found"
         return "signed by " + ", ".join(f"{s['key_id']} ({s['status']})" for s in self.signatures)
 
 
-def gpgv_verify(keyring_path, data_path, signature_path=None, accept_expired_keys=True):
+def gpgv_verify(keyring_path: call.FsPath, data_path: call.FsPath, signature_path: Optional[call.FsPath] = None,
+                accept_expired_keys: bool = True) -> list[Optional[str]]:
     """Verify a file with ``gpgv`` against the (binary, exported) keyring ``keyring_path``.
 
     ``data_path`` is clear-signed/inline-signed data, or the signed data with a detached
@@ -150,7 +155,7 @@ def gpgv_verify(keyring_path, data_path, signature_path=None, accept_expired_key
     naming all key ids that signed when no acceptable signature is found. Keys that expired after
     signing are accepted unless ``accept_expired_keys`` is false (archive Release files, upstream §2.3).
     """
-    argv = ["gpgv", "--status-fd", "1", "--keyring", pathlib.Path(keyring_path).resolve()]
+    argv: list[call.Arg] = ["gpgv", "--status-fd", "1", "--keyring", pathlib.Path(keyring_path).resolve()]
     if signature_path is not None:
         argv.append(signature_path)
     argv.append(data_path)

@@ -103,7 +103,11 @@ import os
 import pathlib
 import re
 import shlex
+import threading
 import time
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
 
 from mini_buildd.tools import call
 from mini_buildd import dist, errors
@@ -157,18 +161,18 @@ CONFIG_BLOCKS = {
 }
 
 
-def _perl_single_quoted(text):
+def _perl_single_quoted(text: object) -> str:
     """``text`` escaped for use inside a Perl single-quoted string."""
     return str(text).replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _block_names(blocks, validate):
+def _block_names(blocks: Union[str, Iterable[str], None], validate: Callable[[str], list[str]]) -> list[str]:
     if isinstance(blocks, str):
         return validate(blocks)
     return validate(" ".join(blocks or ()))
 
 
-def sbuildrc(config_blocks, libdir, snippet=""):
+def sbuildrc(config_blocks: Union[str, Iterable[str], None], libdir: call.FsPath, snippet: str = "") -> str:
     """The text of ``.sbuildrc``: config blocks in the given order (``%LIBDIR%`` = ``libdir``),
     then ``snippet`` (the Distribution's ``sbuildrc_snippet``, placeholders expanded too), then ``1;``.
 
@@ -206,12 +210,12 @@ BLOCKS_DIR = pathlib.Path(__file__).resolve().with_name("sbuild_blocks")
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
-def shell_text(name):
+def shell_text(name: str) -> str:
     """The text of the shipped shell file ``sbuild_blocks/<name>.sh``."""
     return (BLOCKS_DIR / f"{name}.sh").read_text(encoding="utf-8")
 
 
-def _render(text, **values):
+def _render(text: str, **values: object) -> str:
     """``text`` with each ``@KEY@`` replaced by ``values["KEY"]`` (a placeholder without a value raises KeyError)."""
     return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), text)
 
@@ -240,11 +244,11 @@ SETUP_BLOCKS.update({name: _render(shell_text("apt-conf"), NAME=name, APT_CONF=t
 CUSTOM_SCRIPT_NAME = "chroot-setup-script"
 
 
-def _prelude(name, description):
+def _prelude(name: str, description: str) -> str:
     return "#!/bin/sh\n" + _render(shell_text("prelude"), NAME=name, DESCRIPTION=description, CONFIG_DIR=CONFIG_DIR, APT_GET=APT_GET)
 
 
-def _custom_script(text):
+def _custom_script(text: str) -> str:
     """The custom script; shell scripts (or text without ``#!``) get the banner after the first line."""
     banner = f'echo "MINI_BUILDD: {CUSTOM_SCRIPT_NAME}: Custom chroot setup script of the distribution"\n'
     text = text.replace("\r\n", "\n")
@@ -256,7 +260,7 @@ def _custom_script(text):
     return text.rstrip("\n") + "\n"
 
 
-def setup_scripts(setup_blocks, custom_script=""):
+def setup_scripts(setup_blocks: Union[str, Iterable[str], None], custom_script: str = "") -> list[tuple[str, str]]:
     """The chroot setup scripts as ``[(file name, text), ...]`` in run order.
 
     ``setup_blocks``: space-separated names or a sequence (validated with
@@ -265,7 +269,7 @@ def setup_scripts(setup_blocks, custom_script=""):
     ``NNN_chroot-setup-script``. Every script prints ``MINI_BUILDD: <name>: <description>``.
     """
     names = _block_names(setup_blocks, dist.validate_setup_blocks)
-    scripts = []
+    scripts: list[tuple[str, str]] = []
     for number, name in enumerate(names):
         scripts.append((f"{number:03d}_{name}", _prelude(name, dist.SBUILD_SETUP_BLOCKS[name]) + SETUP_BLOCKS[name]))
     if custom_script and custom_script.strip():
@@ -273,14 +277,14 @@ def setup_scripts(setup_blocks, custom_script=""):
     return scripts
 
 
-def write_files(build_dir, sbuildrc_text, scripts):
+def write_files(build_dir: call.FsPath, sbuildrc_text: str, scripts: Iterable[tuple[str, str]]) -> list[pathlib.Path]:
     """Write ``.sbuildrc``, the setup scripts (mode 0755) and the copy-in script
     (:data:`COPY_IN`) below ``build_dir``; return the scripts' absolute paths (for :func:`command`)."""
     build_dir = pathlib.Path(build_dir).resolve()
     (build_dir / SBUILDRC).write_text(sbuildrc_text, encoding="utf-8")
     setup_dir = build_dir / SETUP_DIR
     setup_dir.mkdir(exist_ok=True)
-    paths = []
+    paths: list[pathlib.Path] = []
     for name, text in scripts:
         path = setup_dir / name
         path.write_text(text, encoding="utf-8")
@@ -293,10 +297,10 @@ def write_files(build_dir, sbuildrc_text, scripts):
     return paths
 
 
-def copy_in_script(setup_scripts):
+def copy_in_script(setup_scripts: Iterable[call.FsPath]) -> Optional[pathlib.Path]:  # pylint: disable=redefined-outer-name
     """The copy-in script of the build whose setup scripts are ``setup_scripts`` (None if there are none)."""
-    for script in setup_scripts:
-        script = pathlib.Path(script)
+    for given in setup_scripts:
+        script = pathlib.Path(given)
         if script.parent.name == SETUP_DIR and (script.parent.parent / COPY_IN).exists():
             return script.parent.parent / COPY_IN
     return None
@@ -306,7 +310,7 @@ def copy_in_script(setup_scripts):
 # Chroot preinstall (performance)
 # ---------------------------------------------------------------------------------------------
 
-def chroot_preinstall_packages(build_dep_resolver="apt", lintian=True, ccache=True, eatmydata=True):
+def chroot_preinstall_packages(build_dep_resolver: str = "apt", lintian: bool = True, ccache: bool = True, eatmydata: bool = True) -> list[str]:
     """Packages the chroot check should install into a chroot's source so builds don't install
     them every time: ``fakeroot`` (sbuild installs it for every build), ``eatmydata``/``ccache``
     (default setup blocks), ``lintian`` (default QA mode ERRFAIL), ``aptitude`` (if that is the
@@ -323,7 +327,7 @@ def chroot_preinstall_packages(build_dep_resolver="apt", lintian=True, ccache=Tr
     return packages
 
 
-def chroot_preinstall_script(packages):
+def chroot_preinstall_script(packages: Iterable[str]) -> str:
     """Shell script (run as root in a *source* session of the chroot, e.g.
     ``schroot.run_in_session(sid, ["sh", "-c", script])``) that installs the missing ``packages``
     with the chroot's own APT sources; a quick no-op when all are installed.
@@ -338,10 +342,10 @@ def chroot_preinstall_script(packages):
 # sbuild version and command line (upstream §6.1)
 # ---------------------------------------------------------------------------------------------
 
-_VERSION_CACHE = {}
+_VERSION_CACHE: dict[str, Optional[tuple[int, ...]]] = {}
 
 
-def parse_version(text):
+def parse_version(text: Optional[str]) -> Optional[tuple[int, ...]]:
     """``(0, 85, 0)`` from ``sbuild --version`` output (or a version string); ``None`` if not found."""
     match = re.search(r"(?:^|\s|\()(\d+)\.(\d+)(?:\.(\d+))?", text or "")
     if match is None:
@@ -349,33 +353,35 @@ def parse_version(text):
     return tuple(int(g or 0) for g in match.groups())
 
 
-def version(sbuild=None):
+def version(sbuild: Optional[str] = None) -> Optional[tuple[int, ...]]:
     """The installed sbuild's version tuple (cached per executable), ``None`` if unknown."""
-    sbuild = sbuild or SBUILD
-    if sbuild not in _VERSION_CACHE:
+    program = sbuild or SBUILD
+    if program not in _VERSION_CACHE:
         try:
-            first = call.run([sbuild, "--version"], timeout=60).strip().splitlines()
-            _VERSION_CACHE[sbuild] = parse_version(first[0] if first else "")
+            first = call.run([program, "--version"], timeout=60).strip().splitlines()
+            _VERSION_CACHE[program] = parse_version(first[0] if first else "")
         except call.CallError as e:
             LOG.warning("Can't get sbuild version: %s", e)
             return None
-    return _VERSION_CACHE[sbuild]
+    return _VERSION_CACHE[program]
 
 
-def _opt(name, value):
+def _opt(name: str, value: object) -> str:
     """``--name=value`` (one argv element: values may start with ``-``)."""
     return f"--{name}={value}"
 
 
-def _escape_percent(text):
+def _escape_percent(text: object) -> str:
     """sbuild expands ``%x`` escapes in external commands; ``%%`` is a literal ``%``."""
     return str(text).replace("%", "%%")
 
 
-def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scripts=(), arch_all=False,  # pylint: disable=redefined-outer-name
-            add_depends=(), lintian_mode=dist.QAMode.ERRFAIL, lintian_options="", lintian_warnfail_options="",
-            piuparts_mode=dist.QAMode.DISABLED, piuparts_options="", piuparts_root_args=None,
-            autopkgtest_mode=dist.QAMode.DISABLED, keyid=None, debug=False, sbuild_version="auto"):
+def command(dist_str: str, arch: str, chroot: str, dsc: call.FsPath, *, build_dep_resolver: str = "apt",
+            setup_scripts: Sequence[call.FsPath] = (), arch_all: bool = False, add_depends: Iterable[str] = (),  # pylint: disable=redefined-outer-name
+            lintian_mode: Any = dist.QAMode.ERRFAIL, lintian_options: str = "", lintian_warnfail_options: str = "",
+            piuparts_mode: Any = dist.QAMode.DISABLED, piuparts_options: str = "", piuparts_root_args: Optional[str] = None,
+            autopkgtest_mode: Any = dist.QAMode.DISABLED, keyid: Optional[str] = None, debug: bool = False,
+            sbuild_version: Union[str, tuple[int, ...], None] = "auto") -> list[str]:
     """The sbuild argv for one build (run it with the build dir as working directory).
 
     - ``dist_str``: the build's distribution string (``--dist``); ``chroot``: the schroot name;
@@ -392,8 +398,7 @@ def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scri
     lintian_mode, piuparts_mode, autopkgtest_mode = (dist.QAMode.parse(m) for m in (lintian_mode, piuparts_mode, autopkgtest_mode))
     if build_dep_resolver not in BUILD_DEP_RESOLVERS:
         raise ValueError(f"Unknown build dependency resolver '{build_dep_resolver}' (use {'|'.join(BUILD_DEP_RESOLVERS)})")
-    if sbuild_version == "auto":
-        sbuild_version = version()
+    known_version = version() if sbuild_version == "auto" else typing.cast(Optional[tuple[int, ...]], sbuild_version)
     run_lintian = lintian_mode != dist.QAMode.DISABLED
 
     argv = [SBUILD, "--chroot-mode", "schroot", "--dist", dist_str, "--arch", arch, "--chroot", chroot,
@@ -401,9 +406,9 @@ def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scri
             "--log-external-command-output", "--log-external-command-error"]
 
     # apt update: see module doc
-    if run_lintian and (sbuild_version is None or sbuild_version >= _V_APT_UPDATE_FOR_LINTIAN):
+    if run_lintian and (known_version is None or known_version >= _V_APT_UPDATE_FOR_LINTIAN):
         argv.append("--apt-update")
-        if sbuild_version is not None and sbuild_version >= _V_NO_APT_DISTCLEAN_OPTION:
+        if known_version is not None and known_version >= _V_NO_APT_DISTCLEAN_OPTION:
             argv.append("--no-apt-distclean")
     else:
         argv.append("--no-apt-update")
@@ -413,8 +418,8 @@ def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scri
         if any(c.isspace() for c in str(copy_in)):
             raise SbuildError(f"Build dir must not contain white space (sbuild splits commands): {copy_in}")
         argv.append(_opt("pre-build-commands", _escape_percent(copy_in) + " %SBUILD_CHROOT_EXEC"))
-    for script in setup_scripts:
-        script = str(script)
+    for given in setup_scripts:
+        script = str(given)
         if any(c.isspace() for c in script):
             raise SbuildError(f"Setup script path must not contain white space (sbuild splits commands): {script}")
         argv.append(_opt("chroot-setup-commands", _escape_percent(script)))
@@ -454,7 +459,7 @@ def command(dist_str, arch, chroot, dsc, *, build_dep_resolver="apt", setup_scri
     return argv
 
 
-def environment(build_dir, gnupg_home=None, deb_build_options="", deb_build_profiles=""):
+def environment(build_dir: call.FsPath, gnupg_home: Optional[call.FsPath] = None, deb_build_options: str = "", deb_build_profiles: str = "") -> dict[str, str]:
     """sbuild's environment additions: ``HOME`` = build dir (sbuild reads ``~/.sbuildrc``),
     ``GNUPGHOME`` (for ``--keyid`` signing), ``DEB_BUILD_OPTIONS``/``DEB_BUILD_PROFILES`` if set."""
     env = {"HOME": str(pathlib.Path(build_dir).resolve())}
@@ -471,7 +476,7 @@ def environment(build_dir, gnupg_home=None, deb_build_options="", deb_build_prof
 # Running sbuild (upstream §6.1, §6.5)
 # ---------------------------------------------------------------------------------------------
 
-def check_user():
+def check_user() -> None:
     """Raise :class:`SbuildError` unless we are root or an effective member of group ``sbuild``
     (sbuild refuses otherwise; a daemon started before being added to the group isn't)."""
     if os.geteuid() == 0:
@@ -494,7 +499,7 @@ _SESSION_RES = (re.compile(r"Log filtering will replace '(?:var/)?run/schroot/mo
                 re.compile(r"^SCHROOT_SESSION_ID=(\S+)$", re.MULTILINE))
 
 
-def session_of(buildlog_text):
+def session_of(buildlog_text: Optional[str]) -> Optional[str]:
     """The schroot session id sbuild used, from its build log (``None`` if not there (yet))."""
     for regex in _SESSION_RES:
         match = regex.search(buildlog_text or "")
@@ -503,9 +508,9 @@ def session_of(buildlog_text):
     return None
 
 
-def sessions_of(argvs):
+def sessions_of(argvs: Iterable[Sequence[str]]) -> set[Optional[str]]:
     """Session ids of the ``schroot --run-session`` commands among ``argvs``."""
-    sessions = set()
+    sessions: set[Optional[str]] = set()
     for argv in argvs:
         if not argv or os.path.basename(argv[0]) != "schroot" or "--run-session" not in argv:
             continue
@@ -516,13 +521,13 @@ def sessions_of(argvs):
     return sessions
 
 
-def _end_left_sessions(buildlog_path, killed_argvs):
+def _end_left_sessions(buildlog_path: call.FsPath, killed_argvs: Iterable[Sequence[str]]) -> None:
     """After sbuild was killed: end the schroot session(s) it left (known from the processes we
     killed and from the log)."""
     from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     sessions = sessions_of(killed_argvs)
     try:
-        sessions.add(session_of(pathlib.Path(buildlog_path).read_text(errors="replace")))
+        sessions.add(session_of(pathlib.Path(buildlog_path).read_text(encoding="utf-8", errors="replace")))
     except OSError as e:
         LOG.warning("Can't read build log %s: %s", buildlog_path, e)
     sessions.discard(None)
@@ -530,14 +535,14 @@ def _end_left_sessions(buildlog_path, killed_argvs):
         LOG.warning("Killed sbuild (%s): no schroot session known (none yet, or one is left behind)", buildlog_path)
     try:
         existing = schroot.list_sessions()
-        for session in sorted(sessions & set(existing)):
+        for session in sorted(s for s in sessions & set(existing) if s is not None):
             LOG.warning("Ending schroot session %s left by killed sbuild", session)
             schroot.end_session(session)
     except (call.CallError, schroot.SchrootError) as e:
         LOG.error("Can't clean up after killed sbuild (%s): %s", buildlog_path, e)
 
 
-def _ensure_bind_sources(argv):
+def _ensure_bind_sources(argv: Sequence[str]) -> None:
     """The chroot's own bind-mounted dirs (its ccache dir) must exist, or schroot fails the session."""
     from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
     for i, arg in enumerate(argv[:-1]):
@@ -545,12 +550,13 @@ def _ensure_bind_sources(argv):
             schroot.ensure_bind_sources(argv[i + 1])
 
 
-def _log_note(buildlog_path, text):
+def _log_note(buildlog_path: call.FsPath, text: str) -> None:
     with open(buildlog_path, "a", encoding="utf-8") as f:
         f.write(f"\nMINI_BUILDD: {text}\n")
 
 
-def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, kill_after=KILL_AFTER):
+def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, str]], buildlog_path: call.FsPath,
+        cancel_event: Optional[threading.Event] = None, timeout: Optional[float] = None, kill_after: float = KILL_AFTER) -> int:
     """Run sbuild ``argv`` in ``build_dir``; its combined output goes live to ``buildlog_path``.
 
     ``env`` (see :func:`environment`) is added to the daemon's environment (``HOME`` defaults
@@ -561,12 +567,12 @@ def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, ki
     """
     check_user()
     _ensure_bind_sources(argv)
-    build_dir = pathlib.Path(build_dir).resolve()
-    full_env = {"HOME": str(build_dir)}
+    build_path = pathlib.Path(build_dir).resolve()
+    full_env = {"HOME": str(build_path)}
     full_env.update(env or {})
     start = time.monotonic()
-    proc = call.popen(argv, output=buildlog_path, env=full_env, cwd=build_dir, new_session=True, log_level=logging.INFO)
-    reason = None
+    proc = call.popen(argv, output=buildlog_path, env=full_env, cwd=build_path, new_session=True, log_level=logging.INFO)
+    reason: Optional[str] = None
     while True:
         try:
             proc.wait(timeout=0.5)
@@ -578,13 +584,13 @@ def run(build_dir, argv, env, buildlog_path, cancel_event=None, timeout=None, ki
         elif timeout is not None and time.monotonic() - start > timeout:
             reason = f"timed out after {timeout}s"
         if reason:
-            LOG.warning("sbuild in %s %s: terminating", build_dir, reason)
+            LOG.warning("sbuild in %s %s: terminating", build_path, reason)
             killed = call.stop(proc, grace=kill_after)
             if killed:
                 _end_left_sessions(buildlog_path, killed)
             _log_note(buildlog_path, f"sbuild {reason}" + (" (killed)" if killed else " (terminated)"))
             break
-    LOG.info("sbuild in %s: exit %s after %.1fs", build_dir, proc.returncode, time.monotonic() - start)
+    LOG.info("sbuild in %s: exit %s after %.1fs", build_path, proc.returncode, time.monotonic() - start)
     return proc.returncode
 
 
@@ -597,16 +603,16 @@ _SUMMARY_LINE = re.compile(r"^([A-Z][A-Za-z0-9-]*(?: [A-Z][A-Za-z0-9-]*)*): ?(.*
 _MULTI_WORD = tuple(w for w in dist.SBUILD_STATUS_PASS + dist.SBUILD_STATUS_WARN + dist.SBUILD_STATUS_FAIL if " " in w)
 
 
-def first_word(value):
+def first_word(value: object) -> str:
     """First word of a summary value; known multi-word status words (``no tests``) stay whole."""
-    value = " ".join(str(value or "").split())
+    text = " ".join(str(value or "").split())
     for word in _MULTI_WORD:
-        if value.lower().startswith(word):
-            return value[:len(word)]
-    return value.split(" ", 1)[0]
+        if text.lower().startswith(word):
+            return text[:len(word)]
+    return text.split(" ", 1)[0]
 
 
-def parse_summary(buildlog_text, keys=SUMMARY_KEYS, full=False):
+def parse_summary(buildlog_text: Optional[str], keys: Optional[Iterable[str]] = SUMMARY_KEYS, full: bool = False) -> dict[str, str]:
     """The summary of sbuild's (last) ``| Summary |`` section in a build log.
 
     Returns ``{key: first word}`` for ``keys`` that are present (e.g. ``{"Status": "successful",
@@ -617,8 +623,8 @@ def parse_summary(buildlog_text, keys=SUMMARY_KEYS, full=False):
     headers = list(_SUMMARY_HEADER.finditer(buildlog_text or ""))
     if not headers:
         return {}
-    lines = buildlog_text[headers[-1].end():].splitlines()
-    result = {}
+    lines = (buildlog_text or "")[headers[-1].end():].splitlines()
+    result: dict[str, str] = {}
     for line in lines:
         if line.startswith("+---") or not line.strip():
             continue
@@ -633,6 +639,6 @@ def parse_summary(buildlog_text, keys=SUMMARY_KEYS, full=False):
     return result
 
 
-def shell_command(argv):
+def shell_command(argv: Iterable[object]) -> str:
     """``argv`` as one shell-quoted line (for logs and debugging)."""
     return shlex.join(str(a) for a in argv)
