@@ -124,7 +124,7 @@ def _codename_info(codename):
         raise SetupError(str(e)) from e
 
 
-def compute(opts, report):
+def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over every option of the setup
     """The target setup (JSON-able) for ``opts``."""
     from mini_buildd import config  # pylint: disable=import-outside-toplevel
     from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
@@ -276,6 +276,7 @@ class Instance:
         getattr(obj, field).set(objects)
 
     def diff(self, obj):
+        """What differs between obj and the wanted fields and relations: {"setup": {field: ...}, "m2m": {field: ...}}."""
         d = {"setup": {}, "m2m": {}}
         if obj is None:
             return d
@@ -291,6 +292,7 @@ class Instance:
         return d
 
     def status(self, obj):
+        """MISSING, CHANGED, EXISTS, or (status models) ACTIVE, FAILED or DEACTIVATED: the state of obj."""
         if obj is None:
             return "MISSING"
         d = self.diff(obj)
@@ -305,6 +307,7 @@ class Instance:
         return "DEACTIVATED"
 
     def update(self):
+        """Create the instance, or update its fields and relations where they differ; record what was done; return it."""
         obj = self.lookup()
         if obj is None:
             obj = self.create()
@@ -327,6 +330,7 @@ class Instance:
         return obj
 
     def pca(self):
+        """Prepare, check and activate the instance (it must exist); record the outcome."""
         obj = self.lookup()
         if obj is None:
             self.actions.append("pca(failed)")
@@ -341,6 +345,7 @@ class Instance:
             LOG.warning("setup: PCA of %s failed: %s", self.identity_str, e)
 
     def result(self):
+        """The JSON-able outcome of this instance: identity, diff, status, actions, error."""
         obj = self.lookup()
         status = self.status(obj)
         r = {"identity": self.identity, "identity_hash": self.identity_hash, "identity_str": self.identity_str,
@@ -489,7 +494,7 @@ def _distribution_instance(m, codename, d):
         current_m2m=current_m2m, set_m2m=set_m2m, status_model=False)
 
 
-def _chroot_instance(m, key, c):
+def _chroot_instance(m, _key, c):
     model = {"Dir": m.DirChroot, "File": m.FileChroot}[c["backend"]]
 
     def lookup():

@@ -332,6 +332,7 @@ class _Worker:
         self._thread = None
 
     def put(self, func, *args):
+        """Queue func(*args) for the worker thread (started on demand)."""
         with self._cond:
             self._jobs.append((func, args))
             if self._thread is None:

@@ -168,7 +168,7 @@ class Mailer:
     URL (for links to files in the events directory). Instances are callable: ``mailer(event)``.
     """
 
-    def __init__(self, smtp_url, identity, recipients, sender, http_url=None, timeout=60):
+    def __init__(self, smtp_url, identity, recipients, sender, http_url=None, timeout=60):  # pylint: disable=redefined-outer-name
         self.smtp = parse_smtp_url(smtp_url)
         self.identity = identity
         self.recipients = recipients

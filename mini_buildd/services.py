@@ -9,9 +9,9 @@ import logging
 LOG = logging.getLogger(__name__)
 
 #: The :class:`mini_buildd.events.Events` hub, or None.
-events = None
+events = None  # pylint: disable=invalid-name  # not a constant: set when the daemon starts
 #: The :class:`mini_buildd.engine.Engine`, or None.
-engine = None
+engine = None  # pylint: disable=invalid-name  # not a constant: set when the daemon starts
 
 
 def engine_running():

@@ -96,6 +96,7 @@ class Passwords:
         return getpass.getpass(f"Password for '{user}' on {service}: ")
 
     def save(self, service, user, password):
+        """Save a password to python3-keyring (if available; asks first unless auto-save)."""
         keyring = self._keyring()
         if keyring is None:
             return
@@ -109,6 +110,7 @@ class Passwords:
             LOG.warning("Could not save password to the keyring: %s", e)
 
     def forget(self, service, user):
+        """Delete a saved password from python3-keyring (if available)."""
         keyring = self._keyring()
         if keyring is not None:
             try:

@@ -43,7 +43,7 @@ from twisted.web import resource, server
 from mini_buildd import config
 from mini_buildd.tools import reprepro
 from mini_buildd.api import registry
-from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import  (fills the registry)
+from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import  # fills the registry
 
 LOG = logging.getLogger(__name__)
 

@@ -78,8 +78,9 @@ def problem_response(request, problem, output="json"):
 
 
 def result_response(request, call, result, output):
+    """The HTTP response of a call result in the requested output format (json, plain, html)."""
     if output == "json":
-        return HttpResponse(_json_text(result), content_type="application/json")
+        return HttpResponse(_json_text(result), content_type="application/json")  # pylint: disable=http-response-with-content-type-json  # our JSON text
     if output == "plain":
         return HttpResponse(_pretty(result), content_type="text/plain; charset=utf-8")
     snippet = f'<pre class="mbd-api-result">{html.escape(_pretty(result))}</pre>'
@@ -185,7 +186,7 @@ def index_view(request):
         return _method_not_allowed(request, "GET, HEAD", "the API index is GET only")
     output = request.GET.get("output", "html")
     if output == "json":
-        return HttpResponse(_json_text({name: call.describe() for name, call in registry.CALLS.items()}),
+        return HttpResponse(_json_text({name: call.describe() for name, call in registry.CALLS.items()}),  # pylint: disable=http-response-with-content-type-json  # noqa: E501
                             content_type="application/json")
     if output == "plain":
         text = "\n".join(f"{c.name:<18} {c.auth.name:<6} {c.summary}" for c in registry.CALLS.values()) + "\n"

@@ -48,6 +48,7 @@ class _Plan:
         self.steps.append(journal.point(name))
 
     def copysrc(self, dst, src, version=None, ignore_errors=False):
+        """Plan copying source (all versions, or version) from src to dst."""
         self.steps.append(journal.step("copysrc", dst, src, self.source, *([version] if version else []), ignore_errors=ignore_errors))
         self.touched.add(dst)
         entries = [e for e in self.listing.get(src, []) if version is None or e["version"] == version]
@@ -55,6 +56,7 @@ class _Plan:
             self.listing[dst] = [dict(e) for e in entries]
 
     def removesrc(self, diststr, version=None):
+        """Plan removing source (all versions, or version) from diststr."""
         self.steps.append(journal.step("removesrc", diststr, self.source, *([version] if version else [])))
         self.touched.add(diststr)
         remaining = [e for e in self.listing.get(diststr, []) if version is not None and e["version"] != version]
@@ -392,6 +394,7 @@ def _log(etype, diststr, source, version, extra=None):
 
 
 def migrate(source, distribution, full=False, version=None, user=None):
+    """API migrate: migrate source (version, default the one there) from distribution on (all the way if full); logged."""
     view = _repository_of(distribution)
     done = view.migrate(source, distribution, full=bool(full), version=version or None)
     for src, dst, v in done:

@@ -281,7 +281,7 @@ class StatusModel(models.Model):
         try:
             self.mbd_run(action)
             return True, self.mbd_status_display()
-        except Exception as e:  # pylint: disable=broad-except  (the actions log their own failures)
+        except Exception as e:  # pylint: disable=broad-except  # the actions log their own failures
             return False, str(e)
 
     # ------------------------------------------------------------------ change tracking

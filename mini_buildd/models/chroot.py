@@ -43,6 +43,7 @@ class Chroot(StatusModel):
         return [c.mbd_concrete() for c in qs.select_related("source", "architecture")]
 
     def mbd_concrete(self):
+        """The concrete chroot (DirChroot, FileChroot) of this one, else itself."""
         for attr in ("dirchroot", "filechroot"):
             try:
                 return getattr(self, attr)

@@ -19,6 +19,7 @@ LOG = logging.getLogger(__name__)
 
 
 class Remote(GnuPGPublicKeyModel):
+    """Another mini-buildd instance whose builders and packages this one uses (upstream §7)."""
     http = models.CharField(primary_key=True, max_length=255, default="tcp:host=YOUR_REMOTE_HOST:port=8066",
                             help_text="The remote's HTTP endpoint (twisted client endpoint or URL).")
     wake_command = models.CharField(max_length=255, blank=True, default="", help_text="Shell command that wakes the remote.")
@@ -54,11 +55,11 @@ class Remote(GnuPGPublicKeyModel):
     def mbd_check_data(self):
         super().mbd_check_data()
         remotes = hooks.remotes()
-        self.mbd_not_known_yet = False
+        self.mbd_not_known_yet = False  # pylint: disable=attribute-defined-outside-init  # a Django model
         try:
             remotes.check(self)
         except remotes.NotKnownYet as e:
-            self.mbd_not_known_yet = True
+            self.mbd_not_known_yet = True  # pylint: disable=attribute-defined-outside-init
             raise StatusError(str(e)) from e
         except remotes.RemoteError as e:
             raise StatusError(str(e)) from e

@@ -29,6 +29,7 @@ class AmbiguousMetaDistribution(StatusError):
 
 
 class Suite(models.Model):
+    """A suite name (e.g. unstable) that layouts use."""
     name = models.CharField(max_length=100, unique=True, validators=[validators.suite_name])
 
     class Meta:
@@ -187,6 +188,7 @@ class Distribution(models.Model):
 
 
 class ArchitectureOption(models.Model):
+    """Per distribution and architecture: build failures tolerated, builds arch:all."""
     architecture = models.ForeignKey(Architecture, on_delete=models.CASCADE)
     distribution = models.ForeignKey(Distribution, on_delete=models.CASCADE)
     optional = models.BooleanField(default=False, help_text="Build failures on this architecture are tolerated.")
@@ -244,6 +246,7 @@ class Repository(StatusModel):
         return sorted(meta for meta, value in (self.layout.meta_distributions or {}).items() if value == target)
 
     def mbd_reprepro_stanzas(self):
+        """The conf/distributions stanzas of the repository (every distribution, suite and rollback)."""
         origin = Daemon.get().archive_origin
         stanzas = []
         for dist in self.mbd_distributions():

@@ -27,6 +27,7 @@ class Archive(models.Model):
 
 
 class Architecture(models.Model):
+    """A Debian architecture name (e.g. amd64)."""
     name = models.CharField(primary_key=True, max_length=50)
 
     class Meta:
@@ -37,6 +38,7 @@ class Architecture(models.Model):
 
 
 class Component(models.Model):
+    """An archive component name (e.g. main)."""
     name = models.CharField(primary_key=True, max_length=50)
 
     class Meta:

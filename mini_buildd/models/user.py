@@ -8,6 +8,7 @@ from mini_buildd.models.repository import Repository
 
 
 class Uploader(GnuPGPublicKeyModel):
+    """A user's upload permission: its key and the repositories it may upload to."""
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     may_upload_to = models.ManyToManyField(Repository, blank=True)
 
@@ -16,6 +17,7 @@ class Uploader(GnuPGPublicKeyModel):
 
 
 class Subscription(models.Model):
+    """A user's mail subscription to a package and/or distribution (empty: any)."""
     subscriber = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     package = models.CharField(max_length=100, blank=True, default="", help_text="Empty: any package.")
     distribution = models.CharField(max_length=100, blank=True, default="", help_text="Empty: any distribution.")

@@ -97,6 +97,7 @@ class Builder:
         build.thread.start()
 
     def cancel(self, bkey, by="admin"):
+        """Cancel the ongoing build bkey (KeyError if there is none), naming who did."""
         with self._lock:
             build = self.builds.get(bkey)
         if build is None:
@@ -122,7 +123,7 @@ class Builder:
     def _run(self, build):
         breq = build.breq
         try:
-            while not self._slots.acquire(timeout=1):
+            while not self._slots.acquire(timeout=1):  # pylint: disable=consider-using-with  # released when the build ends
                 if build.cancel_event.is_set():
                     break
             else:

@@ -133,7 +133,7 @@ def changes_file_names(changes_path, strict=False):
     """
     try:
         with open(changes_path, encoding="utf-8", errors="replace") as f:
-            changes = debian.deb822.Changes(f)
+            parsed = debian.deb822.Changes(f)
     except Exception as e:  # pylint: disable=broad-except  # python-debian raises various errors
         if strict:
             raise FtpError(f"Can't parse changes file {changes_path}: {e}") from e
@@ -142,7 +142,7 @@ def changes_file_names(changes_path, strict=False):
     names = []
     for field in ("Files", "Checksums-Sha256", "Checksums-Sha1"):
         try:
-            entries = changes.get(field) or []
+            entries = parsed.get(field) or []
             for entry in entries:
                 name = entry.get("name")
                 if name and name not in names:
@@ -199,7 +199,7 @@ def _call(callback, arg):
         LOG.exception("Incoming callback failed for %s", arg)
 
 
-class _IncomingHandler:
+class _IncomingHandlerMixin:
     """Mixin for a pyftpdlib handler class: the incoming rules. The concrete class (built by
     :class:`FtpD`) sets ``mbd_incoming`` (real path of ``incoming/``) and ``mbd_on_session``."""
 
@@ -220,6 +220,7 @@ class _IncomingHandler:
         self.close_when_done()
 
     def pre_process_command(self, line, cmd, arg):
+        """Refuse STOR/APPE of names that are no plain file names (553)."""
         if cmd in ("STOR", "APPE") and arg and not valid_file_name(arg):
             msg = f"File name not allowed: '{arg}' (plain file names only, no path parts)."
             self.respond(f"553 {msg}")
@@ -228,8 +229,9 @@ class _IncomingHandler:
         return super().pre_process_command(line, cmd, arg)
 
     def ftp_STOR(self, file, mode="w"):
-        resume = self._restart_position
-        self._restart_position = 0
+        """Accept an upload into incoming/ only: no append or resume, no other directory, within the limits."""
+        resume = self._restart_position  # pylint: disable=access-member-before-definition  # pyftpdlib's
+        self._restart_position = 0  # pylint: disable=attribute-defined-outside-init  # pyftpdlib's
         if "a" in mode or resume:
             self.respond("550 Appending or resuming is not allowed.")
             return None
@@ -263,6 +265,7 @@ class _IncomingHandler:
                 "in total; upload the rest in a new session.")
 
     def on_file_received(self, file):
+        """A file is complete: make it read-only and count it."""
         try:
             os.chmod(file, 0o444)
             self.mbd_session_bytes += os.lstat(file).st_size
@@ -275,6 +278,7 @@ class _IncomingHandler:
         _remove(file, "incomplete upload")
 
     def on_disconnect(self):
+        """Remove incomplete files; hand the session's complete files to the incoming callback."""
         for f in self.mbd_stored:
             if f not in self.mbd_received:
                 _remove(f, "incomplete upload")
@@ -286,7 +290,7 @@ class _IncomingHandler:
             _call(self.mbd_on_session, received)
 
 
-class _LimitedDTP:
+class _LimitedDTPMixin:
     """Mixin for a pyftpdlib data channel class: checks the limits after every chunk received
     and cuts the transfer off (``552``/``452`` with the reason; the partial file is removed by
     ``on_incomplete_file_received``) as soon as one is exceeded."""
@@ -318,11 +322,11 @@ class _LimitedDTP:
 
     def _mbd_abort(self, code, reason):
         LOG.warning("FTP: upload from %s cut off after %s bytes: %s", self.cmd_channel.remote_ip, self.tot_bytes_received, reason)
-        self.transfer_finished = False
+        self.transfer_finished = False  # pylint: disable=attribute-defined-outside-init  # pyftpdlib's
         # Unlinked now (still open), so that it is gone before the client reads the reply:
         # pyftpdlib would remove it only after replying.
         _remove(self.file_obj.name, "limit exceeded")
-        self._resp = (f"{code} {reason}", logging.getLogger("pyftpdlib").warning)
+        self._resp = (f"{code} {reason}", logging.getLogger("pyftpdlib").warning)  # pylint: disable=attribute-defined-outside-init  # pyftpdlib's
         self.close()
 
 
@@ -404,8 +408,8 @@ class FtpD:
                     raise FtpError(f"FTPS endpoint '{self.endpoint}': {opt} file '{self.endpoint.options[opt]}' is not readable.")
             attrs.update(certfile=self.endpoint.options["certKey"], keyfile=self.endpoint.options["privateKey"],
                          tls_control_required=True, tls_data_required=True, ssl_context=None)
-        attrs["dtp_handler"] = type("MiniBuilddDTPHandler", (_LimitedDTP, base.dtp_handler), {})
-        return type("MiniBuilddFtpHandler", (_IncomingHandler, base), attrs)
+        attrs["dtp_handler"] = type("MiniBuilddDTPHandler", (_LimitedDTPMixin, base.dtp_handler), {})
+        return type("MiniBuilddFtpHandler", (_IncomingHandlerMixin, base), attrs)
 
     def start(self):
         """Bind and serve in a new thread. Raises :class:`FtpError` if that fails."""
@@ -440,7 +444,7 @@ class FtpD:
     def _run(self):
         server = self._server
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set():  # pylint: disable=deprecated-method  # pylint 2.16 mistakes Event.is_set for isSet
                 try:
                     server.ioloop.loop(timeout=POLL_INTERVAL, blocking=False)
                 except Exception:  # pylint: disable=broad-except  # one client's trouble must not end the server
@@ -527,7 +531,7 @@ def upload(changes_path, url, force=False, timeout=60, tls_context=None):
     changes_path = pathlib.Path(changes_path)
     marker = upload_marker(changes_path)
     if marker.exists() and not force:
-        done = marker.read_text(errors="replace").strip()
+        done = marker.read_text(encoding="utf-8", errors="replace").strip()
         raise FtpError(f"{changes_path.name} already uploaded ({done}); remove {marker} or force to upload again.")
     if not changes_path.is_file():
         raise FtpError(f"No such changes file: {changes_path}")
@@ -568,6 +572,6 @@ def upload(changes_path, url, force=False, timeout=60, tls_context=None):
         ftp.close()
 
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    marker.write_text(f"{url} {stamp}\n")
+    marker.write_text(f"{url} {stamp}\n", encoding="utf-8")
     LOG.info("Uploaded %s to %s.", changes_path.name, url)
     return marker

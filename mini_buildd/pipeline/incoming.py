@@ -202,7 +202,7 @@ class Incoming:
         quarantine_dir = config.paths.quarantine
         if quarantine_dir.is_dir():
             for arrival in sorted(quarantine_dir.iterdir()):
-                listed = [p for p in arrival.glob("*.changes")] if arrival.name.startswith(ARRIVAL_PREFIX) else []
+                listed = list(arrival.glob("*.changes")) if arrival.name.startswith(ARRIVAL_PREFIX) else []
                 if len(listed) == 1:
                     found.append(listed[0])
                 elif arrival.is_dir() and not arrival.is_symlink():

@@ -93,6 +93,8 @@ class Package:
         self.modes = {}           # arch -> (lintian, piuparts, autopkgtest)
         self.auto_ports = []
         self.builders = {}        # arch -> URL of the builder holding the buildrequest
+        self.options = None       # upload options (set when accepted)
+        self.accepted_source = None  # set when accepted
 
     @property
     def key(self):
@@ -471,6 +473,7 @@ def run_auto_ports(package):
 
 
 def describe_failure(bres):
+    """Why a build result counts as failed, in words (internal error, cancel, sbuild status and checks)."""
     if bres.internal_error:
         return f"internal error: {bres.internal_error}"
     if bres.canceled_by:

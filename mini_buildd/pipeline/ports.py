@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import time
+import typing
 import urllib.parse
 
 from debian import changelog as deb_changelog
@@ -161,9 +162,9 @@ class Target:
     """An uploadable distribution of one of our repositories."""
 
     diststr: str
-    repository: object
-    distribution: object
-    suite_option: object
+    repository: typing.Any  # a Repository model
+    distribution: typing.Any  # a Distribution model
+    suite_option: typing.Any  # a SuiteOption model
 
     @property
     def codeversion(self):

@@ -503,7 +503,8 @@ def test_handshake(instance, db):  # pylint: disable=redefined-outer-name,unused
     answer = remotes.parse_handshake(remotes.HANDSHAKE_ANSWER, gnupg.verify_message(reply, [gpg.pub_key()]))
     assert answer["Challenge"] == challenge and answer["To"] == "http://127.0.0.1:18166"
     # the old constant message (or any other text) signed by a remote's key is no handshake request
-    assert_problem(api(instance, "handshake", signed_message=gpg.sign_message()), 400, "Signed message is not a handshake request (not a mini-buildd handshake request)")
+    assert_problem(api(instance, "handshake", signed_message=gpg.sign_message()), 400,
+                   "Signed message is not a handshake request (not a mini-buildd handshake request)")
 
 
 def test_setup_inspects(instance, engine):  # pylint: disable=redefined-outer-name,unused-argument

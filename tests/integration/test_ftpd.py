@@ -164,12 +164,12 @@ def test_upload_hands_over_changes_once_files_read_only(server, tmp_path):
 
 def test_changes_uploaded_last(server, tmp_path, monkeypatch):
     received = []
-    orig = ftpd._IncomingHandler.on_disconnect  # pylint: disable=protected-access
+    orig = ftpd._IncomingHandlerMixin.on_disconnect  # pylint: disable=protected-access
 
     def spy(self):
         received.extend(os.path.basename(f) for f in self.mbd_received)
         orig(self)
-    monkeypatch.setattr(ftpd._IncomingHandler, "on_disconnect", spy)  # pylint: disable=protected-access
+    monkeypatch.setattr(ftpd._IncomingHandlerMixin, "on_disconnect", spy)  # pylint: disable=protected-access
     changes = make_changes(tmp_path / "up")
     ftpd.upload(changes, server.url)
     assert wait_for(lambda: server.consumer.names() == [changes.name])
