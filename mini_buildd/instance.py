@@ -7,8 +7,7 @@
 - the keyrings built around that key: :func:`uploaders_keyring` (who may upload to a repository),
   :func:`remotes_keyring` and :func:`check_remote_signed` (a buildrequest or buildresult signed by
   us or one of the remotes we work with), :func:`refuse_expired`;
-- what becomes of an arrival (user upload, buildrequest, buildresult) that is refused:
-  :func:`reject_arrival` (its REJECTED event; its changes file kept, its quarantine dir removed).
+- the event of a package: :func:`make_event`.
 
 It imports neither Django nor the models: what needs a model object (the Daemon, a Repository, the
 Remotes) gets it as an argument. So the models, the pipeline, the API definitions (also imported by
@@ -17,11 +16,9 @@ command-line clients, without Django) and the daemon all use it, and it uses non
 
 import logging
 import os
-import pathlib
 
-from mini_buildd import changes, config, errors, net, services
+from mini_buildd import changes, config, net
 from mini_buildd.events import Event, Type as EventType
-from mini_buildd.pipeline import incoming
 from mini_buildd.tools import gnupg as gnupg_tool, tls
 
 LOG = logging.getLogger(__name__)
@@ -99,41 +96,3 @@ def make_event(etype, changes_obj, extra=None, distribution=None):
     return Event(EventType[etype] if isinstance(etype, str) else etype,
                  distribution or (changes_obj.distribution if changes_obj else ""),
                  changes_obj.source if changes_obj else "", changes_obj.version if changes_obj else "", extra=ext)
-
-
-def _plain_part(value, regex):
-    return value if value and regex.match(value) else "_unknown"
-
-
-def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
-    """REJECTED event for an arrival (``changes_obj``: parsed, or None if it could not be); its
-    changes file is kept in a fresh events directory of its own, the rest of its quarantine
-    directory is deleted."""
-    path = pathlib.Path(path)
-    LOG.warning("REJECTED %s: %s", path.name, reason)
-    extra = {"error": errors.problem_dict(400, reason, title=title)}
-    if changes_obj is None:
-        parts = path.name.split("_")
-        source = _plain_part(parts[0], changes.SOURCE_REGEX)
-        version = _plain_part(parts[1] if len(parts) >= 3 else "", changes.VERSION_REGEX)
-        save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_unparsable")
-        event = Event(EventType.REJECTED, "", source, version, extra=dict(extra, changes=path.name))
-    else:
-        source, version = changes_obj.source, changes_obj.version
-        # Never the directory of another package: a fresh timecode of ours.
-        timecode = changes_obj.timecode if changes_obj.kind == changes.UPLOAD else changes.timecode_now()
-        save_dir = config.paths.events_of(source, version, timecode, changes_obj.architecture.replace(" ", "_")
-                                          if changes_obj.kind != changes.UPLOAD else changes_obj.architecture)
-        if path.parent != save_dir and os.path.lexists(save_dir / path.name):
-            save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_rejected")
-        event = make_event("REJECTED", changes_obj, extra)
-        event.extra["changes"] = str(save_dir.relative_to(config.paths.events) / path.name)
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
-            os.rename(path, save_dir / path.name)
-    except OSError as e:
-        LOG.error("Can't keep rejected %s: %s", path.name, e)
-    if incoming.is_quarantined(path):
-        incoming.discard(path.parent)
-    services.log_event(event, save_dir=save_dir)

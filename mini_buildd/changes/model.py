@@ -18,7 +18,7 @@ from debian import deb822
 
 from mini_buildd import config, files as files_mod
 from mini_buildd.tools import gnupg_signatures as gpgmod
-from mini_buildd.pipeline import uploadoptions
+from mini_buildd.changes import uploadoptions
 from mini_buildd.changes import parsing
 from mini_buildd.changes.names import (ARCH_REGEX, MAX_CHANGES_SIZE, PREFIX, SOURCE_REGEX, TIMECODE_REGEX, UPLOAD,
                                        VERSION_REGEX, ChangesError, check_file_name, classify, name_for, snake,

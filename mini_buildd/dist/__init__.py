@@ -17,7 +17,7 @@ importable from here (``from mini_buildd import dist; dist.DistStr(...)``):
 - :mod:`~mini_buildd.dist.versions`: version helpers: placeholders, mandatory regex check,
   port/rebuild versions, epoch-less versions for file names (upstream §3.4, §3.8).
 
-It imports no Django. Upload option parsing lives in :mod:`mini_buildd.pipeline.uploadoptions`.
+It imports no Django. Upload option parsing lives in :mod:`mini_buildd.changes.uploadoptions`.
 """
 
 from mini_buildd.dist.names import DISTSTR_REGEX, DistStr

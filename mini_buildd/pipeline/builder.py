@@ -73,7 +73,7 @@ class Builder:
         try:
             breq = changes.Buildrequest(path)
         except changes.ChangesError as e:
-            instance.reject_arrival(None, path, str(e), title="Buildrequest rejected")
+            incoming.reject_arrival(None, path, str(e), title="Buildrequest rejected")
             return
         build_dir = config.paths.build_dir(*breq.bkey_parts)
         try:
@@ -91,7 +91,7 @@ class Builder:
                 build = Build(breq)
                 self.builds[breq.bkey] = build
         except changes.ChangesError as e:
-            instance.reject_arrival(breq, path, f"Buildrequest rejected: {e}", title="Buildrequest rejected")
+            incoming.reject_arrival(breq, path, f"Buildrequest rejected: {e}", title="Buildrequest rejected")
             return
         build.thread = threading.Thread(target=self._run, args=(build,), name=f"build {breq.bkey}", daemon=True)
         build.thread.start()

@@ -15,7 +15,8 @@ step of the trust model (verify → decide → move): per arrival, a fresh priva
 
 What is dispatched is still unverified: the packager and the builder check checksums, signature
 and rights inside the quarantine directory, and only then move it to its place
-(:func:`release`), or reject it (:func:`discard`).
+(:func:`release`), or reject it (:func:`reject_arrival`: its REJECTED event, its changes file kept
+below the events, the rest of its quarantine directory deleted with :func:`discard`).
 """
 
 import logging
@@ -28,7 +29,8 @@ import threading
 
 from debian import deb822
 
-from mini_buildd import changes, config
+from mini_buildd import changes, config, errors, instance, services
+from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
 
@@ -226,3 +228,41 @@ class Incoming:
             LOG.info("Re-queueing leftover: %s", path.name)
             self._dispatch(path)
         return found
+
+
+def _plain_part(value, regex):
+    return value if value and regex.match(value) else "_unknown"
+
+
+def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
+    """REJECTED event for an arrival (``changes_obj``: parsed, or None if it could not be); its
+    changes file is kept in a fresh events directory of its own, the rest of its quarantine
+    directory is deleted."""
+    path = pathlib.Path(path)
+    LOG.warning("REJECTED %s: %s", path.name, reason)
+    extra = {"error": errors.problem_dict(400, reason, title=title)}
+    if changes_obj is None:
+        parts = path.name.split("_")
+        source = _plain_part(parts[0], changes.SOURCE_REGEX)
+        version = _plain_part(parts[1] if len(parts) >= 3 else "", changes.VERSION_REGEX)
+        save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_unparsable")
+        event = Event(EventType.REJECTED, "", source, version, extra=dict(extra, changes=path.name))
+    else:
+        source, version = changes_obj.source, changes_obj.version
+        # Never the directory of another package: a fresh timecode of ours.
+        timecode = changes_obj.timecode if changes_obj.kind == changes.UPLOAD else changes.timecode_now()
+        save_dir = config.paths.events_of(source, version, timecode, changes_obj.architecture.replace(" ", "_")
+                                          if changes_obj.kind != changes.UPLOAD else changes_obj.architecture)
+        if path.parent != save_dir and os.path.lexists(save_dir / path.name):
+            save_dir = config.paths.events_of(source, version, changes.timecode_now(), "_rejected")
+        event = instance.make_event("REJECTED", changes_obj, extra)
+        event.extra["changes"] = str(save_dir.relative_to(config.paths.events) / path.name)
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
+            os.rename(path, save_dir / path.name)
+    except OSError as e:
+        LOG.error("Can't keep rejected %s: %s", path.name, e)
+    if is_quarantined(path):
+        discard(path.parent)
+    services.log_event(event, save_dir=save_dir)

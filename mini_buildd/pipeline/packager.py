@@ -19,7 +19,8 @@ from mini_buildd import changes, config, dist, errors, faults, instance, service
 from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
-from mini_buildd.pipeline import ftpd, incoming, ports, trust, uploadoptions
+from mini_buildd.changes import uploadoptions
+from mini_buildd.pipeline import ftpd, incoming, ports, trust
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class Packager:
     def reject(self, changes_obj, path, reason, title="Upload rejected"):
         """Log a REJECTED event for an arrival. Only its changes file is kept (in a directory of
         its own, never one of another package); every other file of the arrival is deleted."""
-        instance.reject_arrival(changes_obj, path, reason, title)
+        incoming.reject_arrival(changes_obj, path, reason, title)
 
     def handle_upload(self, path):
         """A user upload in its quarantine directory: parse, verify, decide, and only then move it

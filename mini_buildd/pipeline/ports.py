@@ -41,7 +41,8 @@ from mini_buildd import config, dist, errors, instance, net, services
 from mini_buildd.archive import operations
 from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
 from mini_buildd.models import Daemon, Repository
-from mini_buildd.pipeline import ftpd, uploadoptions
+from mini_buildd.changes import uploadoptions
+from mini_buildd.pipeline import ftpd
 from mini_buildd import files as files_mod
 
 LOG = logging.getLogger(__name__)

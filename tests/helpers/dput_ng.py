@@ -4,8 +4,9 @@ The two packages conflict (both ship ``/usr/bin/dput``), and the suite needs the
 So when dput-ng is not installed, :func:`dput_ng` fetches the real ``dput-ng`` and
 ``python3-dput`` packages with ``apt-get download`` (from the host's apt sources, once per run)
 and unpacks them into a private directory. dput-ng runs from there the way it runs from its
-own source tree: its code on ``PYTHONPATH``, its data dir (profiles, schemas, hooks) as
-``skel/`` in the working directory, which dput-ng reads with the highest precedence.
+own source tree: its code on ``PYTHONPATH``, its data dir (profiles, schemas, hooks) and its
+``/etc/dput.d`` (the DEFAULT profile) merged as ``skel/`` in the working directory, which
+dput-ng reads with the highest precedence.
 """
 
 import os
@@ -63,7 +64,12 @@ def dput_ng():
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         run_dir = base / "run"
         run_dir.mkdir()
-        (run_dir / "skel").symlink_to(root / "usr" / "share" / "dput-ng")
+        # skel/ stands for both of the package's config locations: /etc/dput.d (the DEFAULT
+        # profile, which newer dput-ng versions need for keys like full_upload_log) and, over it,
+        # /usr/share/dput-ng (which an installed dput-ng ranks higher).
+        skel = run_dir / "skel"
+        shutil.copytree(root / "etc" / "dput.d", skel, symlinks=True)
+        shutil.copytree(root / "usr" / "share" / "dput-ng", skel, symlinks=True, dirs_exist_ok=True)
         result = DputNg([PYTHON, str(root / "usr" / "bin" / "dput")], cwd=run_dir,
                         env={"PYTHONPATH": str(root / "usr" / "lib" / "python3" / "dist-packages")},
                         data_dir=root / "usr" / "share" / "dput-ng")

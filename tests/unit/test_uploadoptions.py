@@ -1,4 +1,4 @@
-"""Unit tests for mini_buildd.pipeline.uploadoptions (MINI_BUILDD_OPTION lines, upstream §3.8)."""
+"""Unit tests for mini_buildd.changes.uploadoptions (MINI_BUILDD_OPTION lines, upstream §3.8)."""
 
 # pytest idioms: asserts compare with empty containers on purpose (the type counts too).
 # pylint: disable=use-implicit-booleaness-not-comparison
@@ -6,7 +6,7 @@
 import pytest
 
 from mini_buildd.dist import QAMode
-from mini_buildd.pipeline.uploadoptions import format_option, get_option, parse_option, parse_upload_options, top_changelog_block
+from mini_buildd.changes.uploadoptions import format_option, get_option, parse_option, parse_upload_options, top_changelog_block
 
 # As python-debian returns a Changes: field value (continuation lines keep their leading space).
 CHANGES_FIELD = """
