@@ -315,7 +315,7 @@ register(Call(
     args=[Argument("pattern", doc="glob pattern (matched as *pattern*, lower case)")]))
 
 register(Call(
-    "debdiff", _delegate("mini_buildd.tools.debdiff", "debdiff"), category=CONSUMER, auth=Auth.NONE,
+    "debdiff", _delegate("mini_buildd.archive.debtools", "debdiff"), category=CONSUMER, auth=Auth.NONE,
     doc="Compare two internal source packages",
     result_doc="debdiff output (string)",
     args=[Argument("source", doc="source package name"),

@@ -202,7 +202,7 @@ register(Call(
           Argument("name", doc="snapshot name")]))
 
 register(Call(
-    "debmirror", _delegate("mini_buildd.tools.debmirror", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
+    "debmirror", _delegate("mini_buildd.archive.debtools", "debmirror"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
     doc="Make local partial repository mirror via debmirror\n\n"
         "Useful to publish a stripped-down variant (only some repositories, suites, no rollbacks) elsewhere.",
     result_doc="{}",

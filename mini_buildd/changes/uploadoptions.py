@@ -13,48 +13,50 @@ arch-qualified value overrides the plain one (see :func:`get_option`).
 
 import logging
 import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable, Optional
 
 from mini_buildd.dist import DistStr, QAMode
 
 LOG = logging.getLogger(__name__)
 
 
-def _qa_mode(value):
+def _qa_mode(value: str) -> QAMode:
     return QAMode.parse(value)
 
 
-def _int(value):
+def _int(value: str) -> int:
     try:
         return int(value)
     except ValueError:
         raise ValueError(f"not an integer: '{value}'") from None
 
 
-def _nospace(value):
+def _nospace(value: str) -> str:
     return re.sub(r"\s+", "", value)
 
 
-def _list(value):
+def _list(value: str) -> list[str]:
     items = [item for item in _nospace(value).split(",") if item]
     if not items:
         raise ValueError("empty list")
     return items
 
 
-def _diststrs(value):
+def _diststrs(value: str) -> list[str]:
     items = _list(value)
     for item in items:
         DistStr(item)  # raises ValueError with a clear message
     return items
 
 
-def _string(value):
+def _string(value: str) -> str:
     # Build options/profiles are space-separated lists themselves: normalize whitespace only.
     return " ".join(value.split())
 
 
 #: Known option keys and their value parsers.
-OPTIONS = {
+OPTIONS: dict[str, Callable[[str], Any]] = {
     "lintian-mode": _qa_mode,
     "piuparts-mode": _qa_mode,
     "autopkgtest-mode": _qa_mode,
@@ -81,13 +83,14 @@ _MAGIC_AUTO_BACKPORTS = re.compile(r"^\s*\*?\s*MINI_BUILDD:\s*AUTO_BACKPORTS:\s*
 _CHANGELOG_HEADER = re.compile(r"^[a-z0-9][a-z0-9+.-]+ \([^ ()]+\) [^;]*;")
 
 
-def top_changelog_block(changes_text):
+def top_changelog_block(changes_text: Optional[str]) -> list[str]:
     """Lines of the first changelog block of a ``Changes:`` field value (header excluded).
 
     Accepts the raw field value (continuation lines with a leading space, ``.`` for empty lines)
     as well as plain changelog text.
     """
-    lines, headers = [], 0
+    lines: list[str] = []
+    headers = 0
     for raw in (changes_text or "").splitlines():
         line = raw[1:] if raw.startswith(" ") else raw
         if line.strip() == ".":
@@ -101,7 +104,7 @@ def top_changelog_block(changes_text):
     return lines
 
 
-def _option_lines(lines):
+def _option_lines(lines: Iterable[str]) -> Iterator[str]:
     for line in lines:
         match = _OPTION_LINE.match(line)
         if match:
@@ -114,7 +117,7 @@ def _option_lines(lines):
                 yield f"auto-ports={magic.group('value')}"
 
 
-def parse_option(option):
+def parse_option(option: str) -> tuple[str, Any]:
     """Parse one ``key[[arch]]=value`` into ``(dict_key, typed value)``; deprecated keys converted."""
     match = _OPTION.match(option.strip())
     if match is None:
@@ -139,13 +142,13 @@ def parse_option(option):
     return (f"{key}[{arch}]" if arch else key), typed
 
 
-def parse_upload_options(changes_text):
+def parse_upload_options(changes_text: Optional[str]) -> dict[str, Any]:
     """Parse upload options from a changes ``Changes:`` text (top changelog block only).
 
     Returns a dict ``{key or key[arch]: value}``; raises ValueError on unknown keys, bad values,
     malformed lines or duplicates (also a deprecated key converting to an already given key).
     """
-    options = {}
+    options: dict[str, Any] = {}
     for option in _option_lines(top_changelog_block(changes_text)):
         key, value = parse_option(option)
         if key in options:
@@ -154,14 +157,14 @@ def parse_upload_options(changes_text):
     return options
 
 
-def get_option(options, key, arch=None, default=None):
+def get_option(options: Mapping[str, Any], key: str, arch: Optional[str] = None, default: Any = None) -> Any:
     """Look up ``key`` for ``arch``: an arch-qualified value overrides the plain one."""
     if arch is not None and f"{key}[{arch}]" in options:
         return options[f"{key}[{arch}]"]
     return options.get(key, default)
 
 
-def format_option(key, value):
+def format_option(key: str, value: Any) -> str:
     """Render one option as the changelog line text that :func:`parse_upload_options` reads back."""
     if isinstance(value, QAMode):
         value = value.name.lower()

@@ -1,19 +1,15 @@
 """The ``debmirror`` tool: partial local mirrors of our own repositories, fetched over this
-instance's HTTP endpoint, and the API function behind the ``debmirror`` call (upstream §4.2).
+instance's HTTP endpoint (the ``debmirror`` API call is :func:`mini_buildd.archive.debtools.debmirror`).
 
 This is the only module that runs ``debmirror``.
 """
 
-import logging
 import pathlib
 import urllib.parse
-from collections.abc import Iterable, Sequence
-from typing import Optional
+from collections.abc import Iterable
 
 from mini_buildd.tools import call
-from mini_buildd import config, errors, instance
-
-LOG = logging.getLogger(__name__)
+from mini_buildd import config, errors
 
 
 class DebmirrorError(errors.BadRequest, ValueError):
@@ -43,38 +39,3 @@ def run(url: str, root: str, destination: call.FsPath, dists: Iterable[str], arc
         return call.run(argv, timeout=timeout, env={"no_proxy": parts.hostname or "", "NO_PROXY": parts.hostname or ""})
     except call.CallError as e:
         raise DebmirrorError(f"debmirror failed: {e}") from e
-
-
-def debmirror(suites: Optional[Sequence[str]] = None, rollbacks: int = 0, repositories: Optional[Iterable[str]] = None,
-              codenames: Optional[Sequence[str]] = None, architectures: Optional[Iterable[str]] = None,
-              components: Optional[Iterable[str]] = None, destination: str = "~/debmirror/{}") -> dict[str, object]:
-    """API ``debmirror``: mirror the chosen suites (plus ``rollbacks`` rollback distributions per
-    suite, <0: all) of the chosen repositories and codenames to ``destination`` (per repository)."""
-    from mini_buildd.models import Repository  # pylint: disable=import-outside-toplevel
-    url = instance.http_url()
-    for repo in Repository.objects.select_related("layout").filter(identity__in=list(repositories or [])).order_by("identity"):
-        if not repo.mbd_is_active():
-            raise DebmirrorError(f"Repository '{repo.identity}' is not active.")
-        dists: list[str] = []
-        archs: set[str] = set()
-        comps: set[str] = set()
-        for d in repo.mbd_distributions():
-            if codenames and d.codename not in codenames:
-                continue
-            archs.update(d.mbd_architectures())
-            comps.update(d.mbd_components())
-            for so in repo.layout.mbd_suite_options():
-                if suites and so.suite.name not in suites:
-                    continue
-                dists.append(repo.mbd_diststr(d, so))
-                count = so.rollback if rollbacks < 0 else min(rollbacks, so.rollback)
-                dists += [repo.mbd_diststr(d, so, r) for r in range(count)]
-        if not dists:
-            LOG.info("debmirror: nothing selected in repository %s.", repo.identity)
-            continue
-        dest = destination_path(destination, repo.identity)
-        dest.mkdir(parents=True, exist_ok=True)
-        LOG.info("debmirror: %s (%s) -> %s", repo.identity, ", ".join(dists), dest)
-        run(url, f"/repositories/{repo.identity}", dest, dists, list(architectures or sorted(archs)),
-            list(components or sorted(comps)))
-    return {}

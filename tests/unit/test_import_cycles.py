@@ -188,3 +188,36 @@ def test_in_function_imports_bounded():
     for module, line, target in lazy:
         print(f"{module}:{line}: {target}")
     assert len(statements) <= MAX_IN_FUNCTION_IMPORTS, f"{len(statements)} in-function import statements (at most {MAX_IN_FUNCTION_IMPORTS})"
+
+
+#: The direction of imports doc/design.md describes: modules (or packages) on the left never import
+#: those on the right (in-function imports included).
+_FORBIDDEN = [
+    (("mini_buildd.tools", "mini_buildd.changes", "mini_buildd.dist", "mini_buildd.instance", "mini_buildd.events"),
+     ("mini_buildd.models", "mini_buildd.pipeline", "mini_buildd.archive", "mini_buildd.api", "mini_buildd.webapp",
+      "mini_buildd.engine", "mini_buildd.daemon", "mini_buildd.httpd", "mini_buildd.bootstrap", "mini_buildd.cli")),
+    (("mini_buildd.models",),
+     ("mini_buildd.pipeline", "mini_buildd.archive", "mini_buildd.api", "mini_buildd.webapp", "mini_buildd.engine",
+      "mini_buildd.daemon", "mini_buildd.httpd", "mini_buildd.bootstrap", "mini_buildd.cli")),
+    (("mini_buildd.pipeline", "mini_buildd.archive"),
+     ("mini_buildd.api", "mini_buildd.webapp", "mini_buildd.engine", "mini_buildd.daemon", "mini_buildd.httpd", "mini_buildd.cli")),
+]
+
+
+def _within(module, prefixes):
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _against_direction(graph):
+    return [f"{module} -> {target}" for lower, upper in _FORBIDDEN for module, targets in graph.items() if _within(module, lower)
+            for target in targets if _within(target, upper)]
+
+
+def test_imports_go_one_way():
+    wrong = _against_direction(_graph(_imports()))
+    assert not wrong, "imports against the direction of doc/design.md:\n" + "\n".join(wrong)
+
+
+def test_forbidden_edges_are_seen():
+    """The check above can fail: a made-up upward edge is reported."""
+    assert _against_direction({"mini_buildd.tools.sbuild": ["mini_buildd.models.chroot"]}) == ["mini_buildd.tools.sbuild -> mini_buildd.models.chroot"]
