@@ -136,7 +136,6 @@ DEFAULT_LINTIAN_WARNFAIL_OPTIONS = "--fail-on error,warning"
 DEFAULT_PIUPARTS_EXTRA_OPTIONS = "--info"
 DEFAULT_PIUPARTS_ROOT_ARG = "sudo"
 DEFAULT_INTERNAL_APT_PRIORITY = 1
-DEFAULT_DEBOOTSTRAP_COMMAND = "/usr/sbin/debootstrap"
 
 
 @dataclasses.dataclass

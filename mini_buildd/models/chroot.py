@@ -11,7 +11,7 @@ from mini_buildd import config
 from mini_buildd.models.base import StatusModel, StatusError
 from mini_buildd.models.repository import Distribution
 from mini_buildd.models.source import Source, Architecture
-from mini_buildd.tools import chroot_backends, gnupg, sbuild
+from mini_buildd.tools import chroot_backends, debootstrap, gnupg, sbuild
 
 LOG = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class Chroot(StatusModel):
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE)
     architecture = models.ForeignKey(Architecture, on_delete=models.CASCADE)
-    debootstrap_command = models.CharField(max_length=255, default="/usr/sbin/debootstrap")
+    debootstrap_command = models.CharField(max_length=255, default=debootstrap.DEFAULT_COMMAND)
     debootstrap_extra_options = models.CharField(max_length=255, blank=True, default="", help_text="e.g. --include=foo,bar")
     personality = models.CharField(max_length=50, default="linux", editable=False)
     personality_override = models.CharField(max_length=50, blank=True, default="")

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from mini_buildd import config
+from mini_buildd.dist import codenames as codename_defaults
 from mini_buildd.dist import layouts as layout_defaults
 from mini_buildd.models import validators
 from mini_buildd.models.base import StatusModel, StatusError
@@ -133,18 +134,18 @@ class Distribution(models.Model):
     components = models.ManyToManyField(Component)
     architectures = models.ManyToManyField(Architecture, through="ArchitectureOption")
     build_dep_resolver = models.IntegerField(choices=RESOLVER_CHOICES, default=RESOLVER_APTITUDE)
-    sbuild_config_blocks = models.CharField(max_length=255, blank=True, default="set-default-path ccache")
-    sbuild_setup_blocks = models.CharField(max_length=255, blank=True, default="apt-setup apt-update ccache eatmydata")
+    sbuild_config_blocks = models.CharField(max_length=255, blank=True, default=codename_defaults.DEFAULT_SBUILD_CONFIG_BLOCKS)
+    sbuild_setup_blocks = models.CharField(max_length=255, blank=True, default=codename_defaults.DEFAULT_SBUILD_SETUP_BLOCKS)
     lintian_mode = models.IntegerField(choices=QA_CHOICES, default=2)
     lintian_extra_options = models.CharField(
         max_length=255, blank=True,
-        default="--info --suppress-tags bad-distribution-in-changes-file,bogus-mail-host,bogus-mail-host-in-debian-changelog")
-    lintian_warnfail_options = models.CharField(max_length=255, blank=True, default="--fail-on error,warning")
+        default=codename_defaults.DEFAULT_LINTIAN_EXTRA_OPTIONS)
+    lintian_warnfail_options = models.CharField(max_length=255, blank=True, default=codename_defaults.DEFAULT_LINTIAN_WARNFAIL_OPTIONS)
     piuparts_mode = models.IntegerField(choices=QA_CHOICES, default=0)
-    piuparts_extra_options = models.CharField(max_length=255, blank=True, default="--info")
-    piuparts_root_arg = models.CharField(max_length=255, blank=True, default="sudo")
+    piuparts_extra_options = models.CharField(max_length=255, blank=True, default=codename_defaults.DEFAULT_PIUPARTS_EXTRA_OPTIONS)
+    piuparts_root_arg = models.CharField(max_length=255, blank=True, default=codename_defaults.DEFAULT_PIUPARTS_ROOT_ARG)
     autopkgtest_mode = models.IntegerField(choices=QA_CHOICES, default=0)
-    internal_apt_priority = models.SmallIntegerField(default=1)
+    internal_apt_priority = models.SmallIntegerField(default=codename_defaults.DEFAULT_INTERNAL_APT_PRIORITY)
     deb_build_options = models.CharField(max_length=255, blank=True, default="")
     deb_build_profiles = models.CharField(max_length=255, blank=True, default="")
     add_depends = models.CharField(max_length=255, blank=True, default="")
