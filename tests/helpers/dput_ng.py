@@ -68,8 +68,8 @@ def dput_ng():
         # profile, which newer dput-ng versions need for keys like full_upload_log) and, over it,
         # /usr/share/dput-ng (which an installed dput-ng ranks higher).
         skel = run_dir / "skel"
-        shutil.copytree(root / "etc" / "dput.d", skel, symlinks=True)
-        shutil.copytree(root / "usr" / "share" / "dput-ng", skel, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(root / "etc" / "dput.d", skel, ignore_dangling_symlinks=True)
+        shutil.copytree(root / "usr" / "share" / "dput-ng", skel, dirs_exist_ok=True, ignore_dangling_symlinks=True)
         result = DputNg([PYTHON, str(root / "usr" / "bin" / "dput")], cwd=run_dir,
                         env={"PYTHONPATH": str(root / "usr" / "lib" / "python3" / "dist-packages")},
                         data_dir=root / "usr" / "share" / "dput-ng")
