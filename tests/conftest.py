@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 import pytest
+from _pytest.fixtures import reorder_items  # pytest's own grouping by fixture parameter
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,16 +50,14 @@ def pytest_unconfigure(config):  # pylint: disable=unused-argument
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(items):
-    """Keep each module's tests together, modules in file order: pytest-django moves the tests
-    using ``db`` in front of all others, which would split modules (their module fixtures set up
-    twice). Within a module the order the other hooks made stays (pytest groups the tests of a
-    parametrized module fixture by parameter). Nothing here uses ``transactional_db``, so the
-    order does not matter to the database."""
-    rank = {}
-    for i, item in enumerate(items):
-        rank.setdefault(item.nodeid.split("::")[0], i)
+    """The order pytest alone gives (file order, tests of a parametrized higher-scoped fixture
+    grouped by parameter): pytest-django moves the tests using ``db`` in front of all others, which
+    would split modules (their module fixtures set up twice) and change the order within them.
+    Nothing here uses ``transactional_db``, so the order does not matter to the database."""
+    collected = list(items)
     yield
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+    kept = {id(item) for item in items}
+    items[:] = [item for item in reorder_items(collected) if id(item) in kept]
 
 
 @pytest.fixture(scope="session")
