@@ -21,26 +21,15 @@ import socket
 import threading
 
 import pytest
-from debian import deb822
 
 from mini_buildd.tools import gnupg
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
 from mini_buildd.api.client import Client
 from tests.helpers.instance import ADMIN_PASSWORD
 from tests.helpers.packages import make_source_package, now_iso, raw_ftp_upload, tree_digest, wait_event, wait_for
+from tests.helpers.uploads import files_of, ftp_upload
 
 DIST = "bookworm-test-unstable"
-
-
-def _files(changes_path):
-    with open(changes_path, encoding="utf-8") as f:
-        c = deb822.Changes(f)
-    return [changes_path.parent / e["name"] for e in c["Files"]]
-
-
-def _upload(instance, changes_path, files=None):
-    files = list(files if files is not None else _files(changes_path))
-    raw_ftp_upload("127.0.0.1", instance.ftp_port, files + [changes_path])
 
 
 def _rejected(instance, name, after, timeout=300):
@@ -76,14 +65,14 @@ def test_collisions_with_an_ongoing_package(instance, tmp_path):
     the package's files and build dir stay byte-identical; the original source is installed."""
     name, version = "mbd-attack-swap", "1.0~test12+1"
     legit = make_source_package(tmp_path / "legit", name, version, DIST, build_sleep=25)
-    legit_tar = next(p for p in _files(legit) if p.name.endswith(".tar.xz"))
+    legit_tar = next(p for p in files_of(legit) if p.name.endswith(".tar.xz"))
     started = now_iso()
-    _upload(instance, legit)
+    ftp_upload(instance, legit)
     packaging = wait_event(instance.url, ("PACKAGING", "REJECTED"), name, version, after=started)
     assert packaging["type"] == "PACKAGING", packaging
     key, timecode = packaging["extra"]["key"], packaging["extra"]["timecode"]
     event_dir = instance.home / "var" / "events" / key / "source"
-    upload_names = [legit.name] + [p.name for p in _files(legit)]
+    upload_names = [legit.name] + [p.name for p in files_of(legit)]
     before_upload = _digest(event_dir, upload_names)
 
     building = wait_event(instance.url, ("BUILDING",), name, version, after=started)
@@ -96,7 +85,7 @@ def test_collisions_with_an_ongoing_package(instance, tmp_path):
     evil = make_source_package(tmp_path / "evil", name, version, DIST, payload="owned by a stranger\n")
     evil.write_text(evil.read_text().replace("Changes:", f"X-Mini-Buildd-Timecode: {timecode}\nChanges:", 1))
     t1 = now_iso()
-    _upload(instance, evil)
+    ftp_upload(instance, evil)
     event = _rejected(instance, evil.name, t1)
     assert event["type"] == "REJECTED", event
     assert re.search(r"(?i)being built already", event["extra"]["error"]["detail"]), event
@@ -141,7 +130,7 @@ def test_collisions_with_an_ongoing_package(instance, tmp_path):
 # ------------------------------------------------------------------------------------------------ item 3
 def _rewrite_dsc(changes_path, edit):
     """Apply ``edit(text)`` to the upload's .dsc and fix the checksums of the .dsc in the changes."""
-    dsc = next(p for p in _files(changes_path) if p.name.endswith(".dsc"))
+    dsc = next(p for p in files_of(changes_path) if p.name.endswith(".dsc"))
     old = {algo: hashlib.new(algo, dsc.read_bytes()).hexdigest() for algo in ("md5", "sha1", "sha256")}
     old_size = dsc.stat().st_size
     dsc.write_text(edit(dsc.read_text()))
@@ -167,7 +156,7 @@ def test_dsc_file_names_checked_before_use(instance, tmp_path, bad_name, reason)
         return text.replace("Files:\n", f"Files:\n {passwd_md5} {size} {bad_name}\n")
     _rewrite_dsc(c, edit)
     t = now_iso()
-    _upload(instance, c)
+    ftp_upload(instance, c)
     event = _rejected(instance, c.name, t)
     assert event["type"] == "REJECTED" and re.search(reason, event["extra"]["error"]["detail"]), event
     assert not list((instance.home / "incoming").iterdir())
@@ -178,7 +167,7 @@ def test_dsc_of_another_source(instance, tmp_path):
     c = make_source_package(tmp_path, "mbd-attack-dscsrc", "1.0~test12+1", DIST)
     _rewrite_dsc(c, lambda text: text.replace("Source: mbd-attack-dscsrc", "Source: mbd-someone-else"))
     t = now_iso()
-    _upload(instance, c)
+    ftp_upload(instance, c)
     event = _rejected(instance, c.name, t)
     assert event["type"] == "REJECTED" and re.search(r"(?i)not of the uploaded", event["extra"]["error"]["detail"]), event
 
@@ -198,7 +187,7 @@ snapshots.run()  # its due timed snapshots now, not during the digest comparison
     c = make_source_package(tmp_path, "mbd-attack-autoport", "1.0~test12+1", DIST,
                             changelog_extra="MINI_BUILDD_OPTION: auto-ports=bookworm-guarded-unstable")
     t = now_iso()
-    _upload(instance, c)
+    ftp_upload(instance, c)
     event = _rejected(instance, c.name, t)
     assert event["type"] == "REJECTED", event
     assert re.search(r"(?i)auto-ports to bookworm-guarded-unstable", event["extra"]["error"]["detail"]), event
@@ -269,7 +258,7 @@ def test_md5_only_file_list(instance, tmp_path):
     text = re.sub(r"Checksums-Sha256:\n( .*\n)+", "", text)
     c.write_text(text)
     t = now_iso()
-    _upload(instance, c)
+    ftp_upload(instance, c)
     event = _rejected(instance, c.name, t)
     assert event["type"] == "REJECTED" and re.search(r"(?i)sha-256", event["extra"]["error"]["detail"]), event
 
@@ -279,7 +268,7 @@ def test_key_fields_do_not_override_event_data(instance, tmp_path):
     c.write_text(c.read_text().replace("Changes:", "X-Mini-Buildd-Key: mbd-victim/1.0/x\n"
                                        "X-Mini-Buildd-Bkey: mbd-victim/1.0/x/source\nX-Mini-Buildd-Changes: ../../x.html\nChanges:", 1))
     t = now_iso()
-    _upload(instance, c)
+    ftp_upload(instance, c)
     event = _rejected(instance, c.name, t)
     assert event["type"] == "REJECTED", event
     assert event["extra"]["key"].startswith("mbd-attack-keyfield/1.0~test12+1/")
@@ -291,12 +280,12 @@ def test_changes_of_one_session_cannot_claim_another_sessions_files(instance, tm
     """Session A has stored its tarball but not yet its changes file (still connected); session
     B sends a changes file listing A's tarball. B must not get it; A's upload keeps it."""
     a = make_source_package(tmp_path / "a", "mbd-attack-claim", "1.0~test12+1", "bookworm-test-unstable-rollback0")
-    tarball = next(p for p in _files(a) if p.name.endswith(".tar.xz"))
+    tarball = next(p for p in files_of(a) if p.name.endswith(".tar.xz"))
     ftp_a = ftplib.FTP()
     ftp_a.connect("127.0.0.1", instance.ftp_port, timeout=30)
     ftp_a.login()
     ftp_a.cwd("/incoming")
-    for p in _files(a):
+    for p in files_of(a):
         with open(p, "rb") as f:
             ftp_a.storbinary(f"STOR {p.name}", f)
     # Session B: a changes file of its own, listing A's tarball (and a .dsc of its own).
@@ -338,7 +327,7 @@ def test_build_past_its_time_limit_fails(instance, tmp_path):
         name, version = "mbd-attack-slow", "1.0~test12+1"
         c = make_source_package(tmp_path, name, version, DIST, build_sleep=600)
         t = now_iso()
-        _upload(instance, c)
+        ftp_upload(instance, c)
         done = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, version, after=t, timeout=300)
         assert done["type"] == "FAILED", done
         assert re.search(r"time limit \(0:00:08\) exceeded", done["extra"]["error"]["detail"]), done
@@ -371,7 +360,7 @@ def test_uploaded_html_is_never_served_as_html(instance, tmp_path):
     rejected = make_source_package(tmp_path / "r", "mbd-attack-xss-r", "1.0~test12+1", "bookworm-test-unstable-rollback0")
     _add_listed_files(rejected, XSS)
     t = now_iso()
-    _upload(instance, rejected)
+    ftp_upload(instance, rejected)
     event = _rejected(instance, rejected.name, t)
     assert event["type"] == "REJECTED", event
     kept = instance.home / "var" / "events" / pathlib.Path(event["extra"]["changes"]).parent
@@ -382,7 +371,7 @@ def test_uploaded_html_is_never_served_as_html(instance, tmp_path):
     accepted = make_source_package(tmp_path / "a", "mbd-attack-xss-a", "1.0~test12+1", DIST, fail=True)
     _add_listed_files(accepted, XSS)
     t = now_iso()
-    _upload(instance, accepted)
+    ftp_upload(instance, accepted)
     done = wait_event(instance.url, ("FAILED", "INSTALLED", "REJECTED"), "mbd-attack-xss-a", "1.0~test12+1", after=t, timeout=600)
     assert done["type"] == "FAILED", done
     for name in XSS:
