@@ -16,6 +16,18 @@ from tests.helpers.setup_run import run_setup
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
 
 
+def our_daemon_with_key(django_db_blocker):
+    """The test process's Daemon (the database of the running tests), given an ed25519 key once."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel  # Django is set up by the tests first
+    with django_db_blocker.unblock():
+        daemon = models.Daemon.get()
+        if daemon.gnupg().get_secret_key() is None:
+            daemon.gnupg_template = ED25519
+            daemon.save()
+            daemon.mbd_prepare()
+        return daemon
+
+
 def _bindable(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:

@@ -16,7 +16,7 @@ import requests
 from mini_buildd.tools import gnupg
 from mini_buildd import net
 from tests.helpers.daemon import free_port
-from tests.helpers.remote_instances import ED25519, RemoteInstance
+from tests.helpers.remote_instances import ED25519, our_daemon_with_key, RemoteInstance
 
 PEER_HOST = "127.0.0.5"
 #: The handshakes read and write our Remotes as the daemon does (committed; remotes_cleanup removes them).
@@ -26,14 +26,7 @@ pytestmark = pytest.mark.usefixtures("committed_db")
 @pytest.fixture(scope="module")
 def us(django_db_blocker):
     """The test process's Daemon with an ed25519 key."""
-    from mini_buildd import models
-    with django_db_blocker.unblock():
-        daemon = models.Daemon.get()
-        if daemon.gnupg().get_secret_key() is None:
-            daemon.gnupg_template = ED25519
-            daemon.save()
-            daemon.mbd_prepare()
-        return daemon
+    return our_daemon_with_key(django_db_blocker)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from mini_buildd import changes, config, instance
 from mini_buildd.tools import gnupg
 from mini_buildd.pipeline import remotes, trust
-from tests.helpers.remote_instances import ED25519
+from tests.helpers.remote_instances import ED25519, our_daemon_with_key
 
 #: The checks read our Daemon and Remotes: each test in a transaction rolled back afterwards.
 pytestmark = pytest.mark.django_db
@@ -56,14 +56,7 @@ Files:
 @pytest.fixture(scope="module")
 def us(django_db_blocker):
     """Our instance's key (made once, committed)."""
-    from mini_buildd import models
-    with django_db_blocker.unblock():
-        daemon = models.Daemon.get()
-        if daemon.gnupg().get_secret_key() is None:
-            daemon.gnupg_template = ED25519
-            daemon.save()
-            daemon.mbd_prepare()
-        return daemon.gnupg()
+    return our_daemon_with_key(django_db_blocker).gnupg()
 
 
 @pytest.fixture(scope="module")
