@@ -239,7 +239,9 @@ def test_buildresult_by_expired_key_of_the_right_builder_refused(tmp_path, us): 
                                               key_long_id=info["long_id"])
         remote._set(models.StatusModel.STATUS_ACTIVE)  # pylint: disable=protected-access
         path = _write(tmp_path, changes.BUILDRESULT, _tc(datetime.datetime.now(UTC)), url)
-        old.sign_file(path)
+        # Signed half a day after the key was made (a clock still at the key's creation second can see
+        # the key "created in the future" when its generation took over a second: unusable).
+        gnupg.Gnupg(old.homedir, options=["--faked-system-time", "20200101T120000"]).sign_file(path)
         with pytest.raises(changes.ChangesError, match="expired"):
             trust.check_buildresult_signer(changes.Buildresult(path), url)
         with pytest.raises(changes.ChangesError, match="expired"):
