@@ -1,8 +1,14 @@
 """The internal crontab (upstream Appendix A): periodic jobs checked every few seconds while the
-engine runs, each with its last run, next run and a log in ``~/var/crontab/<name>.log``.
+engine runs, each with its last run, next run and a log in ``~/var/crontab/<TYPE>_<name>.log``.
 
-Jobs: retry failed buildresult uploads (hourly), expire old build dirs (daily) and events (weekly),
-take due timed snapshots and expire old ones (hourly check, see :mod:`mini_buildd.archive.snapshots`).
+A job's id is upstream's ``<name> (<TYPE>)``, TYPE its schedule (HOURLY, DAILY, WEEKLY, MONTHLY,
+YEARLY): ``retry_uploads (HOURLY)`` retries failed buildresult uploads, ``setup_inspect (WEEKLY)``
+runs the setup inspection and keeps its result for the setup page (``~/var/log/inspect.json``),
+``expire_builds (DAILY)`` and ``expire_events (WEEKLY)`` expire old build dirs and events,
+``snapshots (WEEKLY|MONTHLY|YEARLY)`` take the timed snapshots of their type and expire old ones
+(see :mod:`mini_buildd.archive.snapshots`: these are checked hourly and take a snapshot when it is
+due, so restarts neither skip nor double one). The ``cronjob`` call takes an id or a bare name (all
+jobs of that name).
 
 Also the engine's periodic work off the reactor thread (:class:`PollService`, a twisted service: a
 :class:`~twisted.internet.task.LoopingCall` in the reactor hands each round to a thread of the
@@ -13,6 +19,8 @@ never overlap, and one job never runs twice at once (its own lock: also against 
 """
 
 import datetime
+import functools
+import json
 import logging
 import threading
 import time
@@ -20,29 +28,46 @@ import time
 from twisted.application import service
 from twisted.internet import reactor, task, threads
 
-from mini_buildd import config, services
+from mini_buildd import bootstrap, config, files, services
 from mini_buildd.archive import snapshots
 from mini_buildd.models import Daemon
 from mini_buildd.pipeline import builder
+from mini_buildd.webapp import views_forms
 
 LOG = logging.getLogger(__name__)
 
+#: Upstream's job types: the schedule of each.
+PERIODS = {
+    "HOURLY": datetime.timedelta(hours=1),
+    "DAILY": datetime.timedelta(days=1),
+    "WEEKLY": datetime.timedelta(weeks=1),
+    "MONTHLY": datetime.timedelta(days=30),
+    "YEARLY": datetime.timedelta(days=365),
+}
+
 
 class Job:
-    """One periodic job."""
+    """One periodic job: run every ``interval`` (its type's period unless checked more often)."""
 
-    def __init__(self, name, interval, func):
+    def __init__(self, name, type, func, interval=None):  # pylint: disable=redefined-builtin  # upstream's word
         self.name = name
-        self.interval = interval
+        self.type = type
+        self.interval = interval or PERIODS[type]
         self.func = func
         self.last_run = None
         self.last_result = None
-        self.next_run = time.time() + min(interval.total_seconds(), 60)
+        self.next_run = time.time() + min(self.interval.total_seconds(), 60)
         self._lock = threading.Lock()
 
     @property
     def id(self):
-        return f"{self.name} (every {self.interval})"
+        """Upstream's job id: ``<name> (<TYPE>)``."""
+        return f"{self.name} ({self.type})"
+
+    @property
+    def log_name(self):
+        """Name of the job's log in ``var/crontab/`` (without ``.log``): ``<TYPE>_<name>``."""
+        return f"{self.type}_{self.name}"
 
     def run(self):
         """Run the job now (after a run of it that is going on); True when it succeeded."""
@@ -58,7 +83,7 @@ class Job:
                 line = f"{started.isoformat()} FAILED {e}"
             self.last_run = started
             self.next_run = time.time() + self.interval.total_seconds()
-            with open(config.paths.crontab_log(self.name), "a", encoding="utf-8") as f:
+            with open(config.paths.crontab_log(self.log_name), "a", encoding="utf-8") as f:
                 f.write(line.rstrip() + "\n")
             return self.last_result
 
@@ -133,18 +158,19 @@ class Crontab(PollService):
         super().__init__("crontab", self.POLL, self.run_due)
         self.engine = engine
         self.jobs = [
-            Job("retry_uploads", datetime.timedelta(hours=1), engine.builder.retry_uploads),
-            Job("expire_builds", datetime.timedelta(days=1), self._expire_builds),
-            Job("expire_events", datetime.timedelta(weeks=1), self._expire_events),
-            Job("snapshots", datetime.timedelta(hours=1), self._snapshots),
-        ]
+            Job("retry_uploads", "HOURLY", engine.builder.retry_uploads),
+            Job("setup_inspect", "WEEKLY", setup_inspect),
+            Job("expire_builds", "DAILY", self._expire_builds),
+            Job("expire_events", "WEEKLY", self._expire_events),
+        ] + [Job("snapshots", t, functools.partial(snapshots.run, types=[t]), interval=PERIODS["HOURLY"])
+             for t in snapshots.TYPES]
 
     def get(self, job_id):
-        """The job of id (or name) ``job_id``; KeyError if there is none."""
-        for job in self.jobs:
-            if job_id in (job.id, job.name):
-                return job
-        raise KeyError(f"No cron job '{job_id}' (known: {', '.join(j.name for j in self.jobs)})")
+        """The jobs of id ``job_id`` (``<name> (<TYPE>)``) or of name ``job_id`` (all of that name); KeyError if none."""
+        found = [job for job in self.jobs if job_id == job.id] or [job for job in self.jobs if job_id == job.name]
+        if not found:
+            raise KeyError(f"No cron job '{job_id}' (known: {', '.join(j.id for j in self.jobs)})")
+        return found
 
     def run_due(self):
         """Run the due jobs (pool thread)."""
@@ -163,17 +189,27 @@ class Crontab(PollService):
             return services.events.expire(Daemon.get().expire_events_after)
         return None
 
-    @staticmethod
-    def _snapshots():
-        return snapshots.run()
+
+def setup_inspect(now=None):
+    """The ``setup_inspect`` job: the setup operation without update and PCA on the options that
+    regenerate the current configuration (the setup page's 'Current (inspect)' preset), i.e. what
+    differs from the setup data or is not active; its result with ``time`` (UTC ISO) and ``options``
+    goes to ``var/log/inspect.json``. A short summary for the job log."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    options = views_forms.current_options()
+    result = bootstrap.run(**{k: v for k, v in options.items() if k not in ("update", "pca")})
+    result.update({"time": now.isoformat(timespec="seconds"), "options": options})
+    files.write_atomic(config.paths.inspect_json, json.dumps(result, indent=1, default=str))
+    report = result["report"]
+    return f"{report['instances']} instances, severity {report['severity_name']}: {report['counts']}"
 
 
 def run_job(id):  # pylint: disable=redefined-builtin
-    """API: run one cron job now; ``{id: success}``."""
+    """API: run a cron job now (``id``: ``<name> (<TYPE>)``, or a name: all jobs of that name); ``{id: success}``."""
     if services.engine is None or services.engine.cron is None:
         raise ValueError("The engine is not running.")
     try:
-        job = services.engine.cron.get(id)
+        jobs = services.engine.cron.get(id)
     except KeyError as e:
         raise ValueError(str(e)) from e
-    return {job.id: job.run()}
+    return {job.id: job.run() for job in jobs}

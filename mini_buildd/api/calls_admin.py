@@ -151,8 +151,9 @@ register(Call(
 register(Call(
     "cronjob", _delegate("mini_buildd.cron", "run_job"), category=ADMINISTRATOR, auth=Auth.ADMIN, flags=[CONFIRM],
     doc="Run a cron job now (out of schedule)",
-    result_doc="{id: success (bool)}",
-    args=[Argument("id", doc="cron job id")]))
+    result_doc="{id: success (bool)} of each job run",
+    args=[Argument("id", doc="cron job id '<name> (<TYPE>)' as on the crontab page (e.g. 'setup_inspect (WEEKLY)'), "
+                             "or a bare name: every job of that name")]))
 
 
 def _uploaders(args, _user):

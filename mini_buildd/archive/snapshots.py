@@ -73,12 +73,12 @@ def stable_distributions():
     return result
 
 
-def run(now=None):
-    """The cron job: take due snapshots, expire old ones; a short summary for the job log."""
+def run(now=None, types=None):
+    """The cron job: take due snapshots (of ``types``, default all), expire old ones; a short summary for the job log."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     created, deleted, errors = [], [], []
     for view, diststr in stable_distributions():
-        for snapshot_type in TYPES:
+        for snapshot_type in types or TYPES:
             try:
                 names = view.reprepro.snapshots(diststr)
                 if due(names, snapshot_type, now):

@@ -123,7 +123,7 @@ def crontab_page(request):
         return HttpResponseRedirect("/mini_buildd/crontab/")
     jobs = []
     for job in (cron.jobs if cron is not None else []):
-        jobs.append({"id": job.id, "name": job.name, "interval": job.interval, "last_run": _when(job.last_run),
-                     "last_result": job.last_result, "next_run": _when(job.next_run),
-                     "log": "".join(_tail_lines(config.paths.crontab_log(job.name), CRON_LOG_LINES))})
+        jobs.append({"id": job.id, "name": job.name, "type": job.type, "log_name": job.log_name, "interval": job.interval,
+                     "last_run": _when(job.last_run), "last_result": job.last_result, "next_run": _when(job.next_run),
+                     "log": "".join(_tail_lines(config.paths.crontab_log(job.log_name), CRON_LOG_LINES))})
     return render(request, "mini_buildd/crontab.html", {"jobs": jobs, "engine_running": eng is not None})

@@ -88,14 +88,17 @@ def test_sigkill_during_build_then_retry(instance, tmp_path):
 
 
 def test_timed_snapshots_cron_job(instance):
-    """The crontab's ``snapshots`` job takes the due weekly/monthly/yearly snapshots of the stable
-    suite only, and a second run right after takes none."""
-    assert api(instance, "cronjob", id="snapshots") == {"snapshots (every 1:00:00)": True}
+    """The crontab's ``snapshots`` jobs (upstream's ids, one per type; the bare name runs them all)
+    take the due weekly/monthly/yearly snapshots of the stable suite only, and a second run right
+    after takes none."""
+    all_types = {"snapshots (WEEKLY)": True, "snapshots (MONTHLY)": True, "snapshots (YEARLY)": True}
+    assert api(instance, "cronjob", id="snapshots") == all_types
     stable = api(instance, "snapshot_ls", distribution="bookworm-test-stable")
     assert sorted(n.split("_")[0] for n in stable if "_" in n) == ["MONTHLY", "WEEKLY", "YEARLY"], stable
     assert not [n for n in api(instance, "snapshot_ls", distribution="bookworm-test-unstable") if n.startswith("WEEKLY_")]
     snap_dir = instance.home / "repositories" / "test" / "dists" / "bookworm-test-stable" / "snapshots"
     weekly = next(n for n in stable if n.startswith("WEEKLY_"))
     assert (snap_dir / weekly / "InRelease").is_file()
-    assert api(instance, "cronjob", id="snapshots") == {"snapshots (every 1:00:00)": True}
+    assert api(instance, "cronjob", id="snapshots (WEEKLY)") == {"snapshots (WEEKLY)": True}
+    assert api(instance, "cronjob", id="snapshots") == all_types
     assert api(instance, "snapshot_ls", distribution="bookworm-test-stable") == stable
