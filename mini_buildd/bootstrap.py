@@ -5,6 +5,12 @@ activate them (``pca``), and report per instance.
 This is the function behind the API call ``setup`` and the web setup page; its command line is
 :mod:`mini_buildd.cli.setup`.
 
+Extending an instance (as upstream 2.4): a distribution, repository or chroot spec may name a codename
+this setup does not bring (not in ``sources``/``distributions``) when the configuration has it (its
+Source, or its Distribution for repositories); only the given instances are then created or updated.
+``repositories_from_distributions`` never drops an existing repository's distributions. A codename in
+neither is a :class:`SetupError` (400).
+
 Result: ``{"setup": <computed target>, "instances": [...], "report": {...}}``. Each instance has
 ``identity`` ({class, identifiers}), ``identity_hash`` (sha256 of the identity JSON, usable in
 ``update``/``pca`` selectors), ``identity_str``, ``diff`` ({setup: {field: {current, target}},
@@ -16,7 +22,7 @@ import hashlib
 import json
 import logging
 
-from mini_buildd import dist, errors, net
+from mini_buildd import config, dist, errors, net
 from mini_buildd.archive import release
 
 LOG = logging.getLogger(__name__)
@@ -44,11 +50,14 @@ OPTIONS = (
     ("archives_from_proxy", "bool", False, "add the archives of an apt-cacher-ng proxy on this host"),
     ("sources", "list", [], "base source codenames (with their extra sources)"),
     ("sources_from_origins", "bool", False, "add the codenames of --from-origins to --sources"),
-    ("distributions", "list", [], "CODENAME:ARCH[+ARCH...] ('native' = the host's native architectures)"),
+    ("distributions", "list", [], "CODENAME:ARCH[+ARCH...] ('native' = the host's native architectures; CODENAME of --sources "
+                                  "or of an existing Source)"),
     ("distributions_from_sources", "bool", False, "a distribution (native architectures) for every source"),
-    ("repositories", "list", [], "ID:LAYOUT:CODENAME[+CODENAME...]"),
-    ("repositories_from_distributions", "list", [], "ID[:LAYOUT]: repositories with all setup distributions"),
-    ("chroots", "list", [], "CODENAME:ARCH"),
+    ("repositories", "list", [], "ID:LAYOUT:CODENAME[+CODENAME...] (CODENAMEs of --distributions or of existing Distributions; "
+                                 "empty LAYOUT: the existing repository's, else Default)"),
+    ("repositories_from_distributions", "list", [], "ID[:LAYOUT]: repositories with all setup distributions "
+                                                    "(an existing repository keeps its own too)"),
+    ("chroots", "list", [], "CODENAME:ARCH (CODENAME of --sources or of an existing Source)"),
     ("chroots_from_sources", "bool", False, "a chroot for every source and native architecture"),
     ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir or File"),
     ("remotes", "list", [], "remote instances (twisted client endpoints or URLs)"),
@@ -57,6 +66,12 @@ OPTIONS = (
 
 def default_options():
     return {name: (list(default) if isinstance(default, list) else default) for name, _kind, default, _help in OPTIONS}
+
+
+def _models():
+    """The configuration models (imported when first used: Django is set up by then)."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel
+    return models
 
 
 def _split_list(value):
@@ -87,7 +102,6 @@ def _archives(opts, report):
     if opts["archives_from_apt_sources"]:
         archives += dist.archives_from_apt_sources()
     if opts["archives_from_proxy"]:
-        from mini_buildd import config  # pylint: disable=import-outside-toplevel
         archives += dist.archives_from_proxy(config.runtime.hostname)
     out = []
     for url in archives:
@@ -95,8 +109,7 @@ def _archives(opts, report):
         if url not in out:
             out.append(url)
     if not out:
-        from mini_buildd.models import Archive  # pylint: disable=import-outside-toplevel
-        out = [a.url for a in Archive.objects.all()]
+        out = [a.url for a in _models().Archive.objects.all()]
         if not out:
             report["warnings"].append("No archives given (use --archives-from-apt-sources or --archives URL...).")
     return out
@@ -124,11 +137,52 @@ def _codename_info(codename):
         raise SetupError(str(e)) from e
 
 
+# Codenames of the existing configuration: a spec naming a codename this setup does not bring uses the
+# configuration's Source or Distribution of that codename (extending an instance, as upstream 2.4).
+def _configured_source(codename):
+    """The configuration's base Source of ``codename`` (the setup data's origin first), or None."""
+    sources = _models().Source.objects.filter(codename=codename)
+    known = dist.CODENAMES.get(codename)
+    return (sources.filter(origin=known.origin).first() if known else None) or sources.order_by("pk").first()
+
+
+def _configured_distribution(codename):
+    """Whether the configuration has a Distribution of ``codename``."""
+    return _models().Distribution.objects.filter(base_source__codename=codename).exists()
+
+
+def _configured_repository(rid):
+    return _models().Repository.objects.select_related("layout").filter(identity=rid).first()
+
+
+def _configured_extras(info):
+    """The extra sources of ``info`` the configuration has Sources of (a distribution of a configured source)."""
+    source = _models().Source
+    return [{"origin": e.origin, "codename": e.codename, "priority": e.priority} for e in info.extra_sources
+            if source.objects.filter(origin=e.origin, codename=e.codename).exists()]
+
+
+def _source_of(codename, spec, what, extras_of):
+    """``(origin, Codename info, extra sources)`` of a spec's codename: from this setup's sources, else from the
+    configuration's Source of that codename; a clear error if neither has it."""
+    if codename in extras_of:
+        info = _codename_info(codename)
+        return info.origin, info, extras_of[codename]
+    source = _configured_source(codename)
+    if source is None:
+        _codename_info(codename)  # an unknown codename says so
+        raise SetupError(f"{what} '{spec}' needs its source: add '{codename}' to --sources "
+                         f"(the configuration has no Source '{codename}' either).")
+    try:
+        info = dist.codename_info(codename, source.origin)
+    except ValueError as e:
+        raise SetupError(str(e)) from e
+    return source.origin, info, _configured_extras(info)
+
+
 def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over every option of the setup
     """The target setup (JSON-able) for ``opts``."""
-    from mini_buildd import config  # pylint: disable=import-outside-toplevel
-    from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
-    daemon = Daemon.get()
+    daemon = _models().Daemon.get()
     identity = opts["identity"] or daemon.identity
     ftp_endpoint = opts["ftp_endpoint"]
     if not ftp_endpoint:
@@ -178,17 +232,15 @@ def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over e
         codename, _, arch_spec = spec.partition(":")
         if not arch_spec:
             raise SetupError(f"Bad distribution '{spec}': use CODENAME:ARCH[+ARCH...]")
-        info = _codename_info(codename)
-        if codename not in extras_of:
-            raise SetupError(f"Distribution '{codename}' needs its source: add '{codename}' to --sources.")
+        origin, info, extras = _source_of(codename, spec, "Distribution", extras_of)
         archs = archs_of(arch_spec)
         optional = [a for a in archs if a in info.optional_architectures]
         build_all = next((a for a in archs if a not in optional), None)
         if build_all is None:
             raise SetupError(f"Distribution '{spec}': at least one non-optional architecture is needed.")
         distributions[codename] = {
-            "base_source": {"origin": info.origin, "codename": codename},
-            "extra_sources": extras_of[codename],
+            "base_source": {"origin": origin, "codename": codename},
+            "extra_sources": extras,
             "components": info.components,
             "architectures": [{"architecture": a, "optional": a in optional, "build_architecture_all": a == build_all} for a in archs],
             "options": info.distribution_options,
@@ -197,18 +249,22 @@ def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over e
     repo_specs = _split_list(opts["repositories"])
     for spec in _split_list(opts["repositories_from_distributions"]):
         rid, _, layout = spec.partition(":")
-        repo_specs.append(f"{rid}:{layout}:{'+'.join(distributions)}")
+        existing = _configured_repository(rid)
+        codes = [d.codename for d in existing.mbd_distributions()] if existing else []  # extends, never drops
+        repo_specs.append(f"{rid}:{layout}:{'+'.join(codes + [c for c in distributions if c not in codes])}")
     repositories = {}
     for spec in repo_specs:
         parts = spec.split(":")
         if len(parts) != 3 or not parts[0]:
             raise SetupError(f"Bad repository '{spec}': use ID:LAYOUT:CODENAME[+CODENAME...]")
         rid, layout, codes = parts
-        layout = layout or ("Debian Developer" if rid == "debdev" else "Default")
-        codes = [c for c in codes.split("+") if c]
+        existing = _configured_repository(rid)
+        layout = layout or (existing.layout.name if existing else ("Debian Developer" if rid == "debdev" else "Default"))
+        codes = list(dict.fromkeys(c for c in codes.split("+") if c))
         for c in codes:
-            if c not in distributions:
-                raise SetupError(f"Repository '{rid}': no distribution '{c}' in this setup (add it to --distributions).")
+            if c not in distributions and not _configured_distribution(c):
+                raise SetupError(f"Repository '{rid}': no distribution '{c}' in this setup or in the configuration "
+                                 "(add it to --distributions).")
         repositories[rid] = {
             "layout": layout, "codenames": codes,
             "allow_unauthenticated_uploads": rid == "test",
@@ -226,10 +282,8 @@ def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over e
         codename, _, arch = spec.partition(":")
         if not arch or "+" in arch:
             raise SetupError(f"Bad chroot '{spec}': use CODENAME:ARCH")
-        info = _codename_info(codename)
-        if codename not in extras_of:
-            raise SetupError(f"Chroot '{spec}' needs its source: add '{codename}' to --sources.")
-        chroots[f"{codename}:{arch}"] = {"backend": backend, "origin": info.origin, "codename": codename,
+        origin, info, _extras = _source_of(codename, spec, "Chroot", extras_of)
+        chroots[f"{codename}:{arch}"] = {"backend": backend, "origin": origin, "codename": codename,
                                          "architecture": arch, "options": info.chroot_options}
 
     remotes = [net.client_url(r) if "://" in r else r for r in _split_list(opts["remotes"])]
@@ -382,8 +436,8 @@ def _source_key(origin, codename):
 
 def instances(target):
     """Instances in dependency order: daemon, archives, keys, sources, distributions, repositories, chroots, remotes."""
-    # pylint: disable=import-outside-toplevel,too-many-locals
-    from mini_buildd import models as m
+    # pylint: disable=too-many-locals
+    m = _models()
     out = []
 
     daemon_fields = dict(target["daemon"])
@@ -533,7 +587,7 @@ def _chroot_instance(m, _key, c):
 # ------------------------------------------------------------------------------------------------ run
 def run(**kwargs):
     """Run setup with the given options (see :data:`OPTIONS`); return ``{setup, instances, report}``."""
-    from mini_buildd import models as m  # pylint: disable=import-outside-toplevel
+    m = _models()
     from mini_buildd.models.layouts import create_default_layouts  # pylint: disable=import-outside-toplevel
     opts = default_options()
     unknown = set(kwargs) - set(opts)
