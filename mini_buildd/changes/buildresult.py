@@ -29,6 +29,9 @@ BUILDRESULT_COPIED_FIELDS = ("Timecode", "Builder", "Buildlog", "Buildlog-Instal
 SBUILD_SUMMARY_KEYS = ("Status", "Lintian", "Piuparts", "Autopkgtest", "Build-Time", "Package-Time", "Space",
                        "Build-Space")
 
+#: Separates the lintian tag lines in ``X-Mini-Buildd-Lintian-Tags`` (a one-line field).
+LINTIAN_TAGS_SEPARATOR = " | "
+
 #: QA checks and their buildresult field.
 SBUILD_CHECKS = ("lintian", "piuparts", "autopkgtest")
 
@@ -75,7 +78,8 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
 
     The copied buildrequest fields (:data:`BUILDRESULT_COPIED_FIELDS`) are attributes by their
     snake_case names; ``sbuild``: ``{summary key: word}``; ``internal_error``/``canceled_by``:
-    None when not recorded.
+    None when not recorded; ``lintian_tags``: lintian's error and warning tag lines of the build
+    (``X-Mini-Buildd-Lintian-Tags``, joined by :data:`LINTIAN_TAGS_SEPARATOR`).
     """
 
     distribution: str
@@ -90,6 +94,7 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
     sbuild: dict = dataclasses.field(default_factory=dict)
     internal_error: typing.Optional[str] = None
     canceled_by: typing.Optional[str] = None
+    lintian_tags: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_changes(cls, changes: Changes) -> "BuildresultData":
@@ -99,6 +104,7 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
         return cls(distribution=changes.distribution, source=changes.source, version=changes.version,
                    architecture=changes.architecture, sbuild=sbuild,
                    internal_error=changes.x_get("Internal-Error"), canceled_by=changes.x_get("Canceled-By"),
+                   lintian_tags=[t for t in (changes.x_get("Lintian-Tags") or "").split(LINTIAN_TAGS_SEPARATOR) if t.strip()],
                    **{snake(name): changes.x_get(name) for name in BUILDRESULT_COPIED_FIELDS})
 
     def to_fields(self, checksums_sha256: typing.Iterable[str], files: typing.Iterable[str]) -> list[tuple[str, typing.Any]]:
@@ -112,6 +118,8 @@ class BuildresultData:  # pylint: disable=too-many-instance-attributes
             fields.append((PREFIX + "Internal-Error", self.internal_error))
         if self.canceled_by is not None:
             fields.append((PREFIX + "Canceled-By", self.canceled_by))
+        if self.lintian_tags:
+            fields.append((PREFIX + "Lintian-Tags", LINTIAN_TAGS_SEPARATOR.join(writing.one_line(t) for t in self.lintian_tags)))
         return fields
 
 
@@ -157,6 +165,7 @@ class Buildresult(Changes):
     buildlog_installed = _data_property("buildlog_installed")
     internal_error = _data_property("internal_error")
     canceled_by = _data_property("canceled_by")
+    lintian_tags = _data_property("lintian_tags")
 
     @property
     def sbuild_status(self) -> str:
@@ -207,7 +216,8 @@ def _build_log(breq: typing.Any, build_dir: pathlib.Path, out_dir: pathlib.Path,
 def create_buildresult(breq: typing.Any, build_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                        sbuild_summary: typing.Optional[typing.Mapping[str, typing.Any]], buildlog_path: typing.Any,
                        sbuild_changes_path: typing.Any = None, internal_error: typing.Optional[str] = None,
-                       canceled_by: typing.Optional[str] = None, gnupg: typing.Any) -> "Buildresult":
+                       canceled_by: typing.Optional[str] = None, lintian_tags: typing.Sequence[str] = (),
+                       gnupg: typing.Any) -> "Buildresult":
     """Write and sign ``<src>_<ver>_mini-buildd-buildresult_<arch>.changes`` in ``out_dir``.
 
     - ``breq``: the :class:`~mini_buildd.changes.buildrequest.Buildrequest`; ``build_dir``: where
@@ -219,6 +229,7 @@ def create_buildresult(breq: typing.Any, build_dir: str | os.PathLike[str], out_
     - ``sbuild_changes_path``: sbuild's ``.changes`` (default: ``<src>_<ver>_<arch>.changes`` in
       ``build_dir`` if it exists); it and all its files go into ``<result>.changes.tar``.
     - ``internal_error``, ``canceled_by``: recorded as ``X-Mini-Buildd-Internal-Error``/``-Canceled-By``.
+    - ``lintian_tags``: lintian's error and warning tag lines (recorded as ``X-Mini-Buildd-Lintian-Tags``).
     - ``gnupg``: :class:`mini_buildd.tools.gnupg.Gnupg` to sign with (``None``: unsigned; tests only).
 
     A broken sbuild ``.changes`` does not raise: it is recorded as internal error. Returns the
@@ -258,6 +269,7 @@ def create_buildresult(breq: typing.Any, build_dir: str | os.PathLike[str], out_
         sbuild=sbuild_summary_words(sbuild_summary),
         internal_error=" / ".join(errors) if errors else None,
         canceled_by=writing.one_line(canceled_by) if canceled_by else None,
+        lintian_tags=[t.replace(LINTIAN_TAGS_SEPARATOR.strip(), "/") for t in lintian_tags],
         **{snake(name): breq.x_get(name, "") for name in BUILDRESULT_COPIED_FIELDS})
     writing.write_signed(changes_path, writing.render(data.to_fields(sha256, files)), gnupg)
     LOG.info("Created buildresult %s", changes_path)

@@ -147,7 +147,7 @@ class Builder:
         instance_gnupg = instance.gnupg()
         services.log_event(_event(EventType.BUILDING, breq), save_dir=events_dir)
         build.started = time.monotonic()
-        summary, internal_error = {}, None
+        summary, lintian_tags, internal_error = {}, [], None
         limit = breq.build_time_limit or DEFAULT_BUILD_TIME_LIMIT
         timer = threading.Timer(limit, self._time_is_up, args=(build, limit))
         timer.daemon = True
@@ -155,7 +155,7 @@ class Builder:
         try:
             if not build.cancel_event.is_set():
                 try:
-                    summary = self._sbuild(build, build_dir, buildlog, instance_gnupg)
+                    summary, lintian_tags = self._sbuild(build, build_dir, buildlog, instance_gnupg)
                 except Exception as e:  # pylint: disable=broad-except  # an internal error is this build's result (BUILT with internal_error)
                     LOG.exception("Build %s failed internally", breq.bkey)
                     internal_error = str(e)
@@ -163,7 +163,7 @@ class Builder:
             timer.cancel()
         bres = changes.create_buildresult(breq, build_dir, build_dir, sbuild_summary=summary, buildlog_path=buildlog,
                                           internal_error=internal_error, canceled_by=build.canceled_by,
-                                          gnupg=instance_gnupg)
+                                          lintian_tags=lintian_tags, gnupg=instance_gnupg)
         services.log_event(_event(EventType.BUILT, bres), save_dir=events_dir)
         self.upload_result(bres.path)
 
@@ -196,7 +196,8 @@ class Builder:
             debug="sbuild" in config.runtime.debug)
         env = sbuild.environment(build_dir, config.paths.gnupg_home, breq.deb_build_options, breq.deb_build_profiles)
         sbuild.run(build_dir, argv, env, buildlog, cancel_event=build.cancel_event)
-        return sbuild.parse_summary(buildlog.read_text(errors="replace") if buildlog.exists() else "")
+        log_text = buildlog.read_text(errors="replace") if buildlog.exists() else ""
+        return sbuild.parse_summary(log_text), sbuild.parse_lintian_tags(log_text)
 
     # ----------------------------------------------------------------------------- results upload
     @staticmethod

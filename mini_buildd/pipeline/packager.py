@@ -480,7 +480,8 @@ def describe_failure(bres):
     if bres.canceled_by:
         return f"canceled by {bres.canceled_by}"
     checks = ", ".join(f"{k} {v}" for k, v in bres.sbuild_checks().items())
-    return f"sbuild status {bres.sbuild_status}" + (f" ({checks})" if checks else "")
+    tags = f"; lintian: {', '.join(bres.lintian_tags)}" if bres.lintian_tags else ""
+    return f"sbuild status {bres.sbuild_status}" + (f" ({checks})" if checks else "") + tags
 
 
 def check_upload_rights(upload, repository):

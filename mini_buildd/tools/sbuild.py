@@ -16,6 +16,7 @@ Owns, for one build (one build dir ``var/shared/builds/<bkey>/``):
 - :func:`run`: running sbuild with its combined output going live to the build log, with
   cancel (terminate, kill after :data:`KILL_AFTER` seconds) and timeout;
 - :func:`parse_summary`: the sbuild summary (``Status``, ``Lintian``, ...) of a build log;
+- :func:`parse_lintian_tags`: lintian's error and warning tags in a build log;
 - :func:`chroot_preinstall_packages`: what the chroot check should preinstall.
 
 How the setup scripts reach their data (build confinement)
@@ -637,6 +638,34 @@ def parse_summary(buildlog_text: Optional[str], keys: Optional[Iterable[str]] = 
         if keys is None or key in keys:
             result[key] = value if full else first_word(value)
     return result
+
+
+#: sbuild's section header of the lintian run, and lintian's error and warning tag lines in it
+#: (``E: hello: no-copyright-file``, ``W: hello source: some-tag [debian/control]``).
+_LINTIAN_HEADER = re.compile(r"^\|\s*Run lintian\b.*\|\s*$", re.MULTILINE)
+_LINTIAN_TAG = re.compile(r"^[EW]: \S+(?: \S+)?: [a-z0-9][a-z0-9+.-]*(?: .*)?$")
+#: At most this many tag lines of at most this many characters are kept (the log has them all).
+MAX_LINTIAN_TAGS, MAX_LINTIAN_TAG_LENGTH = 20, 200
+
+
+def parse_lintian_tags(buildlog_text: Optional[str]) -> list[str]:
+    """The error and warning tags lintian printed in sbuild's (last) ``| Run lintian |`` section of
+    a build log, in log order (the first :data:`MAX_LINTIAN_TAGS`, each cut to
+    :data:`MAX_LINTIAN_TAG_LENGTH` characters); ``[]`` if lintian did not run. The text comes from
+    the build (hostile): callers only ever show it as text."""
+    headers = list(_LINTIAN_HEADER.finditer(buildlog_text or ""))
+    if not headers:
+        return []
+    tags: list[str] = []
+    lines = (buildlog_text or "")[headers[-1].end():].splitlines()
+    # After the header's closing rule, up to the next section's opening rule.
+    start = next((i + 1 for i, line in enumerate(lines[:3]) if line.startswith("+---")), 0)
+    for line in lines[start:]:
+        if line.startswith("+---"):
+            break
+        if _LINTIAN_TAG.match(line) and len(tags) < MAX_LINTIAN_TAGS:
+            tags.append(line[:MAX_LINTIAN_TAG_LENGTH])
+    return tags
 
 
 def shell_command(argv: Iterable[object]) -> str:

@@ -478,6 +478,19 @@ def test_buildresult_failed_build(unpacked_breq, gpg, keyring, tmp_path):
     assert not bres.succeeded(QAMode.DISABLED, QAMode.DISABLED, QAMode.DISABLED, ignore_checks=True)
 
 
+def test_buildresult_lintian_tags(unpacked_breq, gpg, keyring, tmp_path):
+    """The tags travel in the signed result (the separator inside a tag can't split it) and reach the event."""
+    tags = ["E: mbd-x: no-copyright-file", "W: mbd-x source: odd | tag [debian/control]"]
+    bres = changes.create_buildresult(unpacked_breq, tmp_path / "build", tmp_path / "out",
+                                      sbuild_summary={"Status": "successful", "Lintian": "fail"},
+                                      buildlog_path=None, lintian_tags=tags, gnupg=gpg)
+    bres.signature_check(keyring)
+    assert bres.lintian_tags == ["E: mbd-x: no-copyright-file", "W: mbd-x source: odd / tag [debian/control]"]
+    assert changes.load(bres.path).lintian_tags == bres.lintian_tags
+    assert bres.to_event_extra()["lintian_tags"] == "E: mbd-x: no-copyright-file | W: mbd-x source: odd / tag [debian/control]"
+    assert not bres.succeeded(QAMode.ERRFAIL, QAMode.DISABLED, QAMode.DISABLED)
+
+
 def test_buildresult_internal_error_and_cancel(unpacked_breq, gpg, keyring, tmp_path):
     bres = changes.create_buildresult(unpacked_breq, tmp_path / "build", tmp_path / "out", sbuild_summary={},
                                       buildlog_path=None, internal_error="Traceback:\n  boom\nOSError: disk full",

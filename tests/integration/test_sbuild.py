@@ -298,6 +298,34 @@ def test_parse_summary():
     # the last summary counts; no summary gives {}
     assert sbuild.parse_summary(SUMMARY_091 + SUMMARY_085)["Status"] == "successful"
     assert sbuild.parse_summary("E: sbuild died early\n") == {}
+
+
+LINTIAN_SECTION = """\
+E: before-the-section: must-not-count
++------------------------------------------------------------------------------+
+| Run lintian                                                                  |
++------------------------------------------------------------------------------+
+
+/usr/bin/lintian --info mbd-x_1.0_amd64.changes
+E: mbd-x: no-copyright-file
+N:
+N:   The binary package does not contain a copyright file.
+W: mbd-x source: some-warning-tag [debian/control]
+I: mbd-x: an-info-tag
++------------------------------------------------------------------------------+
+| Post Build Chroot                                                            |
++------------------------------------------------------------------------------+
+E: after: not-lintian-any-more
+"""
+
+
+def test_parse_lintian_tags():
+    assert sbuild.parse_lintian_tags(LINTIAN_SECTION) == ["E: mbd-x: no-copyright-file",
+                                                          "W: mbd-x source: some-warning-tag [debian/control]"]
+    assert sbuild.parse_lintian_tags(SUMMARY_085) == [] and sbuild.parse_lintian_tags(None) == []
+    flood = LINTIAN_SECTION.replace("E: mbd-x: no-copyright-file", "\n".join(f"E: mbd-x: tag-{i} {'x' * 500}" for i in range(50)))
+    tags = sbuild.parse_lintian_tags(flood)
+    assert len(tags) == sbuild.MAX_LINTIAN_TAGS and all(len(t) == sbuild.MAX_LINTIAN_TAG_LENGTH for t in tags)
     assert sbuild.parse_summary("") == {}
 
 
