@@ -130,7 +130,7 @@ def extend_options():
 
 
 def bootstrap_options(origin="Debian"):
-    """The 'Debian bootstrap' preset: create and activate a complete setup from the host's apt sources."""
+    """The 'Debian bootstrap' (or Ubuntu) preset: create and activate a complete setup from the host's apt sources."""
     return {"update": "all", "pca": "all", "from_origins": origin, "archives_from_apt_sources": "True",
             "sources_from_origins": "True", "distributions_from_sources": "True",
             "repositories_from_distributions": "test", "chroots_from_sources": "True"}
@@ -140,10 +140,13 @@ PRESETS = {
     "inspect": ("Current (inspect)", "Regenerates the options of the current configuration; without update and PCA "
                                      "it only shows what is there and what differs.", current_options),
     "extend": ("Extend", "Adds the codenames of the origins in use (sources, distributions, chroots) to the existing "
-                         "repositories; run it, check the report, then update + PCA.", extend_options),
+                         "repositories, dropping nothing (set from_origins to e.g. 'Debian:lts' for more); run it, check "
+                         "the report, then update + PCA.", extend_options),
     "bootstrap": ("Debian bootstrap", "Creates and activates a complete setup for the supported Debian codenames from "
                                       "this host's apt sources, with a 'test' repository (makes chroots: takes long).",
                   bootstrap_options),
+    "bootstrap_ubuntu": ("Ubuntu bootstrap", "The same for the supported Ubuntu codenames (the host's apt sources must "
+                                             "have the Ubuntu archives).", lambda: bootstrap_options("Ubuntu")),
 }
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from mini_buildd import dist
 from tests.helpers.daemon import Daemon, in_home, run_mbd
+from tests.helpers.setup_run import run_setup
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -159,6 +160,20 @@ def test_codename_in_neither_options_nor_configuration_is_400(daemon):  # pylint
     assert snapshot(daemon) == before
 
 
+def test_command_line_extends_a_home(tmp_path):
+    """The same through ``python3 -m mini_buildd.cli.setup`` on a home without a daemon."""
+    home = tmp_path / "h"
+    run_setup(home, *[f"--{k}={v}" for k, v in BOOTSTRAP.items()])
+    code, result, err = run_setup(home, "--identity", IDENTITY, "--repositories", "sec:Default:bookworm", "--chroots", "bookworm:i386",
+                                  "--update", "all")
+    assert code == 0, err
+    assert {i["identity_str"]: i["actions"] for i in result["instances"]} == {
+        "Daemon()": [], "Repository(identity=sec)": ["created"], "DirChroot(codename=bookworm, architecture=i386)": ["created"]}
+    code, result, err = run_setup(home, "--repositories", "sec2:Default:trixie", "--update", "all", check=False)
+    assert code == 2 and result is None and "no distribution 'trixie' in this setup or in the configuration" in err, err
+    assert in_home(home, "print(sorted(r.identity for r in models.Repository.objects.all()))").strip() == "['sec', 'test']"
+
+
 # ------------------------------------------------------------------------------------------------ --from-origins
 @pytest.mark.parametrize("origins, extent", [("Debian", ""), ("Debian:lts", "lts"), ("Debian:all", "all"), ("Ubuntu", "")])
 def test_from_origins_computes_the_sources(daemon, origins, extent):  # pylint: disable=redefined-outer-name
@@ -293,8 +308,9 @@ def test_extend_preset_through_the_web_form(daemon):  # pylint: disable=redefine
         [f"mini_buildd.repository:{rid}" for rid in ("sec", "test")], "only the repositories changed"
 
 
-def test_bootstrap_preset_through_the_web_form(tmp_path):
-    """Debian bootstrap on a fresh instance (PCA left out here: it would make the chroots)."""
+def test_bootstrap_presets_through_the_web_form(tmp_path):
+    """Debian bootstrap on a fresh instance (PCA left out here: it would make the chroots); the
+    Ubuntu one inspected."""
     d = _start(tmp_path / "home")
     try:
         session = d.session("admin", PASSWORD)
@@ -303,6 +319,18 @@ def test_bootstrap_preset_through_the_web_form(tmp_path):
         assert values["repositories_from_distributions"] == "test"
         for flag in ("archives_from_apt_sources", "sources_from_origins", "distributions_from_sources", "chroots_from_sources"):
             assert values[flag] == "True", flag
+        # The Ubuntu preset, inspected only (update and PCA cleared): the same for Ubuntu's codenames.
+        ubuntu = preset_form(d, session, "bootstrap_ubuntu")
+        assert {k: v for k, v in ubuntu.items() if k not in ("from_origins", "csrfmiddlewaretoken")} == \
+            {k: v for k, v in values.items() if k not in ("from_origins", "csrfmiddlewaretoken")} and ubuntu["from_origins"] == "Ubuntu"
+        code, page = post_setup(d, session, {**ubuntu, "update": "", "pca": "", "confirm": "setup"})
+        assert code == 200, page
+        rows = page_rows(page)
+        for c in dist.setup_codenames("Ubuntu"):
+            assert rows[f"Source(origin=Ubuntu, codename={c})"] == rows[f"Distribution(codename={c})"] == "MISSING"
+        assert not {r for r in rows if "Debian" in r}
+        assert in_home(d.home, "print(models.Source.objects.count())").strip() == "0"
+        # Debian, with update (PCA cleared).
         code, page = post_setup(d, session, {**values, "pca": "", "confirm": "setup"})
         assert code == 200, page
         rows = page_rows(page)
