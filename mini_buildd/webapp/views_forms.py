@@ -140,7 +140,7 @@ PRESETS = {
     "inspect": ("Current (inspect)", "Regenerates the options of the current configuration; without update and PCA "
                                      "it only shows what is there and what differs.", current_options),
     "extend": ("Extend", "Adds the codenames of the origins in use (sources, distributions, chroots) to the existing "
-                         "repositories, dropping nothing (set from_origins to e.g. 'Debian:lts' for more); run it, check "
+                         "repositories, which keep their distributions (set from_origins to e.g. 'Debian:lts' for more); run it, check "
                          "the report, then update + PCA.", extend_options),
     "bootstrap": ("Debian bootstrap", "Creates and activates a complete setup for the supported Debian codenames from "
                                       "this host's apt sources, with a 'test' repository (makes chroots: takes long).",
