@@ -1,8 +1,11 @@
 """``mini-buildd``: the daemon command (upstream §8.3): its options, where passwords come from
-(files or standard input, never the command line; the old forms warn), and the start-up order
-(home lock first)."""
+(files or standard input, never the command line; the old forms warn), the start-up order
+(home lock first), and the configuration export and import (``--dumpdata``/``--loaddata``, Django's
+management commands of the same names)."""
 
 import argparse
+import io
+import json
 import os
 import pwd
 import sys
@@ -40,6 +43,13 @@ def parser():
                         "('-': standard input; first line) and exit")
     p.add_argument("-P", "--set-admin-password", metavar="PASSWORD",
                    help="deprecated (the password shows in ps): use --set-admin-password-file")
+    p.add_argument("-D", "--dumpdata", action="append", default=[], metavar="APP[.MODEL]",
+                   help="print the configuration (database contents) of APP or APP.MODEL as JSON and exit (repeatable; "
+                        "'mini_buildd' is the whole configuration, add 'auth' for the users); the daemon may run")
+    p.add_argument("-L", "--loaddata", default=None, metavar="FILE",
+                   help="load a --dumpdata JSON file ('-': standard input) into this home's database and exit; the "
+                        "loaded Daemon, repositories and chroots are Removed here (their key, reprepro dirs and chroot "
+                        "data belong to the other home): prepare, check and activate them (setup --pca) afterwards")
     p.add_argument("-R", "--remove-system-artifacts", action="store_true",
                    help="remove every chroot of the instance (its data, schroot configuration and fstab), say what "
                         "was removed and exit (0: nothing left); the daemon is not started (the package's prerm "
@@ -178,6 +188,83 @@ def remove_system_artifacts(home, dedicated_user):
     return 0
 
 
+#: Models whose data lives in the home, not in the database: Removed after --loaddata.
+HOME_BOUND_MODELS = ("Daemon", "Repository", "Chroot")
+
+
+def dump_data(labels, out=None):
+    """``--dumpdata``: the JSON of ``labels`` (``APP[.MODEL]``) on ``out`` (standard output)."""
+    from django.core import management  # pylint: disable=import-outside-toplevel
+    try:
+        management.call_command("dumpdata", *labels, indent=2, use_natural_foreign_keys=True, stdout=out or sys.stdout)
+    except management.CommandError as e:
+        raise UsageError(f"can't dump {' '.join(labels)}: {e}") from e
+
+
+def _reasons(error):
+    """The messages of ``error`` and the errors that caused it (Django's fixture errors say little themselves)."""
+    messages = []
+    while error is not None and not isinstance(error, StopIteration):
+        text = str(error).strip().rstrip(":").strip()
+        if text and not any(text in m for m in messages):
+            messages.append(text)
+        error = error.__cause__ or error.__context__
+    return ": ".join(messages)
+
+
+def load_data(source):
+    """``--loaddata``: load the JSON of file ``source`` (``-``: standard input) in one transaction;
+    then the Daemon, repositories and chroots are Removed (their data is not in this home) and
+    every user has its Uploader. Returns the number of objects loaded."""
+    # pylint: disable=import-outside-toplevel  # Django is set up for the home only now
+    from django.apps import apps
+    from django.contrib.auth import get_user_model
+    from django.core import management
+    from django.db import transaction
+    try:
+        if source == "-":
+            text = sys.stdin.read()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"can't read '{source}': {getattr(e, 'strerror', None) or e}") from e
+    out, stdin = io.StringIO(), sys.stdin
+    try:
+        with transaction.atomic():
+            sys.stdin = io.StringIO(text)  # loaddata reads '-' from sys.stdin
+            management.call_command("loaddata", "-", format="json", verbosity=1, stdout=out)
+            # Loading relations marks status models changed (signals): their status is the dumped one.
+            for record in json.loads(text):
+                fields = record.get("fields", {})
+                if "status" in fields and "last_checked" in fields:
+                    apps.get_model(record["model"]).objects.filter(pk=record["pk"]).update(
+                        status=fields["status"], last_checked=fields["last_checked"], status_message=fields.get("status_message", ""))
+            for name in HOME_BOUND_MODELS:
+                model = apps.get_model("mini_buildd", name)
+                model.objects.exclude(status=model.STATUS_REMOVED).update(
+                    status=model.STATUS_REMOVED, last_checked=model.CHECK_NONE,
+                    status_message=f"Loaded from '{source}' (--loaddata): prepare, check and activate it in this home.")
+            uploader = apps.get_model("mini_buildd", "Uploader")
+            for user in get_user_model().objects.filter(uploader__isnull=True):
+                uploader.objects.create(user=user)
+    except Exception as e:  # pylint: disable=broad-except  # Django raises many kinds (CommandError, DeserializationError, IntegrityError...)
+        raise UsageError(f"can't load '{source}' (nothing was loaded): {_reasons(e)}") from e
+    finally:
+        sys.stdin = stdin
+    return out.getvalue().strip()
+
+
+def dump_or_load(args):
+    """``--dumpdata`` or ``--loaddata`` (Django set up for the home); exit status 0 (errors raise UsageError)."""
+    if args.dumpdata:
+        dump_data(args.dumpdata)
+    else:
+        print(f"mini-buildd: {load_data(args.loaddata)}; the Daemon, repositories and chroots are Removed here: "
+              "prepare, check and activate them (setup --pca).")
+    return 0
+
+
 def main(argv=None):
     """Command line: check user and home, then run the daemon (or a maintenance action); exit status."""
     args = parser().parse_args(argv)
@@ -198,13 +285,18 @@ def main(argv=None):
     from mini_buildd import daemon  # pylint: disable=import-outside-toplevel
     debug = {d for d in args.debug.split(",") if d}
     try:
+        if args.dumpdata and args.loaddata is not None:
+            raise UsageError("give only one of --dumpdata and --loaddata.")
         password = admin_password(args)
         smtp = smtp_url(args)
+        if (args.dumpdata or args.loaddata is not None) and password is not None:
+            raise UsageError("--dumpdata and --loaddata can't be combined with setting the admin password.")
     except UsageError as e:
         return _error(str(e))
     try:
-        if password is None:
-            # One daemon per home: before anything else touches the home (or anything else).
+        if password is None and not args.dumpdata:
+            # One daemon per home: before anything else touches the home (or anything else). (--dumpdata only
+            # reads: it may run beside the daemon; --loaddata must not.)
             daemon.lock_home(home)
         config.init(home, hostname=args.hostname, http_endpoints=args.http_endpoints, debug=debug,
                     dedicated_user=args.dedicated_user)
@@ -224,8 +316,10 @@ def main(argv=None):
             from mini_buildd import webapp  # pylint: disable=import-outside-toplevel
             webapp.set_admin_password(password)
             return 0
+        if args.dumpdata or args.loaddata is not None:
+            return dump_or_load(args)
         return daemon.Service().run()
-    except daemon.StartError as e:
+    except (daemon.StartError, UsageError) as e:
         return _error(str(e))
 
 

@@ -7,8 +7,8 @@ from mini_buildd.models.base import StatusModel
 from mini_buildd.models.user import Uploader
 
 
-def _create_uploader(sender, instance, created, **kwargs):  # pylint: disable=unused-argument
-    if created:
+def _create_uploader(sender, instance, created, raw=False, **kwargs):  # pylint: disable=unused-argument
+    if created and not raw:  # raw: loaded from a fixture (--loaddata), which brings its own Uploaders
         Uploader.objects.get_or_create(user=instance)
 
 
