@@ -6,9 +6,11 @@ it is a list of :class:`Step` s, each a ``do`` with its ``undo``: if a step fail
 done so far are undone in reverse, so a failed prepare leaves no config, mount or directory
 behind; :func:`remove` runs all undo parts in reverse (idempotent).
 
-Backends implemented: ``Dir`` (directory + overlay union) and ``File`` (tarball). LVM, loop-LVM
-and btrfs snapshot backends fit in by subclassing :class:`Backend` (``schroot_lines``,
-``data_steps``, ``check_source``) and adding the class to :data:`BACKENDS`.
+Backends: ``Dir`` (directory + overlay union), ``File`` (tarball), ``BtrfsSnapshot`` (btrfs
+subvolume, a snapshot per session), ``LVM`` (logical volume in a given volume group, an LVM
+snapshot per session) and ``LoopLVM`` (the same in a volume group of its own on a loop file).
+A backend subclasses :class:`Backend` (``schroot_lines``, ``data_steps``, ``activate``,
+``check_source``) and is added to :data:`BACKENDS`.
 
 Every step that needs root (debootstrap, tar with owners, mounts, removing the root-owned data,
 schroot files) is an operation of :mod:`mini_buildd.roothelper`, run through
@@ -21,9 +23,9 @@ import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional, Union
 
-from mini_buildd.tools import call, debootstrap, privileged, schroot
+from mini_buildd.tools import blockdevices, call, debootstrap, privileged, schroot
 from mini_buildd.tools.schroot_files import Dirs, Names
-from mini_buildd import config, errors
+from mini_buildd import config, errors, roothelper
 from mini_buildd.roothelper import COMPRESSIONS
 
 LOG = logging.getLogger(__name__)
@@ -149,6 +151,13 @@ class Backend:
     def check_source(self, session: str) -> None:
         """Backend specific check run in an open source session (e.g. fsck for LVM). Default: nothing."""
 
+    def activate(self) -> None:
+        """Make the data usable before a session is opened (LVM: attach, activate, fsck). Default: nothing."""
+
+    def conf_home(self) -> Optional[pathlib.Path]:
+        """The instance home of the schroot config, if its lines name no path below it (LVM). Default: None (found from the lines)."""
+        return None
+
 
 class DirBackend(Backend):
     """Plain directory ``CHROOT_DIR/source``; sessions use an overlay union on top of it."""
@@ -202,8 +211,137 @@ class FileBackend(Backend):
         ]
 
 
-#: Backend name -> class. LVM/LoopLVM/BtrfsSnapshot: not implemented yet.
+# BtrfsSnapshot, LVM and LoopLVM: the data on a btrfs subvolume or an LVM logical volume, made from
+# a populated CHROOT/tmp by the root helper (mini_buildd.roothelper's BLOCK_OPERATIONS).
+
+class BtrfsSnapshotBackend(Backend):
+    """btrfs subvolume ``CHROOT_DIR/source``; each session gets a snapshot of it in ``CHROOT_DIR/snapshot``.
+
+    ``HOME/var/chroots`` must be on a btrfs file system."""
+
+    name = "BtrfsSnapshot"
+
+    @property
+    def source_dir(self) -> pathlib.Path:
+        return self.chroot_dir / "source"
+
+    @property
+    def snapshot_dir(self) -> pathlib.Path:
+        return self.chroot_dir / "snapshot"
+
+    @property
+    def tmp_dir(self) -> pathlib.Path:
+        return self.chroot_dir / "tmp"
+
+    def schroot_lines(self) -> list[str]:
+        return ["type=btrfs-snapshot", f"btrfs-source-subvolume={self.source_dir}", f"btrfs-snapshot-directory={self.snapshot_dir}"]
+
+    def _remove_subvolume(self) -> None:
+        privileged.remove_data(self.chroot_dir, "snapshot")  # snapshots of sessions left behind are subvolumes too
+        privileged.remove_data(self.chroot_dir, "source")
+
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
+        return [
+            Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: privileged.remove_data(self.chroot_dir, "tmp")),
+            Step(f"btrfs subvolume {self.source_dir}", lambda: privileged.btrfs_fill(self.chroot_dir), self._remove_subvolume),
+            Step(f"remove {self.tmp_dir}", lambda: privileged.remove_data(self.chroot_dir, "tmp"), None),
+        ]
+
+
+class LVMBackend(Backend):
+    """Logical volume ``VG/mini-buildd-CODENAME-ARCH`` in an existing volume group; each session gets an LVM snapshot of it.
+
+    The volume and each session's snapshot are ``snapshot_size`` GB."""
+
+    name = "LVM"
+
+    def __init__(self, chroot_dir: call.FsPath, volume_group: str = "auto", filesystem: str = "ext2", snapshot_size: int = 4,
+                 **options: Any) -> None:
+        super().__init__(chroot_dir, **options)
+        self._volume_group = volume_group
+        self.filesystem = filesystem
+        self.snapshot_size = int(snapshot_size)
+        if self.filesystem not in blockdevices.FILESYSTEMS:
+            raise ChrootError(f"Unknown file system '{self.filesystem}' (choose from {', '.join(blockdevices.FILESYSTEMS)})")
+
+    @property
+    def codename(self) -> str:
+        return self.chroot_dir.parent.name
+
+    @property
+    def arch(self) -> str:
+        return self.chroot_dir.name
+
+    @property
+    def volume_group(self) -> str:
+        return self._volume_group
+
+    @property
+    def logical_volume(self) -> str:
+        return roothelper.lv_name(self.codename, self.arch)
+
+    @property
+    def device(self) -> pathlib.Path:
+        return blockdevices.lv_device(self.volume_group, self.logical_volume)
+
+    @property
+    def tmp_dir(self) -> pathlib.Path:
+        return self.chroot_dir / "tmp"
+
+    def conf_home(self) -> Optional[pathlib.Path]:
+        return self.chroot_dir.parents[3]  # HOME/var/chroots/CODENAME/ARCH
+
+    def schroot_lines(self) -> list[str]:
+        return ["type=lvm-snapshot", f"device={self.device}", f"mount-options=-t {self.filesystem} -o noatime",
+                f"lvm-snapshot-options=--size {self.snapshot_size}G"]
+
+    def _fill(self) -> None:
+        if self.volume_group == "auto":
+            raise ChrootError("LVM chroots need an existing volume group: set 'volume group' ('auto' is for LoopLVM chroots)")
+        privileged.lvm_fill(self.chroot_dir, self.volume_group, self.filesystem, self.snapshot_size)
+
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
+        return [
+            Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: privileged.remove_data(self.chroot_dir, "tmp")),
+            Step(f"logical volume {self.device}", self._fill, lambda: privileged.lvm_remove(self.chroot_dir, self.volume_group)),
+            Step(f"remove {self.tmp_dir}", lambda: privileged.remove_data(self.chroot_dir, "tmp"), None),
+        ]
+
+    def activate(self) -> None:
+        privileged.lvm_activate(self.chroot_dir, self.volume_group, self.filesystem)
+
+
+class LoopLVMBackend(LVMBackend):
+    """:class:`LVMBackend` in its own volume group ``mini-buildd-loop-CODENAME-ARCH`` on the (sparse) loop file
+    ``CHROOT_DIR/lvmloop.image`` of ``loop_size`` GB."""
+
+    name = "LoopLVM"
+
+    def __init__(self, chroot_dir: call.FsPath, loop_size: int = 100, **options: Any) -> None:
+        super().__init__(chroot_dir, **options)
+        self.loop_size = int(loop_size)
+
+    @property
+    def volume_group(self) -> str:
+        return roothelper.loop_vg_name(self.codename, self.arch)
+
+    @property
+    def loop_image(self) -> pathlib.Path:
+        return self.chroot_dir / roothelper.LOOP_IMAGE
+
+    def data_steps(self, populate: PopulateFn) -> list[Step]:
+        return [Step(f"loop volume group {self.volume_group} on {self.loop_image}",
+                     lambda: privileged.loop_vg_create(self.chroot_dir, self.loop_size),
+                     lambda: privileged.loop_vg_remove(self.chroot_dir))] + super().data_steps(populate)
+
+    def activate(self) -> None:
+        privileged.lvm_activate(self.chroot_dir, self.volume_group, self.filesystem, loop=True)
+
+
+#: Backend name -> class.
 BACKENDS: dict[Optional[str], type[Backend]] = {cls.name: cls for cls in (DirBackend, FileBackend)}
+BLOCK_BACKENDS: tuple[type[Backend], ...] = (BtrfsSnapshotBackend, LVMBackend, LoopLVMBackend)
+BACKENDS.update({cls.name: cls for cls in BLOCK_BACKENDS})
 
 
 def get_backend(backend: Union[str, Backend], chroot_dir: call.FsPath, **options: Any) -> Backend:
@@ -229,9 +367,9 @@ def _rm_chroot_dir(chroot_dir: call.FsPath) -> None:
     privileged.remove_data(chroot_dir, "all")  # and the CODENAME/ dir, when this was its last arch
 
 
-def _end_sessions_and_remove_conf(name: str) -> None:
+def _end_sessions_and_remove_conf(name: str, home: Optional[pathlib.Path] = None) -> None:
     schroot.end_sessions_of(name)
-    schroot.remove_conf(name)
+    schroot.remove_conf(name, home=home)
 
 
 def _steps(backend: Backend, name: str, description: str, users: Names, groups: Names, personality: str,
@@ -249,7 +387,8 @@ def _steps(backend: Backend, name: str, description: str, users: Names, groups: 
     text = schroot.conf_text(name, description, backend.schroot_lines(), users=users, groups=groups,
                              personality=personality, fstab=fstab)
     steps.append(Step(f"install schroot config {schroot.conf_path(name)}",
-                      lambda: schroot.install_conf(name, text), lambda: _end_sessions_and_remove_conf(name)))
+                      lambda: schroot.install_conf(name, text, home=backend.conf_home()),
+                      lambda: _end_sessions_and_remove_conf(name, backend.conf_home())))
     return steps
 
 
@@ -258,7 +397,7 @@ def prepare(backend: Union[str, Backend], name: str, codename: str, arch: str,  
             users: Names = ("mini-buildd",), groups: Names = ("sbuild",), personality: str = "linux",
             debootstrap_command: str = debootstrap.DEFAULT_COMMAND, extra_options: Iterable[str] = (),
             compression: Optional[str] = None, base_tarball: Optional[call.FsPath] = None, shared_dir: Optional[call.FsPath] = None,
-            description: Optional[str] = None, union_type: str = "overlay") -> None:
+            description: Optional[str] = None, union_type: str = "overlay", **backend_options: Any) -> None:
     """Create chroot ``name`` (schroot name) for ``codename``/``arch`` in ``chroot_dir`` with ``backend``.
 
     ``backend`` is ``"Dir"`` or ``"File"`` (``compression`` none/gzip/bzip2/xz for File,
@@ -272,7 +411,7 @@ def prepare(backend: Union[str, Backend], name: str, codename: str, arch: str,  
 
     All or nothing: on failure everything done is undone and the error re-raised.
     """
-    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type)
+    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type, **backend_options)
     if schroot.conf_path(name).exists():
         raise ChrootError(f"schroot config {schroot.conf_path(name)} exists already (remove the chroot first)")
     if be.chroot_dir.exists():
@@ -299,7 +438,7 @@ def remove(backend: Union[str, Backend], name: str, chroot_dir: call.FsPath, com
     Idempotent (removing a removed chroot is fine). Takes (and ignores) the other arguments of
     :func:`prepare`, so callers can pass the same arguments to both.
     """
-    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type)
+    be = get_backend(backend, chroot_dir, compression=compression, union_type=union_type, **_prepare_kwargs)
     LOG.info("Removing chroot %s (%s backend) in %s", name, be.name, be.chroot_dir)
     steps = _steps(be, name, "", (), (), "linux", "unused", _no_populate)  # only the undo parts matter here
     undo_steps(steps)
@@ -321,6 +460,8 @@ def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] 
         return out
 
     try:
+        if be is not None:
+            be.activate()
         with schroot.session(name, source=True) as sid:
             run(sid, ["debconf-set-selections"], input="debconf debconf/frontend select Noninteractive\n")
             if be is not None:
@@ -335,7 +476,7 @@ def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] 
             except call.CallError as e:
                 LOG.warning("Chroot %s: autoremove failed (ignored): %s", name, e)
             run(sid, APT_GET + ["clean"])
-    except (call.CallError, schroot.SchrootError) as e:
+    except (call.CallError, schroot.SchrootError, privileged.PrivilegeError) as e:
         raise ChrootError(f"Check of chroot {name} failed: {e}") from e
     LOG.info("Checked chroot %s", name)
     return "".join(output)

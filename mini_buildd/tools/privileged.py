@@ -114,3 +114,29 @@ def cache_tarball(codename: str, arch: str, archive_url: str, keyring_path: Opti
     if refresh:
         argv.append("--refresh")
     return run(*argv).strip().splitlines()[-1]
+
+
+# BtrfsSnapshot, LVM and LoopLVM backends (see mini_buildd.roothelper's BLOCK_OPERATIONS)
+
+def btrfs_fill(chroot_dir: call.FsPath) -> None:
+    run("btrfs-fill", *_chroot_args(chroot_dir))
+
+
+def lvm_fill(chroot_dir: call.FsPath, volume_group: str, filesystem: str, size_gb: int) -> None:
+    run("lvm-fill", *_chroot_args(chroot_dir), "--vg", volume_group, "--filesystem", filesystem, "--size", size_gb)
+
+
+def lvm_remove(chroot_dir: call.FsPath, volume_group: str) -> None:
+    run("lvm-remove", *_chroot_args(chroot_dir), "--vg", volume_group)
+
+
+def loop_vg_create(chroot_dir: call.FsPath, size_gb: int) -> None:
+    run("loop-vg-create", *_chroot_args(chroot_dir), "--size", size_gb)
+
+
+def loop_vg_remove(chroot_dir: call.FsPath) -> None:
+    run("loop-vg-remove", *_chroot_args(chroot_dir))
+
+
+def lvm_activate(chroot_dir: call.FsPath, volume_group: str, filesystem: str, loop: bool = False) -> str:
+    return run("lvm-activate", *_chroot_args(chroot_dir), "--vg", volume_group, "--filesystem", filesystem, *(["--loop"] if loop else []))

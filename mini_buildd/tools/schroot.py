@@ -57,7 +57,7 @@ def _data_path(text: str) -> list[str]:
         _name, values = parse_conf(text)
     except SchrootError:
         return []
-    return [values[k] for k in ("directory", "file") if values.get(k)]
+    return [values[k] for k in ("directory", "file", "btrfs-source-subvolume") if values.get(k)]
 
 
 def install_conf(name: str, text: str, home: Optional[call.FsPath] = None) -> pathlib.Path:

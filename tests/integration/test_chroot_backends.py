@@ -207,7 +207,7 @@ def test_run_steps_undoes_done_steps_in_reverse_on_failure():
 
 def test_unknown_backend_and_compression(tmp_path):
     with pytest.raises(chroot_backends.ChrootError, match="Unsupported chroot backend"):
-        chroot_backends.get_backend("LVM", tmp_path)
+        chroot_backends.get_backend("NoSuchBackend", tmp_path)
     with pytest.raises(chroot_backends.ChrootError, match="Unknown compression"):
         chroot_backends.get_backend("File", tmp_path, compression="lzma")
 
