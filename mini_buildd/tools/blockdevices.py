@@ -45,6 +45,7 @@ def fs_type(path: call.FsPath) -> str:
 
 
 def is_subvolume(path: call.FsPath) -> bool:
+    """``path`` is the top directory of a btrfs subvolume."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
