@@ -382,6 +382,18 @@ class Candidate:
         return f"{self.url} (load {self.load:.2f})"
 
 
+def local_builder_state(codename_arch, own_load):
+    """Why this instance does (not) build ``codename_arch``, in words: the builder's state and the
+    chroot's status with its last message (what an administrator looks at first)."""
+    codename, arch = codename_arch.split(":")
+    chroot = Chroot.objects.filter(source__codename=codename, architecture__name=arch).first()
+    builder = "builder stopped" if own_load is None or own_load < 0 else "builder running"
+    if chroot is None:
+        return f"{builder}; no chroot {codename_arch} configured"
+    message = f": {chroot.status_message}" if chroot.status_message else ""
+    return f"{builder}; chroot {codename_arch} {chroot.mbd_status_display()}{message}"
+
+
 class Selector:
     """Builder choice with a memory of who was used last (for fair tie breaking)."""
 
@@ -434,7 +446,7 @@ class Selector:
         candidates = self.order(self.candidates(codename_arch, exclude=exclude, own_load=own_load))
         if not candidates:
             raise RemoteError(f"No builder for {codename_arch}" + (f" (excluding {', '.join(sorted(exclude))})" if exclude else "")
-                              + ": no active chroot here and no active remote lists it.")
+                              + f": no active chroot here ({local_builder_state(codename_arch, own_load)}) and no active remote lists it.")
         failures = []
         for c in candidates:
             try:

@@ -85,6 +85,7 @@ def test_select_first_accepting_builder_wins(tmp_path, monkeypatch):
     assert len(gpg.signed) == 2  # re-signed for each attempt
 
 
+@pytest.mark.django_db
 def test_select_nobody_takes_it(tmp_path, monkeypatch):
     breq = tmp_path / "hello_1.0_mini-buildd-buildrequest_amd64.changes"
     breq.write_text(BREQ)
@@ -96,8 +97,21 @@ def test_select_nobody_takes_it(tmp_path, monkeypatch):
     with pytest.raises(remotes.RemoteError, match="No builder took.*full"):
         s.select(breq, "bookworm:amd64", _Gpg(), upload=upload)
     monkeypatch.setattr(s, "candidates", lambda *a, **k: [])
-    with pytest.raises(remotes.RemoteError, match="No builder for bookworm:amd64"):
+    with pytest.raises(remotes.RemoteError, match=r"No builder for bookworm:amd64: no active chroot here \(builder stopped; "
+                       r"no chroot bookworm:amd64 configured\)"):
         s.select(breq, "bookworm:amd64", _Gpg(), upload=upload)
+
+
+@pytest.mark.django_db
+def test_local_builder_state_says_why_the_chroot_does_not_build():
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel  # Django is set up by the tests first
+    source = models.Source.objects.create(origin="Debian", codename="bookworm")
+    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
+    chroot = models.DirChroot.objects.create(source=source, architecture=arch)
+    chroot._set(models.StatusModel.STATUS_PREPARED, message="Check failed: apt-get update failed")  # pylint: disable=protected-access
+    state = remotes.local_builder_state("bookworm:amd64", 0.5)
+    assert state.startswith("builder running; chroot bookworm:amd64 ") and state.endswith(": Check failed: apt-get update failed"), state
+    assert remotes.local_builder_state("bookworm:amd64", -1.0).startswith("builder stopped; ")
 
 
 def test_retarget_needs_builder_field(tmp_path):
