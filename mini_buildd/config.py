@@ -65,6 +65,12 @@ def cached_tarball(codename, arch, variant="buildd"):
     return CACHE_DIR / f"debootstrap-{codename}-{arch}-{variant}.tar"
 
 
+def cached_unshare_tarball(codename, arch, variant, digest):
+    """The cached mmdebstrap tarball of ``codename``/``arch`` made with the options of ``digest``
+    (see :func:`mini_buildd.tools.chroot_backends.cached_unshare_tarball`) in :data:`CACHE_DIR`."""
+    return CACHE_DIR / f"mbd-unshare-{codename}-{arch}-{variant}-{digest}.tar"
+
+
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 #: Source package templates (keyring and test packages).
 PACKAGE_TEMPLATES = PACKAGE_DIR / "package_templates"
@@ -153,6 +159,16 @@ class Paths:
 
     def chroot_dir(self, codename, arch):
         return self._h("var", "chroots", codename, arch)
+
+    @property
+    def unshare_chroots(self):
+        """``var/unshare-chroots``: the tarballs of unshare mode chroots (the daemon's own files;
+        ``var/chroots`` belongs to root)."""
+        return self._h("var", "unshare-chroots")
+
+    def unshare_tarball(self, codename, arch):
+        """The tarball of the unshare mode chroot of ``codename``/``arch`` (sbuild's naming)."""
+        return self._h("var", "unshare-chroots", f"{codename}-{arch}.tar")
 
     @property
     def crontab(self):

@@ -9,5 +9,6 @@ from mini_buildd.models.source import Archive, Architecture, Component, AptKey, 
 from mini_buildd.models.repository import Suite, SuiteOption, Layout, Distribution, ArchitectureOption, Repository  # noqa: F401
 from mini_buildd.models.repository import AmbiguousMetaDistribution  # noqa: F401
 from mini_buildd.models.chroot import Chroot, DirChroot, FileChroot  # noqa: F401
+from mini_buildd.models.chroot import UnshareChroot  # noqa: F401
 from mini_buildd.models.remote import Remote  # noqa: F401
 from mini_buildd.models.user import Uploader, Subscription  # noqa: F401

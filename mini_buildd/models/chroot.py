@@ -1,9 +1,13 @@
 """Build chroots (upstream §2.5): one per codename and architecture, with Dir (overlay union) and File
 (tarball) backends; the model owns ``~/var/chroots/CODENAME/ARCH/`` and the schroot config
 ``mini-buildd-CODENAME-ARCH``. LVM and Btrfs backends fit in as further subclasses.
+
+:class:`UnshareChroot` needs no schroot: an mmdebstrap tarball of the daemon's own for sbuild's
+unshare mode (selected per chroot by its type; :func:`sbuild_chroot` tells the builder).
 """
 
 import logging
+import os
 
 from django.db import models
 
@@ -43,10 +47,10 @@ class Chroot(StatusModel):
         return [c.mbd_concrete() for c in qs.select_related("source", "architecture")]
 
     def mbd_concrete(self):
-        """The concrete chroot (DirChroot, FileChroot) of this one, else itself."""
-        for attr in ("dirchroot", "filechroot"):
+        """The concrete chroot (DirChroot, FileChroot, ...: any subclass) of this one, else itself."""
+        for sub in Chroot.__subclasses__():
             try:
-                return getattr(self, attr)
+                return getattr(self, sub._meta.model_name)  # pylint: disable=protected-access  # Django's model options
             except (AttributeError, models.ObjectDoesNotExist):
                 continue
         return self
@@ -163,3 +167,75 @@ class FileChroot(Chroot):
 
     def mbd_backend_args(self):
         return {"compression": self.compression}
+
+
+class UnshareChroot(Chroot):
+    """An mmdebstrap tarball for sbuild's unshare mode (``var/unshare-chroots/CODENAME-ARCH.tar``):
+    no schroot, no root, neither to make it nor to build; the daemon's user needs subordinate ids
+    (see :mod:`mini_buildd.tools.mmdebstrap`). ``debootstrap_extra_options`` are given to
+    mmdebstrap (e.g. ``--include=foo,bar``); ``debootstrap_command`` is not used. sbuild updates
+    the chroot in each build, so the check does not change the tarball."""
+
+    mbd_backend = chroot_backends.UNSHARE
+
+    class Meta:
+        verbose_name = "Unshare chroot"
+
+    def mbd_tarball(self):
+        return config.paths.unshare_tarball(self.source.codename, self.architecture.name)
+
+    def _mmdebstrap_args(self):
+        """What the tarball is made of: the components of the distributions on this codename,
+        the tools every build needs (as the schroot chroots' check installs them), the extra options."""
+        dists = Distribution.objects.filter(base_source=self.source)
+        return {"variant": "buildd", "components": sorted({c for d in dists for c in d.mbd_components()}) or ["main"],
+                "include": sbuild.chroot_preinstall_packages("aptitude"), "extra_options": self.debootstrap_extra_options}
+
+    def _base_tarball(self, archive_url, keyring_path, args):
+        """The cached tarball made with the same options, when the debootstrap cache is on (it is
+        made here if missing and the cache dir is writable, e.g. by root); else None."""
+        if not config.runtime.debootstrap_cache:
+            return None
+        digest = chroot_backends.unshare_digest(**args)
+        cached = config.cached_unshare_tarball(self.source.codename, self.architecture.name, args["variant"], digest)
+        if cached.is_file():
+            return cached
+        if os.access(cached.parent if cached.parent.is_dir() else cached.parent.parent, os.W_OK):
+            return chroot_backends.cached_unshare_tarball(self.source.codename, self.architecture.name, archive_url,
+                                                          keyring_path=keyring_path, **args)
+        return None
+
+    def mbd_prepare_data(self):
+        archive = self.source.mbd_archive()
+        if archive is None:
+            raise StatusError(f"Source {self.source} has no checked archive: check the source first.")
+        keyring_path = config.paths.tmp / f"unshare-{self.source.codename}-{self.architecture.name}-keyring.gpg"
+        try:
+            keys = list(self.source.apt_keys.all())
+            if keys:
+                with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
+                    for key in keys:
+                        keyring.add_pub_key(key.key)
+                    keyring.export(keyring_path)
+            args = self._mmdebstrap_args()
+            chroot_backends.unshare_prepare(
+                self.mbd_tarball(), self.source.codename, self.architecture.name, archive.url,
+                keyring_path=keyring_path if keys else None,
+                base_tarball=self._base_tarball(archive.url, keyring_path if keys else None, args), **args)
+        finally:
+            keyring_path.unlink(missing_ok=True)
+
+    def mbd_remove_data(self):
+        chroot_backends.unshare_remove(self.mbd_tarball())
+
+    def mbd_check_data(self):
+        LOG.info("%s: %s", self.mbd_key, chroot_backends.unshare_check(self.mbd_tarball()))
+
+
+def sbuild_chroot(codename, arch):
+    """``(chroot mode, chroot)`` of this instance's builds for ``codename``/``arch`` (see
+    :func:`mini_buildd.tools.sbuild.command`): ``("unshare", tarball path)`` if its chroot is an
+    :class:`UnshareChroot`, else ``("schroot", schroot name)``."""
+    if UnshareChroot.objects.filter(source__codename=codename, architecture__name=arch).exists():
+        return "unshare", str(config.paths.unshare_tarball(codename, arch))
+    return "schroot", config.schroot_name(codename, arch)

@@ -12,6 +12,7 @@ import threading
 import time
 
 from mini_buildd import changes, config, events, instance, services
+from mini_buildd.models import chroot as chroot_model
 from mini_buildd.pipeline import ftpd, incoming, trust
 from mini_buildd.tools import gnupg, sbuild
 from mini_buildd.events import Event, Type as EventType
@@ -180,15 +181,19 @@ class Builder:
         breq.unpack(build_dir)
         codename = breq.diststr.codename
         arch = breq.architecture
-        libdir = config.paths.libdir(codename, arch)
-        libdir.mkdir(parents=True, exist_ok=True)
+        chroot_mode, chroot = chroot_model.sbuild_chroot(codename, arch)
+        if chroot_mode == "unshare":
+            libdir = sbuild.UNSHARE_LIBDIR  # nothing of the host is bound into an unshare build
+        else:
+            libdir = config.paths.libdir(codename, arch)
+            libdir.mkdir(parents=True, exist_ok=True)
         scripts = sbuild.write_files(
             build_dir,
             sbuild.sbuildrc(breq.sbuild_config_blocks, libdir, breq.config_file("sbuildrc_snippet")),
             sbuild.setup_scripts(breq.sbuild_setup_blocks, breq.config_file("chroot_setup_script")))
         key = instance_gnupg.get_secret_key()
         argv = sbuild.command(
-            breq.distribution, arch, config.schroot_name(codename, arch), breq.dsc_name(),
+            breq.distribution, arch, chroot, breq.dsc_name(), chroot_mode=chroot_mode,
             build_dep_resolver=breq.build_dep_resolver, setup_scripts=scripts, arch_all=breq.arch_all,
             add_depends=breq.add_depends, lintian_mode=breq.lintian_mode, lintian_options=breq.lintian_extra_options,
             lintian_warnfail_options=breq.lintian_warnfail_options, piuparts_mode=breq.piuparts_mode,

@@ -12,18 +12,29 @@ snapshot per session) and ``LoopLVM`` (the same in a volume group of its own on 
 A backend subclasses :class:`Backend` (``schroot_lines``, ``data_steps``, ``activate``,
 ``check_source``) and is added to :data:`BACKENDS`.
 
+Unshare mode chroots (``sbuild --chroot-mode=unshare``) are no schroot backend: an mmdebstrap
+tarball owned by the daemon's user, made, checked and removed without root (:func:`unshare_prepare`,
+:func:`unshare_check`, :func:`unshare_remove`).
+
 Every step that needs root (debootstrap, tar with owners, mounts, removing the root-owned data,
 schroot files) is an operation of :mod:`mini_buildd.roothelper`, run through
 :mod:`mini_buildd.tools.privileged` (sudo when the daemon is not root); sessions go through
 :mod:`mini_buildd.tools.schroot`.
 """
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import logging
+import os
 import pathlib
+import shutil
+import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional, Union
 
-from mini_buildd.tools import blockdevices, call, debootstrap, privileged, schroot
+from mini_buildd.tools import blockdevices, call, debootstrap, mmdebstrap, privileged, schroot
 from mini_buildd.tools.schroot_files import Dirs, Names
 from mini_buildd import config, errors, roothelper
 from mini_buildd.roothelper import COMPRESSIONS
@@ -501,3 +512,114 @@ def cached_debootstrap_tarball(codename: str, arch: str, archive_url: str, keyri
     """
     return pathlib.Path(privileged.cache_tarball(codename, arch, archive_url, keyring_path=keyring_path, variant=variant,
                                                  refresh=refresh))
+
+
+# ---------------------------------------------------------------------------------------------
+# Unshare mode chroots: an mmdebstrap tarball for ``sbuild --chroot-mode=unshare``, no root at all
+# ---------------------------------------------------------------------------------------------
+
+#: Backend name of unshare mode chroots. Not in :data:`BACKENDS`: there is no schroot config, no
+#: root-owned data and no session; sbuild unpacks the tarball into a user namespace per build.
+UNSHARE = "Unshare"
+
+
+def unshare_digest(variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
+                   extra_options: mmdebstrap.Options = None) -> str:
+    """A short digest of the options a tarball is made with (part of its cache name)."""
+    text = json.dumps([variant, list(components), sorted(include), mmdebstrap.command("c", "a", "t", "u", extra_options=extra_options)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def cached_unshare_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None,
+                           variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
+                           extra_options: mmdebstrap.Options = None, refresh: bool = False) -> pathlib.Path:
+    """Return an mmdebstrap tarball of ``codename``/``arch`` made with these options, running
+    mmdebstrap only once (per option set: see :func:`unshare_digest`).
+
+    The tarball is kept in :data:`mini_buildd.config.CACHE_DIR` (needs a user who may write there,
+    e.g. root: it runs mmdebstrap in root mode then) and reused by later calls and processes (a
+    lock serializes them). Use it as ``base_tarball`` of :func:`unshare_prepare`.
+    """
+    include = list(include)
+    tarball = config.cached_unshare_tarball(codename, arch, variant, unshare_digest(variant, components, include, extra_options))
+    tarball.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tarball.exists() and not refresh:
+            LOG.info("Using cached mmdebstrap tarball %s", tarball)
+            return tarball
+        mmdebstrap.create(codename, arch, tarball, archive_url, keyring_path=keyring_path, variant=variant,
+                          mode="root" if os.geteuid() == 0 else "unshare", components=components, include=include,
+                          extra_options=extra_options)
+        tarball.chmod(0o644)
+    LOG.info("Cached mmdebstrap tarball %s", tarball)
+    return tarball
+
+
+def _unshare_make(tarball: pathlib.Path, base_tarball: Optional[call.FsPath], mmdebstrap_args: dict[str, Any]) -> None:
+    """The do of :func:`unshare_prepare`'s step: cleans up its own partial work when it fails."""
+    try:
+        tarball.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if base_tarball is not None:
+            part = tarball.with_name(tarball.name + ".part")
+            shutil.copyfile(base_tarball, part)
+            os.replace(part, tarball)
+        else:
+            mmdebstrap.create(target=tarball, mode="unshare", **mmdebstrap_args)
+        tarball.chmod(0o600)
+    except BaseException:
+        unshare_remove(tarball)
+        raise
+
+
+def unshare_prepare(tarball: call.FsPath, codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None,
+                    variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
+                    extra_options: mmdebstrap.Options = None, base_tarball: Optional[call.FsPath] = None) -> None:
+    """Create the unshare mode chroot ``tarball`` (the daemon's own file) of ``codename``/``arch``:
+    mmdebstrap in unshare mode (as the calling user; see :func:`mini_buildd.tools.mmdebstrap.check_subids`),
+    or a copy of ``base_tarball`` (see :func:`cached_unshare_tarball`). All or nothing."""
+    path = pathlib.Path(tarball)
+    if path.exists():
+        raise ChrootError(f"Chroot tarball {path} exists already (remove the chroot first)")
+    args = {"codename": codename, "arch": arch, "archive_url": archive_url, "keyring_path": keyring_path, "variant": variant,
+            "components": list(components), "include": list(include), "extra_options": extra_options}
+    LOG.info("Preparing unshare mode chroot %s", path)
+    run_steps([Step(f"create {path}", lambda: _unshare_make(path, base_tarball, args), lambda: unshare_remove(path))])
+    LOG.info("Prepared unshare mode chroot %s", path)
+
+
+def unshare_remove(tarball: call.FsPath) -> None:
+    """Undo :func:`unshare_prepare` (idempotent): the tarball, a partial one, their dir when empty."""
+    path = pathlib.Path(tarball)
+    for file in (path, path.with_name(path.name + ".part")):
+        file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+    LOG.info("Removed unshare mode chroot %s", path)
+
+
+def unshare_check(tarball: call.FsPath, user: Optional[str] = None) -> str:
+    """Check an unshare mode chroot: the tarball is a readable tar, ``user`` (default: the effective
+    user) has subordinate ids and may make user namespaces. sbuild updates the chroot in every
+    build (its apt-update), so the tarball itself is not changed. Returns a one-line report."""
+    tarball = pathlib.Path(tarball)
+    if not tarball.is_file():
+        raise ChrootError(f"Chroot tarball {tarball} is missing (prepare the chroot)")
+    if not os.access(tarball, os.R_OK):
+        raise ChrootError(f"Chroot tarball {tarball} is not readable")
+    try:
+        if not tarfile.is_tarfile(tarball):
+            raise ChrootError(f"Chroot tarball {tarball} is not a tar archive")
+    except OSError as e:
+        raise ChrootError(f"Chroot tarball {tarball}: {e}") from e
+    try:
+        mmdebstrap.check_subids(user)
+    except mmdebstrap.MmdebstrapError as e:
+        raise ChrootError(str(e)) from e
+    try:
+        call.run(["unshare", "--user", "--map-root-user", "true"], timeout=60)
+    except call.CallError as e:
+        raise ChrootError(f"User namespaces are not available: {e}") from e
+    size = tarball.stat().st_size
+    LOG.info("Checked unshare mode chroot %s", tarball)
+    return f"{tarball}: {size // (1024 * 1024)} MiB tarball, subordinate ids and user namespaces available."

@@ -19,6 +19,17 @@ Owns, for one build (one build dir ``var/shared/builds/<bkey>/``):
 - :func:`parse_lintian_tags`: lintian's error and warning tags in a build log;
 - :func:`chroot_preinstall_packages`: what the chroot check should preinstall.
 
+Chroot modes
+------------
+:data:`CHROOT_MODES`: ``schroot`` (``--chroot`` is the schroot name; sessions by schroot, its
+fstab binds the chroot's ccache dir) and ``unshare`` (``--chroot`` is the path of the chroot's
+mmdebstrap tarball, see :mod:`mini_buildd.tools.chroot_backends`): sbuild unpacks it into a
+user namespace for each build, so neither the build nor the chroot needs root; the building user
+needs subordinate ids (:func:`mini_buildd.tools.mmdebstrap.check_subids`) instead of group
+``sbuild``. Nothing of the host is bound into an unshare build, so ``%LIBDIR%`` (the ccache dir)
+is :data:`UNSHARE_LIBDIR` inside the chroot: ccache works, but its cache ends with the build.
+piuparts and autopkgtest are run by schroot name and are refused in unshare mode.
+
 How the setup scripts reach their data (build confinement)
 ----------------------------------------------------------
 sbuild runs ``--chroot-setup-commands`` *inside* the chroot session as root. It neither copies
@@ -110,7 +121,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
-from mini_buildd.tools import call
+from mini_buildd.tools import call, mmdebstrap
 from mini_buildd import dist, errors
 
 LOG = logging.getLogger(__name__)
@@ -140,6 +151,13 @@ PIUPARTS_OPTIONS = ("--schroot {chroot} --dpkg-force-confdef --warn-on-debsums-e
 AUTOPKGTEST_OPTIONS = "-- schroot {chroot}"
 
 BUILD_DEP_RESOLVERS = ("apt", "aptitude", "internal", "aspcud", "xapt", "null")
+
+#: sbuild's chroot modes we drive (see module doc).
+CHROOT_MODES = ("schroot", "unshare")
+#: ``%LIBDIR%`` of unshare mode builds: a path inside the build's own chroot (see module doc).
+UNSHARE_LIBDIR = "/tmp/mini-buildd-libdir"
+#: sbuild's default unshare unpack dir (sbuild.conf(5) ``UNSHARE_TMPDIR_TEMPLATE``).
+UNSHARE_TMPDIR_TEMPLATE = "/tmp/tmp.sbuild.XXXXXXXXXX"
 
 # sbuild versions with behaviour changes we adapt to (see module doc).
 _V_APT_UPDATE_FOR_LINTIAN = (0, 91, 0)
@@ -382,10 +400,11 @@ def command(dist_str: str, arch: str, chroot: str, dsc: call.FsPath, *, build_de
             lintian_mode: Any = dist.QAMode.ERRFAIL, lintian_options: str = "", lintian_warnfail_options: str = "",
             piuparts_mode: Any = dist.QAMode.DISABLED, piuparts_options: str = "", piuparts_root_args: Optional[str] = None,
             autopkgtest_mode: Any = dist.QAMode.DISABLED, keyid: Optional[str] = None, debug: bool = False,
-            sbuild_version: Union[str, tuple[int, ...], None] = "auto") -> list[str]:
+            sbuild_version: Union[str, tuple[int, ...], None] = "auto", chroot_mode: str = "schroot") -> list[str]:
     """The sbuild argv for one build (run it with the build dir as working directory).
 
-    - ``dist_str``: the build's distribution string (``--dist``); ``chroot``: the schroot name;
+    - ``dist_str``: the build's distribution string (``--dist``); ``chroot``: the schroot name
+      (``chroot_mode`` schroot) or the chroot tarball's path (``chroot_mode`` unshare);
     - ``setup_scripts``: absolute paths of the setup scripts (inside the shared build dir);
     - ``add_depends``: extra build dependencies (``--add-depends`` each);
     - QA modes (:class:`mini_buildd.dist.QAMode` or names): lintian runs unless DISABLED, with
@@ -399,10 +418,18 @@ def command(dist_str: str, arch: str, chroot: str, dsc: call.FsPath, *, build_de
     lintian_mode, piuparts_mode, autopkgtest_mode = (dist.QAMode.parse(m) for m in (lintian_mode, piuparts_mode, autopkgtest_mode))
     if build_dep_resolver not in BUILD_DEP_RESOLVERS:
         raise ValueError(f"Unknown build dependency resolver '{build_dep_resolver}' (use {'|'.join(BUILD_DEP_RESOLVERS)})")
+    if chroot_mode not in CHROOT_MODES:
+        raise ValueError(f"Unknown chroot mode '{chroot_mode}' (use {'|'.join(CHROOT_MODES)})")
+    if chroot_mode == "unshare":
+        if not os.path.isabs(chroot):
+            raise SbuildError(f"Unshare mode needs the chroot tarball's absolute path, not '{chroot}'")
+        for tool, mode in (("piuparts", piuparts_mode), ("autopkgtest", autopkgtest_mode)):
+            if dist.QAMode.parse(mode) != dist.QAMode.DISABLED:
+                raise SbuildError(f"{tool} needs a schroot chroot: it can't run with an unshare mode chroot (disable it in the distribution)")
     known_version = version() if sbuild_version == "auto" else typing.cast(Optional[tuple[int, ...]], sbuild_version)
     run_lintian = lintian_mode != dist.QAMode.DISABLED
 
-    argv = [SBUILD, "--chroot-mode", "schroot", "--dist", dist_str, "--arch", arch, "--chroot", chroot,
+    argv = [SBUILD, "--chroot-mode", chroot_mode, "--dist", dist_str, "--arch", arch, "--chroot", chroot,
             "--build-dep-resolver", build_dep_resolver, "--nolog",
             "--log-external-command-output", "--log-external-command-error"]
 
@@ -477,9 +504,26 @@ def environment(build_dir: call.FsPath, gnupg_home: Optional[call.FsPath] = None
 # Running sbuild (upstream §6.1, §6.5)
 # ---------------------------------------------------------------------------------------------
 
-def check_user() -> None:
-    """Raise :class:`SbuildError` unless we are root or an effective member of group ``sbuild``
-    (sbuild refuses otherwise; a daemon started before being added to the group isn't)."""
+def chroot_mode_of(argv: Sequence[str]) -> str:
+    """The ``--chroot-mode`` of sbuild argv ``argv`` (sbuild's default: schroot)."""
+    for i, arg in enumerate(argv):
+        if arg == "--chroot-mode" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--chroot-mode="):
+            return arg.split("=", 1)[1]
+    return "schroot"
+
+
+def check_user(chroot_mode: str = "schroot") -> None:
+    """Raise :class:`SbuildError` unless we may run sbuild in ``chroot_mode``: in schroot mode, we
+    are root or an effective member of group ``sbuild`` (sbuild refuses otherwise; a daemon
+    started before being added to the group isn't); in unshare mode, we have subordinate ids."""
+    if chroot_mode == "unshare":
+        try:
+            mmdebstrap.check_subids()
+        except mmdebstrap.MmdebstrapError as e:
+            raise SbuildError(str(e)) from e
+        return
     if os.geteuid() == 0:
         return
     import grp  # pylint: disable=import-outside-toplevel
@@ -566,8 +610,10 @@ def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, 
     group after ``kill_after`` seconds (we then end its session), and a ``MINI_BUILDD:`` line
     saying so is appended to the log. Returns sbuild's exit code (negative: killed by signal).
     """
-    check_user()
-    _ensure_bind_sources(argv)
+    chroot_mode = chroot_mode_of(argv)
+    check_user(chroot_mode)
+    if chroot_mode == "schroot":
+        _ensure_bind_sources(argv)
     build_path = pathlib.Path(build_dir).resolve()
     full_env = {"HOME": str(build_path)}
     full_env.update(env or {})
@@ -587,8 +633,11 @@ def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, 
         if reason:
             LOG.warning("sbuild in %s %s: terminating", build_path, reason)
             killed = call.stop(proc, grace=kill_after)
-            if killed:
+            if killed and chroot_mode == "schroot":
                 _end_left_sessions(buildlog_path, killed)
+            elif killed:
+                LOG.warning("Killed sbuild (%s): its unshare mode unpack dir may be left in %s",
+                            buildlog_path, os.path.dirname(UNSHARE_TMPDIR_TEMPLATE))
             _log_note(buildlog_path, f"sbuild {reason}" + (" (killed)" if killed else " (terminated)"))
             break
     LOG.info("sbuild in %s: exit %s after %.1fs", build_path, proc.returncode, time.monotonic() - start)
