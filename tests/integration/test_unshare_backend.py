@@ -146,6 +146,69 @@ def test_paths():
     assert config.cached_unshare_tarball("bookworm", "amd64", "buildd", "abc").name == "mbd-unshare-bookworm-amd64-buildd-abc.tar"
 
 
+class _Breq:
+    """What the builder reads of a buildrequest (no files: sbuild itself is not run)."""
+    distribution, architecture = "mbdunsh-test-unstable", "amd64"
+    sbuild_config_blocks, sbuild_setup_blocks = dist.DEFAULT_SBUILD_CONFIG_BLOCKS, "apt-setup"
+    build_dep_resolver, arch_all, add_depends = "apt", True, []
+    lintian_mode, lintian_extra_options, lintian_warnfail_options = "disabled", "", ""
+    piuparts_mode = autopkgtest_mode = "disabled"
+    deb_build_options = deb_build_profiles = ""
+
+    class diststr:  # pylint: disable=invalid-name,too-few-public-methods  # as DistStr
+        codename = "mbdunsh"
+
+    def unpack(self, build_dir):
+        return build_dir
+
+    def config_file(self, _name):
+        return ""
+
+    def dsc_name(self):
+        return "p_1.0.dsc"
+
+
+class _NoKey:  # pylint: disable=too-few-public-methods
+    """An instance GnuPG without a secret key (the build result is not signed)."""
+
+    @staticmethod
+    def get_secret_key():
+        return None
+
+
+def test_builder_chroot_mode(db, tmp_path, monkeypatch):  # pylint: disable=unused-argument,invalid-name  # db: pytest-django
+    """The builder builds in unshare mode exactly where the codename/arch has an UnshareChroot."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel  # Django is set up by conftest
+    from mini_buildd.models import chroot as chroot_model  # pylint: disable=import-outside-toplevel
+    from mini_buildd.pipeline import builder  # pylint: disable=import-outside-toplevel
+    runs = []
+    monkeypatch.setattr(sbuild, "run", lambda build_dir, argv, env, log, cancel_event=None: runs.append(argv) or log.write_text("") or 0)
+
+    def build(name):
+        build_dir = tmp_path / name
+        build_dir.mkdir()
+        work = builder.Build(_Breq())
+        builder.Builder._sbuild(work, build_dir, build_dir / "build.log", _NoKey())  # pylint: disable=protected-access
+        return runs[-1], (build_dir / sbuild.SBUILDRC).read_text()
+
+    assert chroot_model.sbuild_chroot("mbdunsh", "amd64") == ("schroot", config.schroot_name("mbdunsh", "amd64"))
+    argv, rc = build("schroot")
+    assert argv[1:3] == ["--chroot-mode", "schroot"] and argv[argv.index("--chroot") + 1] == config.schroot_name("mbdunsh", "amd64")
+    assert str(config.paths.libdir("mbdunsh", "amd64")) in rc and config.paths.libdir("mbdunsh", "amd64").is_dir()
+    shutil.rmtree(config.paths.libdir("mbdunsh", "amd64"))
+
+    source = models.Source.objects.create(origin="Debian", codename="mbdunsh")
+    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
+    models.UnshareChroot.objects.create(source=source, architecture=arch)
+    tarball = str(config.paths.unshare_tarball("mbdunsh", "amd64"))
+    assert chroot_model.sbuild_chroot("mbdunsh", "amd64") == ("unshare", tarball)
+    assert chroot_model.sbuild_chroot("mbdunsh", "i386")[0] == "schroot"
+    argv, rc = build("unshare")
+    assert argv[1:3] == ["--chroot-mode", "unshare"] and argv[argv.index("--chroot") + 1] == tarball
+    assert f"'CCACHE_DIR' => '{sbuild.UNSHARE_LIBDIR}/.ccache'" in rc
+    assert not config.paths.libdir("mbdunsh", "amd64").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # The real thing: model and build as an unprivileged user
 # ---------------------------------------------------------------------------------------------
