@@ -28,7 +28,9 @@ user namespace for each build, so neither the build nor the chroot needs root; t
 needs subordinate ids (:func:`mini_buildd.tools.mmdebstrap.check_subids`) instead of group
 ``sbuild``. Nothing of the host is bound into an unshare build, so ``%LIBDIR%`` (the ccache dir)
 is :data:`UNSHARE_LIBDIR` inside the chroot: ccache works, but its cache ends with the build.
-piuparts and autopkgtest are run by schroot name and are refused in unshare mode.
+piuparts and autopkgtest are run by schroot name and are refused in unshare mode. A killed
+unshare build's unpack dir (named in its log, :func:`unpack_dir_of`) is removed in a user
+namespace mapping our subordinate ids, whose files they are.
 
 How the setup scripts reach their data (build confinement)
 ----------------------------------------------------------
@@ -587,6 +589,38 @@ def _end_left_sessions(buildlog_path: call.FsPath, killed_argvs: Iterable[Sequen
         LOG.error("Can't clean up after killed sbuild (%s): %s", buildlog_path, e)
 
 
+#: Where build logs of unshare mode name the unpack dir (sbuild 0.85+: ``Unpacking TARBALL to DIR...``).
+_UNPACK_RE = re.compile(r"^Unpacking \S+ to (/\S+)\.\.\.$", re.MULTILINE)
+#: The unpack dirs sbuild makes from :data:`UNSHARE_TMPDIR_TEMPLATE` (nothing else is ever removed).
+_UNPACK_DIR_RE = re.compile(re.escape(UNSHARE_TMPDIR_TEMPLATE.removesuffix("XXXXXXXXXX")) + r"[A-Za-z0-9]{10}")
+
+
+def unpack_dir_of(buildlog_text: Optional[str]) -> Optional[str]:
+    """The unpack dir of an unshare mode build, from its build log (``None`` if not there (yet))."""
+    match = _UNPACK_RE.search(buildlog_text or "")
+    return match.group(1) if match else None
+
+
+def _remove_unpack_dir(buildlog_path: call.FsPath) -> None:
+    """After sbuild in unshare mode was killed: remove the unpack dir it left. Its files belong to
+    our subordinate ids, so ``rm`` runs as root of a user namespace mapping them (as sbuild does)."""
+    try:
+        unpack_dir = unpack_dir_of(pathlib.Path(buildlog_path).read_text(encoding="utf-8", errors="replace"))
+    except OSError as e:
+        LOG.warning("Can't read build log %s: %s", buildlog_path, e)
+        return
+    if unpack_dir is None or not os.path.isdir(unpack_dir):
+        return
+    if not _UNPACK_DIR_RE.fullmatch(unpack_dir):
+        LOG.error("Killed sbuild (%s): not removing '%s' (not an unpack dir of sbuild)", buildlog_path, unpack_dir)
+        return
+    LOG.warning("Removing unpack dir %s left by killed sbuild", unpack_dir)
+    try:
+        call.run(["unshare", "--map-auto", "--setuid=0", "--setgid=0", "rm", "-rf", "--one-file-system", "--", unpack_dir], timeout=600)
+    except call.CallError as e:
+        LOG.error("Can't remove unpack dir %s left by killed sbuild: %s", unpack_dir, e)
+
+
 def _ensure_bind_sources(argv: Sequence[str]) -> None:
     """The chroot's own bind-mounted dirs (its ccache dir) must exist, or schroot fails the session."""
     from mini_buildd.tools import schroot  # pylint: disable=import-outside-toplevel
@@ -636,8 +670,7 @@ def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, 
             if killed and chroot_mode == "schroot":
                 _end_left_sessions(buildlog_path, killed)
             elif killed:
-                LOG.warning("Killed sbuild (%s): its unshare mode unpack dir may be left in %s",
-                            buildlog_path, os.path.dirname(UNSHARE_TMPDIR_TEMPLATE))
+                _remove_unpack_dir(buildlog_path)
             _log_note(buildlog_path, f"sbuild {reason}" + (" (killed)" if killed else " (terminated)"))
             break
     LOG.info("sbuild in %s: exit %s after %.1fs", build_path, proc.returncode, time.monotonic() - start)

@@ -82,6 +82,19 @@ def test_sbuild_command_unshare_mode():
         sbuild.command("d", "amd64", "/t.tar", "p.dsc", sbuild_version=(0, 85, 0), chroot_mode="sudo")
 
 
+def test_unpack_dir_of_and_removal_guard(tmp_path, caplog):
+    """The unpack dir comes from the log; only sbuild's own /tmp/tmp.sbuild.* dirs are ever removed."""
+    assert sbuild.unpack_dir_of("I: x\nUnpacking /h/var/unshare-chroots/b-amd64.tar to /tmp/tmp.sbuild.a5WKWEGpB1...\n") == "/tmp/tmp.sbuild.a5WKWEGpB1"
+    assert sbuild.unpack_dir_of("no such line") is None
+    victim = tmp_path / "victim"
+    (victim / "etc").mkdir(parents=True)
+    log = tmp_path / "build.log"
+    log.write_text(f"Unpacking /x.tar to {victim}...\n")
+    sbuild._remove_unpack_dir(log)  # pylint: disable=protected-access
+    assert (victim / "etc").is_dir()
+    assert "not an unpack dir of sbuild" in caplog.text
+
+
 def test_unshare_digest():
     base = chroot_backends.unshare_digest("buildd", ["main"], ["a", "b"], "")
     assert base == chroot_backends.unshare_digest("buildd", ("main",), ["b", "a"], None)
@@ -288,12 +301,43 @@ print("REMOVED", chroot.get_status_display())
 """
 
 BUILD_CODE = """
-import json, pathlib, sys
+import json, pathlib, sys, threading, time
 from mini_buildd.tools import sbuild
 build_dir = pathlib.Path(sys.argv[1])
-rc = sbuild.run(build_dir, json.loads(sys.argv[2]), sbuild.environment(build_dir), build_dir / "build.log")
+log = build_dir / "build.log"
+cancel = threading.Event()
+
+def cancel_on(marker):  # cancel the build once its log shows marker
+    while not cancel.is_set():
+        if log.exists() and marker in log.read_text(errors="replace"):
+            cancel.set()
+        time.sleep(0.5)
+
+if len(sys.argv) > 3:
+    threading.Thread(target=cancel_on, args=(sys.argv[3],), daemon=True).start()
+rc = sbuild.run(build_dir, json.loads(sys.argv[2]), sbuild.environment(build_dir), log, cancel_event=cancel, kill_after=0.1)
+cancel.set()
 print("SBUILD-EXIT", rc)
 """
+
+
+def _build_as(unpriv, home, tarball, name, rules=test_sbuild.RULES, cancel_on=None):
+    """Build a tiny package as the builder would (setup scripts, .config, .sbuildrc with the
+    in-chroot libdir) with sbuild in unshare mode as the user; return (build dir, process, log)."""
+    arch = host_archive.host_arch()
+    build_dir = pathlib.Path(tempfile.mkdtemp(prefix="unshare-build-", dir=home.parent))
+    dsc = test_sbuild.make_source(build_dir, name, rules)
+    test_sbuild.write_config(build_dir)
+    scripts = sbuild.write_files(build_dir, sbuild.sbuildrc(dist.DEFAULT_SBUILD_CONFIG_BLOCKS, sbuild.UNSHARE_LIBDIR),
+                                 sbuild.setup_scripts(dist.DEFAULT_SBUILD_SETUP_BLOCKS + " show-sbuildrc"))
+    argv = sbuild.command(test_sbuild.DIST, arch, str(tarball), dsc, setup_scripts=scripts, arch_all=True, lintian_mode="disabled",
+                          chroot_mode="unshare")
+    subprocess.run(["chown", "-R", f"{unpriv.user}:{unpriv.user}", str(build_dir)], check=True)
+    proc = subprocess.run(unpriv.command([PYTHON, "-c", BUILD_CODE, build_dir, json.dumps(argv)] + ([cancel_on] if cancel_on else []),
+                                         home=build_dir),
+                          cwd=unpriv.code, capture_output=True, text=True, timeout=900, check=False)
+    log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
+    return build_dir, proc, log
 
 
 @pytest.mark.slow
@@ -310,18 +354,7 @@ def test_unshare_chroot_model_and_build(unpriv, cached_tarball, monkeypatch):
     assert tarball.stat().st_size == cached_tarball.stat().st_size
     assert (tarball.stat().st_uid, tarball.stat().st_mode & 0o777) == (unpriv.ids()[0], 0o600)
 
-    # A build as the builder makes it (setup scripts, .config, .sbuildrc with the in-chroot libdir)
-    build_dir = pathlib.Path(tempfile.mkdtemp(prefix="unshare-build-", dir=home.parent))
-    dsc = test_sbuild.make_source(build_dir, "mbd-test-unshare")
-    test_sbuild.write_config(build_dir)
-    scripts = sbuild.write_files(build_dir, sbuild.sbuildrc(dist.DEFAULT_SBUILD_CONFIG_BLOCKS, sbuild.UNSHARE_LIBDIR),
-                                 sbuild.setup_scripts(dist.DEFAULT_SBUILD_SETUP_BLOCKS + " show-sbuildrc"))
-    argv = sbuild.command(test_sbuild.DIST, arch, str(tarball), dsc, setup_scripts=scripts, arch_all=True, lintian_mode="disabled",
-                          chroot_mode="unshare")
-    subprocess.run(["chown", "-R", f"{unpriv.user}:{unpriv.user}", str(build_dir)], check=True)
-    proc = subprocess.run(unpriv.command([PYTHON, "-c", BUILD_CODE, build_dir, json.dumps(argv)], home=build_dir),
-                          cwd=unpriv.code, capture_output=True, text=True, timeout=900, check=False)
-    log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
+    build_dir, proc, log = _build_as(unpriv, home, tarball, "mbd-test-unshare")
     assert "SBUILD-EXIT 0" in proc.stdout, proc.stdout + proc.stderr + log[-4000:]
     assert test_sbuild.sbuild.parse_summary(log)["Status"] == "successful"
     assert (build_dir / "mbd-test-unshare_1.0_all.deb").is_file()
@@ -330,9 +363,18 @@ def test_unshare_chroot_model_and_build(unpriv, cached_tarball, monkeypatch):
         assert f"MINI_BUILDD: {block}: " in log
     assert "MINI_BUILDD: copy-in: setup scripts and config copied into the session" in log
     assert f"'CCACHE_DIR' => '{sbuild.UNSHARE_LIBDIR}/.ccache'" in log
-    unpack = re.search(r"^Unpacking \S+ to (/\S+)\.\.\.$", log, re.MULTILINE)
-    assert unpack, log[:3000]
-    assert not os.path.exists(unpack.group(1)), f"sbuild left its unpack dir {unpack.group(1)}"
+    unpack_dir = sbuild.unpack_dir_of(log)
+    assert unpack_dir, log[:3000]
+    assert not os.path.exists(unpack_dir), f"sbuild left its unpack dir {unpack_dir}"
+    shutil.rmtree(build_dir, ignore_errors=True)
+
+    # A build killed (sbuild given no time to clean up): the unpack dir it leaves is removed
+    build_dir, proc, log = _build_as(unpriv, home, tarball, "mbd-test-unshare-killed", rules=test_sbuild.RULES_SLOW, cancel_on="MBD-TEST: sleeping")
+    assert "SBUILD-EXIT -9" in proc.stdout, proc.stdout + proc.stderr + log[-4000:]
+    assert "MINI_BUILDD: sbuild canceled (killed)" in log
+    unpack_dir = sbuild.unpack_dir_of(log)
+    assert unpack_dir and not os.path.exists(unpack_dir), f"unpack dir {unpack_dir} left after the kill:\n{proc.stderr[-3000:]}"
+    assert "Removing unpack dir" in proc.stderr
     shutil.rmtree(build_dir, ignore_errors=True)
 
     out = in_home(home, REMOVE_CODE, unpriv=unpriv)
