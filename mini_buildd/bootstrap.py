@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 SEVERITY = {"ACTIVE": 0, "EXISTS": 0, "MISSING": 1, "CHANGED": 1, "DEACTIVATED": 2, "FAILED": 3}
 SEVERITY_NAMES = {0: "none", 1: "notable", 2: "warning", 3: "error"}
-CHROOT_BACKENDS = ("Dir", "File")
+CHROOT_BACKENDS = ("Dir", "File", "BtrfsSnapshot", "LVM", "LoopLVM")
 ORIGINS = (dist.DEBIAN, dist.UBUNTU)
 
 
@@ -59,7 +59,8 @@ OPTIONS = (
                                                     "(an existing repository keeps its own too)"),
     ("chroots", "list", [], "CODENAME:ARCH (CODENAME of --sources or of an existing Source)"),
     ("chroots_from_sources", "bool", False, "a chroot for every source and native architecture"),
-    ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir or File"),
+    ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir, File, BtrfsSnapshot, LVM or LoopLVM "
+                                      "(LVM: set the volume group of each chroot afterwards)"),
     ("remotes", "list", [], "remote instances (twisted client endpoints or URLs)"),
 )
 
@@ -273,7 +274,7 @@ def compute(opts, report):  # pylint: disable=too-many-locals  # one pass over e
 
     backend = opts["chroots_backend"] or "Dir"
     if backend not in CHROOT_BACKENDS:
-        raise SetupError(f"Unsupported chroot backend '{backend}' (use {' or '.join(CHROOT_BACKENDS)})")
+        raise SetupError(f"Unsupported chroot backend '{backend}' (use {', '.join(CHROOT_BACKENDS)})")
     chroot_specs = _split_list(opts["chroots"])
     if opts["chroots_from_sources"]:
         chroot_specs += [f"{c}:{a}" for c in codenames for a in archs_of("native")]
@@ -549,7 +550,7 @@ def _distribution_instance(m, codename, d):
 
 
 def _chroot_instance(m, _key, c):
-    model = {"Dir": m.DirChroot, "File": m.FileChroot}[c["backend"]]
+    model = getattr(m, f"{c['backend']}Chroot")
 
     def lookup():
         obj = m.Chroot.objects.filter(source__codename=c["codename"], architecture__name=c["architecture"]).first()
@@ -606,7 +607,7 @@ def run(**kwargs):
 
     by_class = {}
     for inst in insts:
-        by_class.setdefault(inst.cls_name.replace("DirChroot", "Chroot").replace("FileChroot", "Chroot"), []).append(inst)
+        by_class.setdefault("Chroot" if inst.cls_name.endswith("Chroot") else inst.cls_name, []).append(inst)
 
     def do_update(classes):
         for cls in classes:

@@ -10,5 +10,6 @@ from mini_buildd.models.repository import Suite, SuiteOption, Layout, Distributi
 from mini_buildd.models.repository import AmbiguousMetaDistribution  # noqa: F401
 from mini_buildd.models.chroot import Chroot, DirChroot, FileChroot  # noqa: F401
 from mini_buildd.models.chroot import UnshareChroot  # noqa: F401
+from mini_buildd.models.chroot import BtrfsSnapshotChroot, LVMChroot, LoopLVMChroot  # noqa: F401
 from mini_buildd.models.remote import Remote  # noqa: F401
 from mini_buildd.models.user import Uploader, Subscription  # noqa: F401

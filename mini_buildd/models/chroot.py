@@ -1,6 +1,6 @@
-"""Build chroots (upstream §2.5): one per codename and architecture, with Dir (overlay union) and File
-(tarball) backends; the model owns ``~/var/chroots/CODENAME/ARCH/`` and the schroot config
-``mini-buildd-CODENAME-ARCH``. LVM and Btrfs backends fit in as further subclasses.
+"""Build chroots (upstream §2.5): one per codename and architecture, with Dir (overlay union), File
+(tarball), BtrfsSnapshot (btrfs subvolume), LVM and LoopLVM (logical volume) backends; the model
+owns ``~/var/chroots/CODENAME/ARCH/`` and the schroot config ``mini-buildd-CODENAME-ARCH``.
 
 :class:`UnshareChroot` needs no schroot: an mmdebstrap tarball of the daemon's own for sbuild's
 unshare mode (selected per chroot by its type; :func:`sbuild_chroot` tells the builder).
@@ -9,13 +9,14 @@ unshare mode (selected per chroot by its type; :func:`sbuild_chroot` tells the b
 import logging
 import os
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from mini_buildd import config
 from mini_buildd.models.base import StatusModel, StatusError
 from mini_buildd.models.repository import Distribution
 from mini_buildd.models.source import Source, Architecture
-from mini_buildd.tools import chroot_backends, debootstrap, gnupg, sbuild
+from mini_buildd.tools import blockdevices, chroot_backends, debootstrap, gnupg, sbuild
 
 LOG = logging.getLogger(__name__)
 
@@ -239,3 +240,60 @@ def sbuild_chroot(codename, arch):
     if UnshareChroot.objects.filter(source__codename=codename, architecture__name=arch).exists():
         return "unshare", str(config.paths.unshare_tarball(codename, arch))
     return "schroot", config.schroot_name(codename, arch)
+
+
+# BtrfsSnapshot, LVM and LoopLVM chroots (mini_buildd.tools.chroot_backends, doc/manual: chroots)
+
+class BtrfsSnapshotChroot(Chroot):
+    """btrfs subvolume, a snapshot per session: ``~/var/chroots`` must be on a btrfs file system."""
+
+    mbd_backend = "BtrfsSnapshot"
+
+    class Meta:
+        verbose_name = "Btrfs snapshot chroot"
+
+
+FILESYSTEM_CHOICES = tuple((fs, fs) for fs in blockdevices.FILESYSTEMS)
+
+
+def _filesystem_field():
+    return models.CharField(max_length=10, choices=FILESYSTEM_CHOICES, default="ext2",
+                            help_text="File system of the chroot's logical volume.")
+
+
+def _snapshot_size_field():
+    return models.PositiveIntegerField(default=4, validators=[MinValueValidator(1)],
+                                       help_text="Size (GB) of the chroot's logical volume, and of each build's snapshot of it.")
+
+
+class LVMChroot(Chroot):
+    """Logical volume ``mini-buildd-CODENAME-ARCH`` in an existing volume group, an LVM snapshot per session."""
+
+    volume_group = models.CharField(max_length=80, default="auto",
+                                    help_text="An existing LVM volume group ('auto' is only for loop LVM chroots: set it here).")
+    filesystem = _filesystem_field()
+    snapshot_size = _snapshot_size_field()
+    mbd_backend = "LVM"
+
+    class Meta:
+        verbose_name = "LVM chroot"
+
+    def mbd_backend_args(self):
+        return {"volume_group": self.volume_group, "filesystem": self.filesystem, "snapshot_size": self.snapshot_size}
+
+
+class LoopLVMChroot(Chroot):
+    """As :class:`LVMChroot`, in a volume group of its own (``mini-buildd-loop-CODENAME-ARCH``) on the
+    sparse loop file ``~/var/chroots/CODENAME/ARCH/lvmloop.image``."""
+
+    filesystem = _filesystem_field()
+    snapshot_size = _snapshot_size_field()
+    loop_size = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)],
+                                            help_text="Size (GB) of the (sparse) loop file holding the volume group.")
+    mbd_backend = "LoopLVM"
+
+    class Meta:
+        verbose_name = "Loop LVM chroot"
+
+    def mbd_backend_args(self):
+        return {"filesystem": self.filesystem, "snapshot_size": self.snapshot_size, "loop_size": self.loop_size}

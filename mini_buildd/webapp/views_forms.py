@@ -18,7 +18,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import FieldDoesNotExist
 from django.shortcuts import render
 
-from mini_buildd import config, models
+from mini_buildd import bootstrap as mbd_setup, config, models
 from mini_buildd.api import http as api_http, registry
 from mini_buildd.webapp import forms_calls
 
@@ -106,7 +106,7 @@ def current_options():
         "repositories": _list(f"{r.identity}:{r.layout.name}:{'+'.join(d.codename for d in r.mbd_distributions())}"
                               for r in models.Repository.objects.select_related("layout").order_by("identity")),
         "chroots": _list(str(c) for c in chroots),
-        "chroots_backend": "File" if backends == {"File"} else "Dir",
+        "chroots_backend": next(iter(backends)) if len(backends) == 1 and backends <= set(mbd_setup.CHROOT_BACKENDS) else "Dir",
         "remotes": _list(models.Remote.objects.order_by("http").values_list("http", flat=True)),
     }
 

@@ -16,6 +16,7 @@ another test's or a real instance's.
 
 import contextlib
 import os
+import pathlib
 import shutil
 import time
 import uuid
@@ -85,6 +86,23 @@ def test_lvm_needs_a_volume_group(tmp_path):
         step[0].do()
 
 
+def test_models_name_their_backends(tmp_path):
+    """Each chroot model's backend and options make the backend with the model's settings (and setup offers them)."""
+    from mini_buildd import bootstrap, models  # pylint: disable=import-outside-toplevel  # Django is set up by conftest
+    d = tmp_path / "home" / "var" / "chroots" / "bookworm" / "amd64"
+    cases = [(models.BtrfsSnapshotChroot(), chroot_backends.BtrfsSnapshotBackend, {}),
+             (models.LVMChroot(volume_group="vg1", filesystem="ext4", snapshot_size=3), chroot_backends.LVMBackend,
+              {"volume_group": "vg1", "filesystem": "ext4", "snapshot_size": 3}),
+             (models.LoopLVMChroot(loop_size=7), chroot_backends.LoopLVMBackend,
+              {"volume_group": "mini-buildd-loop-bookworm-amd64", "filesystem": "ext2", "snapshot_size": 4, "loop_size": 7})]
+    for chroot, cls, expected in cases:
+        be = chroot_backends.get_backend(chroot.mbd_backend, d, **chroot.mbd_backend_args())
+        assert type(be) is cls  # pylint: disable=unidiomatic-typecheck  # LoopLVM is an LVM subclass: the exact class counts
+        assert {k: getattr(be, k) for k in expected} == expected
+        assert chroot.mbd_backend in bootstrap.CHROOT_BACKENDS
+        assert type(chroot).__name__ == f"{chroot.mbd_backend}Chroot"  # setup makes the model from the backend name
+
+
 def _conf(name, lines):
     return schroot.conf_text(name, "d", lines, users=("root",), groups=("root",), fstab=schroot.GLOBAL_FSTAB)
 
@@ -117,6 +135,110 @@ def test_helper_checks_block_configs(tmp_path):
     with pytest.raises(roothelper.HelperError, match="Bad volume group"):
         roothelper.run(["lvm-remove", "--home", str(home), "--codename", "bookworm", "--arch", "amd64", "--vg", "../x"], caller)
     assert roothelper.lvm_tag(root) != roothelper.lvm_tag(tmp_path)
+
+
+class FakeLVM:
+    """The LVM and loop device side of :mod:`mini_buildd.tools.blockdevices`, in memory: what the root
+    helper asks for, in order (where the kernel has device-mapper, the real tests below run too)."""
+
+    def __init__(self, monkeypatch):
+        self.vgs, self.lvs, self.loops, self.calls = {}, {}, {}, []
+        for fn in ("vg_tags", "lv_tags", "lv_create", "lv_remove", "vg_create", "vg_remove", "pv_remove", "vg_activate",
+                   "mkfs", "fsck", "mount", "copy_tree", "loop_attach", "loop_detach", "loop_devices_of"):
+            monkeypatch.setattr(blockdevices, fn, getattr(self, fn))
+
+    def vg_tags(self, vg):
+        return self.vgs.get(vg)
+
+    def lv_tags(self, vg, lv):
+        return self.lvs.get((vg, lv))
+
+    def lv_create(self, vg, lv, size_gb, tag):
+        self.calls.append(("lv_create", vg, lv, size_gb))
+        self.lvs[(vg, lv)] = [tag]
+
+    def lv_remove(self, vg, lv):
+        self.calls.append(("lv_remove", vg, lv))
+        del self.lvs[(vg, lv)]
+
+    def vg_create(self, vg, device, tag):
+        self.calls.append(("vg_create", vg, device))
+        self.vgs[vg] = [tag]
+
+    def vg_remove(self, vg):
+        self.calls.append(("vg_remove", vg))
+        del self.vgs[vg]
+        self.lvs = {k: v for k, v in self.lvs.items() if k[0] != vg}
+
+    def pv_remove(self, device):
+        self.calls.append(("pv_remove", device))
+
+    def vg_activate(self, vg):
+        self.calls.append(("vg_activate", vg))
+
+    def mkfs(self, filesystem, device):
+        self.calls.append(("mkfs", filesystem, str(device)))
+
+    def fsck(self, filesystem, device):
+        self.calls.append(("fsck", filesystem, str(device)))
+        return "clean\n"
+
+    def mount(self, device, target, options=""):
+        self.calls.append(("mount", str(device)))
+
+    def copy_tree(self, source, target):
+        self.calls.append(("copy_tree", pathlib.Path(source).name, pathlib.Path(target).name))
+
+    def loop_attach(self, image):
+        self.calls.append(("loop_attach",))
+        return self.loops.setdefault(str(image), "/dev/loop-fake")
+
+    def loop_detach(self, device):
+        self.calls.append(("loop_detach", device))
+        self.loops = {k: v for k, v in self.loops.items() if v != device}
+
+    def loop_devices_of(self, image):
+        return [self.loops[str(image)]] if str(image) in self.loops else []
+
+
+@needs_root
+@needs_tools
+def test_loop_lvm_steps_with_fake_volumes(chroot_args, name, monkeypatch):
+    """Prepare, activate and remove of a LoopLVM chroot as the root helper carries them out (volumes in
+    memory, real schroot config and chroot dir): names, tags, order, and nothing left."""
+    fake = FakeLVM(monkeypatch)
+    monkeypatch.setattr(privileged, "populate", lambda chroot_dir, subdir, *_a, **_k: (pathlib.Path(chroot_dir) / subdir).mkdir())
+    options = {"loop_size": 9, "snapshot_size": 2, "filesystem": "ext4"}
+    vg, lv = "mini-buildd-loop-bookworm-" + chroot_args["arch"], "mini-buildd-bookworm-" + chroot_args["arch"]
+    chroot_backends.prepare("LoopLVM", **chroot_args, **options)
+    try:
+        chroot_dir = chroot_args["chroot_dir"]
+        assert sorted(p.name for p in chroot_dir.iterdir()) == ["lvmloop.image"]  # tmp and mnt are gone
+        assert (chroot_dir / "lvmloop.image").stat().st_size == 9 * 1024 ** 3
+        assert (chroot_dir / "lvmloop.image").stat().st_blocks == 0  # sparse
+        tag = roothelper.lvm_tag(chroot_dir.parent.parent)
+        assert fake.vgs == {vg: [tag]} and fake.lvs == {(vg, lv): [tag]}
+        assert fake.calls == [("loop_attach",), ("vg_create", vg, "/dev/loop-fake"), ("lv_create", vg, lv, 2),
+                              ("mkfs", "ext4", f"/dev/{vg}/{lv}"), ("mount", f"/dev/{vg}/{lv}"), ("copy_tree", "tmp", "mnt")]
+        assert f"device=/dev/{vg}/{lv}\nmount-options=-t ext4 -o noatime\nlvm-snapshot-options=--size 2G\n" \
+            in config.schroot_conf(name).read_text()
+        # After a "reboot" the check attaches the loop file again, activates and fscks
+        fake.loops.clear()
+        fake.calls.clear()
+        chroot_backends.get_backend("LoopLVM", chroot_dir, **options).activate()
+        assert fake.calls == [("loop_attach",), ("vg_activate", vg), ("fsck", "ext4", f"/dev/{vg}/{lv}")]
+        # A volume group of the same name without this home's tag is never removed
+        fake.vgs[vg] = ["mini-buildd-someone-else"]
+        with pytest.raises(privileged.PrivilegeError, match="not one of this instance's"):
+            privileged.loop_vg_remove(chroot_dir)
+        fake.vgs[vg] = [tag]
+        fake.calls.clear()
+    finally:
+        chroot_backends.remove("LoopLVM", **chroot_args, **options)
+    assert fake.calls == [("lv_remove", vg, lv), ("vg_remove", vg), ("pv_remove", "/dev/loop-fake"), ("loop_detach", "/dev/loop-fake")]
+    assert not fake.vgs and not fake.lvs and not fake.loops
+    assert_no_schroot_left(name)
+    assert not chroot_args["chroot_dir"].exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -334,7 +334,7 @@ def test_setup_inspect_report_and_followup(users):  # pylint: disable=redefined-
 
 
 def test_setup_bad_option_is_shown(users):  # pylint: disable=redefined-outer-name
-    r = client(users["admin"]).post("/mini_buildd/setup/", _inspect_post({"chroots_backend": "LVM", "confirm": "setup"}))
+    r = client(users["admin"]).post("/mini_buildd/setup/", _inspect_post({"chroots_backend": "NoSuchBackend", "confirm": "setup"}))
     assert r.status_code == 400 and "not a valid choice" in field_error(r, "chroots_backend")
     r = client(users["admin"]).post("/mini_buildd/setup/", _inspect_post({"repositories": "broken", "confirm": "setup"}))
     assert r.status_code == 400 and "Bad repository" in text(r) and "Traceback" not in text(r)
