@@ -177,7 +177,6 @@ class Buildrequest(Changes):
     build_dep_resolver = _data_property("build_dep_resolver")
     deb_build_options = _data_property("deb_build_options")
     deb_build_profiles = _data_property("deb_build_profiles")
-    add_depends = _data_property("add_depends")
     lintian_extra_options = _data_property("lintian_extra_options")
     lintian_warnfail_options = _data_property("lintian_warnfail_options")
     buildlog = _data_property("buildlog")
@@ -189,6 +188,11 @@ class Buildrequest(Changes):
         """Seconds a build may take (``X-Mini-Buildd-Build-Time-Limit``), None if not given or bad."""
         value = self.data.build_time_limit or ""
         return int(value) if value.isdigit() and int(value) > 0 else None
+
+    @property
+    def add_depends(self) -> list[str]:
+        """The extra build dependencies (``X-Mini-Buildd-Add-Depends``, comma-separated), one each."""
+        return [dep.strip() for dep in (self.data.add_depends or "").split(",") if dep.strip()]
 
     @property
     def sbuild_config_blocks(self) -> list[str]:

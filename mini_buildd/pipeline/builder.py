@@ -202,7 +202,8 @@ class Builder:
         env = sbuild.environment(build_dir, config.paths.gnupg_home, breq.deb_build_options, breq.deb_build_profiles)
         sbuild.run(build_dir, argv, env, buildlog, cancel_event=build.cancel_event)
         log_text = buildlog.read_text(errors="replace") if buildlog.exists() else ""
-        return sbuild.parse_summary(log_text), sbuild.parse_lintian_tags(log_text)
+        tags = sbuild.parse_lintian_tags(log_text)
+        return sbuild.lintian_status(sbuild.parse_summary(log_text), log_text, tags), tags
 
     # ----------------------------------------------------------------------------- results upload
     @staticmethod

@@ -16,7 +16,8 @@ Owns, for one build (one build dir ``var/shared/builds/<bkey>/``):
 - :func:`run`: running sbuild with its combined output going live to the build log, with
   cancel (terminate, kill after :data:`KILL_AFTER` seconds) and timeout;
 - :func:`parse_summary`: the sbuild summary (``Status``, ``Lintian``, ...) of a build log;
-- :func:`parse_lintian_tags`: lintian's error and warning tags in a build log;
+- :func:`parse_lintian_tags`: lintian's error and warning tags in a build log; :func:`lintian_status`:
+  sbuild's lintian word, corrected where sbuild misreads lintian's exit status;
 - :func:`chroot_preinstall_packages`: what the chroot check should preinstall.
 
 Chroot modes
@@ -592,7 +593,7 @@ def _end_left_sessions(buildlog_path: call.FsPath, killed_argvs: Iterable[Sequen
 #: Where build logs of unshare mode name the unpack dir (sbuild 0.85+: ``Unpacking TARBALL to DIR...``).
 _UNPACK_RE = re.compile(r"^Unpacking \S+ to (/\S+)\.\.\.$", re.MULTILINE)
 #: The unpack dirs sbuild makes from :data:`UNSHARE_TMPDIR_TEMPLATE` (nothing else is ever removed).
-_UNPACK_DIR_RE = re.compile(re.escape(UNSHARE_TMPDIR_TEMPLATE.removesuffix("XXXXXXXXXX")) + r"[A-Za-z0-9]{10}")
+_UNPACK_DIR_RE = re.compile(re.escape(UNSHARE_TMPDIR_TEMPLATE.removesuffix("XXXXXXXXXX")) + r"[A-Za-z0-9_]{10}")
 
 
 def unpack_dir_of(buildlog_text: Optional[str]) -> Optional[str]:
@@ -722,32 +723,45 @@ def parse_summary(buildlog_text: Optional[str], keys: Optional[Iterable[str]] = 
     return result
 
 
-#: sbuild's section header of the lintian run, and lintian's error and warning tag lines in it
-#: (``E: hello: no-copyright-file``, ``W: hello source: some-tag [debian/control]``).
-_LINTIAN_HEADER = re.compile(r"^\|\s*Run lintian\b.*\|\s*$", re.MULTILINE)
+#: Where lintian's output starts in a build log: sbuild's ``Running lintian...`` line (sbuild 0.85
+#: prints it inside the lintian dependencies section) or a ``| Run lintian |`` section header.
+_LINTIAN_START = re.compile(r"^(?:Running lintian\b.*|\|\s*Run lintian\b.*\|\s*)$", re.MULTILINE)
+#: lintian's error and warning tag lines (``E: hello: no-copyright-file``, ``W: hello source: some-tag [debian/control]``).
 _LINTIAN_TAG = re.compile(r"^[EW]: \S+(?: \S+)?: [a-z0-9][a-z0-9+.-]*(?: .*)?$")
 #: At most this many tag lines of at most this many characters are kept (the log has them all).
 MAX_LINTIAN_TAGS, MAX_LINTIAN_TAG_LENGTH = 20, 200
+#: sbuild 0.85 (bookworm) reads lintian's exit status 2 as a runtime error, but lintian >= 2.105 exits 2
+#: for tags at its --fail-on level (and 1 for a runtime error): bookworm's sbuild 0.85 with its
+#: lintian 2.116 says ``Lintian: error`` for a package with lintian errors.
+_LINTIAN_MISREAD = "Lintian run failed (runtime error)"
 
 
 def parse_lintian_tags(buildlog_text: Optional[str]) -> list[str]:
-    """The error and warning tags lintian printed in sbuild's (last) ``| Run lintian |`` section of
-    a build log, in log order (the first :data:`MAX_LINTIAN_TAGS`, each cut to
+    """The error and warning tags lintian printed in a build log (its last lintian run, up to the
+    next sbuild section), in log order (the first :data:`MAX_LINTIAN_TAGS`, each cut to
     :data:`MAX_LINTIAN_TAG_LENGTH` characters); ``[]`` if lintian did not run. The text comes from
     the build (hostile): callers only ever show it as text."""
-    headers = list(_LINTIAN_HEADER.finditer(buildlog_text or ""))
-    if not headers:
+    starts = list(_LINTIAN_START.finditer(buildlog_text or ""))
+    if not starts:
         return []
     tags: list[str] = []
-    lines = (buildlog_text or "")[headers[-1].end():].splitlines()
-    # After the header's closing rule, up to the next section's opening rule.
-    start = next((i + 1 for i, line in enumerate(lines[:3]) if line.startswith("+---")), 0)
-    for line in lines[start:]:
+    lines = (buildlog_text or "")[starts[-1].end():].splitlines()
+    # A section header's closing rule comes first; the next rule opens the next section.
+    first = next((i + 1 for i, line in enumerate(lines[:3]) if line.startswith("+---")), 0) if starts[-1].group().startswith("|") else 0
+    for line in lines[first:]:
         if line.startswith("+---"):
             break
         if _LINTIAN_TAG.match(line) and len(tags) < MAX_LINTIAN_TAGS:
             tags.append(line[:MAX_LINTIAN_TAG_LENGTH])
     return tags
+
+
+def lintian_status(summary: dict[str, str], buildlog_text: Optional[str], tags: Sequence[str]) -> dict[str, str]:
+    """``summary`` with sbuild's ``Lintian`` word corrected where sbuild misread lintian's exit
+    status (see :data:`_LINTIAN_MISREAD`): ``error`` with tags found and that message is ``fail``."""
+    if summary.get("Lintian") == "error" and tags and _LINTIAN_MISREAD in (buildlog_text or ""):
+        return dict(summary, Lintian="fail")
+    return summary
 
 
 def shell_command(argv: Iterable[object]) -> str:

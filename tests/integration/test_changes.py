@@ -332,7 +332,7 @@ def test_buildrequest(upload_path, keyring, gpg, tmp_path):
     assert breq.lintian_mode == QAMode.IGNORE and breq.piuparts_mode == QAMode.ERRFAIL
     assert breq.autopkgtest_mode == QAMode.DISABLED
     assert breq.get("X-Mini-Buildd-Lintian-Mode") == "IGNORE"
-    assert breq.add_depends == "foo (>= 1.0),bar"
+    assert breq.add_depends == ["foo (>= 1.0)", "bar"]  # one sbuild --add-depends each (not the characters of a string)
     assert breq.upload_to == "ftp://localhost:8067" and breq.builder == "http://builder:8066"
     assert breq.buildlog == f"{breq.bkey}/{SOURCE}_{VERSION}_{ARCH}.buildlog"
     files = breq.files()

@@ -319,6 +319,42 @@ E: after: not-lintian-any-more
 """
 
 
+#: sbuild 0.85 (bookworm) with lintian 2.116: lintian runs inside the dependencies section, and its
+#: exit status 2 (tags at --fail-on) is reported as a runtime error (from a real build log).
+LINTIAN_085 = """\
++------------------------------------------------------------------------------+
+| Install lintian build dependencies (aptitude-based resolver)                 |
++------------------------------------------------------------------------------+
+
+Building tag database...
+Running lintian...
+N:
+E: mbd-qa-lintian: no-copyright-file
+N:
+N:   Each binary package has to include a plain file
+N:
+W: mbd-qa-lintian source: no-debian-copyright-in-source
+N:
+
+E: Lintian run failed (runtime error)
+
++------------------------------------------------------------------------------+
+| Post Build                                                                   |
++------------------------------------------------------------------------------+
+"""
+
+
+def test_lintian_085_tags_and_status():
+    tags = sbuild.parse_lintian_tags(LINTIAN_085)
+    assert tags == ["E: mbd-qa-lintian: no-copyright-file", "W: mbd-qa-lintian source: no-debian-copyright-in-source"]
+    assert sbuild.lintian_status({"Status": "successful", "Lintian": "error"}, LINTIAN_085, tags) == \
+        {"Status": "successful", "Lintian": "fail"}
+    # A real runtime error (no tags), or another status, stays as sbuild said.
+    assert sbuild.lintian_status({"Lintian": "error"}, LINTIAN_085, []) == {"Lintian": "error"}
+    assert sbuild.lintian_status({"Lintian": "pass"}, LINTIAN_085, tags) == {"Lintian": "pass"}
+    assert sbuild.lintian_status({"Lintian": "error"}, LINTIAN_SECTION, tags) == {"Lintian": "error"}
+
+
 def test_parse_lintian_tags():
     assert sbuild.parse_lintian_tags(LINTIAN_SECTION) == ["E: mbd-x: no-copyright-file",
                                                           "W: mbd-x source: some-warning-tag [debian/control]"]

@@ -139,7 +139,7 @@ def test_reference_buildrequest():
     assert breq.sbuild_config_blocks == ["set-default-path", "ccache"]
     assert breq.sbuild_setup_blocks == ["apt-setup", "apt-update", "ccache", "eatmydata"]
     assert breq.build_dep_resolver == "aptitude"
-    assert breq.deb_build_options == "" and breq.add_depends == ""
+    assert breq.deb_build_options == "" and breq.add_depends == []
     assert breq.upload_to == "ftp://127.0.0.1:18067" and breq.packager == "http://127.0.0.1:18066"
     assert breq.buildlog == f"{breq.bkey}/mbd-hello_1.0~test12+4_amd64.buildlog"
     assert breq.buildlog_name == "mbd-hello_1.0~test12+4_amd64.buildlog"
