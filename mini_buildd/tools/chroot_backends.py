@@ -251,8 +251,16 @@ class BtrfsSnapshotBackend(Backend):
         privileged.remove_data(self.chroot_dir, "snapshot")  # snapshots of sessions left behind are subvolumes too
         privileged.remove_data(self.chroot_dir, "source")
 
+    def _check_btrfs(self) -> None:
+        """Fail before the base system is made (the root helper checks again)."""
+        kind = blockdevices.fs_type(self.chroot_dir)
+        if kind != "btrfs":
+            raise ChrootError(f"{self.chroot_dir} is on a '{kind}' file system, not btrfs: BtrfsSnapshot chroots need a btrfs "
+                              f"file system mounted at {self.chroot_dir.parent.parent}.")
+
     def data_steps(self, populate: PopulateFn) -> list[Step]:
         return [
+            Step(f"check btrfs at {self.chroot_dir}", self._check_btrfs, None),
             Step(f"populate {self.tmp_dir}", lambda: populate(self.tmp_dir), lambda: privileged.remove_data(self.chroot_dir, "tmp")),
             Step(f"btrfs subvolume {self.source_dir}", lambda: privileged.btrfs_fill(self.chroot_dir), self._remove_subvolume),
             Step(f"remove {self.tmp_dir}", lambda: privileged.remove_data(self.chroot_dir, "tmp"), None),

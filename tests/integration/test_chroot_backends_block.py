@@ -26,6 +26,9 @@ import pytest
 from mini_buildd import config, roothelper
 from mini_buildd.tools import blockdevices, call, chroot_backends, debootstrap, privileged, sbuild, schroot
 from tests.helpers import host_archive
+from tests.helpers.daemon import in_home
+from tests.helpers.setup_run import by_str, run_setup
+from tests.helpers.unprivileged import UnprivilegedUser
 from tests.integration.test_sbuild import make_source, write_config
 
 CODENAME = "bookworm"
@@ -276,6 +279,11 @@ def loop_device(image, size_gb=SPARSE_GB):
     finally:
         with contextlib.suppress(call.CallError):
             call.run(["losetup", "--detach", device])
+        # A device still held (btrfs lets go of it shortly after umount) is only marked autoclear: wait for it
+        for _ in range(100):
+            if not _losetup_of(image):
+                break
+            time.sleep(0.1)
         assert _losetup_of(image) == [], "loop device left attached"
         image.unlink()
 
@@ -393,14 +401,64 @@ def test_btrfs_snapshot_backend(btrfs_chroots, chroot_args, name, tmp_path):
     chroot_backends.remove("BtrfsSnapshot", **chroot_args)  # idempotent
 
 
+@pytest.mark.slow
+@needs_root
+@needs_tools
+@needs_btrfs
+def test_btrfs_snapshot_chroot_through_setup_as_the_daemon_user(tmp_path, arch):
+    """The model way, as the package runs it: setup makes a BtrfsSnapshotChroot as an unprivileged
+    user (root actions through sudo and the root helper), prepares, checks and activates it; the
+    model's remove leaves nothing."""
+    name = f"mbd-blk-itest-{CODENAME}-{arch}"
+    with UnprivilegedUser() as unpriv:
+        home = unpriv.make_home()
+        (home / "var").mkdir(mode=0o755)
+        shutil.chown(home / "var", unpriv.user, unpriv.user)
+        chroots = home / "var" / "chroots"
+        chroots.mkdir()
+        with loop_device(tmp_path / "chroots-btrfs.img") as device:
+            call.run(["mkfs.btrfs", "--quiet", device])
+            call.run(["mount", device, str(chroots)])
+            try:
+                _, result, _ = run_setup(home, "--archives-from-apt-sources", "--sources", CODENAME, "--chroots", f"{CODENAME}:{arch}",
+                                         "--chroots-backend", "BtrfsSnapshot", "--schroot-prefix", "mbd-blk-itest",
+                                         "--update", "all", "--pca", "all", unpriv=unpriv)
+                chroot = by_str(result)[f"BtrfsSnapshotChroot(codename={CODENAME}, architecture={arch})"]
+                assert chroot["status"] == "ACTIVE", chroot
+                assert blockdevices.is_subvolume(chroots / CODENAME / arch / "source")
+                conf = config.schroot_conf(name).read_text()
+                assert "type=btrfs-snapshot\n" in conf and f"users={unpriv.user}\n" in conf
+                with schroot.session(name) as sid:  # the check installed what builds need
+                    assert schroot.run_in_session(sid, ["sh", "-c", "for p in fakeroot lintian; do command -v $p; done"]).count("/usr/bin/") == 2
+                out = in_home(home, "c = models.Chroot.mbd_concrete_all()[0]; print(type(c).__name__); c.mbd_remove(); print(c.mbd_status_display())",
+                              unpriv=unpriv)
+                assert "BtrfsSnapshotChroot" in out
+                assert_no_schroot_left(name)
+                assert not (chroots / CODENAME).exists()
+                assert subvolumes(chroots) == []
+            finally:
+                chroot_backends.remove("BtrfsSnapshot", name=name, chroot_dir=chroots / CODENAME / arch)  # after a failure
+                call.run(["umount", str(chroots)])
+
+
 @needs_root
 @needs_tools
 def test_btrfs_snapshot_needs_btrfs(chroot_args, name, tmp_path):
-    """On another file system prepare fails with the reason, and nothing is left."""
-    with pytest.raises(privileged.PrivilegeError, match="not btrfs"):
+    """On another file system prepare fails with the reason before making the base system, and
+    nothing is left; the root helper refuses too."""
+    with pytest.raises(chroot_backends.ChrootError, match="on a '.*' file system, not btrfs"):
         chroot_backends.prepare("BtrfsSnapshot", **chroot_args)
     assert_no_schroot_left(name)
     assert not chroot_args["chroot_dir"].exists()
+    chroot_dir = chroot_args["chroot_dir"]
+    privileged.make_chroot_dir(chroot_dir)
+    try:
+        (chroot_dir / "tmp").mkdir()
+        with pytest.raises(privileged.PrivilegeError, match="not btrfs"):
+            privileged.btrfs_fill(chroot_dir)
+        assert sorted(p.name for p in chroot_dir.iterdir()) == ["tmp"]
+    finally:
+        privileged.remove_data(chroot_dir)
 
 
 # ---------------------------------------------------------------------------------------------
