@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 SEVERITY = {"ACTIVE": 0, "EXISTS": 0, "MISSING": 1, "CHANGED": 1, "DEACTIVATED": 2, "FAILED": 3}
 SEVERITY_NAMES = {0: "none", 1: "notable", 2: "warning", 3: "error"}
-CHROOT_BACKENDS = ("Dir", "File", "BtrfsSnapshot", "LVM", "LoopLVM")
+CHROOT_BACKENDS = ("Dir", "File", "BtrfsSnapshot", "LVM", "LoopLVM", "Unshare")
 ORIGINS = (dist.DEBIAN, dist.UBUNTU)
 
 
@@ -59,8 +59,8 @@ OPTIONS = (
                                                     "(an existing repository keeps its own too)"),
     ("chroots", "list", [], "CODENAME:ARCH (CODENAME of --sources or of an existing Source)"),
     ("chroots_from_sources", "bool", False, "a chroot for every source and native architecture"),
-    ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir, File, BtrfsSnapshot, LVM or LoopLVM "
-                                      "(LVM: set the volume group of each chroot afterwards)"),
+    ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir, File, BtrfsSnapshot, LVM, LoopLVM or Unshare "
+                                      "(LVM: set the volume group of each chroot afterwards; Unshare: no schroot, no root)"),
     ("remotes", "list", [], "remote instances (twisted client endpoints or URLs)"),
 )
 

@@ -27,6 +27,7 @@ from mini_buildd import config, dist
 from mini_buildd.tools import chroot_backends, mmdebstrap, sbuild
 from tests.helpers import host_archive
 from tests.helpers.daemon import PYTHON, in_home
+from tests.helpers.setup_run import by_str, run_setup
 from tests.integration import test_sbuild
 
 CODENAME = "bookworm"
@@ -86,6 +87,7 @@ def test_unpack_dir_of_and_removal_guard(tmp_path, caplog):
     """The unpack dir comes from the log; only sbuild's own /tmp/tmp.sbuild.* dirs are ever removed."""
     assert sbuild.unpack_dir_of("I: x\nUnpacking /h/var/unshare-chroots/b-amd64.tar to /tmp/tmp.sbuild.a5WKWEGpB1...\n") == "/tmp/tmp.sbuild.a5WKWEGpB1"
     assert sbuild.unpack_dir_of("no such line") is None
+    assert sbuild._UNPACK_DIR_RE.fullmatch("/tmp/tmp.sbuild.vjxQ_s0rdq")  # pylint: disable=protected-access  # Perl's mkdtemp uses '_' too
     victim = tmp_path / "victim"
     (victim / "etc").mkdir(parents=True)
     log = tmp_path / "build.log"
@@ -278,17 +280,7 @@ def cached_tarball():
 
 
 MODEL_CODE = """
-from django.utils import timezone
 from mini_buildd.models import chroot as chroot_model
-source = models.Source.objects.create(origin="Debian", codename={codename!r})
-archive, _ = models.Archive.objects.get_or_create(url={url!r}, defaults={{"ping": 1.0}})
-source.archives.add(archive)
-source._set(models.StatusModel.STATUS_ACTIVE, timezone.now())
-arch, _ = models.Architecture.objects.get_or_create(name={arch!r})
-chroot = models.UnshareChroot.objects.create(source=source, architecture=arch)
-chroot.mbd_prepare()
-chroot.mbd_check(force=False)
-chroot.mbd_activate()
 chroot = models.Chroot.objects.get().mbd_concrete()
 print("CONCRETE", type(chroot).__name__, chroot.get_status_display())
 print("MODE", *chroot_model.sbuild_chroot({codename!r}, {arch!r}))
@@ -342,12 +334,16 @@ def _build_as(unpriv, home, tarball, name, rules=test_sbuild.RULES, cancel_on=No
 
 @pytest.mark.slow
 def test_unshare_chroot_model_and_build(unpriv, cached_tarball, monkeypatch):
-    """Prepare/check/activate an UnshareChroot as the unprivileged user (from the cached tarball),
-    build a tiny package with sbuild in unshare mode as that user, remove the chroot: nothing left."""
+    """setup (as the daemon's unprivileged user) makes, prepares (from the cached tarball), checks and
+    activates an UnshareChroot; sbuild builds a tiny package in unshare mode as that user, and a
+    killed build leaves no unpack dir; removing the chroot leaves nothing."""
     arch = host_archive.host_arch()
     monkeypatch.setenv("MINI_BUILDD_DEBOOTSTRAP_CACHE", "1")
     home = unpriv.make_home()
-    out = in_home(home, MODEL_CODE.format(codename=CODENAME, arch=arch, url=host_archive.archive_url(CODENAME)), unpriv=unpriv)
+    _, result, _ = run_setup(home, "--archives-from-apt-sources", "--sources", CODENAME, "--chroots", f"{CODENAME}:{arch}",
+                             "--chroots-backend", "Unshare", "--update", "all", "--pca", "all", unpriv=unpriv)
+    assert by_str(result)[f"UnshareChroot(codename={CODENAME}, architecture={arch})"]["status"] == "ACTIVE", result
+    out = in_home(home, MODEL_CODE.format(codename=CODENAME, arch=arch), unpriv=unpriv)
     tarball = config.Paths(home).unshare_tarball(CODENAME, arch)
     assert "CONCRETE UnshareChroot Active" in out, out
     assert f"MODE unshare {tarball}" in out, out
