@@ -74,19 +74,23 @@ def _warn(msg):
     print(f"mini-buildd: warning: {msg}", file=sys.stderr)
 
 
+def read_text(source, what, first_line=False):
+    """The text (or only its first line) of file ``source`` (``-``: standard input); raises
+    :class:`UsageError` naming ``what`` if it can't be read."""
+    try:
+        if source == "-":
+            return sys.stdin.readline() if first_line else sys.stdin.read()
+        with open(source, encoding="utf-8") as f:
+            return f.readline() if first_line else f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"can't read {what} from '{source}': {getattr(e, 'strerror', None) or e}") from e
+
+
 def read_secret(source, what):
     """The first line of file ``source`` (``-``: standard input), without its line end.
 
     Raises :class:`UsageError` if it can't be read or is empty."""
-    try:
-        if source == "-":
-            text = sys.stdin.readline()
-        else:
-            with open(source, encoding="utf-8") as f:
-                text = f.readline()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"can't read the {what} from '{source}': {getattr(e, 'strerror', None) or e}") from e
-    secret = text.rstrip("\r\n")
+    secret = read_text(source, f"the {what}", first_line=True).rstrip("\r\n")
     if not secret:
         raise UsageError(f"no {what} in '{'standard input' if source == '-' else source}' (empty first line).")
     return secret
@@ -221,14 +225,7 @@ def load_data(source):
     from django.contrib.auth import get_user_model
     from django.core import management
     from django.db import transaction
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"can't read '{source}': {getattr(e, 'strerror', None) or e}") from e
+    text = read_text(source, "the data")
     out, stdin = io.StringIO(), sys.stdin
     try:
         with transaction.atomic():

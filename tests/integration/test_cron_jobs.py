@@ -11,7 +11,7 @@ import json
 import pytest
 
 from mini_buildd.api.client import ApiProblem, Client
-from tests.helpers.daemon import Daemon, free_port, in_home
+from tests.helpers.daemon import BOOKWORM_TEST_REPOSITORY, Daemon, free_port, in_home
 
 ADMIN_PASSWORD = "cron-Secret-1"
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
@@ -29,16 +29,7 @@ d.ftpd_bind = "tcp:interface=127.0.0.1:port={ftp_port}"
 d.save()
 d.mbd_pca()
 assert models.Daemon.get().mbd_is_active()
-source = models.Source.objects.create(origin="Debian", codename="bookworm")
-arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-main, _ = models.Component.objects.get_or_create(name="main")
-dist = models.Distribution.objects.create(base_source=source)
-dist.components.add(main)
-models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-repo.distributions.add(dist)
-repo.mbd_prepare()
-from django.contrib.auth.models import User
+""" + BOOKWORM_TEST_REPOSITORY + """from django.contrib.auth.models import User
 User.objects.create_superuser("admin", "admin@example.org", {password!r})
 """
 

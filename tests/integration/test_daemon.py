@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.helpers.daemon import Daemon, in_home, run_mbd, free_port, processes_mentioning
+from tests.helpers.daemon import BOOKWORM_TEST_REPOSITORY, Daemon, in_home, run_mbd, free_port, processes_mentioning
 
 ADMIN_PASSWORD = "s3cret-Pass"
 
@@ -24,16 +24,7 @@ daemon.gnupg_template = "Key-Type: EdDSA\\nKey-Curve: ed25519\\nKey-Usage: sign\
 daemon.identity = "mbdtest"
 daemon.save()
 daemon.mbd_prepare()
-source = models.Source.objects.create(origin="Debian", codename="bookworm")
-arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-main, _ = models.Component.objects.get_or_create(name="main")
-dist = models.Distribution.objects.create(base_source=source)
-dist.components.add(main)
-models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-repo.distributions.add(dist)
-repo.mbd_prepare()
-repo.mbd_check()
+""" + BOOKWORM_TEST_REPOSITORY + """repo.mbd_check()
 print(daemon.gnupg().pub_key())
 """
 
