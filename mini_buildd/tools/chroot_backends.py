@@ -36,7 +36,7 @@ from typing import Any, Optional, Union
 
 from mini_buildd.tools import blockdevices, call, debootstrap, mmdebstrap, privileged, schroot
 from mini_buildd.tools.schroot_files import Dirs, Names
-from mini_buildd import config, errors, roothelper
+from mini_buildd import config, errors, roothelper_blocks
 from mini_buildd.roothelper import COMPRESSIONS
 
 LOG = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ class LVMBackend(Backend):
 
     @property
     def logical_volume(self) -> str:
-        return roothelper.lv_name(self.codename, self.arch)
+        return roothelper_blocks.lv_name(self.codename, self.arch)
 
     @property
     def device(self) -> pathlib.Path:
@@ -342,11 +342,11 @@ class LoopLVMBackend(LVMBackend):
 
     @property
     def volume_group(self) -> str:
-        return roothelper.loop_vg_name(self.codename, self.arch)
+        return roothelper_blocks.loop_vg_name(self.codename, self.arch)
 
     @property
     def loop_image(self) -> pathlib.Path:
-        return self.chroot_dir / roothelper.LOOP_IMAGE
+        return self.chroot_dir / roothelper_blocks.LOOP_IMAGE
 
     def data_steps(self, populate: PopulateFn) -> list[Step]:
         return [Step(f"loop volume group {self.volume_group} on {self.loop_image}",

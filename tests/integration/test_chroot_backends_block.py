@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from mini_buildd import config, roothelper
+from mini_buildd import config, roothelper, roothelper_blocks
 from mini_buildd.tools import blockdevices, call, chroot_backends, debootstrap, privileged, sbuild, schroot
 from tests.helpers import host_archive
 from tests.helpers.daemon import in_home
@@ -137,7 +137,7 @@ def test_helper_checks_block_configs(tmp_path):
         roothelper.run(["lvm-fill", "--home", str(home), "--codename", "bookworm", "--arch", "amd64", "--vg", "vg0", "--size", "0"], caller)
     with pytest.raises(roothelper.HelperError, match="Bad volume group"):
         roothelper.run(["lvm-remove", "--home", str(home), "--codename", "bookworm", "--arch", "amd64", "--vg", "../x"], caller)
-    assert roothelper.lvm_tag(root) != roothelper.lvm_tag(tmp_path)
+    assert roothelper_blocks.lvm_tag(root) != roothelper_blocks.lvm_tag(tmp_path)
 
 
 class FakeLVM:
@@ -219,7 +219,7 @@ def test_loop_lvm_steps_with_fake_volumes(chroot_args, name, monkeypatch):
         assert sorted(p.name for p in chroot_dir.iterdir()) == ["lvmloop.image"]  # tmp and mnt are gone
         assert (chroot_dir / "lvmloop.image").stat().st_size == 9 * 1024 ** 3
         assert (chroot_dir / "lvmloop.image").stat().st_blocks == 0  # sparse
-        tag = roothelper.lvm_tag(chroot_dir.parent.parent)
+        tag = roothelper_blocks.lvm_tag(chroot_dir.parent.parent)
         assert fake.vgs == {vg: [tag]} and fake.lvs == {(vg, lv): [tag]}
         assert fake.calls == [("loop_attach",), ("vg_create", vg, "/dev/loop-fake"), ("lv_create", vg, lv, 2),
                               ("mkfs", "ext4", f"/dev/{vg}/{lv}"), ("mount", f"/dev/{vg}/{lv}"), ("copy_tree", "tmp", "mnt")]
