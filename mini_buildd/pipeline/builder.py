@@ -14,7 +14,7 @@ import time
 from mini_buildd import changes, config, events, instance, services
 from mini_buildd.models import chroot as chroot_model
 from mini_buildd.pipeline import ftpd, incoming, trust
-from mini_buildd.tools import gnupg, sbuild
+from mini_buildd.tools import gnupg, sbuild, sbuild_log
 from mini_buildd.events import Event, Type as EventType
 
 LOG = logging.getLogger(__name__)
@@ -202,8 +202,8 @@ class Builder:
         env = sbuild.environment(build_dir, config.paths.gnupg_home, breq.deb_build_options, breq.deb_build_profiles)
         sbuild.run(build_dir, argv, env, buildlog, cancel_event=build.cancel_event)
         log_text = buildlog.read_text(errors="replace") if buildlog.exists() else ""
-        tags = sbuild.parse_lintian_tags(log_text)
-        return sbuild.lintian_status(sbuild.parse_summary(log_text), log_text, tags), tags
+        tags = sbuild_log.parse_lintian_tags(log_text)
+        return sbuild_log.lintian_status(sbuild_log.parse_summary(log_text), log_text, tags), tags
 
     # ----------------------------------------------------------------------------- results upload
     @staticmethod

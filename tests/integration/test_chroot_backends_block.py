@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from mini_buildd import config, roothelper, roothelper_blocks
-from mini_buildd.tools import blockdevices, call, chroot_backends, debootstrap, privileged, sbuild, schroot
+from mini_buildd.tools import blockdevices, call, chroot_backends, debootstrap, privileged, sbuild, schroot, sbuild_log
 from tests.helpers import host_archive
 from tests.helpers.daemon import in_home
 from tests.helpers.setup_run import by_str, run_setup
@@ -341,7 +341,7 @@ def build_tiny_package(name, arch, tmp_path):
     text = log.read_text(errors="replace")
     print(f"sbuild in {name}: exit {rc} after {time.monotonic() - start:.1f}s")
     assert rc == 0, text[-3000:]
-    assert sbuild.parse_summary(text)["Status"] == "successful"
+    assert sbuild_log.parse_summary(text)["Status"] == "successful"
     assert (build_dir / "mbd-blk-hello_1.0_all.deb").is_file()
     session = sbuild.session_of(text)
     assert session and session.startswith(name) and session not in schroot.list_sessions()

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from mini_buildd.tools import call, sbuild, schroot
+from mini_buildd.tools import call, sbuild, schroot, sbuild_log
 from mini_buildd import dist
 
 CHROOT = os.environ.get("MBD_TEST_SBUILD_CHROOT", "mini-buildd-bookworm-amd64")
@@ -289,15 +289,15 @@ Status: failed
 
 
 def test_parse_summary():
-    assert sbuild.parse_summary(SUMMARY_085) == {"Build-Space": "120", "Build-Time": "2", "Lintian": "pass",
-                                                 "Package-Time": "13", "Space": "120", "Status": "successful"}
-    assert sbuild.parse_summary(SUMMARY_091) == {"Autopkgtest": "no tests", "Build-Space": "n/a", "Build-Time": "0",
-                                                 "Lintian": "successful", "Piuparts": "fail", "Status": "failed"}
-    full = sbuild.parse_summary(SUMMARY_091, keys=None, full=True)
+    assert sbuild_log.parse_summary(SUMMARY_085) == {"Build-Space": "120", "Build-Time": "2", "Lintian": "pass",
+                                                     "Package-Time": "13", "Space": "120", "Status": "successful"}
+    assert sbuild_log.parse_summary(SUMMARY_091) == {"Autopkgtest": "no tests", "Build-Space": "n/a", "Build-Time": "0",
+                                                     "Lintian": "successful", "Piuparts": "fail", "Status": "failed"}
+    full = sbuild_log.parse_summary(SUMMARY_091, keys=None, full=True)
     assert full["Lintian"] == "successful (worst tag: warn)" and full["Fail-Stage"] == "abort"
     # the last summary counts; no summary gives {}
-    assert sbuild.parse_summary(SUMMARY_091 + SUMMARY_085)["Status"] == "successful"
-    assert sbuild.parse_summary("E: sbuild died early\n") == {}
+    assert sbuild_log.parse_summary(SUMMARY_091 + SUMMARY_085)["Status"] == "successful"
+    assert sbuild_log.parse_summary("E: sbuild died early\n") == {}
 
 
 LINTIAN_SECTION = """\
@@ -345,24 +345,24 @@ E: Lintian run failed (runtime error)
 
 
 def test_lintian_085_tags_and_status():
-    tags = sbuild.parse_lintian_tags(LINTIAN_085)
+    tags = sbuild_log.parse_lintian_tags(LINTIAN_085)
     assert tags == ["E: mbd-qa-lintian: no-copyright-file", "W: mbd-qa-lintian source: no-debian-copyright-in-source"]
-    assert sbuild.lintian_status({"Status": "successful", "Lintian": "error"}, LINTIAN_085, tags) == \
+    assert sbuild_log.lintian_status({"Status": "successful", "Lintian": "error"}, LINTIAN_085, tags) == \
         {"Status": "successful", "Lintian": "fail"}
     # A real runtime error (no tags), or another status, stays as sbuild said.
-    assert sbuild.lintian_status({"Lintian": "error"}, LINTIAN_085, []) == {"Lintian": "error"}
-    assert sbuild.lintian_status({"Lintian": "pass"}, LINTIAN_085, tags) == {"Lintian": "pass"}
-    assert sbuild.lintian_status({"Lintian": "error"}, LINTIAN_SECTION, tags) == {"Lintian": "error"}
+    assert sbuild_log.lintian_status({"Lintian": "error"}, LINTIAN_085, []) == {"Lintian": "error"}
+    assert sbuild_log.lintian_status({"Lintian": "pass"}, LINTIAN_085, tags) == {"Lintian": "pass"}
+    assert sbuild_log.lintian_status({"Lintian": "error"}, LINTIAN_SECTION, tags) == {"Lintian": "error"}
 
 
 def test_parse_lintian_tags():
-    assert sbuild.parse_lintian_tags(LINTIAN_SECTION) == ["E: mbd-x: no-copyright-file",
-                                                          "W: mbd-x source: some-warning-tag [debian/control]"]
-    assert sbuild.parse_lintian_tags(SUMMARY_085) == [] and sbuild.parse_lintian_tags(None) == []
+    assert sbuild_log.parse_lintian_tags(LINTIAN_SECTION) == ["E: mbd-x: no-copyright-file",
+                                                              "W: mbd-x source: some-warning-tag [debian/control]"]
+    assert sbuild_log.parse_lintian_tags(SUMMARY_085) == [] and sbuild_log.parse_lintian_tags(None) == []
     flood = LINTIAN_SECTION.replace("E: mbd-x: no-copyright-file", "\n".join(f"E: mbd-x: tag-{i} {'x' * 500}" for i in range(50)))
-    tags = sbuild.parse_lintian_tags(flood)
-    assert len(tags) == sbuild.MAX_LINTIAN_TAGS and all(len(t) == sbuild.MAX_LINTIAN_TAG_LENGTH for t in tags)
-    assert sbuild.parse_summary("") == {}
+    tags = sbuild_log.parse_lintian_tags(flood)
+    assert len(tags) == sbuild_log.MAX_LINTIAN_TAGS and all(len(t) == sbuild_log.MAX_LINTIAN_TAG_LENGTH for t in tags)
+    assert sbuild_log.parse_summary("") == {}
 
 
 def test_session_of():
@@ -557,7 +557,7 @@ def build(build_dir, argv, **kwargs):
     rc = sbuild.run(build_dir, argv, sbuild.environment(build_dir), log, **kwargs)
     text = log.read_text(errors="replace")
     print(f"sbuild exit {rc} after {time.monotonic() - start:.1f}s: {sbuild.shell_command(argv)}")
-    return rc, text, sbuild.parse_summary(text)
+    return rc, text, sbuild_log.parse_summary(text)
 
 
 def _no_session_left(text):

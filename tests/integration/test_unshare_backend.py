@@ -24,7 +24,7 @@ import tempfile
 import pytest
 
 from mini_buildd import config, dist
-from mini_buildd.tools import chroot_backends, mmdebstrap, sbuild
+from mini_buildd.tools import chroot_backends, mmdebstrap, sbuild, sbuild_log
 from tests.helpers import host_archive
 from tests.helpers.daemon import PYTHON, in_home
 from tests.helpers.setup_run import by_str, run_setup
@@ -352,7 +352,7 @@ def test_unshare_chroot_model_and_build(unpriv, cached_tarball, monkeypatch):
 
     build_dir, proc, log = _build_as(unpriv, home, tarball, "mbd-test-unshare")
     assert "SBUILD-EXIT 0" in proc.stdout, proc.stdout + proc.stderr + log[-4000:]
-    assert test_sbuild.sbuild.parse_summary(log)["Status"] == "successful"
+    assert sbuild_log.parse_summary(log)["Status"] == "successful"
     assert (build_dir / "mbd-test-unshare_1.0_all.deb").is_file()
     assert (build_dir / "mbd-test-unshare_1.0_all.deb").stat().st_uid == unpriv.ids()[0]
     for block in ("apt-setup", "apt-update", "ccache", "eatmydata", "show-sbuildrc"):

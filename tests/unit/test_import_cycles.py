@@ -221,3 +221,13 @@ def test_imports_go_one_way():
 def test_forbidden_edges_are_seen():
     """The check above can fail: a made-up upward edge is reported."""
     assert _against_direction({"mini_buildd.tools.sbuild": ["mini_buildd.models.chroot"]}) == ["mini_buildd.tools.sbuild -> mini_buildd.models.chroot"]
+
+
+#: No module of the package is longer than this (issue #14: one job per module).
+MAX_MODULE_LINES = 700
+
+
+def test_no_module_over_the_line_limit():
+    long = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / PACKAGE).rglob("*.py"))
+            if "migrations" not in path.parts and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
