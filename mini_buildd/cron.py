@@ -22,6 +22,7 @@ import datetime
 import functools
 import json
 import logging
+import os
 import threading
 import time
 
@@ -49,14 +50,15 @@ PERIODS = {
 class Job:
     """One periodic job: run every ``interval`` (its type's period unless checked more often)."""
 
-    def __init__(self, name, type, func, interval=None):  # pylint: disable=redefined-builtin  # upstream's word
+    def __init__(self, name, type, func, interval=None, first_run=None):  # pylint: disable=redefined-builtin  # upstream's word
         self.name = name
         self.type = type
         self.interval = interval or PERIODS[type]
         self.func = func
         self.last_run = None
         self.last_result = None
-        self.next_run = time.time() + min(self.interval.total_seconds(), 60)
+        #: First run: ``first_run()`` (epoch seconds) if given, else a minute after the start (or the interval if shorter).
+        self.next_run = first_run() if first_run is not None else time.time() + min(self.interval.total_seconds(), 60)
         self._lock = threading.Lock()
 
     @property
@@ -159,7 +161,7 @@ class Crontab(PollService):
         self.engine = engine
         self.jobs = [
             Job("retry_uploads", "HOURLY", engine.builder.retry_uploads),
-            Job("setup_inspect", "WEEKLY", setup_inspect),
+            Job("setup_inspect", "WEEKLY", setup_inspect, first_run=next_inspection),
             Job("expire_builds", "DAILY", self._expire_builds),
             Job("expire_events", "WEEKLY", self._expire_events),
         ] + [Job("snapshots", t, functools.partial(snapshots.run, types=[t]), interval=PERIODS["HOURLY"])
@@ -188,6 +190,22 @@ class Crontab(PollService):
         if services.events is not None:
             return services.events.expire(Daemon.get().expire_events_after)
         return None
+
+
+#: The first inspection of a home that has none yet: this long after the daemon's start.
+FIRST_INSPECTION_DELAY = datetime.timedelta(hours=1)
+
+
+def next_inspection(now=None):
+    """When ``setup_inspect`` runs first after a start: a week after the last inspection (its result
+    file's time; at the earliest a minute from now), else :data:`FIRST_INSPECTION_DELAY` from now.
+    The inspection reads every archive: not at every start."""
+    now = time.time() if now is None else now
+    try:
+        last = os.stat(config.paths.inspect_json).st_mtime
+    except OSError:
+        return now + FIRST_INSPECTION_DELAY.total_seconds()
+    return max(now + 60, last + PERIODS["WEEKLY"].total_seconds())
 
 
 def setup_inspect(now=None):
