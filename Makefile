@@ -25,7 +25,8 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 # ... and what the tests and the package build need on top.
 TEST_DEPS := python3-pytest python3-pytest-django debhelper dh-python python3-all python3-setuptools tidy procps man-db \
 	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck \
-	pylint python3-pylint-django flake8 mypy btrfs-progs
+	pylint python3-pylint-django flake8 mypy btrfs-progs \
+	piuparts autopkgtest qemu-user-static binfmt-support dose-distcheck
 # ... and what the benchmarks (bench/) use on top.
 BENCH_DEPS := wrk apache2-utils
 
@@ -37,6 +38,10 @@ deps:
 
 test-deps: deps
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEPS) >/dev/null
+	@# Foreign architectures (arm64 tests) run through qemu-user-static's binfmt handlers: the kernel's
+	@# binfmt_misc must be mounted for them (tests skip with the reason where arch-test says no).
+	@[ -e /proc/sys/fs/binfmt_misc/register ] || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+	@$(SUDO) update-binfmts --enable >/dev/null 2>&1 || true
 
 bench-deps: test-deps
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEPS) >/dev/null
