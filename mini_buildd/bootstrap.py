@@ -47,6 +47,8 @@ OPTIONS = (
     ("from_origins", "list", [], "ORIGIN[:lts|all]: codenames for the *_from_origins options (Debian, Ubuntu)"),
     ("archives", "list", [], "archive URLs"),
     ("archives_from_apt_sources", "bool", False, "add the archives of this host's apt sources"),
+    ("archives_from_origins", "bool", False, "add the archives of this host's apt sources whose Release Origin is an "
+                                             "origin of --from-origins (the host's Debian or Ubuntu mirrors only)"),
     ("archives_from_proxy", "bool", False, "add the archives of an apt-cacher-ng proxy on this host"),
     ("sources", "list", [], "base source codenames (with their extra sources)"),
     ("sources_from_origins", "bool", False, "add the codenames of --from-origins to --sources"),
@@ -102,6 +104,14 @@ def _archives(opts, report):
     archives = list(_split_list(opts["archives"]))
     if opts["archives_from_apt_sources"]:
         archives += dist.archives_from_apt_sources()
+    if opts["archives_from_origins"]:
+        origins = [spec.partition(":")[0] for spec in _split_list(opts["from_origins"])]
+        if not origins:
+            raise SetupError("--archives-from-origins needs --from-origins (e.g. Debian)")
+        found = dist.archives_from_origins(origins)
+        if not found:
+            report["warnings"].append(f"No archive of this host's apt sources has the origin {' or '.join(origins)}.")
+        archives += found
     if opts["archives_from_proxy"]:
         archives += dist.archives_from_proxy(config.runtime.hostname)
     out = []

@@ -29,7 +29,7 @@ from mini_buildd.dist.codenames import (
     DEFAULT_INTERNAL_APT_PRIORITY,
     ExtraSource, Codename, ROLLING_RANK, CODENAMES, codename_info, setup_codenames)
 from mini_buildd.dist.host import (
-    native_architectures, APT_SOURCES_LIST, APT_SOURCES_PARTS, archives_from_apt_sources,
+    native_architectures, APT_SOURCES_LIST, APT_SOURCES_PARTS, archives_from_apt_sources, archives_from_origins,
     PROXY_ARCHIVE_PATHS, APT_CACHER_NG_PORT, archives_from_proxy)
 from mini_buildd.dist.layouts import (
     DEFAULT_VERSION, MANDATORY_VERSION_REGEX, EXPERIMENTAL_DEFAULT_VERSION, EXPERIMENTAL_MANDATORY_VERSION_REGEX,
@@ -48,7 +48,7 @@ __all__ = [
     "DEFAULT_LINTIAN_WARNFAIL_OPTIONS", "DEFAULT_PIUPARTS_EXTRA_OPTIONS", "DEFAULT_PIUPARTS_ROOT_ARG",
     "DEFAULT_INTERNAL_APT_PRIORITY",
     "ExtraSource", "Codename", "ROLLING_RANK", "CODENAMES", "codename_info", "setup_codenames",
-    "native_architectures", "APT_SOURCES_LIST", "APT_SOURCES_PARTS", "archives_from_apt_sources",
+    "native_architectures", "APT_SOURCES_LIST", "APT_SOURCES_PARTS", "archives_from_apt_sources", "archives_from_origins",
     "PROXY_ARCHIVE_PATHS", "APT_CACHER_NG_PORT", "archives_from_proxy",
     "DEFAULT_VERSION", "MANDATORY_VERSION_REGEX", "EXPERIMENTAL_DEFAULT_VERSION", "EXPERIMENTAL_MANDATORY_VERSION_REGEX",
     "SUITE_SORT", "suite_sort_key", "LAYOUTS", "apt_pin_priority",

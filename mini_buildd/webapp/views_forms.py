@@ -122,7 +122,7 @@ def extend_options():
     return {
         "identity": current["identity"], "ftp_endpoint": current["ftp_endpoint"],
         "from_origins": _list(_current_origins()),
-        "archives_from_apt_sources": "True", "sources_from_origins": "True", "distributions_from_sources": "True",
+        "archives_from_origins": "True", "sources_from_origins": "True", "distributions_from_sources": "True",
         "repositories_from_distributions": _list(f"{r.identity}:{r.layout.name}" for r in
                                                  models.Repository.objects.select_related("layout").order_by("identity")),
         "chroots_from_sources": "True", "chroots_backend": current["chroots_backend"],
@@ -130,8 +130,9 @@ def extend_options():
 
 
 def bootstrap_options(origin="Debian"):
-    """The 'Debian bootstrap' (or Ubuntu) preset: create and activate a complete setup from the host's apt sources."""
-    return {"update": "all", "pca": "all", "from_origins": origin, "archives_from_apt_sources": "True",
+    """The 'Debian bootstrap' (or Ubuntu) preset: create and activate a complete setup from the host's apt sources
+    of that origin (its own mirrors of the origin, not third-party archives)."""
+    return {"update": "all", "pca": "all", "from_origins": origin, "archives_from_origins": "True",
             "sources_from_origins": "True", "distributions_from_sources": "True",
             "repositories_from_distributions": "test", "chroots_from_sources": "True"}
 
@@ -143,10 +144,10 @@ PRESETS = {
                          "repositories, which keep their distributions (set from_origins to e.g. 'Debian:lts' for more); run it, check "
                          "the report, then update + PCA.", extend_options),
     "bootstrap": ("Debian bootstrap", "Creates and activates a complete setup for the supported Debian codenames from "
-                                      "this host's apt sources, with a 'test' repository (makes chroots: takes long).",
+                                      "this host's Debian mirrors (its apt sources of origin Debian), with a 'test' repository (makes chroots: takes long).",
                   bootstrap_options),
     "bootstrap_ubuntu": ("Ubuntu bootstrap", "The same for the supported Ubuntu codenames (the host's apt sources must "
-                                             "have the Ubuntu archives).", lambda: bootstrap_options("Ubuntu")),
+                                             "have Ubuntu archives).", lambda: bootstrap_options("Ubuntu")),
 }
 
 

@@ -206,6 +206,24 @@ def test_from_origins_lts_adds_to_the_supported(daemon):  # pylint: disable=rede
     assert code == 400 and "Unknown origin 'Nosuch'" in problem["detail"]
 
 
+def test_archives_from_origins_takes_the_hosts_mirrors_of_the_origin(daemon):  # pylint: disable=redefined-outer-name
+    """``--archives-from-origins``: the archives of this host's apt sources whose Release says Origin Debian
+    (read from apt's lists, as the host's apt saw them); nothing is created without update."""
+    expected = dist.archives_from_origins(["Debian"])
+    assert expected, "this host's apt sources have no archive of origin Debian"
+    before = snapshot(daemon)
+    code, result = call_setup(daemon, identity=IDENTITY, from_origins="Debian", archives_from_origins="True")
+    assert code == 200, result
+    assert result["setup"]["archives"] == expected
+    assert set(expected) <= set(dist.archives_from_apt_sources())
+    assert not new_rows(before, snapshot(daemon))
+    code, result = call_setup(daemon, identity=IDENTITY, from_origins="Ubuntu", archives_from_origins="True")
+    assert code == 200 and not set(result["setup"]["archives"]) & set(expected), result
+    assert any("origin Ubuntu" in w for w in result["report"]["warnings"]), result["report"]
+    code, problem = call_setup(daemon, identity=IDENTITY, archives_from_origins="True")
+    assert code == 400 and "--archives-from-origins needs --from-origins" in problem["detail"], problem
+
+
 # ------------------------------------------------------------------------------------------------ the setup page's presets
 class _FormValues(html.parser.HTMLParser):
     """What a browser submits from the form with ``form_id``: text, number and hidden inputs,
@@ -317,7 +335,7 @@ def test_bootstrap_presets_through_the_web_form(tmp_path):
         values = preset_form(d, session, "bootstrap")
         assert values["update"] == "all" and values["pca"] == "all" and values["from_origins"] == "Debian"
         assert values["repositories_from_distributions"] == "test"
-        for flag in ("archives_from_apt_sources", "sources_from_origins", "distributions_from_sources", "chroots_from_sources"):
+        for flag in ("archives_from_origins", "sources_from_origins", "distributions_from_sources", "chroots_from_sources"):
             assert values[flag] == "True", flag
         # The Ubuntu preset, inspected only (update and PCA cleared): the same for Ubuntu's codenames.
         ubuntu = preset_form(d, session, "bootstrap_ubuntu")
@@ -341,7 +359,7 @@ def test_bootstrap_presets_through_the_web_form(tmp_path):
             for arch in dist.native_architectures():
                 assert rows[f"DirChroot(codename={c}, architecture={arch})"] == "DEACTIVATED"
         assert rows["Repository(identity=test)"] == "DEACTIVATED"
-        assert all(url in page for url in dist.archives_from_apt_sources())
+        assert all(url in page for url in dist.archives_from_origins(["Debian"]))
         out = in_home(d.home, "r = models.Repository.objects.get(identity='test')\n"
                               "print(' '.join(x.codename for x in r.mbd_distributions()))")
         assert out.split() == sorted(codenames)

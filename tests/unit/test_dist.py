@@ -451,6 +451,67 @@ def test_archives_from_apt_sources_default_paths(monkeypatch, tmp_path):
     assert dist.archives_from_apt_sources() == EXPECTED_ARCHIVES
 
 
+def _release(origin, signed=False):
+    body = f"Origin: {origin}\nLabel: {origin}\nSuite: stable\nCodename: bookworm\nComponents: main\n"
+    if signed:
+        return f"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{body}-----BEGIN PGP SIGNATURE-----\n\nxyz\n-----END PGP SIGNATURE-----\n"
+    return body
+
+
+def test_apt_list_prefix_as_apt_names_its_files():
+    """apt's URItoFileName: scheme and credentials dropped, its special characters quoted, '/' -> '_'."""
+    assert dist.host._apt_list_prefix("http://mirror.example.org/debian/") == "mirror.example.org_debian_"  # pylint: disable=protected-access
+    assert dist.host._apt_list_prefix("https://u:pw@h.example.org:8080/a_b~c/") == "h.example.org:8080_a%5fb%7ec_"  # pylint: disable=protected-access
+
+
+def test_archives_from_origins_reads_apt_lists(tmp_path):
+    """Origins from apt's own Release copies (clear-signed InRelease or Release), no network."""
+    _write_sources(tmp_path)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "mirror.example.org_debian_dists_bookworm_InRelease").write_text(_release("Debian", signed=True))
+    (lists / "security.example.org_debian-security_dists_bookworm-security_Release").write_text(_release("Debian"))
+    (lists / "other.example.net_ubuntu_dists_jammy_InRelease").write_text(_release("Ubuntu", signed=True))
+    (lists / "deb822b.example.org_debian_dists_bookworm-updates_InRelease").write_text(_release("Third Party"))
+    paths = [tmp_path / "sources.list", tmp_path / "sources.list.d"]
+    debian = dist.archives_from_origins(["Debian"], paths=paths, lists_dir=str(lists), fetch=False)
+    assert debian == ["http://mirror.example.org/debian/", "http://security.example.org/debian-security/"]
+    assert dist.archives_from_origins(["Ubuntu"], paths=paths, lists_dir=str(lists), fetch=False) == ["https://other.example.net/ubuntu/"]
+    assert dist.archives_from_origins(["Debian", "Ubuntu"], paths=paths, lists_dir=str(lists), fetch=False) == \
+        ["http://mirror.example.org/debian/", "http://security.example.org/debian-security/", "https://other.example.net/ubuntu/"]
+    assert dist.archives_from_origins(["Nosuch"], paths=paths, lists_dir=str(lists), fetch=False) == []
+
+
+class _ReleaseHandler(http.server.BaseHTTPRequestHandler):
+    """An archive with one suite: ``/debian/dists/bookworm/Release`` (Origin Debian); anything else 404."""
+
+    def do_GET(self):  # noqa: N802
+        found = self.path == "/debian/dists/bookworm/Release"
+        self.send_response(200 if found else 404)
+        self.end_headers()
+        self.wfile.write(_release("Debian").encode() if found else b"no")
+
+    def log_message(self, *_args):
+        pass
+
+
+def test_archives_from_origins_asks_the_archive_without_apt_lists(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _ReleaseHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        (tmp_path / "a.sources").write_text(f"Types: deb\nURIs: http://127.0.0.1:{port}/debian\nSuites: bookworm\n\n"
+                                            f"Types: deb\nURIs: http://127.0.0.1:{port}/other\nSuites: bookworm\n")
+        assert dist.archives_from_origins(["Debian"], paths=[tmp_path / "a.sources"], lists_dir=str(tmp_path / "none")) == \
+            [f"http://127.0.0.1:{port}/debian/"]
+        assert dist.archives_from_origins(["Debian"], paths=[tmp_path / "a.sources"], lists_dir=str(tmp_path / "none"), fetch=False) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802  # apt-cacher-ng answers "/" with a usage page and status 406
         self.send_response(406)

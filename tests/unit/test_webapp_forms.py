@@ -283,7 +283,7 @@ def test_setup_presets_fill_the_form(users):  # pylint: disable=redefined-outer-
     page = text(r)
     assert 'name="update" id="id_update" value="all"' in page and 'name="pca" id="id_pca" value="all"' in page
     assert 'name="from_origins" id="id_from_origins" value="Debian"' in page
-    for flag in ("archives_from_apt_sources", "sources_from_origins", "distributions_from_sources", "chroots_from_sources"):
+    for flag in ("archives_from_origins", "sources_from_origins", "distributions_from_sources", "chroots_from_sources"):
         assert f'name="{flag}" id="id_{flag}" value="True" checked' in page
     assert 'name="repositories_from_distributions" id="id_repositories_from_distributions" value="test"' in page
     r = client(users["admin"]).get("/mini_buildd/setup/", {"preset": "extend"})
