@@ -23,8 +23,8 @@ PACKAGE = "mini_buildd"
 
 #: Console scripts. The target modules may not exist yet: the generated script only imports
 #: its module when it is run, so adding the module is enough to make the command work.
-#: mini-buildd (the daemon), mini-buildd-self-signed-certificate and mini-buildd-chroot-helper (root) are moved to /usr/sbin
-#: by debian/rules.
+#: mini-buildd (the daemon), mini-buildd-self-signed-certificate, mini-buildd-chroot-helper (root) and
+#: mini-buildd-debug-build (run by the admin as the daemon's user) are moved to /usr/sbin by debian/rules.
 CONSOLE_SCRIPTS = [
     "mini-buildd = mini_buildd.cli.daemon:main",
     "mini-buildd-api = mini_buildd.cli.api:main",
@@ -32,6 +32,7 @@ CONSOLE_SCRIPTS = [
     "mini-buildd-events = mini_buildd.cli.events:main",
     "mini-buildd-self-signed-certificate = mini_buildd.cli.certificate:main",
     "mini-buildd-chroot-helper = mini_buildd.roothelper:main",
+    "mini-buildd-debug-build = mini_buildd.cli.debug_build:main",
 ]
 
 #: Never shipped as data.

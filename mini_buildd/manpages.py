@@ -41,10 +41,11 @@ COMMANDS = {
     "mini-buildd-events": "mini_buildd.cli.events:main",
     "mini-buildd-self-signed-certificate": "mini_buildd.cli.certificate:main",
     "mini-buildd-chroot-helper": "mini_buildd.roothelper:main",
+    "mini-buildd-debug-build": "mini_buildd.cli.debug_build:main",
 }
 
 #: System administration commands (section 8 even without an install tree; /usr/sbin when installed).
-SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate", "mini-buildd-chroot-helper")
+SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate", "mini-buildd-chroot-helper", "mini-buildd-debug-build")
 
 #: The command whose sub-commands are API calls.
 API_COMMAND = "mini-buildd-api"

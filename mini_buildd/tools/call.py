@@ -2,7 +2,8 @@
 
 Wrappers (gnupg, reprepro, schroot, debootstrap, sbuild, ...) call :func:`run`; nothing else in
 the code base starts processes directly. Long-running commands whose output must be readable
-while they run (sbuild's build log) use :func:`popen` and, to cancel them, :func:`stop`.
+while they run (sbuild's build log) use :func:`popen` and, to cancel them, :func:`stop`;
+interactive ones (a debug build's shell) :func:`foreground`.
 """
 
 import logging
@@ -105,6 +106,21 @@ def popen(argv: Argv, *, output: Union[FsPath, IO[bytes]], env: Env = None, cwd:
     finally:
         if own_file:
             out.close()  # the child has its own copy of the descriptor
+
+
+def foreground(argv: Argv, *, env: Env = None, cwd: Optional[FsPath] = None) -> int:
+    """Run ``argv`` to its end with our stdin, stdout, stderr and terminal (an interactive command:
+    a shell it opens on ``/dev/tty`` works); return its exit code (negative: killed by signal)."""
+    LOG.info("Running in the foreground: %s", shlex.join(str(a) for a in argv))
+    try:
+        proc = subprocess.Popen([str(a) for a in argv], env=_full_env(env), cwd=cwd)  # pylint: disable=consider-using-with
+    except FileNotFoundError as e:
+        raise CallError(argv, 127, str(e)) from e
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the terminal's SIGINT reached the command too: it ends (and cleans up) itself
+            LOG.warning("Interrupted: waiting for %s to end", argv[0])
 
 
 def _children() -> dict[int, list[int]]:

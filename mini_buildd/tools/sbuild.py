@@ -630,7 +630,7 @@ def _log_note(buildlog_path: call.FsPath, text: str) -> None:
         f.write(f"\nMINI_BUILDD: {text}\n")
 
 
-def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, str]], buildlog_path: call.FsPath,
+def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, str]], buildlog_path: Optional[call.FsPath],
         cancel_event: Optional[threading.Event] = None, timeout: Optional[float] = None, kill_after: float = KILL_AFTER) -> int:
     """Run sbuild ``argv`` in ``build_dir``; its combined output goes live to ``buildlog_path``.
 
@@ -639,6 +639,7 @@ def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, 
     seconds pass, sbuild is terminated (it cleans up its session), killed with its process
     group after ``kill_after`` seconds (we then end its session), and a ``MINI_BUILDD:`` line
     saying so is appended to the log. Returns sbuild's exit code (negative: killed by signal).
+    Without ``buildlog_path``, sbuild runs in the foreground on our terminal (a hook's shell works).
     """
     chroot_mode = chroot_mode_of(argv)
     check_user(chroot_mode)
@@ -647,6 +648,8 @@ def run(build_dir: call.FsPath, argv: Sequence[str], env: Optional[Mapping[str, 
     build_path = pathlib.Path(build_dir).resolve()
     full_env = {"HOME": str(build_path)}
     full_env.update(env or {})
+    if buildlog_path is None:
+        return call.foreground(argv, env=full_env, cwd=build_path)
     start = time.monotonic()
     proc = call.popen(argv, output=buildlog_path, env=full_env, cwd=build_path, new_session=True, log_level=logging.INFO)
     reason: Optional[str] = None
