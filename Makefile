@@ -19,14 +19,14 @@ BOOTSTRAP := --archives-from-apt-sources --sources $(HOST_CODENAME) --distributi
 
 # Debian packages the daemon needs at run time.
 RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg python3-debian python3-requests \
-	python3-keyring python3-openssl python3-service-identity python3-distro-info distro-info-data \
-	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl debmirror sudo \
+	python3-keyring python3-openssl python3-service-identity python3-distro-info distro-info-data python3-yaml \
+	sbuild schroot reprepro debootstrap gnupg gpgv dput devscripts dpkg-dev arch-test ca-certificates openssl curl debmirror sudo dose-distcheck \
 	mmdebstrap uidmap
 # ... and what the tests and the package build need on top.
 TEST_DEPS := python3-pytest python3-pytest-django debhelper dh-python python3-all python3-setuptools tidy procps man-db \
 	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck \
 	pylint python3-pylint-django flake8 mypy btrfs-progs \
-	piuparts autopkgtest qemu-user-static binfmt-support dose-distcheck
+	piuparts autopkgtest qemu-user-static binfmt-support
 # ... and what the benchmarks (bench/) use on top.
 BENCH_DEPS := wrk apache2-utils
 

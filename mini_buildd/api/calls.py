@@ -329,22 +329,28 @@ register(Call(
     flags=[CONFIRM],
     doc="Migrate source package\n\n"
         "Migrates a source package along with all its binary packages. If run for a rollback "
-        "distribution, this will perform a rollback restore.",
+        "distribution, this will perform a rollback restore. Refused (409, the unsatisfied relations "
+        "listed) when a binary of the package can not be installed in the target distribution, or a "
+        "package there would become uninstallable (dose-distcheck against the base sources).",
     result_doc="{} (MIGRATED events)",
     args=[Argument("source", doc="source package name"),
           Argument("distribution", type=CHOICE, choices=_migratable_dists, doc="distribution to migrate from"),
           Argument("--full", "-F", type=BOOL, doc="migrate along the whole chain (e.g. unstable -> testing -> stable)"),
-          Argument("--version", "-V", default="", doc="migrate this version only (when several exist)")]))
+          Argument("--version", "-V", default="", doc="migrate this version only (when several exist)"),
+          Argument("--force", type=BOOL, doc="migrate even if the installability check fails (ADMIN; recorded in the event)")]))
 
 register(Call(
     "remove", _delegate("mini_buildd.archive.operations", "remove", with_user=True), category=DEVELOPER, auth=Auth.ADMIN,
     flags=[CONFIRM],
-    doc="Remove source package\n\nRemoves a source package along with all its binary packages.",
+    doc="Remove source package\n\nRemoves a source package along with all its binary packages. Refused (409) "
+        "when another package of the distribution depends on it (it would become uninstallable).",
     result_doc="{} (REMOVED event)",
     args=[Argument("source", doc="source package name"),
           Argument("distribution", type=CHOICE, choices=_all_dists, doc="distribution to remove from"),
           Argument("--without-rollback", type=BOOL, doc="don't keep the removed version in the rollback distributions"),
-          Argument("--version", "-V", default="", doc="remove this version only (when several exist)")]))
+          Argument("--version", "-V", default="", doc="remove this version only (when several exist)"),
+          Argument("--force", type=BOOL, doc="remove even if packages of the distribution would become uninstallable "
+                                             "(recorded in the event)")]))
 
 register(Call(
     "port", _delegate("mini_buildd.pipeline.ports", "port", with_user=True), category=DEVELOPER, auth=Auth.STAFF,

@@ -19,7 +19,7 @@ import pathlib
 from debian import deb822, debian_support
 
 from mini_buildd import config, dist, errors, services
-from mini_buildd.archive import journal
+from mini_buildd.archive import gates, journal
 from mini_buildd.events import Event
 from mini_buildd.models import Repository
 
@@ -210,11 +210,13 @@ class RepositoryView:
                 raise ArchiveError(f"Installing {source} into {diststr} failed: {e}") from e
 
     # ----------------------------------------------------------------------------- migrate
-    def migrate(self, source, diststr, full=False, version=None):
+    def migrate(self, source, diststr, full=False, version=None, gate=None):
         """Migrate ``source`` from ``diststr`` to its migrates_to suite (along the chain if ``full``).
 
         On a rollback distribution: restore that version into the base distribution.
-        Returns a list of (from, to, version) done. All or nothing (journaled).
+        Returns a list of (from, to, version) done. All or nothing (journaled). ``gate(steps)``,
+        called under the lock with the planned (from, to, version) steps before anything changes,
+        may refuse by raising.
         """
         done = []
         d, so = self.parse(diststr)
@@ -254,13 +256,15 @@ class RepositoryView:
                         break
                     diststr, d, so = target, dist.DistStr(target), so.migrates_to
             plan.point("migrate:after-copy")
+            if gate is not None:
+                gate(done)
             self._run("migrate", plan)
         return done
 
     # ----------------------------------------------------------------------------- remove
-    def remove(self, source, diststr, without_rollback=False, version=None):
+    def remove(self, source, diststr, without_rollback=False, version=None, gate=None):
         """Remove ``source`` from ``diststr`` (into rollbacks unless ``without_rollback``); return the
-        version removed. All or nothing (journaled)."""
+        version removed. All or nothing (journaled). ``gate(version)``: as for :meth:`migrate`."""
         d, so = self.parse(diststr)
         with self.reprepro.lock:
             self.journal.recover()
@@ -282,6 +286,8 @@ class RepositoryView:
                         plan.copysrc(rbs[r - 1], rbs[r])
                         plan.removesrc(rbs[r])
             plan.point("remove:after-remove")
+            if gate is not None:
+                gate(v)
             self._run("remove", plan)
             return v
 
@@ -393,19 +399,32 @@ def _log(etype, diststr, source, version, extra=None):
     services.log_event(Event(etype, diststr, source, version, extra=extra or {}))
 
 
-def migrate(source, distribution, full=False, version=None, user=None):
-    """API migrate: migrate source (version, default the one there) from distribution on (all the way if full); logged."""
+def _forced_extra(gate):
+    return {"forced": "\n".join(gate.overridden)} if gate.overridden else {}
+
+
+def migrate(source, distribution, full=False, version=None, user=None, force=False):
+    """API migrate: migrate source (version, default the one there) from distribution on (all the way if full); logged.
+
+    Refused (409) when the installability check fails, unless ``force`` (ADMIN)."""
+    if force and user is not None and not getattr(user, "is_superuser", False):
+        raise errors.Forbidden("migrate with force (overriding the installability check) needs ADMIN")
     view = _repository_of(distribution)
-    done = view.migrate(source, distribution, full=bool(full), version=version or None)
+    gate = gates.MigrationGate(view, source, force=force)
+    done = view.migrate(source, distribution, full=bool(full), version=version or None, gate=gate)
     for src, dst, v in done:
-        _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else ""})
+        _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else "", **_forced_extra(gate)})
+    gates.refresh_reports(view, [dst for _src, dst, _v in done])
     return {}
 
 
-def remove(source, distribution, without_rollback=False, version=None, user=None):
+def remove(source, distribution, without_rollback=False, version=None, user=None, force=False):
+    """API remove; refused (409) when it leaves packages of the distribution uninstallable, unless ``force``."""
     view = _repository_of(distribution)
-    v = view.remove(source, distribution, without_rollback=bool(without_rollback), version=version or None)
-    _log("REMOVED", distribution, source, v, {"user": str(user) if user else ""})
+    gate = gates.RemovalGate(view, source, distribution, force=force)
+    v = view.remove(source, distribution, without_rollback=bool(without_rollback), version=version or None, gate=gate)
+    _log("REMOVED", distribution, source, v, {"user": str(user) if user else "", **_forced_extra(gate)})
+    gates.refresh_reports(view, [distribution])
     return {}
 
 

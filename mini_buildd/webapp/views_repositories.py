@@ -15,7 +15,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd.archive import operations
+from mini_buildd.archive import installability, operations
 from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
 from mini_buildd.webapp import eventrows, svg, views
@@ -128,7 +128,17 @@ def _listing(source):
         return {}, str(e)
 
 
-def _distribution_rows(listing):
+def _installability(diststr, source):
+    """``{"state": "installable" | "broken" | "unknown", "reasons": [...]}`` of ``source`` in ``diststr`` from the
+    distribution's last installability report (renewed after every change of it)."""
+    report = installability.report_of(diststr)
+    if report is None:
+        return {"state": "unknown", "reasons": []}
+    reasons = report.get("broken", {}).get(source, [])
+    return {"state": "broken" if reasons else "installable", "reasons": reasons}
+
+
+def _distribution_rows(listing, source):
     """Per repository: every distribution of it with the version of the package there (``listing``, and rollbacks)."""
     result = []
     for repo in models.Repository.objects.exclude(status=models.Repository.STATUS_REMOVED).select_related("layout").order_by("identity"):
@@ -143,6 +153,7 @@ def _distribution_rows(listing):
                       for r in so.mbd_rollback_range()]
                 migrates_to = repo.mbd_diststr(d, so.migrates_to) if so.migrates_to else None
                 rows.append({"diststr": diststr, "version": entry.get("version"), "component": entry.get("component"),
+                             "installability": _installability(diststr, source) if entry.get("version") else None,
                              "suite": so, "rollbacks": rb, "migrates_to": migrates_to,
                              "is_migrated": entry.get("is_migrated"), "uploadable": so.uploadable,
                              "changes_url": eventrows.events_dir_url(entry["changes_path"]) if entry.get("changes_path") else None,
@@ -217,7 +228,7 @@ def package_page(request, source):
     user = request.user
     context = {
         "source": source, "error": error,
-        "repositories": _distribution_rows(listing),
+        "repositories": _distribution_rows(listing, source),
         "events": mark_safe(eventrows.table(shown, empty="No events.", cache=False)), "events_count": len(evs),
         "events_truncated": len(evs) > len(shown),
         "build_logs": _build_logs(evs)[:50], "changes": _changes(evs)[:50],

@@ -1,0 +1,72 @@
+"""What may refuse a migration or a removal before it changes a distribution (issue #16), and the
+suite reports refreshed after every change.
+
+This module owns the gates :func:`migration_gate` and :func:`removal_gate` hand to
+:meth:`mini_buildd.archive.operations.RepositoryView.migrate` and ``remove`` (run under the
+repository lock, with the planned steps): the installability check of
+:mod:`mini_buildd.archive.installability`. A refused change raises
+:class:`~mini_buildd.archive.installability.NotInstallable` (409) unless ``force`` (ADMIN) is
+given; then the problems are returned to the caller, which records them in the event.
+"""
+
+import logging
+
+from mini_buildd import dist
+from mini_buildd.archive import installability
+
+LOG = logging.getLogger(__name__)
+
+
+class Gate:
+    """One gate; after the operation, :attr:`overridden` holds what ``force`` let through (text)."""
+
+    def __init__(self, view, source, force=False):
+        self.view, self.source, self.force = view, source, bool(force)
+        self.overridden = []
+
+    def _refuse_or_record(self, message):
+        if not self.force:
+            raise installability.NotInstallable(message)
+        LOG.warning("Forced despite: %s", message)
+        self.overridden.append(message)
+
+    def _distribution(self, diststr):
+        return self.view.distribution(dist.DistStr(diststr).codename)
+
+
+class MigrationGate(Gate):
+    """Called with the planned (from, to, version) steps of a migration or rollback restore."""
+
+    def __call__(self, steps):
+        for src, dst, version in steps:
+            distribution = self._distribution(dst)
+            candidate = installability.candidate_stanzas(self.view.repository, distribution, src, self.source, version)
+            problems = installability.check(distribution, self.view.repository, dst, self.source, candidate)
+            if problems:
+                self._refuse_or_record(installability.describe(dst, problems))
+
+
+class RemovalGate(Gate):
+    """Called with the version a removal takes out of ``diststr`` (rollback distributions are not checked)."""
+
+    def __init__(self, view, source, diststr, force=False):
+        super().__init__(view, source, force)
+        self.diststr = diststr
+
+    def __call__(self, _version):
+        if dist.DistStr(self.diststr).rollback is not None:
+            return  # rollback distributions are kept for restores, not installed from
+        problems = installability.check(self._distribution(self.diststr), self.view.repository, self.diststr, self.source)
+        if problems:
+            self._refuse_or_record(installability.describe(self.diststr, problems, removal=True))
+
+
+def refresh_reports(view, diststrs):
+    """Renew the installability reports of ``diststrs`` (after a change); failures are logged only."""
+    for diststr in sorted(set(diststrs)):
+        if dist.DistStr(diststr).rollback is not None:
+            continue
+        try:
+            installability.refresh(view.distribution(dist.DistStr(diststr).codename), view.repository, diststr)
+        except Exception as e:  # pylint: disable=broad-except  # boundary: a report is optional, the change is done
+            LOG.warning("Installability report of %s not renewed: %s", diststr, e)
