@@ -331,13 +331,16 @@ register(Call(
         "Migrates a source package along with all its binary packages. If run for a rollback "
         "distribution, this will perform a rollback restore. Refused (409, the unsatisfied relations "
         "listed) when a binary of the package can not be installed in the target distribution, or a "
-        "package there would become uninstallable (dose-distcheck against the base sources).",
-    result_doc="{} (MIGRATED events)",
+        "package there would become uninstallable (dose-distcheck against the base sources); refused "
+        "or warned as the repository's qa_regression_gate says when the version has a QA regression "
+        "(a new lintian error, piuparts or autopkgtest from pass to fail) against the target's.",
+    result_doc="{} (MIGRATED events); {warnings: [text]} when the repository's QA-regression gate warns",
     args=[Argument("source", doc="source package name"),
           Argument("distribution", type=CHOICE, choices=_migratable_dists, doc="distribution to migrate from"),
           Argument("--full", "-F", type=BOOL, doc="migrate along the whole chain (e.g. unstable -> testing -> stable)"),
           Argument("--version", "-V", default="", doc="migrate this version only (when several exist)"),
-          Argument("--force", type=BOOL, doc="migrate even if the installability check fails (ADMIN; recorded in the event)")]))
+          Argument("--force", type=BOOL, doc="migrate even if the installability or QA-regression gate refuses "
+                                             "(ADMIN; recorded in the event)")]))
 
 register(Call(
     "remove", _delegate("mini_buildd.archive.operations", "remove", with_user=True), category=DEVELOPER, auth=Auth.ADMIN,

@@ -1,32 +1,39 @@
 """What may refuse a migration or a removal before it changes a distribution (issue #16), and the
 suite reports refreshed after every change.
 
-This module owns the gates :func:`migration_gate` and :func:`removal_gate` hand to
+This module owns the gates :class:`MigrationGate` and :class:`RemovalGate` hand to
 :meth:`mini_buildd.archive.operations.RepositoryView.migrate` and ``remove`` (run under the
 repository lock, with the planned steps): the installability check of
-:mod:`mini_buildd.archive.installability`. A refused change raises
-:class:`~mini_buildd.archive.installability.NotInstallable` (409) unless ``force`` (ADMIN) is
-given; then the problems are returned to the caller, which records them in the event.
+:mod:`mini_buildd.archive.installability` and, for migrations, the repository's QA-regression
+gate (:mod:`mini_buildd.archive.qa_regressions`; off, warn or refuse). A refused change raises a
+409 (:class:`~mini_buildd.archive.installability.NotInstallable` or :class:`QARegression`) unless
+``force`` (ADMIN) is given; then what was overridden (:attr:`Gate.overridden`) and the warnings
+(:attr:`Gate.warnings`) go into the event.
 """
 
 import logging
 
-from mini_buildd import dist
-from mini_buildd.archive import installability
+from mini_buildd import dist, errors
+from mini_buildd.archive import installability, qa_regressions
 
 LOG = logging.getLogger(__name__)
 
 
+class QARegression(errors.Conflict):
+    """The version to migrate has a QA regression against the target's (the message lists it)."""
+
+
 class Gate:
-    """One gate; after the operation, :attr:`overridden` holds what ``force`` let through (text)."""
+    """One gate; after the operation, :attr:`overridden` holds what ``force`` let through and
+    :attr:`warnings` what only warns (texts)."""
 
     def __init__(self, view, source, force=False):
         self.view, self.source, self.force = view, source, bool(force)
-        self.overridden = []
+        self.overridden, self.warnings = [], []
 
-    def _refuse_or_record(self, message):
+    def _refuse_or_record(self, message, error=installability.NotInstallable):
         if not self.force:
-            raise installability.NotInstallable(message)
+            raise error(message)
         LOG.warning("Forced despite: %s", message)
         self.overridden.append(message)
 
@@ -38,12 +45,28 @@ class MigrationGate(Gate):
     """Called with the planned (from, to, version) steps of a migration or rollback restore."""
 
     def __call__(self, steps):
+        current = self.view.reprepro.ls(self.source)
         for src, dst, version in steps:
             distribution = self._distribution(dst)
             candidate = installability.candidate_stanzas(self.view.repository, distribution, src, self.source, version)
             problems = installability.check(distribution, self.view.repository, dst, self.source, candidate)
             if problems:
                 self._refuse_or_record(installability.describe(dst, problems))
+            old = current.get(dst, [{}])[0].get("version")
+            self._qa(dst, old, version)
+
+    def _qa(self, dst, old, version):
+        mode = self.view.repository.qa_regression_gate
+        if mode == self.view.repository.QA_GATE_OFF or not old or old == version:
+            return
+        found = qa_regressions.regressions(self.source, old, version)
+        if not found:
+            return
+        message = qa_regressions.describe(self.source, old, version, dst, found)
+        if mode == self.view.repository.QA_GATE_REFUSE:
+            self._refuse_or_record(message, QARegression)
+        else:
+            self.warnings.append(message)
 
 
 class RemovalGate(Gate):

@@ -400,7 +400,9 @@ def _log(etype, diststr, source, version, extra=None):
 
 
 def _forced_extra(gate):
-    return {"forced": "\n".join(gate.overridden)} if gate.overridden else {}
+    """Event extras of what a gate let through: ``forced`` (overridden by force), ``qa_regression`` (warned)."""
+    return {**({"forced": "\n".join(gate.overridden)} if gate.overridden else {}),
+            **({"qa_regression": "\n".join(gate.warnings)} if gate.warnings else {})}
 
 
 def migrate(source, distribution, full=False, version=None, user=None, force=False):
@@ -415,7 +417,7 @@ def migrate(source, distribution, full=False, version=None, user=None, force=Fal
     for src, dst, v in done:
         _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else "", **_forced_extra(gate)})
     gates.refresh_reports(view, [dst for _src, dst, _v in done])
-    return {}
+    return {"warnings": gate.warnings} if gate.warnings else {}
 
 
 def remove(source, distribution, without_rollback=False, version=None, user=None, force=False):

@@ -220,6 +220,13 @@ class Repository(StatusModel):
     notify_maintainer = models.BooleanField(default=False)
     reprepro_morguedir = models.BooleanField(default=False)
     external_home_url = models.URLField(blank=True, default="")
+    QA_GATE_OFF, QA_GATE_WARN, QA_GATE_REFUSE = 0, 1, 2
+    QA_GATE_CHOICES = ((QA_GATE_OFF, "off"), (QA_GATE_WARN, "warn"), (QA_GATE_REFUSE, "refuse"))
+    qa_regression_gate = models.IntegerField(
+        choices=QA_GATE_CHOICES, default=QA_GATE_WARN,
+        help_text="A migration whose version has a QA regression against the version in the target suite (a new lintian "
+                  "error, piuparts or autopkgtest from pass to fail): off (not checked), warn (migrates, the MIGRATED event "
+                  "and the answer say so), refuse (409 with the differences).")
 
     mbd_lethal_dependencies = False
 

@@ -15,7 +15,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd.archive import installability, operations
+from mini_buildd.archive import installability, operations, qa_regressions
 from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
 from mini_buildd.webapp import eventrows, svg, views
@@ -138,6 +138,13 @@ def _installability(diststr, source):
     return {"state": "broken" if reasons else "installable", "reasons": reasons}
 
 
+def _qa_regressions(source, version, target_version):
+    """What ``version`` does worse in QA than the version in the suite it migrates to (sentences)."""
+    if not version or not target_version or version == target_version:
+        return []
+    return qa_regressions.regressions(source, target_version, version)
+
+
 def _distribution_rows(listing, source):
     """Per repository: every distribution of it with the version of the package there (``listing``, and rollbacks)."""
     result = []
@@ -154,6 +161,7 @@ def _distribution_rows(listing, source):
                 migrates_to = repo.mbd_diststr(d, so.migrates_to) if so.migrates_to else None
                 rows.append({"diststr": diststr, "version": entry.get("version"), "component": entry.get("component"),
                              "installability": _installability(diststr, source) if entry.get("version") else None,
+                             "qa_regressions": _qa_regressions(source, entry.get("version"), in_repo.get(migrates_to, {}).get("version")),
                              "suite": so, "rollbacks": rb, "migrates_to": migrates_to,
                              "is_migrated": entry.get("is_migrated"), "uploadable": so.uploadable,
                              "changes_url": eventrows.events_dir_url(entry["changes_path"]) if entry.get("changes_path") else None,
