@@ -24,7 +24,8 @@ PACKAGE = "mini_buildd"
 #: Console scripts. The target modules may not exist yet: the generated script only imports
 #: its module when it is run, so adding the module is enough to make the command work.
 #: mini-buildd (the daemon), mini-buildd-self-signed-certificate, mini-buildd-chroot-helper (root) and
-#: mini-buildd-debug-build (run by the admin as the daemon's user) are moved to /usr/sbin by debian/rules.
+#: mini-buildd-debug-build and mini-buildd-cruft (run by the admin as the daemon's user) and mini-buildd-backup
+#: (root) are moved to /usr/sbin by debian/rules.
 CONSOLE_SCRIPTS = [
     "mini-buildd = mini_buildd.cli.daemon:main",
     "mini-buildd-api = mini_buildd.cli.api:main",
@@ -33,6 +34,8 @@ CONSOLE_SCRIPTS = [
     "mini-buildd-self-signed-certificate = mini_buildd.cli.certificate:main",
     "mini-buildd-chroot-helper = mini_buildd.roothelper:main",
     "mini-buildd-debug-build = mini_buildd.cli.debug_build:main",
+    "mini-buildd-cruft = mini_buildd.cli.cruft:main",
+    "mini-buildd-backup = mini_buildd.cli.backup:main",
 ]
 
 #: Never shipped as data.

@@ -42,10 +42,13 @@ COMMANDS = {
     "mini-buildd-self-signed-certificate": "mini_buildd.cli.certificate:main",
     "mini-buildd-chroot-helper": "mini_buildd.roothelper:main",
     "mini-buildd-debug-build": "mini_buildd.cli.debug_build:main",
+    "mini-buildd-cruft": "mini_buildd.cli.cruft:main",
+    "mini-buildd-backup": "mini_buildd.cli.backup:main",
 }
 
 #: System administration commands (section 8 even without an install tree; /usr/sbin when installed).
-SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate", "mini-buildd-chroot-helper", "mini-buildd-debug-build")
+SYSTEM_COMMANDS = ("mini-buildd", "mini-buildd-self-signed-certificate", "mini-buildd-chroot-helper", "mini-buildd-debug-build",
+                   "mini-buildd-cruft", "mini-buildd-backup")
 
 #: The command whose sub-commands are API calls.
 API_COMMAND = "mini-buildd-api"

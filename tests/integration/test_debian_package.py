@@ -270,7 +270,8 @@ def test_utils_package(debs):
 #: Commands only other programs run (no --version).
 INTERNAL_COMMANDS = {"mini-buildd-chroot-helper"}
 #: Console scripts that are root commands: /usr/sbin, man section 8.
-SBIN_COMMANDS = {"mini-buildd", "mini-buildd-chroot-helper", "mini-buildd-self-signed-certificate", "mini-buildd-debug-build"}
+SBIN_COMMANDS = {"mini-buildd", "mini-buildd-chroot-helper", "mini-buildd-self-signed-certificate", "mini-buildd-debug-build",
+                 "mini-buildd-cruft", "mini-buildd-backup"}
 
 
 def _console_scripts(tree):
