@@ -204,3 +204,36 @@ def test_no_instance_and_wrong_user(tmp_path):
     assert not (tmp_path / "none").exists()
     proc = cruft(tmp_path / "none", user="mini-buildd-nosuchuser")
     assert proc.returncode == 2 and "instance user" in proc.stderr
+
+
+def test_removes_a_leftover_chroot_as_the_instance_user(tmp_path):
+    """As the package runs it: cruft as the daemon's unprivileged user removes a leftover chroot of
+    its home (root-owned data, schroot config and fstab) through sudo and the root helper."""
+    from tests.helpers.unprivileged import UnprivilegedUser  # pylint: disable=import-outside-toplevel  # needs root and sudo
+    with UnprivilegedUser() as unpriv:
+        home = unpriv.make_home()
+        prefix = f"mbdtest-crufu{os.getpid()}"
+        in_home(home, f"config.set_schroot_prefix({prefix!r})\n", unpriv=unpriv)
+        name = f"{prefix}-bookworm-i386"
+        paths = config.Paths(home)
+        data = paths.chroot_dir("bookworm", "i386") / "source"
+        try:
+            (data / "etc").mkdir(parents=True)  # root's, as the helper makes it
+            ccache = config.shared_ccache_dir(paths.shared, "bookworm", "i386")
+            ccache.mkdir(parents=True)
+            for path in (ccache, ccache.parent, ccache.parent.parent):  # the daemon's, as it makes them
+                os.chown(path, *unpriv.ids())
+            schroot.install_fstab([ccache], name)
+            schroot.install_conf(name, schroot.conf_text(name, "test", ["type=directory", f"directory={data}"], users=(unpriv.user,),
+                                                         fstab=schroot.fstab_setup_name(name)))
+            argv = unpriv.command([PYTHON, "-m", "mini_buildd.cli.cruft", "--home", str(home), "--dedicated-user", unpriv.user,
+                                   "--automatic-remove"], home=home)
+            proc = subprocess.run(argv, cwd=unpriv.code, capture_output=True, text=True, timeout=300, check=False)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert f"removed: chroot: {name}" in proc.stdout and f"removed: ccache: {ccache.parent}" in proc.stdout
+            for path in (schroot.conf_path(name), schroot.fstab_path(name), paths.chroot_dir("bookworm", "i386")):
+                assert not path.exists(), path
+        finally:
+            for path in (schroot.conf_path(name), schroot.fstab_path(name)):
+                path.unlink(missing_ok=True)
+            gnupg.kill_agents(home / ".gnupg")
