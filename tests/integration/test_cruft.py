@@ -22,6 +22,7 @@ import pytest
 from mini_buildd import config
 from mini_buildd.tools import gnupg, schroot
 from tests.helpers.daemon import BOOKWORM_TEST_REPOSITORY, PYTHON, ROOT, in_home
+from tests.helpers.unprivileged import UnprivilegedUser
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc/schroot: needs root")
 
@@ -206,10 +207,9 @@ def test_no_instance_and_wrong_user(tmp_path):
     assert proc.returncode == 2 and "instance user" in proc.stderr
 
 
-def test_removes_a_leftover_chroot_as_the_instance_user(tmp_path):
+def test_removes_a_leftover_chroot_as_the_instance_user():
     """As the package runs it: cruft as the daemon's unprivileged user removes a leftover chroot of
     its home (root-owned data, schroot config and fstab) through sudo and the root helper."""
-    from tests.helpers.unprivileged import UnprivilegedUser  # pylint: disable=import-outside-toplevel  # needs root and sudo
     with UnprivilegedUser() as unpriv:
         home = unpriv.make_home()
         prefix = f"mbdtest-crufu{os.getpid()}"
