@@ -22,6 +22,17 @@ LOG = logging.getLogger(__name__)
 #: Seconds a build may run when its request names no limit.
 DEFAULT_BUILD_TIME_LIMIT = 6 * 3600
 
+#: How a builder not running as root runs piuparts as root (sbuild's ``--piuparts-root-args``):
+#: the package's sudoers rule allows exactly the piuparts command line sbuild then runs
+#: (debian/system/mini-buildd-sudoers); ``-n``: never wait for a password.
+PIUPARTS_SUDO = "sudo -n --"
+
+
+def piuparts_root_args():
+    """sbuild's ``--piuparts-root-args`` for this builder: :data:`PIUPARTS_SUDO`, or ``env`` (no
+    sudo needed) when it runs as root (sbuild reads an empty value as its default, ``sudo --``)."""
+    return "env" if os.geteuid() == 0 else PIUPARTS_SUDO
+
 
 class Build:
     """One build in progress."""
@@ -197,6 +208,7 @@ class Builder:
             build_dep_resolver=breq.build_dep_resolver, setup_scripts=scripts, arch_all=breq.arch_all,
             add_depends=breq.add_depends, lintian_mode=breq.lintian_mode, lintian_options=breq.lintian_extra_options,
             lintian_warnfail_options=breq.lintian_warnfail_options, piuparts_mode=breq.piuparts_mode,
+            piuparts_root_args=piuparts_root_args(),
             autopkgtest_mode=breq.autopkgtest_mode, keyid=key["long_id"] if key else None,
             debug="sbuild" in config.runtime.debug)
         env = sbuild.environment(build_dir, config.paths.gnupg_home, breq.deb_build_options, breq.deb_build_profiles)

@@ -3,7 +3,8 @@
 - :func:`parse_summary`: the sbuild summary (``Status``, ``Lintian``, ...) of a build log
   (upstream §1.5), :data:`SUMMARY_KEYS` the keys a buildresult records;
 - :func:`parse_lintian_tags`: lintian's error and warning tags in a build log;
-  :func:`lintian_status`: sbuild's lintian word, corrected where sbuild misreads lintian's exit status.
+  :func:`lintian_status`: sbuild's lintian word, corrected where sbuild misreads lintian's exit status;
+- :func:`qa_section`: the part of a build log where piuparts or autopkgtest ran (:data:`QA_SECTIONS`).
 
 A build log is written by the build (hostile): nothing here runs or opens what it names.
 """
@@ -97,3 +98,26 @@ def lintian_status(summary: dict[str, str], buildlog_text: Optional[str], tags: 
     if summary.get("Lintian") == "error" and tags and _LINTIAN_MISREAD in (buildlog_text or ""):
         return dict(summary, Lintian="fail")
     return summary
+
+
+#: The QA checks sbuild runs after a build, each in a sub-subsection of its "Post Build" section
+#: (a line with the name, a line of as many dashes) of the same name.
+QA_SECTIONS = ("piuparts", "autopkgtest")
+#: Where a sub-subsection (``name``, a line of dashes as long) or a section (``+---``) starts.
+_SUBSUBSECTION = re.compile(r"^(\S[^\n]*)\n(-+)$", re.MULTILINE)
+
+
+def qa_section(buildlog_text: Optional[str], name: str) -> Optional[str]:
+    """The text of the (last) sub-subsection ``name`` (one of :data:`QA_SECTIONS`) of a build
+    log, from its header to the next sub-subsection or section; ``None`` if it did not run."""
+    text = buildlog_text or ""
+    heads = [m for m in _SUBSUBSECTION.finditer(text) if len(m.group(1)) == len(m.group(2))]
+    starts = [m for m in heads if m.group(1) == name]
+    if not starts:
+        return None
+    start = starts[-1]
+    ends = [m.start() for m in heads if m.start() > start.start()]
+    section = re.search(r"^\+-{3,}", text[start.end():], re.MULTILINE)
+    if section is not None:
+        ends.append(start.end() + section.start())
+    return text[start.start():min(ends)] if ends else text[start.start():]

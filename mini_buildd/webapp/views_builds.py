@@ -1,7 +1,8 @@
 """Builds pages: ongoing and recent builds (``/mini_buildd/builds/``) and one build with its (live)
 build log (``/mini_buildd/builds/<bkey>/``; ``?tail=1`` gives the log's tail as plain text for the
-JavaScript live view, header ``X-Mini-Buildd-Ongoing: 1|0``). Staff users cancel an ongoing build
-there (POST ``action=cancel`` runs the ``cancel`` API call).
+JavaScript live view, header ``X-Mini-Buildd-Ongoing: 1|0``; ``?part=piuparts|autopkgtest`` the
+part of the log where that QA check ran, as plain text, linked from the page when it ran). Staff
+users cancel an ongoing build there (POST ``action=cancel`` runs the ``cancel`` API call).
 """
 
 import logging
@@ -11,6 +12,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from mini_buildd import config, events
+from mini_buildd.tools import sbuild_log
 from mini_buildd.webapp import eventrows, views
 from mini_buildd.webapp.views_events import _inside
 
@@ -56,6 +58,22 @@ def _tail(path):
         return text
     except OSError:
         return ""
+
+
+def _text(path):
+    """The whole log as it is (``\r`` kept: tools write progress lines with it)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _qa_parts(log):
+    """``{check: its part of the build log}`` for the QA checks that ran (piuparts, autopkgtest)."""
+    text = _text(log) if log else ""
+    parts = {name: sbuild_log.qa_section(text, name) for name in sbuild_log.QA_SECTIONS}
+    return {name: part for name, part in parts.items() if part is not None}
 
 
 def _build_info(bkey):
@@ -109,10 +127,18 @@ def build_page(request, bkey):
         response["X-Mini-Buildd-Ongoing"] = "1" if ongoing else "0"
         response["Cache-Control"] = "no-store"
         return response
+    qa_parts = _qa_parts(log) if log and not ongoing else {}
+    part = request.GET.get("part")
+    if part:
+        if part not in qa_parts:
+            return views.not_found_page(request, f"No {part} part in the build log of '{bkey}'.")
+        return HttpResponse(qa_parts[part], content_type="text/plain; charset=utf-8")
     parts = bkey.split("/")
+    page = f"/mini_buildd/builds/{eventrows.quote_path(bkey)}/"
     context = {"bkey": bkey, "source": parts[0], "version": parts[1] if len(parts) > 1 else "",
                "arch": parts[3] if len(parts) > 3 else "", "ongoing": ongoing,
                "table": mark_safe(eventrows.table(evs, empty="No events for this build.", cache=False)),
                "log": _tail(log) if log else None, "log_url": url, "log_name": log.name if log else None,
-               "package_url": eventrows.package_url(parts[0]), "can_cancel": ongoing and views.is_staff(request.user)}
+               "package_url": eventrows.package_url(parts[0]), "can_cancel": ongoing and views.is_staff(request.user),
+               "qa_links": [(name, f"{page}?part={name}") for name in qa_parts]}
     return render(request, "mini_buildd/build.html", context)

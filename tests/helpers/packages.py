@@ -13,8 +13,11 @@ MAINTAINER = "mini-buildd test <test@example.org>"
 
 
 def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
-                        changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None):
-    """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``."""
+                        changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None, autopkgtests=None):
+    """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``.
+
+    ``autopkgtests``: ``{file name: text}`` written to ``debian/tests/`` (``control`` and the
+    tests' scripts; texts starting with ``#!`` are made executable): the package has autopkgtests."""
     workdir = pathlib.Path(workdir)
     src = workdir / f"{name}-{version.split('~')[0]}"
     (src / "debian" / "source").mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,11 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
                                               "Files: *\nCopyright: 2026 test\nLicense: GPL-2+\n")
     (src / "hello.txt").write_text(payload or f"hello from {name} {version}\n")
     (src / "debian" / "install").write_text("hello.txt usr/share/" + name + "/\n")
+    for test_name, text in (autopkgtests or {}).items():
+        (src / "debian" / "tests").mkdir(exist_ok=True)
+        (src / "debian" / "tests" / test_name).write_text(text)
+        if text.startswith("#!"):
+            os.chmod(src / "debian" / "tests" / test_name, 0o755)
     subprocess.run(["dpkg-buildpackage", "-S", "-d", "-us", "-uc", "-nc"], cwd=src, check=True, capture_output=True)
     changes = workdir / f"{name}_{version}_source.changes"
     if key_id:
