@@ -11,7 +11,7 @@ package) whose daemon serves on 127.0.0.24: B re-exports (signs) the repository 
 restored key, and apt in a clean tree trusting only A's archive key (no ``trusted=yes``) verifies
 B's repository and installs the package. Bad tarballs (paths outside the home, no manifest) and a
 restore over an existing instance are refused without extracting anything.
-Needs root and the cached bookworm debootstrap tarball (the clean tree); no debootstrap, no build.
+Needs root; the clean tree comes from the cached bookworm debootstrap tarball (made if missing); no build.
 """
 
 # pytest idioms: fixtures are parameters named like them.
@@ -21,13 +21,15 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import tarfile
 
 import pytest
 
 from mini_buildd.tools import gnupg
-from tests.helpers.clean_chroot import clean_chroot, in_chroot  # noqa: F401  pylint: disable=unused-import
+from tests.helpers.clean_chroot import in_chroot
+from tests.helpers.package_tree import base_tarball
 from tests.helpers.daemon import PYTHON, ROOT, Daemon, in_home
 from tests.helpers.unprivileged import UnprivilegedUser
 from tests.integration.test_cruft import PREPARED
@@ -77,6 +79,17 @@ print(d.gnupg().pub_key())
         gnupg.kill_agents(home / ".gnupg")
 
 
+@pytest.fixture
+def clean_tree(tmp_path):
+    """A clean bookworm tree for apt (the cached debootstrap tarball, made here if missing: never skipped)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["tar", "--extract", "--numeric-owner", "--file", str(base_tarball("bookworm")), "--directory", str(root)],
+                   check=True)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def test_backup_has_the_home_but_no_chroots(original):
     home, _pub_key, tarball = original
     assert tarball.stat().st_mode & 0o777 == 0o600
@@ -95,7 +108,7 @@ def test_backup_has_the_home_but_no_chroots(original):
     assert db.startswith(b"SQLite format 3\0")
 
 
-def test_restore_on_another_host_serves_the_same_signed_repository(original, clean_chroot):  # noqa: F811
+def test_restore_on_another_host_serves_the_same_signed_repository(original, clean_tree):
     _home_a, pub_key, tarball = original
     with UnprivilegedUser() as unpriv:
         home = unpriv.make_home("restored")
@@ -115,7 +128,7 @@ def test_restore_on_another_host_serves_the_same_signed_repository(original, cle
                           hostname=HOST_B, unpriv=unpriv)
             assert out.strip().startswith("Removed") and "not in backups" in out, out
             with Daemon(home, host=HOST_B, unpriv=unpriv) as daemon:
-                root = clean_chroot
+                root = clean_tree
                 key = root / "etc" / "apt" / "keyrings" / "mbd-a.asc"
                 key.parent.mkdir(parents=True, exist_ok=True)
                 key.write_text(pub_key)
