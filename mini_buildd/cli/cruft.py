@@ -379,6 +379,8 @@ def remove_items(items, interactive, answers=None):
             continue
         if item.action in done:
             (removed if done[item.action] else failed).append(item)
+            if done[item.action]:
+                print(f"removed: {item.kind}: {item.what}")
             continue
         if interactive and not _ask(item, answers or sys.stdin):
             continue

@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from mini_buildd import config
-from mini_buildd.tools import gnupg, schroot
+from mini_buildd.tools import gnupg, reprepro, schroot
 from tests.helpers.daemon import BOOKWORM_TEST_REPOSITORY, PYTHON, ROOT, in_home
 from tests.helpers.unprivileged import UnprivilegedUser
 
@@ -75,6 +75,14 @@ config.set_schroot_prefix({prefix!r})
 {PREPARED}
 chroot = models.DirChroot.objects.create(source=source, architecture=arch)
 models.Chroot.objects.filter(pk=chroot.pk).update(status=models.Chroot.STATUS_ACTIVE)
+# trixie was in repository test (its reprepro conf and dists), then left the configuration without a sync.
+trixie = models.Distribution.objects.create(base_source=models.Source.objects.create(origin="Debian", codename="trixie"))
+trixie.components.add(main)
+models.ArchitectureOption.objects.create(distribution=trixie, architecture=arch, build_architecture_all=True)
+repo.distributions.add(trixie)
+repo.mbd_write_conf()
+repo.mbd_reprepro().reindex()
+repo.distributions.remove(trixie)
 """)
     in_home(other, f"config.set_schroot_prefix({prefix!r})\n")
     paths = config.Paths(home)
@@ -109,6 +117,10 @@ models.Chroot.objects.filter(pk=chroot.pk).update(status=models.Chroot.STATUS_AC
         os.utime(paths.debug / "old", (0, 0))
         for path in stay:
             assert path.exists(), path
+        trixie = [d for d in reprepro.Reprepro(repo).dists() if d.startswith("trixie-")]
+        assert len(trixie) >= 3, trixie
+        for dist in trixie:
+            made[("distribution", f"test/{dist}")] = repo / "dists" / dist
         made[("chroot", leftover)] = system_files[:3]
         made[("ccache", str(paths.libdir("bookworm", "i386")))] = paths.libdir("bookworm", "i386")  # made by its fstab
         yield home, prefix, made, stay
@@ -143,7 +155,7 @@ def test_lists_cruft_and_missing_and_touches_nothing(instance):
         assert _exists(paths), what
     for path in stay:
         assert path.exists(), path
-    assert "12 cruft, 2 missing." in proc.stdout
+    assert f"{len(made)} cruft, 2 missing." in proc.stdout
 
 
 def test_automatic_remove_removes_exactly_the_cruft(instance):
@@ -155,6 +167,8 @@ def test_automatic_remove_removes_exactly_the_cruft(instance):
         assert f"removed: {what[0]}: {what[1]}" in proc.stdout, what
     for path in stay:
         assert path.exists(), path
+    conf = (config.Paths(home).repository("test") / "conf" / "distributions").read_text()
+    assert "trixie" not in conf and "Codename: bookworm-test-unstable" in conf, conf
     # The repository is re-indexed and still verifies (signed by the instance key).
     assert in_home(home, "print(models.Repository.objects.get(identity='test').mbd_reprepro().check() is not None)").strip() == "True"
     again = cruft(home)
