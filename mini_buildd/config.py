@@ -210,21 +210,13 @@ class Paths:
     def journal(self, identity):
         return self._h("var", "journal", identity)
 
-    @property
-    def base_indices(self):
-        """Verified copies of the base sources' ``Packages`` indices (:mod:`mini_buildd.archive.indices`)."""
-        return self._h("var", "cache", "indices")
-
     def base_index(self, origin, codename, component, arch):
-        """One base source's ``Packages`` index (uncompressed); its Release's hash of it beside, ``.sha256``."""
+        """One base source's verified ``Packages`` index (uncompressed; :mod:`mini_buildd.archive.indices`),
+        in ``var/cache/indices``; its Release's hash of it beside, ``.sha256``."""
         return self._h("var", "cache", "indices", f"{origin}_{codename}_{component.replace('/', '_')}_{arch}_Packages")
 
-    @property
-    def installability(self):
-        """The last installability report of each repository distribution (:mod:`mini_buildd.archive.installability`)."""
-        return self._h("var", "installability")
-
     def installability_report(self, diststr):
+        """The last installability report of a repository distribution (:mod:`mini_buildd.archive.installability`)."""
         return self._h("var", "installability", f"{diststr}.json")
 
     @property

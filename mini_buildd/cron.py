@@ -5,6 +5,7 @@ A job's id is upstream's ``<name> (<TYPE>)``, TYPE its schedule (HOURLY, DAILY, 
 YEARLY): ``retry_uploads (HOURLY)`` retries failed buildresult uploads, ``setup_inspect (WEEKLY)``
 runs the setup inspection and keeps its result for the setup page (``~/var/log/inspect.json``),
 ``expire_builds (DAILY)`` and ``expire_events (WEEKLY)`` expire old build dirs and events,
+``prune_snapshots (HOURLY)`` prunes the change snapshots by their suites' retention rules,
 ``snapshots (WEEKLY|MONTHLY|YEARLY)`` take the timed snapshots of their type and expire old ones
 (see :mod:`mini_buildd.archive.snapshots`: these are checked hourly and take a snapshot when it is
 due, so restarts neither skip nor double one). The ``cronjob`` call takes an id or a bare name (all
@@ -164,6 +165,7 @@ class Crontab(PollService):
             Job("setup_inspect", "WEEKLY", setup_inspect, first_run=next_inspection),
             Job("expire_builds", "DAILY", self._expire_builds),
             Job("expire_events", "WEEKLY", self._expire_events),
+            Job("prune_snapshots", "HOURLY", snapshots.prune_changes),
         ] + [Job("snapshots", t, functools.partial(snapshots.run, types=[t]), interval=PERIODS["HOURLY"])
              for t in snapshots.TYPES]
 

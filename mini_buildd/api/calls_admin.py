@@ -1,7 +1,7 @@
 """The Administrator section of the API calls (upstream §4.2), in registry order after the calls of
 :mod:`mini_buildd.api.calls` (whose helpers it uses): chroots, reindex, start/stop, remotes (wake,
 handshake), cron jobs, uploaders, snapshots, debmirror, keyring and test packages, setup.
-snapshot_ls (a Consumer call) is listed here, where the registry has it.
+snapshot_ls and snapshot_diff (Consumer calls) are listed here, where the registry has them.
 
 Each call is defined exactly once, with its arguments, authorization, flags and the function that
 runs it; :mod:`mini_buildd.api` imports this module right after :mod:`mini_buildd.api.calls`.
@@ -185,6 +185,17 @@ register(Call(
     doc="Get list of repository snapshots for a distribution",
     result_doc="[snapshot name]",
     args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution")]))
+
+register(Call(
+    "snapshot_diff", _delegate("mini_buildd.archive.operations", "snapshot_diff"), category=CONSUMER, auth=Auth.NONE,
+    doc="Show what changed between two snapshots of a distribution\n\n"
+        "Every install, migration and removal leaves a snapshot named by its UTC time (e.g. 20261207T101530Z); "
+        "b defaults to the live distribution ('live').",
+    result_doc="{distribution, a, b, sources: {added: {name: version}, removed: {name: version}, changed: {name: [a, b]}}, "
+               "binaries: (the same, names as NAME/ARCH)}",
+    args=[Argument("distribution", type=CHOICE, choices=_base_dists, doc="distribution"),
+          Argument("a", doc="snapshot name (the older state)"),
+          Argument("--b", "-b", default="live", doc="snapshot name (the newer state; 'live': the distribution now)")]))
 
 register(Call(
     "snapshot_create", _delegate("mini_buildd.archive.operations", "snapshot_create"), category=ADMINISTRATOR, auth=Auth.ADMIN,

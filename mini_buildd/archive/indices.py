@@ -6,7 +6,7 @@ This module owns:
   its components, one architecture): fetched from the source's fastest archive, checked against
   the sizes and SHA256 sums of the source's Release file (itself verified with the source's APT
   keys, as :mod:`mini_buildd.archive.release` does when the source is checked) and cached
-  uncompressed in the home (``config.paths.base_indices``); a cached index is reused while the
+  uncompressed in the home (``config.paths.base_index``); a cached index is reused while the
   archive's Release still lists the same hash, and when the archive can not be reached;
 - :class:`PackagesIndex`: a ``Packages`` file read once (cached per file and modification) into
   what a check needs: where each stanza is, who provides what, which names a stanza depends on,

@@ -19,7 +19,7 @@ import pathlib
 from debian import deb822, debian_support
 
 from mini_buildd import config, dist, errors, services
-from mini_buildd.archive import gates, journal
+from mini_buildd.archive import after_change, change_snapshots, gates, journal
 from mini_buildd.events import Event
 from mini_buildd.models import Repository
 
@@ -416,7 +416,7 @@ def migrate(source, distribution, full=False, version=None, user=None, force=Fal
     done = view.migrate(source, distribution, full=bool(full), version=version or None, gate=gate)
     for src, dst, v in done:
         _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else "", **_forced_extra(gate)})
-    gates.refresh_reports(view, [dst for _src, dst, _v in done])
+    after_change.run(view, [dst for _src, dst, _v in done])
     return {"warnings": gate.warnings} if gate.warnings else {}
 
 
@@ -426,12 +426,17 @@ def remove(source, distribution, without_rollback=False, version=None, user=None
     gate = gates.RemovalGate(view, source, distribution, force=force)
     v = view.remove(source, distribution, without_rollback=bool(without_rollback), version=version or None, gate=gate)
     _log("REMOVED", distribution, source, v, {"user": str(user) if user else "", **_forced_extra(gate)})
-    gates.refresh_reports(view, [distribution])
+    after_change.run(view, [distribution])
     return {}
 
 
 def snapshot_ls(distribution):
     return _repository_of(distribution).reprepro.snapshots(distribution)
+
+
+def snapshot_diff(distribution, a, b=change_snapshots.LIVE):
+    """What changed in ``distribution`` from snapshot ``a`` to ``b`` (see :func:`mini_buildd.archive.change_snapshots.diff`)."""
+    return change_snapshots.diff(_repository_of(distribution).reprepro, distribution, a, b or change_snapshots.LIVE)
 
 
 def snapshot_create(distribution, name):

@@ -7,12 +7,16 @@ Unlike a fixed cron schedule, a snapshot is taken when it is *due*: when the new
 its type is older than the type's period (or there is none). The crontab asks hourly, so restarts
 neither skip nor double a snapshot. Snapshots with other names (made by hand via the API) are
 never touched.
+
+:func:`prune_changes` is the cron job that prunes the change snapshots of every distribution
+(:mod:`mini_buildd.archive.change_snapshots`) by its suite's retention rule.
 """
 
 import datetime
 import logging
 import re
 
+from mini_buildd.archive import change_snapshots
 from mini_buildd.archive.operations import RepositoryView
 from mini_buildd.models import Repository
 
@@ -97,3 +101,24 @@ def run(now=None, types=None):
     if errors:
         raise RuntimeError("; ".join(errors))
     return f"created {len(created)}, deleted {len(deleted)}"
+
+
+def prune_changes(now=None):
+    """The cron job: delete the change snapshots every suite's retention rule lets go; a summary for the job log."""
+    deleted, errors = [], []
+    for repo in Repository.objects.filter(status=Repository.STATUS_ACTIVE):
+        view = RepositoryView(repo)
+        for d in repo.mbd_distributions():
+            for so in repo.layout.mbd_suite_options():
+                diststr = repo.mbd_diststr(d, so)
+                try:
+                    gone = change_snapshots.prune(view.reprepro, diststr, so.snapshot_keep_last, so.snapshot_keep_days, now)
+                    deleted += [f"{diststr}/{name}" for name in gone]
+                except Exception as e:  # pylint: disable=broad-except  # cron job boundary: one distribution's failure must not stop the others
+                    LOG.error("Pruning the change snapshots of %s failed: %s", diststr, e)
+                    errors.append(f"{diststr}: {e}")
+    if deleted:
+        LOG.info("Change snapshots pruned: %s.", deleted)
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return f"deleted {len(deleted)}"

@@ -93,6 +93,11 @@ class SuiteOption(models.Model):
     build_keyring_package = models.BooleanField(default=False)
     not_automatic = models.BooleanField(default=True)
     but_automatic_upgrades = models.BooleanField(default=True)
+    snapshot_keep_last = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Change snapshots (one per install, migration, removal) kept at least: the newest N "
+                                         "(empty: 10). Named snapshots (manual, timed) are always kept.")
+    snapshot_keep_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Change snapshots younger than this many days are kept too (empty: 7).")
 
     class Meta:
         unique_together = ("layout", "suite")

@@ -17,7 +17,7 @@ import threading
 
 from mini_buildd import changes, config, dist, errors, faults, instance, services
 from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
-from mini_buildd.archive import gates
+from mini_buildd.archive import after_change
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
 from mini_buildd.changes import uploadoptions
@@ -416,7 +416,7 @@ class Packager:
         faults.point("package:before-installed-event")
         extra["auto_ports"] = run_auto_ports(package)
         services.log_event(instance.make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
-        gates.refresh_reports(RepositoryView(package.repository), [package.diststr])
+        after_change.run(RepositoryView(package.repository), [package.diststr])
 
 
 TERMINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")

@@ -15,7 +15,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd.archive import installability, operations, qa_regressions
+from mini_buildd.archive import change_snapshots, installability, operations, qa_regressions
 from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
 from mini_buildd.webapp import eventrows, svg, views
@@ -96,10 +96,26 @@ def distribution_page(request, identity, diststr):
         "apt": _sources_list({"repositories": [repo.identity], "codenames": [d.codename], "suites": [d.suite],
                               "rollbacks": "-1", "with_comment": "True"}),
         "packages": [{"source": s, "version": v, "url": eventrows.package_url(s)} for s, v in packages],
-        "snapshots": snapshots, "error": error,
+        "snapshots": list(reversed(snapshots)), "error": error,
         "base_url": f"/mini_buildd/repositories/{repo.identity}/dists/",
     }
+    context.update(_snapshot_diff(request, view, base, snapshots))
     return render(request, "mini_buildd/distribution.html", context)
+
+
+def _snapshot_diff(request, view, diststr, snapshots):
+    """The page's snapshot difference (``?a=NAME[&b=NAME|live]``): context entries ``diff`` or ``diff_error``."""
+    a, b = request.GET.get("a", ""), request.GET.get("b", "") or change_snapshots.LIVE
+    if not a:
+        return {"diff_a": "", "diff_b": change_snapshots.LIVE}
+    out = {"diff_a": a, "diff_b": b}
+    if a not in snapshots or (b != change_snapshots.LIVE and b not in snapshots):
+        return {**out, "diff_error": f"No such snapshot of {diststr}: {a if a not in snapshots else b}"}
+    try:
+        return {**out, "diff": change_snapshots.diff(view.reprepro, diststr, a, b)}
+    except Exception as e:  # pylint: disable=broad-except  # request boundary: the page shows the error
+        LOG.warning("Snapshot diff %s %s..%s: %s", diststr, a, b, e)
+        return {**out, "diff_error": str(e)}
 
 
 # ------------------------------------------------------------------------------------------------ package tracking

@@ -27,6 +27,7 @@ import time
 import pytest
 import requests
 
+from mini_buildd.archive import change_snapshots
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
 from mini_buildd.api.client import ApiProblem, Client
@@ -393,7 +394,8 @@ def test_call_snapshot_create(instance, api):
 
 def test_call_snapshot_ls(api):
     assert "api-e2e" in api("snapshot_ls", user=None, distribution=UNSTABLE)
-    assert api("snapshot_ls", user=None, distribution=TESTING) == []
+    # (the migration above made a change snapshot of testing, named by its time; no named snapshot there)
+    assert [n for n in api("snapshot_ls", user=None, distribution=TESTING) if not change_snapshots.stamp(n)] == []
     assert api.problem("snapshot_ls", user=None, distribution="bookworm-nosuch-unstable").status == 400
 
 

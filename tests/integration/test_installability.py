@@ -200,7 +200,7 @@ def test_base_index_is_verified_cached_and_refreshed(archive, monkeypatch):
 
 def test_base_index_that_does_not_match_its_release_is_refused(archive, monkeypatch):
     monkeypatch.setattr(indices, "FRESH_FOR", 0)
-    for p in config.paths.base_indices.glob("Test_testcn_*"):
+    for p in config.paths.base_index("Test", "testcn", "main", "amd64").parent.glob("Test_testcn_*"):
         p.unlink()
     archive.publish(BASE, tamper=True)
     with pytest.raises(indices.IndexUnavailable, match="does not match its Release"):
@@ -210,7 +210,7 @@ def test_base_index_that_does_not_match_its_release_is_refused(archive, monkeypa
 
 def test_base_index_signed_by_an_unknown_key_is_not_used(archive, monkeypatch, tmp_path):
     monkeypatch.setattr(indices, "FRESH_FOR", 0)
-    for p in config.paths.base_indices.glob("Test_testcn_*"):
+    for p in config.paths.base_index("Test", "testcn", "main", "amd64").parent.glob("Test_testcn_*"):
         p.unlink()
     archive.publish(BASE)
     other = gnupg.Gnupg(tmp_path / "other-gnupg", tmp_parent=tmp_path / "gpgtmp")

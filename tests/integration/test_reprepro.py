@@ -504,3 +504,35 @@ def test_db_copy_restore_and_stray_files(repo, package, tmp_path):
     repo.wait_unlocked(timeout=5)
     assert not repo.db_lockfile.exists()
     repo.check()
+
+
+def test_change_snapshots_diff_and_prune(repo, package, tmp_path):
+    """Change snapshots (issue #16) with the real reprepro: named by time, the difference between two
+    of them and the live distribution, pruning that keeps the pool files a kept snapshot uses."""
+    from mini_buildd.archive import change_snapshots  # pylint: disable=import-outside-toplevel  # (this module tests the tool wrapper)
+    empty = change_snapshots.take(repo, UNSTABLE)
+    repo.includedsc(UNSTABLE, package["dsc"])
+    repo.include(UNSTABLE, package["changes"])
+    with_v1 = change_snapshots.take(repo, UNSTABLE)
+    assert change_snapshots.change_snapshots(repo.snapshots(UNSTABLE)) == [empty, with_v1]
+    assert change_snapshots.stamp(empty) is not None and with_v1 != empty
+    diff = change_snapshots.diff(repo, UNSTABLE, empty, with_v1)
+    assert diff["sources"] == {"added": {SOURCE: VERSION}, "removed": {}, "changed": {}}
+    assert diff["binaries"]["added"] == {f"{SOURCE}/all": VERSION}
+    repo.gensnapshot(UNSTABLE, "release-1")  # a named snapshot of version 1
+    # A newer version replaces it in the live distribution.
+    v2 = make_package(tmp_path / "v2", "2.0~test12+1")
+    repo.includedsc(UNSTABLE, v2["dsc"])
+    repo.include(UNSTABLE, v2["changes"])
+    assert change_snapshots.diff(repo, UNSTABLE, with_v1)["sources"]["changed"] == {SOURCE: [VERSION, "2.0~test12+1"]}
+    with pytest.raises(change_snapshots.SnapshotNotFound):
+        change_snapshots.diff(repo, UNSTABLE, "20000101T000000Z")
+    # Named snapshots stay; of the change snapshots the newest one is kept (keep_last=1, no age).
+    pool_v1 = next((repo.basedir / "pool").rglob(f"{SOURCE}_{VERSION}.dsc"))
+    assert change_snapshots.prune(repo, UNSTABLE, keep_last=1, keep_days=0) == [empty]
+    assert sorted(repo.snapshots(UNSTABLE)) == sorted([with_v1, "release-1"])
+    assert pool_v1.exists()  # still used by with_v1 and release-1
+    assert change_snapshots.prune(repo, UNSTABLE, keep_last=0, keep_days=0) == [with_v1]
+    assert pool_v1.exists()  # release-1 still uses it
+    repo.delete_snapshot(UNSTABLE, "release-1")
+    assert not pool_v1.exists()  # nothing uses it any more

@@ -201,7 +201,8 @@ def test_spec_call_table():
         "subscribe": (Auth.LOGIN, set()), "unsubscribe": (Auth.LOGIN, set()), "remake_chroots": (Auth.ADMIN, {C, M}),
         "reindex": (Auth.ADMIN, {C, M}), "start": (Auth.ADMIN, {C}), "stop": (Auth.ADMIN, {C}), "wake": (Auth.STAFF, {C}),
         "handshake": (Auth.NONE, set()), "cronjob": (Auth.ADMIN, {C}), "uploaders": (Auth.ADMIN, {R}),
-        "snapshot_ls": (Auth.NONE, {R}), "snapshot_create": (Auth.ADMIN, {C, R}), "snapshot_delete": (Auth.ADMIN, {C, R}),
+        "snapshot_ls": (Auth.NONE, {R}), "snapshot_diff": (Auth.NONE, set()),  # (snapshot_diff: ours, issue #16)
+        "snapshot_create": (Auth.ADMIN, {C, R}), "snapshot_delete": (Auth.ADMIN, {C, R}),
         "debmirror": (Auth.ADMIN, {C}), "keyring_packages": (Auth.ADMIN, {R, C}), "test_packages": (Auth.ADMIN, {R, C}),
         "setup": (Auth.ADMIN, {C, M}),
     }
