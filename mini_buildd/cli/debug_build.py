@@ -118,10 +118,14 @@ def copy_buildrequest(breq_path, debug_root):
     debug_root.mkdir(parents=True, exist_ok=True)
     build_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{breq.source}_{strip_epoch(breq.version)}_{breq.architecture}.",
                                               dir=debug_root))
-    for path in [breq.path, *breq.file_paths()]:
-        shutil.copy2(path, build_dir)
-    copy = changes.Buildrequest(build_dir / breq.path.name, timecode=breq.timecode)
-    copy.unpack(build_dir)
+    try:
+        for path in [breq.path, *breq.file_paths()]:
+            shutil.copy2(path, build_dir)
+        copy = changes.Buildrequest(build_dir / breq.path.name, timecode=breq.timecode)
+        copy.unpack(build_dir)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
     return copy, build_dir
 
 
@@ -171,6 +175,9 @@ def debug_build(args):
     breq_path = find_buildrequest(args.buildrequest)
     if args.hook_command is None and not (sys.stdin.isatty() and os.path.exists("/dev/tty")):
         raise ValueError("An interactive shell needs a terminal: run on one, or give --hook-command")
+    sbuild_debug.setup_script(0, args.extra_packages)  # (checks the names before anything is made)
+    if args.hook_command is not None:
+        sbuild_debug.hook_script(args.hook, args.hook_command)
     become(user)
     paths = config.init(home)
     if not paths.config_db.is_file():
@@ -178,7 +185,11 @@ def debug_build(args):
     webapp.setup(paths)
     breq, build_dir = copy_buildrequest(breq_path, paths.debug)
     print(f"{PROG}: {breq.bkey} in {build_dir} (hook {args.hook})", file=sys.stderr)
-    argv, env = sbuild_argv(breq, build_dir, args)
+    try:
+        argv, env = sbuild_argv(breq, build_dir, args)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)  # nothing ran in it yet
+        raise
     LOG.info("sbuild: %s", sbuild.shell_command(argv))
     if args.hook_command is None:
         rc = sbuild.run(build_dir, argv, env, None)
