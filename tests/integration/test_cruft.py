@@ -15,6 +15,7 @@ no debootstrap.
 import datetime
 import fcntl
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -65,11 +66,15 @@ def _leftover_chroot(home, name, codename, arch):
     return [schroot.conf_path(name), schroot.fstab_path(name), paths.chroot_dir(codename, arch)]
 
 
-@pytest.fixture
-def instance(tmp_path):
-    """``(home, prefix, cruft paths by (kind, what), paths that must stay, the other home's system files)``."""
-    prefix = f"mbdtest-cruft{os.getpid()}"
-    home, other = tmp_path / "home", tmp_path / "other"
+PREFIX = f"mbdtest-cruft{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory):
+    """The instance's home and the other home, made once (each test works on copies)."""
+    top = tmp_path_factory.mktemp("templates")
+    home, other = top / "home", top / "other"
+    prefix = PREFIX
     in_home(home, f"""
 config.set_schroot_prefix({prefix!r})
 {PREPARED}
@@ -85,6 +90,24 @@ repo.mbd_reprepro().reindex()
 repo.distributions.remove(trixie)
 """)
     in_home(other, f"config.set_schroot_prefix({prefix!r})\n")
+    gnupg.kill_agents(home / ".gnupg")
+    return home, other
+
+
+def _copy_home(template, home):
+    """A copy of the home ``template`` at ``home`` (its repositories' reprepro conf naming the copy's GnuPG home)."""
+    shutil.copytree(template, home, symlinks=True, ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    for options in home.glob("repositories/*/conf/options"):
+        options.write_text(reprepro.options_conf(home / ".gnupg"))
+
+
+@pytest.fixture
+def instance(tmp_path, templates):
+    """``(home, prefix, cruft paths by (kind, what), paths that must stay)``."""
+    prefix = PREFIX
+    home, other = tmp_path / "home", tmp_path / "other"
+    _copy_home(templates[0], home)
+    _copy_home(templates[1], other)
     paths = config.Paths(home)
     system_files = []
     try:
