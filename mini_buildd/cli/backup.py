@@ -132,7 +132,7 @@ def backup(home, output):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mini-buildd-backup."))
     try:
         db_copy = tmp / paths.config_db.name
-        with sqlite3.connect(f"file:{paths.config_db}?mode=ro", uri=True) as source, sqlite3.connect(db_copy) as target:
+        with sqlite3.connect(f"{paths.config_db.as_uri()}?mode=ro", uri=True) as source, sqlite3.connect(db_copy) as target:
             source.backup(target)
         source.close()
         target.close()
