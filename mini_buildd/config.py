@@ -76,7 +76,7 @@ PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 PACKAGE_TEMPLATES = PACKAGE_DIR / "package_templates"
 
 
-class Paths:
+class Paths:  # pylint: disable=too-many-public-methods  # one method per place in the home, all in one place
     """All paths below one instance home."""
 
     def __init__(self, home):
@@ -214,6 +214,11 @@ class Paths:
         """One base source's verified ``Packages`` index (uncompressed; :mod:`mini_buildd.archive.indices`),
         in ``var/cache/indices``; its Release's hash of it beside, ``.sha256``."""
         return self._h("var", "cache", "indices", f"{origin}_{codename}_{component.replace('/', '_')}_{arch}_Packages")
+
+    @property
+    def port_watch(self):
+        """The watched ports and the origin version each was made from (:mod:`mini_buildd.pipeline.port_watch`)."""
+        return self._h("var", "ports.json")
 
     def installability_report(self, diststr):
         """The last installability report of a repository distribution (:mod:`mini_buildd.archive.installability`)."""

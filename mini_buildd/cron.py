@@ -6,6 +6,7 @@ YEARLY): ``retry_uploads (HOURLY)`` retries failed buildresult uploads, ``setup_
 runs the setup inspection and keeps its result for the setup page (``~/var/log/inspect.json``),
 ``expire_builds (DAILY)`` and ``expire_events (WEEKLY)`` expire old build dirs and events,
 ``prune_snapshots (HOURLY)`` prunes the change snapshots by their suites' retention rules,
+``watch_ports (HOURLY)`` checks whether the origins of ported packages moved on,
 ``snapshots (WEEKLY|MONTHLY|YEARLY)`` take the timed snapshots of their type and expire old ones
 (see :mod:`mini_buildd.archive.snapshots`: these are checked hourly and take a snapshot when it is
 due, so restarts neither skip nor double one). The ``cronjob`` call takes an id or a bare name (all
@@ -33,7 +34,7 @@ from twisted.internet import reactor, task, threads
 from mini_buildd import bootstrap, config, files, services
 from mini_buildd.archive import snapshots
 from mini_buildd.models import Daemon
-from mini_buildd.pipeline import builder
+from mini_buildd.pipeline import builder, port_watch
 from mini_buildd.webapp import views_forms
 
 LOG = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class Crontab(PollService):
             Job("expire_builds", "DAILY", self._expire_builds),
             Job("expire_events", "WEEKLY", self._expire_events),
             Job("prune_snapshots", "HOURLY", snapshots.prune_changes),
+            Job("watch_ports", "HOURLY", port_watch.run),
         ] + [Job("snapshots", t, functools.partial(snapshots.run, types=[t]), interval=PERIODS["HOURLY"])
              for t in snapshots.TYPES]
 

@@ -62,6 +62,7 @@ class Type(enum.Enum):
     MIGRATED = "MIGRATED"      # package migrated to the next suite
     REMOVED = "REMOVED"        # package removed from a distribution
     DENIED = "DENIED"          # access refused (e.g. an address locked after too many failed logins)
+    PORT_OUTDATED = "PORT_OUTDATED"  # the origin of a watched port has another version now
 
     def __str__(self):
         return self.value

@@ -361,7 +361,7 @@ register(Call(
     doc="Port internal source package\n\n"
         "An internal 'port' is a no-changes (only the changelog is adapted) rebuild of the given "
         "locally-installed package. When from_distribution equals to_distribution, a rebuild is done.",
-    result_doc="[{dsc_url, source, distribution, version}]",
+    result_doc="[{dsc_url, source, distribution, version, origin_version}] (the port is watched: PORT_OUTDATED when the origin moves on)",
     args=[Argument("source", doc="source package name"),
           Argument("from_distribution", type=CHOICE, choices=_all_dists, doc="distribution to port from"),
           Argument("to_distributions", type=LIST, choices=_uploadable_dists, doc="distributions to port to"),
@@ -373,7 +373,7 @@ register(Call(
     flags=[NEEDS_RUNNING, CONFIRM],
     doc="Port external source package\n\n"
         "An external 'port' is a no-changes (only the changelog is adapted) rebuild of any given source package.",
-    result_doc="[{dsc_url, source, distribution, version}]",
+    result_doc="[{dsc_url, source, distribution, version, origin_version}] (the port is watched: PORT_OUTDATED when the DSC's directory lists a newer version)",
     args=[Argument("dsc", type=URL, doc="URL of the DSC file"),
           Argument("distributions", type=LIST, choices=_uploadable_dists, doc="distributions to port to"),
           Argument("--allow-unauthenticated", "-u", type=BOOL, doc="don't verify the DSC's signature"),

@@ -10,7 +10,7 @@ import time
 
 from mini_buildd import __version__, net
 
-TYPES = ("REJECTED", "BUILDING", "BUILT", "PACKAGING", "INSTALLED", "FAILED", "MIGRATED", "REMOVED", "DENIED")
+TYPES = ("REJECTED", "BUILDING", "BUILT", "PACKAGING", "INSTALLED", "FAILED", "MIGRATED", "REMOVED", "DENIED", "PORT_OUTDATED")
 
 
 def parser():

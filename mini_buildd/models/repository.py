@@ -225,6 +225,9 @@ class Repository(StatusModel):
     notify_maintainer = models.BooleanField(default=False)
     reprepro_morguedir = models.BooleanField(default=False)
     external_home_url = models.URLField(blank=True, default="")
+    auto_update_ports = models.BooleanField(
+        default=False, help_text="When the origin of a package ported into this repository has a new version, port it "
+                                 "again (else only a PORT_OUTDATED event).")
     QA_GATE_OFF, QA_GATE_WARN, QA_GATE_REFUSE = 0, 1, 2
     QA_GATE_CHOICES = ((QA_GATE_OFF, "off"), (QA_GATE_WARN, "warn"), (QA_GATE_REFUSE, "refuse"))
     qa_regression_gate = models.IntegerField(

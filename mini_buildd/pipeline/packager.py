@@ -21,7 +21,7 @@ from mini_buildd.archive import after_change
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
 from mini_buildd.changes import uploadoptions
-from mini_buildd.pipeline import ftpd, incoming, ports, trust
+from mini_buildd.pipeline import ftpd, incoming, port_watch, ports, trust
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -417,6 +417,7 @@ class Packager:
         extra["auto_ports"] = run_auto_ports(package)
         services.log_event(instance.make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
         after_change.run(RepositoryView(package.repository), [package.diststr])
+        port_watch.check(origins=[package.diststr])
 
 
 TERMINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")

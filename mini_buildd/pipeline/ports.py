@@ -42,7 +42,7 @@ from mini_buildd.archive import operations
 from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
 from mini_buildd.models import Daemon, Repository
 from mini_buildd.changes import uploadoptions
-from mini_buildd.pipeline import ftpd
+from mini_buildd.pipeline import ftpd, port_watch
 from mini_buildd import files as files_mod
 
 LOG = logging.getLogger(__name__)
@@ -369,8 +369,8 @@ def port_dsc(dsc_url, jobs, allow_unauthenticated=False, options=None, comments=
     """Port the DSC at ``dsc_url`` to each of ``jobs`` and upload the results.
 
     ``jobs``: ``[(diststr, new_version)]``, ``new_version`` a string or a callable taking the
-    original version. Returns ``[{dsc_url, source, distribution, version}]`` (``version`` = the new
-    one). The work happens in a temporary directory below ``~/var/tmp``, removed afterwards.
+    original version. Returns ``[{dsc_url, source, distribution, version, origin_version}]``
+    (``version`` = the new one). The work happens in a temporary directory below ``~/var/tmp``, removed afterwards.
     """
     daemon, gpg = _instance()
     env = _tool_env(daemon)
@@ -402,7 +402,8 @@ def port_dsc(dsc_url, jobs, allow_unauthenticated=False, options=None, comments=
             LOG.info("Port of %s %s to %s as %s%s: uploading %s", source, version, diststr, new_version,
                      f" (by {user})" if user else "", changes.name)
             _upload(changes)
-            results.append({"dsc_url": dsc_url, "source": source, "distribution": diststr, "version": new_version})
+            results.append({"dsc_url": dsc_url, "source": source, "distribution": diststr, "version": new_version,
+                            "origin_version": version})
     return results
 
 
@@ -441,6 +442,7 @@ def port(source, from_distribution, to_distributions, version=None, options=None
     http = f"{instance.http_url()}/repositories/{dsc.relative_to(config.paths.repositories).as_posix()}"
     for r in results:
         r["dsc_url"] = http
+    port_watch.record("internal", source, origin.diststr, entry["version"], [t.diststr for t in targets], options=options, user=user)
     return results
 
 
@@ -449,8 +451,23 @@ def port_ext(dsc, distributions, allow_unauthenticated=False, options=None, user
     version is the original plus each target's default version."""
     targets = _targets(distributions)
     jobs = [(t.diststr, lambda v, t=t: dist.port_ext_version(v, t.default_version)) for t in targets]
-    return port_dsc(dsc, jobs, allow_unauthenticated=bool(allow_unauthenticated), options=options,
-                    comments=[f"External port from: {dsc}"], user=user)
+    results = port_dsc(dsc, jobs, allow_unauthenticated=bool(allow_unauthenticated), options=options,
+                       comments=[f"External port from: {dsc}"], user=user)
+    if results:
+        port_watch.record("external", results[0]["source"], dsc, results[0]["origin_version"], [t.diststr for t in targets],
+                          options=options, allow_unauthenticated=allow_unauthenticated, user=user)
+    return results
+
+
+def _port_again(rec, version, dsc_url):
+    """Port a watched package again from its origin's new ``version`` (see :mod:`mini_buildd.pipeline.port_watch`)."""
+    if rec["kind"] == "internal":
+        return port(rec["source"], rec["from"], [rec["to"]], version=version, options=rec["options"] or None, user=rec["user"] or None)
+    return port_ext(dsc_url, [rec["to"]], allow_unauthenticated=rec["allow_unauthenticated"], options=rec["options"] or None,
+                    user=rec["user"] or None)
+
+
+port_watch.set_porter(_port_again)
 
 
 # ------------------------------------------------------------------------------------------------ templates

@@ -18,6 +18,7 @@ from django.utils.safestring import mark_safe
 from mini_buildd.archive import change_snapshots, installability, operations, qa_regressions
 from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
+from mini_buildd.pipeline import port_watch
 from mini_buildd.webapp import eventrows, svg, views
 
 LOG = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ def package_page(request, source):
         "build_logs": _build_logs(evs)[:50], "changes": _changes(evs)[:50],
         "has_build_times": bool(svg.build_times(evs)),
         "staff": views.is_staff(user), "admin": bool(user.is_authenticated and user.is_superuser),
-        "uploadable": _uploadable(),
+        "uploadable": _uploadable(), "outdated_ports": port_watch.outdated_of(source),
     }
     return render(request, "mini_buildd/package.html", context)
 

@@ -17,7 +17,7 @@ ADMIN_PASSWORD = "cron-Secret-1"
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
 
 IDS = ["retry_uploads (HOURLY)", "setup_inspect (WEEKLY)", "expire_builds (DAILY)", "expire_events (WEEKLY)",
-       "prune_snapshots (HOURLY)", "snapshots (WEEKLY)", "snapshots (MONTHLY)", "snapshots (YEARLY)"]
+       "prune_snapshots (HOURLY)", "watch_ports (HOURLY)", "snapshots (WEEKLY)", "snapshots (MONTHLY)", "snapshots (YEARLY)"]
 
 #: An active Daemon (its engine runs when the daemon starts), a prepared (not active) repository
 #: 'test' for bookworm/amd64 whose source was never checked, and a superuser.
