@@ -18,7 +18,7 @@ Run as the instance's user (``mini-buildd``). Cruft ("on the system, not configu
 - build dirs (and ``mini-buildd-debug-build`` dirs) and events older than the Daemon's
   ``expire_builds_after``/``expire_events_after``; with the daemon stopped, everything in ``var/tmp``.
 
-Missing ("configured, not on the system"): a prepared chroot without its schroot config, fstab,
+Missing ("configured, not on the system"): a prepared Daemon without its key, a prepared chroot without its schroot config, fstab,
 data or tarball; a prepared repository without its dir or with distributions its
 ``conf/distributions`` lacks. These are only listed (prepare or check the object again).
 
@@ -356,10 +356,24 @@ def runtime_items(paths, models, daemon_stopped):
     return items
 
 
+def daemon_items(paths, models):
+    """A prepared Daemon without its key (e.g. a home restored without ``.gnupg``)."""
+    if models.Daemon.get().mbd_is_prepared():
+        try:
+            key = instance.gnupg().get_secret_key()
+        except errors.Error as e:
+            return [_missing("daemon", paths.gnupg_home, f"its GnuPG key can't be read: {e}")]
+        if key is None:
+            return [_missing("daemon", paths.gnupg_home, "no secret key (the archive key): restore it from a backup, or "
+                             "remove and prepare the Daemon (a new key: every client must trust it)")]
+    return []
+
+
 def find(paths, daemon_stopped):
     """Every finding for the instance in ``paths`` (Django set up)."""
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
-    return chroot_items(paths, models) + repository_items(paths, models) + runtime_items(paths, models, daemon_stopped)
+    return daemon_items(paths, models) + chroot_items(paths, models) + repository_items(paths, models) \
+        + runtime_items(paths, models, daemon_stopped)
 
 
 # ------------------------------------------------------------------------------------------------ command

@@ -274,3 +274,15 @@ def test_removes_a_leftover_chroot_as_the_instance_user():
             for path in (schroot.conf_path(name), schroot.fstab_path(name)):
                 path.unlink(missing_ok=True)
             gnupg.kill_agents(home / ".gnupg")
+
+
+def test_missing_daemon_key_and_repository(instance):
+    """The other direction beyond chroots: the Daemon's key or a repository's dir gone from the home."""
+    home, _prefix, _made, _stay = instance
+    shutil.rmtree(home / ".gnupg" / "private-keys-v1.d")
+    (home / ".gnupg" / "pubring.kbx").unlink()
+    shutil.rmtree(home / "repositories" / "test")
+    proc = cruft(home)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert {("daemon", str(home / ".gnupg")), ("repository", "test")} <= findings(proc, "missing"), proc.stdout
+    assert "no secret key" in proc.stdout and f"its dir {home / 'repositories' / 'test'} is missing" in proc.stdout
