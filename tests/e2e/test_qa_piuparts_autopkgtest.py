@@ -14,12 +14,14 @@ unprivileged user, as the package runs it), sbuild, piuparts and autopkgtest.
 
 # pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
 
+import contextlib
 import os
 import pathlib
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 import requests
@@ -48,17 +50,17 @@ def _modes(**modes):
     return "".join(f"MINI_BUILDD_OPTION: {key}-mode={value}\n" for key, value in modes.items())
 
 
-@pytest.fixture(scope="module")
-def piuparts_sudo(instance):
-    """The package's sudoers rule for piuparts, for the instance's user (removed after the module)."""
-    rules = [line.replace("mini-buildd ALL", f"{instance.unpriv.user} ALL", 1)
+@contextlib.contextmanager
+def piuparts_rule(user):
+    """The package's sudoers rule for piuparts, for ``user``, in /etc/sudoers.d (removed after)."""
+    rules = [line.replace("mini-buildd ALL", f"{user} ALL", 1)
              for line in PACKAGE_SUDOERS.read_text(encoding="utf-8").splitlines()
              if line.startswith("mini-buildd ALL") and "/usr/sbin/piuparts" in line]
     assert len(rules) == 1, rules
     target = pathlib.Path("/etc/sudoers.d") / f"mini-buildd-test-piuparts-{os.getpid()}"
     with tempfile.TemporaryDirectory() as tmp:
         rule = pathlib.Path(tmp) / "rule"
-        rule.write_text(f"Defaults:{instance.unpriv.user} !requiretty\n{rules[0]}\n", encoding="utf-8")
+        rule.write_text(f"Defaults:{user} !requiretty\n{rules[0]}\n", encoding="utf-8")
         subprocess.run(["visudo", "-c", "-q", "-f", str(rule)], check=True)
         os.chmod(rule, 0o440)
         shutil.move(str(rule), str(target))
@@ -66,6 +68,26 @@ def piuparts_sudo(instance):
         yield target
     finally:
         target.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def piuparts_sudo(instance):
+    """The package's piuparts rule for the instance's user, for this module's tests."""
+    with piuparts_rule(instance.unpriv.user) as target:
+        yield target
+
+
+def _listed(instance, name, timeout=300):
+    """``{distribution: version}`` of ``name`` in repository ``test``: reprepro's lock may be held
+    by the daemon's work after an install for a while (snapshots, reports), so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reprepro_ls(instance, name)
+        except subprocess.CalledProcessError as e:
+            if "lock file" not in (e.stderr or "") or time.monotonic() > deadline:
+                raise
+        time.sleep(2)
 
 
 def _upload(instance, tmp_path, name, version, autopkgtests, options):
@@ -96,7 +118,7 @@ def test_piuparts_and_autopkgtest_pass(instance, piuparts_sudo, tmp_path):
     assert event["type"] == "INSTALLED", (event["extra"].get("error"), log[-6000:])
     assert result["sbuild_status"] == "successful", result
     assert result["sbuild_piuparts"] == "pass" and result["sbuild_autopkgtest"] == "pass", (result, log[-6000:])
-    assert reprepro_ls(instance, name).get(DIST) == version, reprepro_ls(instance, name)
+    assert _listed(instance, name).get(DIST) == version, _listed(instance, name)
 
     # the build page links to both parts of the build log; each link gives that tool's real output
     page_url = f"{instance.url}/mini_buildd/builds/{result['bkey']}/"
@@ -132,12 +154,12 @@ def test_failing_autopkgtest_fails_in_errfail_mode_only(instance, tmp_path):
     assert "sbuild_piuparts" not in result, result  # piuparts stays disabled (the distribution's default)
     assert "autopkgtest fail" in event["extra"]["error"]["detail"], event["extra"]["error"]
     assert "MBD-AUTOPKGTEST-FAILING" in log and re.search(r"command1\s+FAIL", log), log[-6000:]
-    assert not reprepro_ls(instance, errfail), reprepro_ls(instance, errfail)
+    assert not _listed(instance, errfail), _listed(instance, errfail)
 
     event, result, log = _wait(instance, ignore, version, started[ignore])
     assert event["type"] == "INSTALLED", (event["extra"].get("error"), log[-6000:])
     assert result["sbuild_autopkgtest"] == "fail", result
-    assert reprepro_ls(instance, ignore).get(DIST) == version, reprepro_ls(instance, ignore)
+    assert _listed(instance, ignore).get(DIST) == version, _listed(instance, ignore)
 
 
 SAMPLE_LOG = """\
@@ -175,3 +197,32 @@ def test_qa_section_of_a_build_log():
     assert sbuild_log.qa_section("", "piuparts") is None and sbuild_log.qa_section(None, "piuparts") is None
     # a header line must be underlined by exactly as many dashes
     assert sbuild_log.qa_section("piuparts\n---\nnot a section\n", "piuparts") is None
+
+
+PIUPARTS_FIXED = ("--dpkg-force-confdef --warn-on-debsums-errors --warn-on-leftovers-after-purge "
+                  "--warn-on-others --keep-sources-list")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (creates a user and a sudoers rule)")
+def test_piuparts_sudoers_rule_allows_only_sbuilds_command():
+    """(No daemon.) The package's rule lets its user run exactly sbuild's piuparts command line for
+    a build's .changes, and no other piuparts options or paths (asked with ``sudo -l -U``)."""
+    from tests.helpers.unprivileged import USER, ensure_user  # pylint: disable=import-outside-toplevel
+    ensure_user(USER)
+    build = "/srv/mbd/home/var/shared/builds/p/1.0~x+1/20261207:093553:904424/amd64/p_1.0~x+1_amd64.changes"
+
+    def allowed(args):
+        return subprocess.run(["sudo", "-n", "-l", "-U", USER, "/usr/sbin/piuparts", *args.split()],
+                              capture_output=True, check=False).returncode == 0
+
+    with piuparts_rule(USER):
+        assert allowed(f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} {build}")
+        assert allowed(f"--schroot mbd-cn1-trixie-i386 {PIUPARTS_FIXED} {build}")
+        for args in (f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} --save=/etc/shadow {build}",
+                     f"--schroot mini-buildd-bookworm-amd64 --log-file=/etc/x {PIUPARTS_FIXED} {build}",
+                     f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} /srv/mbd/home/var/shared/builds/../../../../etc/x.changes",
+                     f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} /etc/x.changes",
+                     f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} {build} {build}",
+                     f"--existing-chroot / {PIUPARTS_FIXED} {build}"):
+            assert not allowed(args), args
+    assert not allowed(f"--schroot mini-buildd-bookworm-amd64 {PIUPARTS_FIXED} {build}")  # rule removed
