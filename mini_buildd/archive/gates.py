@@ -5,13 +5,17 @@ This module owns the gates :class:`MigrationGate` and :class:`RemovalGate` hand 
 :meth:`mini_buildd.archive.operations.RepositoryView.migrate` and ``remove`` (run under the
 repository lock, with the planned steps): the installability check of
 :mod:`mini_buildd.archive.installability` and, for migrations, the repository's QA-regression
-gate (:mod:`mini_buildd.archive.qa_regressions`; off, warn or refuse). A refused change raises a
+gate (:mod:`mini_buildd.archive.qa_regressions`; off, warn or refuse), and :func:`check_port`, the
+installability check of a port's build results before they are installed. A refused change raises a
 409 (:class:`~mini_buildd.archive.installability.NotInstallable` or :class:`QARegression`) unless
 ``force`` (ADMIN) is given; then what was overridden (:attr:`Gate.overridden`) and the warnings
 (:attr:`Gate.warnings`) go into the event.
 """
 
 import logging
+import os
+
+from debian import deb822
 
 from mini_buildd import dist, errors
 from mini_buildd.archive import installability, qa_regressions
@@ -82,6 +86,27 @@ class RemovalGate(Gate):
         problems = installability.check(self._distribution(self.diststr), self.view.repository, self.diststr, self.source)
         if problems:
             self._refuse_or_record(installability.describe(self.diststr, problems, removal=True))
+
+
+#: The changelog text of a port (:data:`mini_buildd.pipeline.ports.PORT_MESSAGE`): its uploads are checked like migrations.
+PORT_MARK = "Automated port via mini-buildd"
+
+
+def check_port(view, diststr, source, binary_changes, changes_text):
+    """Before a port's build results are installed (``changes_text``: its changelog says it is a port):
+    refuse (:class:`~mini_buildd.archive.installability.NotInstallable`) when a built binary can not
+    be installed in ``diststr`` or a package there would become uninstallable. Other uploads pass."""
+    if PORT_MARK not in (changes_text or ""):
+        return
+    debs = []
+    for path in binary_changes:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            listed = deb822.Changes(f).get("Files", [])
+        debs += [os.path.join(os.path.dirname(path), e["name"]) for e in listed if e["name"].endswith(".deb")]
+    distribution = view.distribution(dist.DistStr(diststr).codename)
+    problems = installability.check(distribution, view.repository, diststr, source, installability.stanzas_of_debs(debs))
+    if problems:
+        raise installability.NotInstallable(installability.describe(diststr, problems, what="Installing this port"))
 
 
 def refresh_reports(view, diststrs):

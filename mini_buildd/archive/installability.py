@@ -20,6 +20,8 @@ import os
 import re
 import tempfile
 
+from debian import debfile
+
 from mini_buildd import config, errors
 from mini_buildd.archive import indices
 from mini_buildd.tools import dose
@@ -74,6 +76,18 @@ def suite_packages(repository, diststr, components, arch):
     return [base / component / f"binary-{arch}" / "Packages" for component in components]
 
 
+def stanzas_of_debs(paths):
+    """The :class:`Stanza` of each binary package file (its control, as a ``Packages`` stanza would have it)."""
+    out = []
+    for path in paths:
+        control = debfile.DebFile(str(path)).debcontrol()
+        source = control.get("Source", control["Package"]).split(" ")[0]
+        depends = indices.relation_names(control.get("Depends", "")) + indices.relation_names(control.get("Pre-Depends", ""))
+        out.append(Stanza(control["Package"], control.get("Version", ""), source, control.get("Architecture", ""), depends,
+                          control.dump().strip("\n").encode() + b"\n"))
+    return out
+
+
 def _write(stanzas, path):
     with open(path, "wb") as f:
         for s in stanzas:
@@ -121,8 +135,9 @@ def check(distribution, repository, diststr, source, candidate=(), arch_list=Non
     return problems
 
 
-def describe(diststr, problems, removal=False):
-    what = "Removing it" if removal else "Migrating it"
+def describe(diststr, problems, removal=False, what=None):
+    """The refusal's text: the change, then one line per problem."""
+    what = what or ("Removing it" if removal else "Migrating it")
     lines = [f"{what} would leave packages of {diststr} that can not be installed:"]
     lines += [f"- {p}" for p in problems]
     return "\n".join(lines)

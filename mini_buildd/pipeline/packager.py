@@ -17,7 +17,7 @@ import threading
 
 from mini_buildd import changes, config, dist, errors, faults, instance, services
 from mini_buildd.archive.operations import ArchiveError, RepositoryView, resolve
-from mini_buildd.archive import after_change
+from mini_buildd.archive import after_change, gates
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
 from mini_buildd.changes import uploadoptions
@@ -408,6 +408,7 @@ class Packager:
                 return
             try:
                 verify_accepted_source(package)
+                gates.check_port(RepositoryView(package.repository), package.diststr, upload["Source"], binaries, upload.get("Changes"))
                 RepositoryView(package.repository).install(package.diststr, upload.dsc_path(), binaries)
             except Exception as e:  # pylint: disable=broad-except  # any install failure is the package's FAILED event
                 extra["error"] = problem("Install failed", str(e), 500)

@@ -68,7 +68,7 @@ FINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")
 WAIT_TIMEOUT = 3 * 3600
 
 #: Changelog text of the port entry (upstream §3.8).
-PORT_MESSAGE = "Automated port via mini-buildd (no changes). Original DSC's SHA1: {sha1}"
+PORT_MESSAGE = "Automated port via mini-buildd (no changes). Original DSC's SHA1: {sha1}"  # (gates.PORT_MARK: its start)
 
 _TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
 

@@ -5,7 +5,9 @@ second repository of the instance, ``origin``, plays the origin archive ("Debian
 - version 2 installed in origin makes the watcher log ``PORT_OUTDATED`` for the port in test (once),
   mailed to the notify list, and listed on the package page;
 - with ``auto_update_ports`` on repository test, the hourly ``watch_ports`` job ports version 2
-  and the new port is INSTALLED in test.
+  and the new port is INSTALLED in test;
+- a port whose binary depends on a package only the origin has is built but not installed: FAILED,
+  naming the missing relation (the installability check of ports, as for migrations).
 """
 
 # pytest idioms: fixtures are parameters named like them.
@@ -93,3 +95,20 @@ def test_port_outdated_then_updated(instance, origin, tmp_path):  # pylint: disa
         instance.django("models.Repository.objects.filter(identity='test').update(auto_update_ports=False)")
     page = requests.get(f"{instance.url}/mini_buildd/packages/{NAME}/", timeout=60).text
     assert "Outdated ports" not in page
+
+
+def test_port_that_would_not_be_installable_fails(instance, origin, tmp_path):  # pylint: disable=unused-argument
+    lib, app, version = "mbd-origin-only", "mbd-needs-origin", "1.0~origin12+1"
+    started = now_iso()
+    dput_upload(instance, tmp_path / "lib", lib, version, dist=ORIGIN)
+    dput_upload(instance, tmp_path / "app", app, version, dist=ORIGIN, depends=lib)
+    _installed(instance, lib, version, started, ORIGIN)
+    _installed(instance, app, version, started, ORIGIN)
+    started = now_iso()
+    [port] = admin_api(instance, "port", source=app, from_distribution=ORIGIN, to_distributions=TARGET)
+    event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), app, port["version"], after=started, timeout=900)
+    assert event["type"] == "FAILED", event
+    detail = event["extra"]["error"]["detail"]
+    assert f"Installing this port would leave packages of {TARGET} that can not be installed" in detail, detail
+    assert f"depends on {lib}, which is missing" in detail, detail
+    assert TARGET not in ls(instance, app)
