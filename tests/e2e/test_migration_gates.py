@@ -3,7 +3,7 @@ and dose-distcheck against the real bookworm indices of the host's archive.
 
 Installability:
 
-- ``mbd-inst-app`` depends on ``mbd-inst-lib (>= 1.0)``; both are built and INSTALLED in unstable.
+- ``mbd-inst-app`` depends on ``mbd-inst-lib (>= 1.0~)``; both are built and INSTALLED in unstable.
   Migrating the app to testing first is refused (409) naming the missing relation, and testing is
   unchanged; after the library migrates, the app does;
 - removing the library from testing (the app there depends on it) is refused the same way;
@@ -49,7 +49,7 @@ def packages(instance, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("installability")
     started = now_iso()
     dput_upload(instance, tmp / "lib", LIB, VERSION)
-    dput_upload(instance, tmp / "app", APP, VERSION, depends=f"{LIB} (>= 1.0)")
+    dput_upload(instance, tmp / "app", APP, VERSION, depends=f"{LIB} (>= 1.0~)")
     for name in (LIB, APP):
         event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, VERSION, after=started, timeout=900)
         assert event["type"] == "INSTALLED", event["extra"].get("error")
@@ -74,7 +74,7 @@ def test_migrate_refused_until_the_dependency_is_there(instance, packages):  # p
     assert ls(instance, APP) == {UNSTABLE: VERSION}
     code, problem = _call(instance, "migrate", source=APP, distribution=UNSTABLE)
     assert code == 409, problem
-    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0), which is missing" in problem["detail"], problem
+    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0~), which is missing" in problem["detail"], problem
     assert ls(instance, APP) == {UNSTABLE: VERSION}
     admin_api(instance, "migrate", source=LIB, distribution=UNSTABLE)
     admin_api(instance, "migrate", source=APP, distribution=UNSTABLE)
@@ -86,7 +86,7 @@ def test_migrate_refused_until_the_dependency_is_there(instance, packages):  # p
 def test_remove_refused_while_another_package_needs_it_force_records(instance, packages):
     code, problem = _call(instance, "remove", source=LIB, distribution=TESTING)
     assert code == 409, problem
-    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0), which is missing" in problem["detail"], problem
+    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0~), which is missing" in problem["detail"], problem
     assert ls(instance, LIB) == {UNSTABLE: VERSION, TESTING: VERSION}
     # Migrate's force is ADMIN's: a staff user is refused before anything is checked.
     code, problem = _call(instance, "migrate", user=STAFF, password=STAFF_PASSWORD, source=APP, distribution=TESTING, force=True)
@@ -96,11 +96,11 @@ def test_remove_refused_while_another_package_needs_it_force_records(instance, p
     assert ls(instance, LIB) == {UNSTABLE: VERSION, f"{TESTING}-rollback0": VERSION}
     event = wait_for(instance.url, lambda e: e["type"] == "REMOVED" and e["source"] == LIB, after=started)
     assert event["distribution"] == TESTING
-    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0)" in event["extra"]["forced"], event
+    assert f"{APP} {VERSION} depends on {LIB} (>= 1.0~)" in event["extra"]["forced"], event
     # The app's page now says why it is not installable in testing (and that it is in unstable).
     page = _package_page(instance, APP)
     cell = _installability_cell(page, TESTING)
-    assert 'data-state="broken"' in cell and f"depends on {LIB} (&gt;= 1.0), which is missing" in cell, cell
+    assert 'data-state="broken"' in cell and f"depends on {LIB} (&gt;= 1.0~), which is missing" in cell, cell
     assert 'data-state="installable"' in _installability_cell(page, UNSTABLE)
     assert packages  # (the module's uploads)
 

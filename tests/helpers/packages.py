@@ -13,11 +13,13 @@ MAINTAINER = "mini-buildd test <test@example.org>"
 
 
 def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
-                        changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None, autopkgtests=None):
+                        changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None, autopkgtests=None,
+                        depends=""):
     """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``.
 
     ``autopkgtests``: ``{file name: text}`` written to ``debian/tests/`` (``control`` and the
-    tests' scripts; texts starting with ``#!`` are made executable): the package has autopkgtests."""
+    tests' scripts; texts starting with ``#!`` are made executable): the package has autopkgtests.
+    ``depends``: more relations for the binary package's Depends."""
     workdir = pathlib.Path(workdir)
     src = workdir / f"{name}-{version.split('~')[0]}"
     (src / "debian" / "source").mkdir(parents=True, exist_ok=True)
@@ -33,7 +35,7 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
 
         Package: {name}
         Architecture: {arch}
-        Depends: ${{misc:Depends}}
+        Depends: ${{misc:Depends}}{", " + depends if depends else ""}
         Description: mini-buildd test package {name}
          A package made by the mini-buildd test suite.
         """))
