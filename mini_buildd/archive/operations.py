@@ -414,9 +414,10 @@ def migrate(source, distribution, full=False, version=None, user=None, force=Fal
     view = _repository_of(distribution)
     gate = gates.MigrationGate(view, source, force=force)
     done = view.migrate(source, distribution, full=bool(full), version=version or None, gate=gate)
+    after_change.snapshot(view, [dst for _src, dst, _v in done])
     for src, dst, v in done:
         _log("MIGRATED", dst, source, v, {"from": src, "user": str(user) if user else "", **_forced_extra(gate)})
-    after_change.run(view, [dst for _src, dst, _v in done])
+    after_change.report(view, [dst for _src, dst, _v in done])
     return {"warnings": gate.warnings} if gate.warnings else {}
 
 
@@ -425,8 +426,9 @@ def remove(source, distribution, without_rollback=False, version=None, user=None
     view = _repository_of(distribution)
     gate = gates.RemovalGate(view, source, distribution, force=force)
     v = view.remove(source, distribution, without_rollback=bool(without_rollback), version=version or None, gate=gate)
+    after_change.snapshot(view, [distribution])
     _log("REMOVED", distribution, source, v, {"user": str(user) if user else "", **_forced_extra(gate)})
-    after_change.run(view, [distribution])
+    after_change.report(view, [distribution])
     return {}
 
 

@@ -414,10 +414,12 @@ class Packager:
                 extra["error"] = problem("Install failed", str(e), 500)
                 services.log_event(instance.make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=save_dir)
                 return
+        view = RepositoryView(package.repository)
+        after_change.snapshot(view, [package.diststr])
         faults.point("package:before-installed-event")
         extra["auto_ports"] = run_auto_ports(package)
         services.log_event(instance.make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
-        after_change.run(RepositoryView(package.repository), [package.diststr])
+        after_change.report(view, [package.diststr])
         port_watch.check(origins=[package.diststr])
 
 
