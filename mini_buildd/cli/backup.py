@@ -4,8 +4,8 @@ backup tarball of an instance home, and its restore into a home, on this or anot
 A backup holds what cannot be made again: the configuration database (copied with SQLite's
 backup API), the Django secret key, the GnuPG home (the archive key: the restored instance
 signs its repositories with the same key), the reprepro repositories, the events, the
-repositories' journals and the record of accepted buildrequests, ``etc/`` (dput snippet, event
-hooks, schroot prefix) and the ``admin-password`` file. Not in it: chroots (they are made again:
+repositories' journals, the record of accepted buildrequests, the watched ports, ``etc/`` (dput
+snippet, event hooks, schroot prefix) and the ``admin-password`` file. Not in it: chroots (they are made again:
 a restore leaves every chroot Removed, to be prepared, checked and activated there), build
 dirs, ccache, logs, temporary files and uploads not yet processed (``incoming``, quarantine).
 
@@ -77,7 +77,7 @@ def parser():
 def backup_parts(paths):
     """The parts of a home a backup has, relative to the home (the database apart)."""
     parts = [paths.django_secret_key, paths.admin_password_file, paths.gnupg_home, paths.repositories, paths.dput_cf.parent,
-             paths.events, paths.journals, paths.accepted_requests]
+             paths.events, paths.journals, paths.accepted_requests, paths.port_watch]
     return [str(p.relative_to(paths.home)) for p in parts]
 
 

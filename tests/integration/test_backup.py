@@ -60,6 +60,7 @@ from mini_buildd.archive import operations
 operations.RepositoryView(repo).install({DIST!r}, {str(package['dsc'])!r}, [{str(package['changes'])!r}])
 print(d.gnupg().pub_key())
 """, hostname=HOST_A)
+    (home / "var" / "ports.json").write_text("{}\n")  # as the port watcher keeps it
     marker = home / "var" / "chroots" / "bookworm" / "amd64" / "source" / "marker"
     marker.parent.mkdir(parents=True)
     marker.write_text("chroot data\n")
@@ -99,7 +100,8 @@ def test_backup_has_the_home_but_no_chroots(original):
         db = tar.extractfile("config.sqlite").read()
     assert manifest["home"] == str(home.resolve()) and manifest["format"] == 1
     assert {"config.sqlite", ".django_secret_key", ".gnupg", "repositories/test/conf/distributions", "repositories/test/db/packages.db",
-            f"repositories/test/dists/{DIST}/InRelease", "etc/event-hooks", "var/events", "var/journal"} <= names, sorted(names)
+            f"repositories/test/dists/{DIST}/InRelease", "etc/event-hooks", "var/events", "var/journal",
+            "var/ports.json"} <= names, sorted(names)
     assert any(n.startswith(f"repositories/test/pool/main/m/{SOURCE}/") for n in names)
     assert any(n.startswith(".gnupg/private-keys-v1.d/") for n in names)
     for name in names:
