@@ -51,6 +51,14 @@ def _package_count(repo, diststr, components):
     return count
 
 
+def _snapshot_names(repo, diststr):
+    """Snapshot names of ``diststr``, newest first (the snapshot dirs; no reprepro run)."""
+    try:
+        return sorted((p.name for p in repo.mbd_reprepro().snapshots_dir(diststr).iterdir() if p.is_dir()), reverse=True)
+    except OSError:
+        return []
+
+
 def _repository_table(repo):
     suite_options = list(repo.layout.mbd_suite_options())
     rows = []
@@ -61,7 +69,8 @@ def _repository_table(repo):
             diststr = repo.mbd_diststr(d, so)
             apt = _sources_list({"repositories": [repo.identity], "codenames": [d.codename], "suites": [so.suite.name]})
             cells.append({"diststr": diststr, "count": _package_count(repo, diststr, components), "apt": apt[0] if apt else "",
-                          "url": f"/mini_buildd/repositories/{repo.identity}/dists/{diststr}/", "so": so})
+                          "url": f"/mini_buildd/repositories/{repo.identity}/dists/{diststr}/", "so": so,
+                          "snapshots": _snapshot_names(repo, diststr)})
         rows.append({"distribution": d, "cells": cells})
     return {"repo": repo, "suites": suite_options, "rows": rows}
 

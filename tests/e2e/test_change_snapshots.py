@@ -82,6 +82,8 @@ def test_every_install_is_a_snapshot_apt_can_use(instance, tmp_path, clean_chroo
     page = requests.get(f"{instance.url}/mini_buildd/repositories/test/dists/{UNSTABLE}/", params={"a": snaps[0], "b": snaps[2]},
                         timeout=30).text
     assert f"{VERSIONS[0]} → {VERSIONS[2]}" in page, page[-3000:]
+    repositories = requests.get(f"{instance.url}/mini_buildd/repositories/", timeout=30).text
+    assert f'href="/mini_buildd/repositories/test/dists/{UNSTABLE}/#snapshots" title="{snaps[2]}' in repositories
     bad = requests.get(f"{instance.url}/mini_buildd/api/snapshot_diff/", params={
         "distribution": UNSTABLE, "a": "20000101T000000Z", "output": "json"}, timeout=30)
     assert bad.status_code == 404, bad.text
