@@ -15,7 +15,10 @@ hook command) cost no build and leave no debug dir; root with ``-u`` builds as t
 
 # pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
 
+import os
 import pathlib
+import pty
+import select
 import shutil
 import subprocess
 import time
@@ -44,9 +47,10 @@ def _build_dir_of_hello(instance):
     return dirs[0]
 
 
-def _chroot_sessions():
-    """Sessions of the shared instance's chroot (its schroot name is upstream's default)."""
-    return [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
+def _chroot_sessions(instance):
+    """Sessions of the shared instance's chroot."""
+    name = f"{config.read_schroot_prefix(config.Paths(instance.home))}-bookworm-amd64"
+    return [s for s in schroot.list_sessions() if name in s]
 
 
 def test_refusals(instance, hello, tmp_path):
@@ -126,7 +130,61 @@ def test_debug_build_with_hook_command(instance, hello):
         assert tree_digest(paths.repositories) == repos
         assert tree_digest(paths.events) == events
         assert tree_digest(build_dir) == build
-        assert not _chroot_sessions()
+        assert not _chroot_sessions(instance)
+    finally:
+        for path in new:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_on_terminal(argv, cwd, answers, timeout=1800):
+    """Run ``argv`` on a new pseudo terminal; when its output shows a key of ``answers``, type the
+    value (once each). Returns (exit status, all output)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: on the terminal
+        try:
+            os.chdir(cwd)
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)  # pylint: disable=protected-access  # only if exec failed
+    output, pending, deadline = b"", dict(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            output += chunk
+            for key in [k for k in pending if k.encode() in output]:
+                os.write(fd, pending.pop(key).encode())
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_debug_build_interactive_shell(instance, hello):
+    """Without --hook-command, sbuild's shell opens on the terminal (here at chroot-setup, the
+    earliest hook): what is typed there runs, and after ``exit`` the build goes on."""
+    assert hello.event["type"] == "INSTALLED", hello.event
+    paths = config.Paths(instance.home)
+    debug_before = set(paths.debug.iterdir()) if paths.debug.exists() else set()
+    argv, cwd = as_user([PYTHON, "-m", "mini_buildd.cli.debug_build", "-H", str(instance.home), "-s", "chroot-setup",
+                         str(_build_dir_of_hello(instance))], instance.unpriv, instance.home)
+    started = time.monotonic()
+    # (the shell's output: 42 only if the shell computed it; the terminal echoes what is typed)
+    code, output = _run_on_terminal(argv, cwd, {"bash -i </dev/tty": "echo SHELL-SAYS-$((6*7)); exit\n"})
+    print(f"interactive debug build took {time.monotonic() - started:.0f}s")
+    new = set(paths.debug.iterdir()) - debug_before
+    try:
+        assert code == 0, output[-5000:]
+        assert "SHELL-SAYS-42" in output, output[-5000:]
+        assert "Status: successful" in output, output[-3000:]
+        assert not _chroot_sessions(instance)
     finally:
         for path in new:
             shutil.rmtree(path, ignore_errors=True)

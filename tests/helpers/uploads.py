@@ -4,6 +4,7 @@ listing in a repository, an upload that must be REJECTED without changing any re
 import pathlib
 import re
 import subprocess
+import time
 
 from debian import deb822
 
@@ -11,9 +12,16 @@ from tests.helpers.packages import make_source_package, raw_ftp_upload, wait_for
 
 
 def reprepro_ls(instance, source, repository="test"):
-    """{distribution: version} of ``source`` in ``repository`` of the instance, as reprepro lists it."""
-    out = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / repository), "ls", source],
-                         capture_output=True, text=True, check=True).stdout
+    """{distribution: version} of ``source`` in ``repository`` of the instance, as reprepro lists it
+    (waiting while the daemon's own reprepro holds the repository's lock, e.g. a crontab job)."""
+    for _ in range(120):
+        proc = subprocess.run(["reprepro", "--basedir", str(instance.home / "repositories" / repository), "ls", source],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0 or "lock file" not in proc.stderr:
+            break
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     return {line.split("|")[2].strip(): line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
 
 
