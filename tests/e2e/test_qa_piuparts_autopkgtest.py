@@ -102,7 +102,7 @@ def _wait(instance, name, version, started):
     kept in test-artifacts/)."""
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, version, after=started, timeout=900)
     result = event["extra"].get("buildresults", {}).get("amd64")
-    assert result, event
+    assert result, (event["type"], event["extra"].get("error"))
     r = requests.get(result["buildlog_installed"], timeout=30)
     assert r.status_code == 200, (r.status_code, result)
     ARTIFACTS.mkdir(exist_ok=True)
