@@ -9,7 +9,9 @@ so a test that needs root to pass fails here as it would for users.
 
 Only one process on a host may own the schroot name ``mini-buildd-bookworm-amd64`` at a time, so
 the fixture holds :data:`HOST_LOCK` for its whole life: a second test run on the same host waits
-instead of corrupting the first one's chroot."""
+instead of corrupting the first one's chroot. With ``MBD_E2E_SCHROOT_PREFIX`` set (``make check``
+runs two groups of instance tests side by side), the instance uses that schroot prefix instead of
+upstream's ``mini-buildd`` (its chroot is ``PREFIX-bookworm-amd64``), and its own lock."""
 
 # pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
 
@@ -33,13 +35,20 @@ ADMIN_PASSWORD = "e2e-Admin-pw"
 #: On the Daemon's notify list; the instance mails to the fixture's SMTP sink (``instance.smtp``).
 NOTIFY_ADDRESS = "archive-admin@example.org"
 HOST_LOCK = pathlib.Path("/run/lock/mini-buildd-test-chroot.lock")
+#: The schroot prefix of the instance (upstream's default unless ``MBD_E2E_SCHROOT_PREFIX``).
+SCHROOT_PREFIX = os.environ.get("MBD_E2E_SCHROOT_PREFIX") or "mini-buildd"
+
+
+def _lock_path(prefix):
+    return HOST_LOCK if prefix == "mini-buildd" else HOST_LOCK.with_name(f"mini-buildd-test-chroot-{prefix}.lock")
 
 
 @contextlib.contextmanager
-def host_chroot_lock():
-    """Exclusive, blocking host-wide lock for anything that creates the shared chroot name."""
-    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(HOST_LOCK, "w", encoding="utf-8") as f:
+def host_chroot_lock(prefix="mini-buildd"):
+    """Exclusive, blocking host-wide lock for anything that creates the chroot names of ``prefix``."""
+    lock = _lock_path(prefix)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -60,9 +69,15 @@ class Instance:
         self.setup_result = None
         self.daemon = None
         self.smtp = None
+        self.schroot_prefix = SCHROOT_PREFIX
+        #: The schroot name of the instance's chroot.
+        self.chroot_name = f"{SCHROOT_PREFIX}-bookworm-amd64"
+
+    def prefix_args(self):
+        return [] if self.schroot_prefix == "mini-buildd" else ["--schroot-prefix", self.schroot_prefix]
 
     def setup(self, *args, **kwargs):
-        return run_setup(self.home, *args, "--ftp-endpoint", self.ftp_endpoint, http_endpoint=self.http_endpoint,
+        return run_setup(self.home, *self.prefix_args(), *args, "--ftp-endpoint", self.ftp_endpoint, http_endpoint=self.http_endpoint,
                          unpriv=self.unpriv, **kwargs)
 
     def django(self, code):
@@ -111,7 +126,7 @@ def instance():
     """The e2e instance of the session: set up (acceptance setup), its daemon running as an unprivileged user; removed after."""
     if os.geteuid() != 0:
         pytest.skip("end-to-end tests need root")
-    with host_chroot_lock(), running_smtp_server() as smtp, UnprivilegedUser() as unpriv:
+    with host_chroot_lock(SCHROOT_PREFIX), running_smtp_server() as smtp, UnprivilegedUser() as unpriv:
         inst = Instance(unpriv.make_home(), free_port(), free_port(), unpriv=unpriv)
         result = run_mbd(inst.home, "--set-admin-password-file", "-", unpriv=unpriv, input=ADMIN_PASSWORD + "\n")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -129,7 +144,7 @@ def instance():
             # are due: take them now, so no test that proves "nothing changed" sees them appear.
             inst.django("from mini_buildd.archive import snapshots; print(snapshots.run())")
             inst.daemon = Daemon(inst.home, port=inst.http_port, endpoints=[inst.http_endpoint], unpriv=unpriv,
-                                 extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}"])
+                                 extra_args=["--smtp", f"smtp://127.0.0.1:{smtp.server_address[1]}", *inst.prefix_args()])
             inst.daemon.ftp_port = inst.ftp_port  # (re)starts wait for the engine's FTP server too
             inst.daemon.start()
             yield inst
@@ -137,6 +152,6 @@ def instance():
             if inst.daemon is not None:
                 inst.daemon.stop()
             inst.django("for c in models.Chroot.mbd_concrete_all(): c.mbd_remove()")
-        assert "chroot:mini-buildd-bookworm-amd64" not in schroot.list_chroots()
-        assert not [s for s in schroot.list_sessions() if "mini-buildd-bookworm-amd64" in s]
+        assert f"chroot:{inst.chroot_name}" not in schroot.list_chroots()
+        assert not [s for s in schroot.list_sessions() if inst.chroot_name in s]
         assert not [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if str(inst.home) in line]
