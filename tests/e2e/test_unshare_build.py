@@ -8,7 +8,8 @@ and an UnshareChroot for bookworm:amd64 (``--chroots-backend Unshare``; its mmde
 copied from the cache in /var/cache/mini-buildd, made by root once). A source package uploaded
 over FTP is built by the daemon's builder in sbuild's unshare mode (the build log shows the
 tarball unpacked into a user namespace; no schroot session, no schroot config of the instance
-exists) and INSTALLED. Teardown leaves nothing: no process of the instance, no mount below its
+exists) and INSTALLED; ``mini-buildd-debug-build`` rebuilds its buildrequest in the same chroot
+with a command at a hook. Teardown leaves nothing: no process of the instance, no mount below its
 home, no unpack dir, the chroot tarball removed.
 """
 
@@ -17,6 +18,7 @@ home, no unpack dir, the chroot tarball removed.
 import os
 import pathlib
 import shutil
+import subprocess
 import time
 import types
 
@@ -25,8 +27,8 @@ import pytest
 from mini_buildd import config
 from mini_buildd.tools import schroot, sbuild, sbuild_log
 from tests.helpers import host_archive
-from tests.helpers.daemon import Daemon, in_home, processes_mentioning, service_addresses
-from tests.helpers.packages import dput, make_source_package, now_iso, wait_event, write_dput_cf
+from tests.helpers.daemon import PYTHON, Daemon, as_user, in_home, processes_mentioning, service_addresses
+from tests.helpers.packages import dput, make_source_package, now_iso, tree_digest, wait_event, write_dput_cf
 from tests.helpers.remote_instances import common_ports
 from tests.helpers.setup_run import by_str, run_setup
 from tests.helpers.uploads import reprepro_ls
@@ -124,3 +126,38 @@ def test_upload_builds_in_unshare_chroot(unshare_instance, tmp_path):
     assert deb.is_file() and deb.stat().st_uid == unpriv.ids()[0]
     assert not [c for c in schroot.list_chroots() if inst.prefix in c]
     assert not list(config.SCHROOT_CHROOT_D.glob(f"{inst.prefix}-*"))
+
+
+def test_debug_build_in_unshare_chroot(unshare_instance):
+    """mini-buildd-debug-build rebuilds that buildrequest in the same Unshare chroot (as the daemon's
+    user, no root, no schroot), its hook command inside the build; the repository is unchanged."""
+    inst = unshare_instance
+    paths = config.Paths(inst.home)
+    build_dirs = list(paths.builds.glob(f"{NAME}/{VERSION}/*/amd64"))
+    assert len(build_dirs) == 1, "needs the build of test_upload_builds_in_unshare_chroot"
+    repos = tree_digest(paths.repositories)
+    debug_before = set(paths.debug.iterdir()) if paths.debug.exists() else set()
+    argv, cwd = as_user([PYTHON, "-m", "mini_buildd.cli.debug_build", "-H", str(inst.home), "--hook-command",
+                         f"echo UNSHARE-HOOK-$((6*7)); ls -d /build/*/{NAME}-*/debian && echo UNSHARE-HOOK-SOURCE-THERE",
+                         build_dirs[0]], inst.unpriv, inst.home)
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=1800, check=False, stdin=subprocess.DEVNULL)
+    print(f"unshare debug build took {time.monotonic() - started:.0f}s")
+    new = set(paths.debug.iterdir()) - debug_before
+    try:
+        log = proc.stdout
+        assert proc.returncode == 0, proc.stderr[-3000:] + log[-5000:]
+        unpack_dir = sbuild.unpack_dir_of(log)
+        assert unpack_dir and f"Unpacking {paths.unshare_tarball(CODENAME, 'amd64')} to {unpack_dir}..." in log, log[:3000]
+        assert not os.path.exists(unpack_dir)
+        assert sbuild.session_of(log) is None
+        assert "MINI_BUILDD: debug-build: Debug build (extra packages: none)" in log
+        hook = log.index("UNSHARE-HOOK-42")  # at starting-build, inside the unpacked chroot
+        assert log.index("Starting Timed Build Commands") < hook < log.index("dpkg-buildpackage", hook)
+        assert "UNSHARE-HOOK-SOURCE-THERE" in log
+        assert "Status: successful" in log
+        assert len(new) == 1 and (new.pop() / f"{NAME}_{VERSION}_all.deb").stat().st_uid == inst.unpriv.ids()[0]
+        assert tree_digest(paths.repositories) == repos
+    finally:
+        for path in set(paths.debug.iterdir()) - debug_before:
+            shutil.rmtree(path, ignore_errors=True)
