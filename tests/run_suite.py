@@ -2,12 +2,14 @@
 """The whole test suite as ``make check`` runs it: three pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
-starting), so three groups run concurrently on the two cores CI has:
+starting), so four groups run concurrently on the two cores CI has:
 
 - ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
   is ``mini-buildd-bookworm-amd64``);
-- ``peers``: the end-to-end tests with their own instances building for each other (remotes,
-  TLS; own addresses and schroot prefixes);
+- ``instance2``: more end-to-end tests on a second shared instance of their own, with the schroot
+  prefix :data:`INSTANCE2_PREFIX` (``MBD_E2E_SCHROOT_PREFIX``; see :mod:`tests.helpers.instance`);
+- ``peers``: the end-to-end tests with their own instances (remotes, TLS, codenames,
+  architectures, unshare chroots; own addresses and schroot prefixes);
 - ``host``: unit and integration tests and the Debian package install test (their chroots have
   other schroot names, their daemons other ports and homes).
 
@@ -26,13 +28,21 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py",
+         "tests/e2e/test_unshare_build.py"]
+#: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
+INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapshots.py", "tests/e2e/test_port_watch.py",
+             "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py"]
+INSTANCE2_PREFIX = "mbd-e2e-b"
 
 GROUPS = {
-    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS]],
+    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + INSTANCE2]],
+    "instance2": INSTANCE2,
     "peers": PEERS,
     "host": ["tests/unit", "tests/integration", PACKAGE_INSTALL],
 }
+#: Extra environment of a group.
+ENV = {"instance2": {"MBD_E2E_SCHROOT_PREFIX": INSTANCE2_PREFIX}}
 
 
 def _pump(name, stream, log, lock):
@@ -58,7 +68,7 @@ def main(argv):
         argv_group = [PYTHON, "-m", "pytest", "-ra", "--durations=15", f"--basetemp=/tmp/mbd-check-{name}", *args, *extra]
         log = open(artifacts / f"check-{name}.log", "wb")  # pylint: disable=consider-using-with
         proc = subprocess.Popen(argv_group, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **ENV.get(name, {})))
         thread = threading.Thread(target=_pump, args=(name, proc.stdout, log, lock), daemon=True)
         thread.start()
         runs[name] = (proc, thread, log)
