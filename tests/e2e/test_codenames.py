@@ -121,6 +121,7 @@ def sid_expired():
 def _leftovers():
     """Schroot configs, chroots, sessions and mounts that carry this module's prefix."""
     configs = [p.name for p in pathlib.Path("/etc/schroot/chroot.d").glob(f"{PREFIX}-*")]
+    configs += [p.name for p in pathlib.Path("/etc/schroot/mini-buildd").glob(f"*{PREFIX}-*")]
     listed = subprocess.run(["schroot", "--list", "--all"], capture_output=True, text=True, check=False).stdout
     mounts = [line for line in pathlib.Path("/proc/mounts").read_text(encoding="utf-8").splitlines() if PREFIX in line]
     return configs + [line for line in listed.splitlines() if PREFIX in line] + mounts
@@ -226,8 +227,14 @@ def test_remake_chroots_rebuilds_the_trixie_chroot_and_it_builds(cn):
     assert after.split(" | ")[1] > before.split(" | ")[1], (before, after)
     assert not marker.exists(), "the chroot's base tree was not made again"
     assert conf.is_file() and "trixie" in (source_dir / "etc" / "os-release").read_text(encoding="utf-8")
+    # the daemon's log of the call: the trixie chroot (only) removed, prepared, checked, activated
     log = (cn.home / "var" / "log" / "daemon.log").read_text(encoding="utf-8", errors="replace")
-    assert "Maintenance call 'remake_chroots'" in log
+    call = re.search(r"Maintenance call 'remake_chroots': stopping the engine\.\n(.*)Maintenance call 'remake_chroots' done", log, re.S)
+    assert call, log[-5000:]
+    steps = [m.group(1) for m in re.finditer(r"chroot 'trixie:amd64': (\w+)\.", call.group(1))]
+    assert steps == ["deactivated", "removed", "prepared", "checked", "activated"], steps
+    assert f"Removed chroot {PREFIX}-trixie-amd64\n" in call.group(1) and f"Prepared chroot {PREFIX}-trixie-amd64\n" in call.group(1)
+    assert not re.search(r"chroot '(bookworm|sid):amd64'", call.group(1)), call.group(1)
     # a build in the remade chroot
     name, version, dist = TRIXIE_PKG
     _installed(cn, name, version, dist)
