@@ -133,12 +133,7 @@ def sbuild_argv(breq, build_dir, args):
     """The sbuild argv and environment of the debug build: the builder's, plus the hook (see the module doc)."""
     from mini_buildd.models import chroot as chroot_model  # pylint: disable=import-outside-toplevel  # Django is set up first
     codename, arch = breq.diststr.codename, breq.architecture
-    chroot_mode, chroot = chroot_model.sbuild_chroot(codename, arch)
-    if chroot_mode == "unshare":
-        libdir = sbuild.UNSHARE_LIBDIR
-    else:
-        libdir = config.paths.libdir(codename, arch)
-        libdir.mkdir(parents=True, exist_ok=True)
+    chroot_mode, chroot, libdir = chroot_model.sbuild_target(codename, arch)
     scripts = sbuild.setup_scripts(breq.sbuild_setup_blocks, breq.config_file("chroot_setup_script"))
     scripts.append(sbuild_debug.setup_script(len(scripts), args.extra_packages))
     paths = sbuild.write_files(build_dir, sbuild.sbuildrc(breq.sbuild_config_blocks, libdir, breq.config_file("sbuildrc_snippet")),

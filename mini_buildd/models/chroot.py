@@ -242,6 +242,18 @@ def sbuild_chroot(codename, arch):
     return "schroot", config.schroot_name(codename, arch)
 
 
+def sbuild_target(codename, arch):
+    """``(chroot mode, chroot, libdir)`` of a build for ``codename``/``arch`` (:func:`sbuild_chroot`, and
+    the libdir sbuild binds in: the home's per-chroot dir, made if missing; none of the host's for an
+    unshare build)."""
+    chroot_mode, chroot = sbuild_chroot(codename, arch)
+    if chroot_mode == "unshare":
+        return chroot_mode, chroot, sbuild.UNSHARE_LIBDIR  # nothing of the host is bound into an unshare build
+    libdir = config.paths.libdir(codename, arch)
+    libdir.mkdir(parents=True, exist_ok=True)
+    return chroot_mode, chroot, libdir
+
+
 # BtrfsSnapshot, LVM and LoopLVM chroots (mini_buildd.tools.chroot_backends, doc/manual: chroots)
 
 class BtrfsSnapshotChroot(Chroot):

@@ -192,12 +192,7 @@ class Builder:
         breq.unpack(build_dir)
         codename = breq.diststr.codename
         arch = breq.architecture
-        chroot_mode, chroot = chroot_model.sbuild_chroot(codename, arch)
-        if chroot_mode == "unshare":
-            libdir = sbuild.UNSHARE_LIBDIR  # nothing of the host is bound into an unshare build
-        else:
-            libdir = config.paths.libdir(codename, arch)
-            libdir.mkdir(parents=True, exist_ok=True)
+        chroot_mode, chroot, libdir = chroot_model.sbuild_target(codename, arch)
         scripts = sbuild.write_files(
             build_dir,
             sbuild.sbuildrc(breq.sbuild_config_blocks, libdir, breq.config_file("sbuildrc_snippet")),
