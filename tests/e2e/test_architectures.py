@@ -2,7 +2,10 @@
 daemon on 127.0.0.22 (own home, schroot prefix ``mbd-arPID``) with the distribution bookworm for
 amd64 + i386 (+ arm64 when ``arch-test arm64`` says the host runs it, through qemu-user-static and
 binfmt_misc), a Dir chroot for each, repository ``test``. amd64 builds arch:all
-(``build_architecture_all``); the last architecture (arm64, else i386) is made optional.
+(``build_architecture_all``); the last architecture (arm64, else i386) is made optional. An
+architecture ``arch-test`` refuses is left out; the module is skipped on a host other than amd64
+or when neither i386 nor arm64 runs. debootstrap makes the arm64 chroot in one go (no
+``--foreign``): with qemu registered with binfmt's F flag, its second stage runs through qemu.
 
 - an upload with an arch:any binary (a small C program) and an arch:all binary builds on every
   architecture; only amd64 builds the arch:all binary (the other buildresults list no ``_all.deb``),
@@ -29,6 +32,7 @@ import time
 
 import pytest
 
+from tests.helpers import host_archive
 from tests.helpers.packages import MAINTAINER, write_dput_cf, dput, wait_event, now_iso
 from tests.helpers.remote_instances import RemoteInstance, common_ports
 
@@ -52,8 +56,13 @@ def arch_test(arch):
 
 
 ARM64_OK, ARM64_REASON = arch_test("arm64")
-ARCHS = ["amd64", "i386"] + (["arm64"] if ARM64_OK else [])
+I386_OK, I386_REASON = arch_test("i386")
+ARCHS = ["amd64"] + (["i386"] if I386_OK else []) + (["arm64"] if ARM64_OK else [])
 OPTIONAL = ARCHS[-1]
+
+if host_archive.host_arch() != "amd64" or len(ARCHS) < 2:
+    pytest.skip(f"needs an amd64 host that runs i386 or arm64 (host {host_archive.host_arch()}; {I386_REASON}; {ARM64_REASON})",
+                allow_module_level=True)
 
 
 # ------------------------------------------------------------------------------------------------ packages
