@@ -2,14 +2,16 @@
 """The whole test suite as ``make check`` runs it: three pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
-starting), so four groups run concurrently on the two cores CI has:
+starting), so five groups run concurrently on the two cores CI has:
 
 - ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
   is ``mini-buildd-bookworm-amd64``);
 - ``instance2``: more end-to-end tests on a second shared instance of their own, with the schroot
   prefix :data:`INSTANCE2_PREFIX` (``MBD_E2E_SCHROOT_PREFIX``; see :mod:`tests.helpers.instance`);
-- ``peers``: the end-to-end tests with their own instances (remotes, TLS, codenames,
-  architectures, unshare chroots; own addresses and schroot prefixes);
+- ``peers``: the end-to-end tests with their own instances building for each other (remotes,
+  TLS) or in unshare chroots (own addresses and schroot prefixes);
+- ``platforms``: the instances of their own with several codenames (bookworm, trixie, sid) or
+  architectures (amd64, i386, arm64 through qemu);
 - ``host``: unit and integration tests and the Debian package install test (their chroots have
   other schroot names, their daemons other ports and homes).
 
@@ -28,17 +30,19 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py",
-         "tests/e2e/test_unshare_build.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py"]
+#: Instances of their own with several codenames or architectures (each with its chroots).
+PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py"]
 #: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
 INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapshots.py", "tests/e2e/test_port_watch.py",
              "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py"]
 INSTANCE2_PREFIX = "mbd-e2e-b"
 
 GROUPS = {
-    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + INSTANCE2]],
+    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + PLATFORMS + INSTANCE2]],
     "instance2": INSTANCE2,
     "peers": PEERS,
+    "platforms": PLATFORMS,
     "host": ["tests/unit", "tests/integration", PACKAGE_INSTALL],
 }
 #: Extra environment of a group.

@@ -33,7 +33,7 @@ import time
 import pytest
 
 from tests.helpers import host_archive
-from tests.helpers.packages import MAINTAINER, write_dput_cf, dput, wait_event, now_iso
+from tests.helpers.packages import MAINTAINER, source_paragraph, write_dput_cf, dput, wait_event, now_iso
 from tests.helpers.remote_instances import RemoteInstance, common_ports
 
 HOST = "127.0.0.22"
@@ -124,13 +124,7 @@ def make_arch_package(workdir, name, version, *, fail_on=None):
     workdir = pathlib.Path(workdir)
     src = workdir / f"{name}-{version.split('~')[0]}"
     (src / "debian" / "source").mkdir(parents=True)
-    (src / "debian" / "control").write_text(textwrap.dedent(f"""\
-        Source: {name}
-        Section: misc
-        Priority: optional
-        Maintainer: {MAINTAINER}
-        Standards-Version: 4.6.2
-        Rules-Requires-Root: no
+    (src / "debian" / "control").write_text(source_paragraph(name) + textwrap.dedent(f"""\
 
         Package: {name}
         Architecture: any

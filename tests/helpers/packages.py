@@ -12,6 +12,13 @@ import requests
 MAINTAINER = "mini-buildd test <test@example.org>"
 
 
+def source_paragraph(name, build_depends=""):
+    """The source paragraph of a test package's ``debian/control`` (lines ending with a newline)."""
+    lines = [f"Source: {name}", "Section: misc", "Priority: optional", f"Maintainer: {MAINTAINER}"]
+    lines += [f"Build-Depends: {build_depends}"] if build_depends else []
+    return "\n".join(lines + ["Standards-Version: 4.6.2", "Rules-Requires-Root: no"]) + "\n"
+
+
 def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
                         changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None, autopkgtests=None,
                         depends=""):
@@ -24,14 +31,7 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
     src = workdir / f"{name}-{version.split('~')[0]}"
     (src / "debian" / "source").mkdir(parents=True, exist_ok=True)
     bd = "debhelper-compat (= 13)" + (f", {build_depends}" if build_depends else "")
-    (src / "debian" / "control").write_text(textwrap.dedent(f"""\
-        Source: {name}
-        Section: misc
-        Priority: optional
-        Maintainer: {MAINTAINER}
-        Build-Depends: {bd}
-        Standards-Version: 4.6.2
-        Rules-Requires-Root: no
+    (src / "debian" / "control").write_text(source_paragraph(name, bd) + textwrap.dedent(f"""\
 
         Package: {name}
         Architecture: {arch}
