@@ -261,8 +261,12 @@ def test_removes_a_leftover_chroot_as_the_instance_user():
             for path in (ccache, ccache.parent, ccache.parent.parent):  # the daemon's, as it makes them
                 os.chown(path, *unpriv.ids())
             schroot.install_fstab([ccache], name)
-            schroot.install_conf(name, schroot.conf_text(name, "test", ["type=directory", f"directory={data}"], users=(unpriv.user,),
+            schroot.install_conf(name, schroot.conf_text(name, "test", ["type=directory", f"directory={data}", "union-type=overlay"],
+                                                         users=(unpriv.user,),
                                                          fstab=schroot.fstab_setup_name(name)))
+            # A valid config: every schroot call on the host reads it, and autopkgtest fails on any warning.
+            listed = subprocess.run(["schroot", "--list"], capture_output=True, text=True, check=False)
+            assert name not in listed.stderr, listed.stderr
             argv = unpriv.command([PYTHON, "-m", "mini_buildd.cli.cruft", "--home", str(home), "--dedicated-user", unpriv.user,
                                    "--automatic-remove"], home=home)
             proc = subprocess.run(argv, cwd=unpriv.code, capture_output=True, text=True, timeout=300, check=False)
