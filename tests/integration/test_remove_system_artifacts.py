@@ -91,7 +91,7 @@ def chroot_instance(tmp_path):
     (chroot_dir / "source" / "etc" / "debian_version").write_text("12\n")
     ccache = paths.shared / "ccache-test"
     schroot.install_fstab([ccache], name)
-    schroot.install_conf(name, schroot.conf_text(name, "test", ["type=directory", f"directory={chroot_dir / 'source'}"],
+    schroot.install_conf(name, schroot.conf_text(name, "test", ["type=directory", f"directory={chroot_dir / 'source'}", "union-type=overlay"],
                                                  users=(USER,), fstab=schroot.fstab_setup_name(name)))
     system_files = [schroot.conf_path(name), schroot.fstab_path(name)]
     try:
