@@ -399,6 +399,16 @@ def test_call_snapshot_ls(api):
     assert api.problem("snapshot_ls", user=None, distribution="bookworm-nosuch-unstable").status == 400
 
 
+def test_call_snapshot_diff(api):
+    """(Issue #16) The named snapshot against the live distribution: anonymous; names checked."""
+    diff = api("snapshot_diff", user=None, distribution=UNSTABLE, a="api-e2e")
+    assert diff["a"] == "api-e2e" and diff["b"] == "live" and set(diff["sources"]) == {"added", "removed", "changed"}, diff
+    assert api("snapshot_diff", user=None, distribution=UNSTABLE, a="api-e2e", b="api-e2e")["sources"] == {
+        "added": {}, "removed": {}, "changed": {}}
+    assert api.problem("snapshot_diff", user=None, distribution=UNSTABLE, a="no-such-snapshot").status == 404
+    assert api.problem("snapshot_diff", user=None, distribution=UNSTABLE, a="../../../etc").status == 404
+
+
 def test_call_snapshot_delete(instance, api):
     assert api("snapshot_delete", distribution=UNSTABLE, name="api-e2e") == {}
     assert "api-e2e" not in api("snapshot_ls", user=None, distribution=UNSTABLE)

@@ -320,8 +320,10 @@ def test_port_ext_file_url(instance, uploads, tmp_path):
     result = ports.port_ext(ports.file_url(dsc), [UNSTABLE, EXPERIMENTAL], allow_unauthenticated=True,
                             options="lintian-mode=ignore|internal-apt-priority=3")
     assert result == [
-        {"dsc_url": ports.file_url(dsc), "source": "mbd-test-archall", "distribution": UNSTABLE, "version": f"20250301120000~{REPO}12+1"},
-        {"dsc_url": ports.file_url(dsc), "source": "mbd-test-archall", "distribution": EXPERIMENTAL, "version": f"20250301120000~{REPO}12+0"},
+        {"dsc_url": ports.file_url(dsc), "source": "mbd-test-archall", "distribution": UNSTABLE, "version": f"20250301120000~{REPO}12+1",
+         "origin_version": "20250301120000"},
+        {"dsc_url": ports.file_url(dsc), "source": "mbd-test-archall", "distribution": EXPERIMENTAL, "version": f"20250301120000~{REPO}12+0",
+         "origin_version": "20250301120000"},
     ]
     assert len(uploads) == 2
     lines = ["MINI_BUILDD_OPTION: lintian-mode=ignore", "MINI_BUILDD_OPTION: internal-apt-priority=3"]
