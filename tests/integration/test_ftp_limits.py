@@ -277,7 +277,14 @@ def small_fs(tmp_path):
     yield mnt, kind
     subprocess.run(["umount", str(mnt)], check=True, timeout=60)
     if kind == "loop":
-        assert subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True, check=False).stdout == ""
+        # The kernel frees an auto-clearing loop device after the unmount, asynchronously (seconds on a busy host).
+        attached = None
+        for _ in range(60):
+            attached = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True, check=False).stdout
+            if not attached:
+                break
+            time.sleep(0.5)
+        assert attached == "", attached
 
 
 def fill_to(mnt, filler, target):
