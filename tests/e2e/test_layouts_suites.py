@@ -17,7 +17,7 @@ fixture through the daemon's own models, on the shared instance's bookworm distr
 
 import pytest
 
-from tests.helpers.instance import admin_api as api
+from tests.helpers.instance import admin_api as api, make_repository
 from tests.helpers.packages import now_iso, wait_event, wait_for
 from tests.helpers.uploads import dput_upload as upload, reprepro_ls as ls
 
@@ -29,16 +29,10 @@ META = "mbd-e2e-meta"
 def rb_repository(instance):
     """Repository ``rb``: one suite, unstable, with one rollback, and the meta name
     ``mbd-e2e-meta`` for its bookworm unstable."""
-    out = instance.django(f"""
+    return make_repository(instance, "rb", layout=LAYOUT, prelude=f"""
 layout, _ = models.Layout.objects.get_or_create(name={LAYOUT!r}, defaults={{"meta_distributions": {{{META!r}: "bookworm-unstable"}}}})
 models.SuiteOption.objects.get_or_create(layout=layout, suite=models.Suite.objects.get(name="unstable"), defaults={{"rollback": 1}})
-repo, _ = models.Repository.objects.get_or_create(identity="rb", defaults={{"layout": layout, "allow_unauthenticated_uploads": True}})
-repo.distributions.set(models.Distribution.objects.filter(base_source__codename="bookworm"))
-repo.mbd_pca()
-print(repo.mbd_status_display())
 """)
-    assert out.strip().splitlines()[-1].lower().startswith("active"), out
-    return "rb"
 
 
 def _installed(instance, name, version, started, dist):

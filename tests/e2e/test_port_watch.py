@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers.instance import NOTIFY_ADDRESS, admin_api
+from tests.helpers.instance import NOTIFY_ADDRESS, admin_api, make_repository
 from tests.helpers.packages import now_iso, wait_event, wait_for
 from tests.helpers.uploads import dput_upload, reprepro_ls as ls
 
@@ -30,15 +30,7 @@ TARGET = "bookworm-test-unstable"
 @pytest.fixture(scope="module")
 def origin(instance):
     """Repository ``origin`` (Default layout, anonymous uploads) for bookworm."""
-    out = instance.django("""
-repo, _ = models.Repository.objects.get_or_create(identity="origin", defaults={
-    "layout": models.Layout.objects.get(name="Default"), "allow_unauthenticated_uploads": True})
-repo.distributions.set(models.Distribution.objects.filter(base_source__codename="bookworm"))
-repo.mbd_pca()
-print(repo.mbd_status_display())
-""")
-    assert out.strip().splitlines()[-1].lower().startswith("active"), out
-    return "origin"
+    return make_repository(instance, "origin")
 
 
 def _installed(instance, name, version, started, distribution):

@@ -111,6 +111,21 @@ def admin_api(instance, call, **args):
     return r.json()
 
 
+def make_repository(instance, identity, layout="Default", prelude=""):
+    """Repository ``identity`` (layout ``layout``, anonymous uploads) on the instance's bookworm
+    distribution, prepared, checked and activated (``prelude``: model code run first, e.g. making the
+    layout); fails the test unless it is Active. Returns ``identity``."""
+    out = instance.django(prelude + f"""
+repo, _ = models.Repository.objects.get_or_create(identity={identity!r}, defaults={{
+    "layout": models.Layout.objects.get(name={layout!r}), "allow_unauthenticated_uploads": True}})
+repo.distributions.set(models.Distribution.objects.filter(base_source__codename="bookworm"))
+repo.mbd_pca()
+print(repo.mbd_status_display())
+""")
+    assert out.strip().splitlines()[-1].lower().startswith("active"), out
+    return identity
+
+
 def wait_engine_running(instance, timeout=120):
     """The engine starts in the background after the daemon answers HTTP: wait for it."""
     deadline = time.monotonic() + timeout
