@@ -5,6 +5,7 @@ The daemon (or a test) calls :func:`init` once; everyone else reads :data:`paths
 :data:`runtime`.
 """
 
+import hashlib
 import os
 import pathlib
 import re
@@ -60,9 +61,14 @@ def chroots_dir(home):
     return pathlib.Path(home) / "var" / "chroots"
 
 
-def cached_tarball(codename, arch, variant="buildd"):
-    """The cached pristine debootstrap tarball of ``codename``/``arch`` in :data:`CACHE_DIR`."""
-    return CACHE_DIR / f"debootstrap-{codename}-{arch}-{variant}.tar"
+def cached_tarball(codename, arch, variant="buildd", include=()):
+    """The cached debootstrap tarball of ``codename``/``arch`` in :data:`CACHE_DIR`: the pristine
+    one, or with ``include`` (package names) the pristine one with these packages installed
+    (a digest of the sorted names is part of the file name)."""
+    name = f"debootstrap-{codename}-{arch}-{variant}"
+    if include:
+        name += "-with-" + hashlib.sha256(" ".join(sorted(set(include))).encode()).hexdigest()[:12]
+    return CACHE_DIR / f"{name}.tar"
 
 
 def cached_unshare_tarball(codename, arch, variant, digest):

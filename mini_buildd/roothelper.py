@@ -38,7 +38,7 @@ from mini_buildd import config
 from mini_buildd.roothelper_base import (  # the helper's checks and host primitives
     COMPRESSIONS, TAR_KEEP, DATA_DIRS, _CONF_KEYS, _PERSONALITIES, _UNION_TYPES, _GROUPS, USAGE_EXIT,
     HelperError, Caller, check_name, instance_home, chroots_root, chroot_dir, _within, _caller_file,
-    check_debootstrap, check_base_tarball, rmtree)
+    check_debootstrap, check_base_tarball, rmtree, umount_below)
 from mini_buildd.roothelper_blocks import _check_lvm_conf, BLOCK_OPERATIONS, block_parser
 
 LOG = logging.getLogger(__name__)
@@ -279,28 +279,78 @@ def op_remove_fstab(caller, args):
     return ""
 
 
+#: apt-get as the cached tarball's tool install runs it (inside the tree, with chroot(8)).
+_APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--quiet", "--yes",
+            "--option=APT::Install-Recommends=false", "--option=Dpkg::Use-Pty=false"]
+
+
+def _install_packages(target, packages, keyring, check_valid_until=True):
+    """``apt-get install PACKAGES`` in the tree ``target`` (a fresh debootstrap tree: its apt
+    sources are the archive it was made from), with ``/proc`` mounted and no service started for
+    the time; ``keyring`` (if any) is trusted by apt meanwhile; ``check_valid_until=False`` (the
+    source's setting) accepts an archive whose Release is past its Valid-Until. Downloads are
+    cleaned afterwards."""
+    policy = target / "usr" / "sbin" / "policy-rc.d"
+    trusted = target / "etc" / "apt" / "trusted.gpg.d" / "mini-buildd-cache.gpg"
+    policy.write_text("#!/bin/sh\nexit 101\n", encoding="utf-8")
+    policy.chmod(0o755)
+    if keyring:
+        trusted.write_bytes(pathlib.Path(keyring).read_bytes())
+    call.run(["mount", "-t", "proc", "proc", str(target / "proc")])
+    try:
+        options = [] if check_valid_until else ["--option=Acquire::Check-Valid-Until=false"]
+        for argv in (["update"], ["install", "--", *packages], ["clean"]):
+            call.run(["chroot", str(target), *_APT_GET, *options, *argv])
+    finally:
+        with contextlib.suppress(call.CallError):
+            call.run(["umount", str(target / "proc")])
+        umount_below(target)
+        policy.unlink(missing_ok=True)
+        trusted.unlink(missing_ok=True)
+
+
+def _make_cached_tarball(tarball, fill):
+    """Make ``tarball`` from a tree ``fill(target)`` makes in a temp dir next to it (all or nothing)."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{tarball.name}.", dir=tarball.parent))
+    try:
+        target = tmp / "root"
+        fill(target)
+        tar_create(target, tarball)
+        os.chmod(tarball, 0o644)
+    finally:
+        rmtree(tmp)
+    LOG.info("Cached debootstrap tarball %s", tarball)
+
+
 def op_cache_tarball(_caller, args):
-    """Make the cached pristine base tarball of CODENAME/ARCH if missing (or ``--refresh``); print its path."""
+    """Make the cached base tarball of CODENAME/ARCH if missing (or ``--refresh``); print its path.
+
+    Without ``--include`` it is the pristine debootstrap tree; with it, the pristine tarball (made
+    first if missing) with these packages installed by apt (a build chroot's tools: its check
+    then only updates). debootstrap's own ``--include`` is not used: it does not resolve virtual
+    packages (lintian's dependencies need ``perl-openssl-abi-3``)."""
     codename, arch = check_name(args.codename, "codename"), check_name(args.arch, "architecture")
     variant = check_name(args.variant, "variant")
+    include = sorted({check_name(p, "package name") for p in args.include})
     check_debootstrap(debootstrap.DEFAULT_COMMAND, [], args.archive)
     keyring = _caller_file(_caller, args.keyring, "Keyring") if args.keyring else None
-    tarball = config.cached_tarball(codename, arch, variant)
+    tarball = config.cached_tarball(codename, arch, variant, include)
     tarball.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tarball.exists() and not args.refresh:
             LOG.info("Using cached debootstrap tarball %s", tarball)
             return f"{tarball}\n"
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{tarball.name}.", dir=tarball.parent))
-        try:
-            target = tmp / "root"
-            _populate(target, codename, arch, args.archive, keyring, variant, debootstrap.DEFAULT_COMMAND, [], None)
-            tar_create(target, tarball)
-            os.chmod(tarball, 0o644)
-        finally:
-            rmtree(tmp)
-    LOG.info("Cached debootstrap tarball %s", tarball)
+        if include:
+            base = pathlib.Path(op_cache_tarball(_caller, argparse.Namespace(**{**vars(args), "include": []})).strip())
+
+            def fill(target):
+                _populate(target, codename, arch, args.archive, keyring, variant, debootstrap.DEFAULT_COMMAND, [], base)
+                _install_packages(target, include, keyring, check_valid_until=not args.no_check_valid_until)
+        else:
+            def fill(target):
+                _populate(target, codename, arch, args.archive, keyring, variant, debootstrap.DEFAULT_COMMAND, [], None)
+        _make_cached_tarball(tarball, fill)
     return f"{tarball}\n"
 
 
@@ -366,6 +416,8 @@ def parser():
     s.add_argument("--archive", required=True)
     s.add_argument("--keyring")
     s.add_argument("--variant", default="buildd")
+    s.add_argument("--include", action="append", default=[], help="package to install into the tarball (repeatable)")
+    s.add_argument("--no-check-valid-until", action="store_true", help="accept an archive past its Release's Valid-Until (with --include)")
     s.add_argument("--refresh", action="store_true")
     return p
 

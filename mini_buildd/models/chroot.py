@@ -100,7 +100,8 @@ class Chroot(StatusModel):
             base_tarball = None
             if config.runtime.debootstrap_cache:
                 base_tarball = chroot_backends.cached_debootstrap_tarball(
-                    self.source.codename, self.architecture.name, archive.url, keyring_path=keyring_path)
+                    self.source.codename, self.architecture.name, archive.url, keyring_path=keyring_path,
+                    include=self.mbd_preinstall_packages(), check_valid_until=self.source.check_valid_until)
             chroot_backends.prepare(
                 backend=self.mbd_backend, codename=self.source.codename, arch=self.architecture.name,
                 archive_url=archive.url, keyring_path=keyring_path,
@@ -118,10 +119,15 @@ class Chroot(StatusModel):
         if archive is None:
             raise StatusError(f"Source {self.source} has no checked archive.")
         line = self.mbd_apt_lines()
-        # Tools every build needs are installed once here, not in every build (see mini_buildd.tools.sbuild).
         chroot_backends.check(self.mbd_schroot_name(), line,
                               backend=chroot_backends.get_backend(self.mbd_backend, self.mbd_path(), **self.mbd_backend_args()),
-                              packages=sbuild.chroot_preinstall_packages("aptitude"))
+                              packages=self.mbd_preinstall_packages())
+
+    @staticmethod
+    def mbd_preinstall_packages():
+        """Tools every build needs, installed once in the chroot (by its check, or already in the
+        cached base tarball), not in every build (see :mod:`mini_buildd.tools.sbuild`)."""
+        return sbuild.chroot_preinstall_packages("aptitude")
 
     def mbd_apt_lines(self):
         """sources.list for the chroot check: the same archive lines builds use (all components of
@@ -190,7 +196,7 @@ class UnshareChroot(Chroot):
         the tools every build needs (as the schroot chroots' check installs them), the extra options."""
         dists = Distribution.objects.filter(base_source=self.source)
         return {"variant": "buildd", "components": sorted({c for d in dists for c in d.mbd_components()}) or ["main"],
-                "include": sbuild.chroot_preinstall_packages("aptitude"), "extra_options": self.debootstrap_extra_options}
+                "include": self.mbd_preinstall_packages(), "extra_options": self.debootstrap_extra_options}
 
     def _base_tarball(self, archive_url, keyring_path, args):
         """The cached tarball made with the same options, when the debootstrap cache is on (it is

@@ -10,7 +10,7 @@ one-line reason.
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Optional
 
 from mini_buildd.tools import call, debootstrap
@@ -106,9 +106,13 @@ def remove_fstab(home: Optional[call.FsPath], name: str) -> None:
 
 
 def cache_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None, variant: str = "buildd",
-                  refresh: bool = False) -> str:
-    """Create (or refresh) the cached debootstrap tarball of a codename/arch; return its path."""
+                  refresh: bool = False, include: Sequence[str] = (), check_valid_until: bool = True) -> str:
+    """Create (or refresh) the cached debootstrap tarball of a codename/arch (with the packages
+    ``include`` installed); return its path."""
     argv: list[call.Arg] = ["cache-tarball", "--codename", codename, "--arch", arch, "--archive", archive_url, "--variant", variant]
+    argv += [f"--include={p}" for p in include]
+    if not check_valid_until:
+        argv.append("--no-check-valid-until")
     if keyring_path:
         argv += ["--keyring", keyring_path]
     if refresh:

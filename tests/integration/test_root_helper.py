@@ -160,6 +160,16 @@ def test_refuses_a_base_tarball_of_the_user(unpriv, home):
     assert code == 1 and "is not a cached debootstrap tarball" in out, out
 
 
+@pytest.mark.parametrize("package", ["-oDir::Etc=/tmp", "../../etc/passwd", "a b", "--allow-unauthenticated"])
+def test_refuses_hostile_package_names_for_the_cached_tarball(unpriv, package):
+    """Names to install into a cached tarball reach apt-get as root: no option, no path, no blank."""
+    before = sorted(config.CACHE_DIR.iterdir()) if config.CACHE_DIR.is_dir() else []
+    code, out = helper(unpriv, "cache-tarball", "--codename", CODENAME, "--arch", "amd64", "--archive=http://127.0.0.1:9/debian",
+                       f"--include={package}")
+    assert code == 1 and "Bad package name" in out, out
+    assert (sorted(config.CACHE_DIR.iterdir()) if config.CACHE_DIR.is_dir() else []) == before
+
+
 def test_without_the_sudoers_rule_the_error_says_so(unpriv, home):
     proc = subprocess.run(unpriv.command([PYTHON, "-c", "from mini_buildd.tools import privileged\n"
                                           f"privileged.make_chroot_dir({str(home / 'var' / 'chroots' / CODENAME / 'amd64')!r})"],
@@ -170,14 +180,15 @@ def test_without_the_sudoers_rule_the_error_says_so(unpriv, home):
 
 
 def test_unprivileged_user_makes_uses_and_removes_a_chroot(unpriv, home):
-    """What the packaged daemon does: prepare (cached tarball), a session as the user, remove."""
+    """What the packaged daemon does: prepare (cached tarball with the build tools), a session as the user, remove."""
     name = f"mini-buildd-{CODENAME}-amd64-unpriv-{uuid.uuid4().hex[:8]}"
     chroot_dir = home / "var" / "chroots" / CODENAME / "amd64"
     code = f"""
 import pathlib
-from mini_buildd.tools import chroot_backends, schroot
+from mini_buildd.tools import chroot_backends, schroot, sbuild
 tarball = chroot_backends.cached_debootstrap_tarball({CODENAME!r}, "amd64", {host_archive.archive_url(CODENAME)!r},
-                                                     {str(host_archive.keyring_path())!r})
+                                                     {str(host_archive.keyring_path())!r},
+                                                     include=sbuild.chroot_preinstall_packages("aptitude"))
 args = dict(name={name!r}, codename={CODENAME!r}, arch="amd64", chroot_dir=pathlib.Path({str(chroot_dir)!r}),
             archive_url="http://127.0.0.1:9/unused", users=("mbd-test",), groups=("sbuild",),
             base_tarball=tarball, shared_dir=pathlib.Path({str(home / 'var' / 'shared')!r}))
@@ -185,12 +196,14 @@ chroot_backends.prepare("Dir", **args)
 with schroot.session({name!r}) as sid:
     print("ID", schroot.run_in_session(sid, ["id", "-un"]).strip())
     print("USER", schroot.run_in_session(sid, ["id", "-un"], user="mbd-test").strip())
+    print("TOOLS", schroot.run_in_session(sid, ["dpkg-query", "--showformat=${{Status}} ", "--show", "lintian", "aptitude"]))
 chroot_backends.remove("Dir", **args)
 print("DONE")
 """
     proc = subprocess.run(unpriv.command([PYTHON, "-c", code], home=home), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ID root\n" in proc.stdout and "USER mbd-test\n" in proc.stdout and "DONE" in proc.stdout
+    assert "TOOLS install ok installed install ok installed \n" in proc.stdout, proc.stdout  # from the cached tarball
     assert not config.schroot_conf(name).exists()
     assert not schroot_files.fstab_path(name).exists()
     assert not chroot_dir.exists()
