@@ -28,7 +28,7 @@ import time
 
 import requests
 
-from mini_buildd.tools import chroot_backends
+from mini_buildd.tools import chroot_backends, sbuild
 from tests.helpers import host_archive
 
 #: The tree the packages are built from: this work tree (``MBD_PACKAGE_SOURCE``: another checkout).
@@ -242,13 +242,21 @@ class Tree:
         subprocess.run(["mount", "-o", "remount,bind,ro", self.own_mounts[-1]], check=True, env=HOST_ENV)
 
     def share_base_tarball(self, codename=None):
-        """Offer the host's cached base tarball of ``codename`` (default: the tree's) at the same path in
-        the tree, read-only (a file bind mount: the directory stays writable for the cache lock)."""
-        tarball = chroot_backends.cached_tarball_path(codename or self.codename, host_archive.host_arch())
-        if tarball.exists():
-            self.bind_ro(tarball, str(tarball))
-            return tarball
-        return None
+        """Offer the host's cached base tarballs of ``codename`` (default: the tree's), the pristine one
+        and the one with the build tools a chroot's model asks for (made here if missing), at the same
+        paths in the tree, read-only (file bind mounts: the directory stays writable for the cache
+        locks). Returns the pristine one's path, or None if the host has none."""
+        codename = codename or self.codename
+        arch = host_archive.host_arch()
+        tarball = chroot_backends.cached_tarball_path(codename, arch)
+        if not tarball.exists():
+            return None
+        tools = chroot_backends.cached_debootstrap_tarball(codename, arch, host_archive.archive_url(codename),
+                                                           keyring_path=host_archive.keyring_path(),
+                                                           include=sbuild.chroot_preinstall_packages("aptitude"))
+        for path in (tarball, tools):
+            self.bind_ro(path, str(path))
+        return tarball
 
     def foreign_mounts(self):
         """Mounts below the tree that are not this object's own."""

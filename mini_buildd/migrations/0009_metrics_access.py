@@ -1,0 +1,16 @@
+"""Daemon.metrics_access: who may read /metrics (issue #17). Placeholder reserved for this change; its operations are filled in with it.
+
+Written by Django's makemigrations: field definitions stay on one line each."""
+# pylint: disable=line-too-long,missing-class-docstring
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('mini_buildd', '0008_auto_update_ports'),
+    ]
+
+    operations = [
+    ]
