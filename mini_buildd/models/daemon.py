@@ -99,6 +99,11 @@ class Daemon(StatusModel):
         default=60, validators=[MinValueValidator(1)],
         help_text="Anonymous costly calls (search, debdiff) per client address and minute; more get 429.")
 
+    METRICS_ACCESS_CHOICES = (("anonymous", "anyone"), ("staff", "active staff users only"))
+    metrics_access = models.CharField(
+        max_length=16, choices=METRICS_ACCESS_CHOICES, default="anonymous",
+        help_text="Who may read /metrics: anyone, or only active staff users (logged in, or with an API token); others get 401/403.")
+
     mbd_lethal_dependencies = False
 
     class Meta:

@@ -47,6 +47,9 @@ BUILDRESULT_MARK = "_mini-buildd-buildresult_"
 #: Poll interval of the server thread (seconds): the longest stop() waits for the loop.
 POLL_INTERVAL = 0.2
 
+#: Files (and their bytes) received completely since the process started, for /metrics (only the server thread writes).
+RECEIVED = {"bytes": 0, "files": 0}
+
 #: Characters never allowed in an uploaded file name.
 _BAD_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -268,7 +271,10 @@ class _IncomingHandlerMixin:
         """A file is complete: make it read-only and count it."""
         try:
             os.chmod(file, 0o444)
-            self.mbd_session_bytes += os.lstat(file).st_size
+            size = os.lstat(file).st_size
+            self.mbd_session_bytes += size
+            RECEIVED["bytes"] += size
+            RECEIVED["files"] += 1
         except OSError as e:
             LOG.error("Can't make %s read-only: %s", file, e)
         self.mbd_received.append(file)

@@ -32,6 +32,7 @@ urlpatterns = [
     path("mini_buildd/crontab/", views_builders.crontab_page, name="mbd-crontab"),
     path("mini_buildd/manual/", manual.view, name="mbd-manual"),
     path("mini_buildd/manual/<path:path>", manual.view),
+    path("", include("mini_buildd.metrics_views")),  # /metrics, /healthz, /readyz, the home page's plots
     # Form pages (API forms, setup, accounts) come before the plain API include: HTML API pages are theirs.
     path("", include("mini_buildd.webapp.urls_forms")),
     path("mini_buildd/api/", include("mini_buildd.api.http")),

@@ -104,6 +104,7 @@ def home(request):
         "latest": mark_safe(eventrows.table(queued_events()[:10])),
         "has_hub": hub() is not None,
         "uploads_refused": _calls.uploads_refused(daemon),
+        "metrics_public": daemon.metrics_access == "anonymous",
     }
     return render(request, "mini_buildd/home.html", context)
 
