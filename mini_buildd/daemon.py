@@ -153,6 +153,7 @@ class Service:
     def __init__(self):
         self.exit_code = 0
         self.ports = []
+        self.webhooks = None  # the webhook dispatcher (mini_buildd.webhooks.Dispatcher)
 
     def _listen_failed(self, failure):
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
@@ -186,6 +187,8 @@ class Service:
         try:
             if services.engine is not None:
                 services.engine.stop()
+            if self.webhooks is not None:
+                self.webhooks.stop()
             if services.events is not None:
                 services.events.shutdown()
         finally:
@@ -196,13 +199,14 @@ class Service:
     def run(self):
         """Start the engine and the HTTP server, then run the twisted reactor until shutdown."""
         from twisted.internet import reactor  # pylint: disable=import-outside-toplevel
-        from mini_buildd import engine, httpd  # pylint: disable=import-outside-toplevel
+        from mini_buildd import engine, httpd, webhooks_store  # pylint: disable=import-outside-toplevel
         from mini_buildd.models import Daemon  # pylint: disable=import-outside-toplevel
         _route_twisted_logs()
         daemon = Daemon.get()
         services.events = events.Events(config.paths.events, queue_size=daemon.event_queue_size,
                                         hooks_dir=config.paths.event_hooks, mailer=make_mailer(daemon))
         services.events.load()
+        self.webhooks = webhooks_store.start(services.events)
         services.engine = engine.Engine()
         site = httpd.make_site()
         reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)

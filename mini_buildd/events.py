@@ -387,6 +387,7 @@ class Events:
         self._seq = 0
         self._ongoing = {}  # ongoing_id -> start event
         self._attached = []
+        self._listeners = []  # called with every logged event (e.g. the webhook dispatcher's queue)
         self._waiting = 0
         self._shutdown = False
         self._hook_worker = _Worker("event-hooks")
@@ -429,7 +430,7 @@ class Events:
                     self._ongoing.pop(oid, None)
             callbacks, self._attached = self._attached, []
             self._cond.notify_all()
-        for callback in callbacks:
+        for callback in callbacks + self._listeners:
             self._call(callback, event)
 
         if event.path is not None and self.hooks_dir is not None:
@@ -437,6 +438,11 @@ class Events:
         if self.mailer is not None:
             self._mail_worker.put(self._mail, event)
         return event
+
+    def add_listener(self, listener):
+        """Call ``listener(event)`` for every event logged from now on, in the logging thread: it
+        must return at once (e.g. only queue the event)."""
+        self._listeners.append(listener)
 
     def _mail(self, event):
         try:

@@ -13,3 +13,4 @@ from mini_buildd.models.chroot import UnshareChroot  # noqa: F401
 from mini_buildd.models.chroot import BtrfsSnapshotChroot, LVMChroot, LoopLVMChroot  # noqa: F401
 from mini_buildd.models.remote import Remote  # noqa: F401
 from mini_buildd.models.user import Uploader, Subscription  # noqa: F401
+from mini_buildd.models.webhook import Webhook, WebhookDelivery  # noqa: F401

@@ -205,6 +205,8 @@ def test_spec_call_table():
         "snapshot_create": (Auth.ADMIN, {C, R}), "snapshot_delete": (Auth.ADMIN, {C, R}),
         "debmirror": (Auth.ADMIN, {C}), "keyring_packages": (Auth.ADMIN, {R, C}), "test_packages": (Auth.ADMIN, {R, C}),
         "setup": (Auth.ADMIN, {C, M}),
+        "webhook_create": (Auth.LOGIN, set()), "webhook_list": (Auth.LOGIN, set()),  # (webhooks: ours, issue #17)
+        "webhook_delete": (Auth.LOGIN, {C}),
     }
     assert list(registry.CALLS) == list(expected)
     assert {n: (c.auth, set(c.flags)) for n, c in registry.CALLS.items()} == expected
