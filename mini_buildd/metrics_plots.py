@@ -17,9 +17,9 @@ PACKAGING_COLOUR, BUILDING_COLOUR = "#2f6db5", "#3a7d44"
 def duration_label(seconds):
     """``30s``, ``2m``, ``1h30m``: a short label for a bucket bound."""
     seconds = int(seconds)
-    if seconds < 120:
+    if seconds < 60:
         return f"{seconds}s"
-    if seconds < 7200:
+    if seconds < 3600:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h" + (f"{(seconds % 3600) // 60:02d}m" if seconds % 3600 else "")
 

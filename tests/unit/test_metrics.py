@@ -172,7 +172,7 @@ def test_plots_are_svg():
 
 
 def test_duration_label():
-    assert [metrics_plots.duration_label(s) for s in (30, 300, 7200, 5400 * 3)] == ["30s", "5m", "2h", "4h30m"]
+    assert [metrics_plots.duration_label(s) for s in (30, 60, 300, 7200, 5400 * 3)] == ["30s", "1m", "5m", "2h", "4h30m"]
 
 
 # ------------------------------------------------------------------------------------------------ readiness, collection
