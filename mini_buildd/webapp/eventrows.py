@@ -2,7 +2,7 @@
 (events never change once logged), so pages that list the whole in-memory queue cost a string
 join, not a template loop. Also the links worth clicking for an event (changes, build logs).
 
-The JavaScript live update (static/mini_buildd/events.js) builds the same row from the event
+The JavaScript live update (static/mini_buildd/events_stream.js) builds the same row from the event
 JSON; keep both in step (columns, ``data-*`` attributes, classes).
 """
 

@@ -1,8 +1,9 @@
 """Events pages: the live event queue (``/mini_buildd/events/``, filterable by type, source and
-distribution), saved events below ``var/events`` (``/mini_buildd/events/<path>``), and the
-directory browsers over the events, builds and repositories trees (``*-dir/<path>``: listings;
-files are handed to the static file server). Symlinks there (planted by uploads or builds) are
-neither followed nor listed.
+distribution; kept up to date by ``static/mini_buildd/events_stream.js`` from the Server-Sent
+Events stream, :mod:`mini_buildd.sse`, resuming after the page's newest event), saved events below
+``var/events`` (``/mini_buildd/events/<path>``), and the directory browsers over the events,
+builds and repositories trees (``*-dir/<path>``: listings; files are handed to the static file
+server). Symlinks there (planted by uploads or builds) are neither followed nor listed.
 
 The queue page must stay cheap (it is the busiest page): rows come pre-rendered from
 :mod:`mini_buildd.webapp.eventrows`, no database query per event.
@@ -19,7 +20,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd import config, events
+from mini_buildd import config, events, sse
 from mini_buildd.webapp import eventrows, views
 
 LOG = logging.getLogger(__name__)
@@ -50,15 +51,18 @@ def events_page(request):
     if hub is None:
         shown, newest = [], None
     else:
-        everything = hub.queue()
-        newest = everything[0].timestamp if everything else None
-        shown = hub.queue(**filters) if any(filters.values()) else everything
-    after = (newest or datetime.datetime.now(datetime.timezone.utc)).isoformat()
+        everything = hub.queue()  # once: the rows and the stream's resume point agree
+        newest = everything[0] if everything else None
+        shown = [e for e in everything if (not filters["types"] or e.type.value in filters["types"])
+                 and filters["source"] in (None, e.source) and filters["distribution"] in (None, e.distribution)]
+    after = (newest.timestamp if newest else datetime.datetime.now(datetime.timezone.utc)).isoformat()
     context = {
         "table": mark_safe(eventrows.table(shown, empty="No events (yet)." if not any(filters.values()) else "No matching events.",
                                            live=hub is not None)),
         "count": len(shown), "form": form, "type_choices": TYPES, "errors": errors,
         "live": hub is not None, "after": after, "has_hub": hub is not None,
+        # the stream resumes after the newest queued event (the last one logged), filtered or not
+        "last_event_id": sse.event_id(newest) if newest else "", "stream_path": sse.PATH,
     }
     return render(request, "mini_buildd/events.html", context, status=400 if errors else 200)
 

@@ -149,7 +149,7 @@ def test_events_page_lists_queue_newest_first_and_filters(db, hub):  # pylint: d
     assert f'href="/mini_buildd/builds/{SRC}/{VER}/20260102:030405:000000/amd64/"' in html
     # the live script gets the newest timestamp to continue from
     assert f'data-after="{(T0 + datetime.timedelta(seconds=80)).isoformat()}"' in html
-    assert "/static/mini_buildd/events.js" in html
+    assert "/static/mini_buildd/events_stream.js" in html
 
     html = get_ok(client(), "/mini_buildd/events/?type=BUILT").content.decode()
     assert 'data-type="BUILT"' in html and 'data-type="INSTALLED"' not in html

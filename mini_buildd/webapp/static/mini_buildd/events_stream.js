@@ -1,15 +1,25 @@
-// Live events: long-poll /static/events.attach?after=<ISO> (one event per request) and put each new
-// event on top of the events table. Rows mirror mini_buildd/webapp/eventrows.py.
+// Live events page: follows the Server-Sent Events stream (mini_buildd/sse.py; the path is the
+// data-stream attribute of #mbd-live) with the page's filters, from the page's newest event on
+// (data-last-event-id; data-after when the queue was empty), and puts each new event on top of the
+// events table. Rows mirror mini_buildd/webapp/eventrows.py. A plain script (no inline code: the
+// page's CSP allows scripts from this site only); without it (or without EventSource) the page is
+// the same table, reloaded by hand.
 (function () {
   "use strict";
   var live = document.getElementById("mbd-live");
   var tbody = document.getElementById("mbd-events");
-  if (!live || !tbody) { return; }
-  var after = live.getAttribute("data-after");
+  if (!live || !tbody || !window.EventSource || !window.URLSearchParams) { return; }
+  var streamPath = live.getAttribute("data-stream");
+  var lastId = live.getAttribute("data-last-event-id") || "";
+  var after = live.getAttribute("data-after") || "";
   var params = new URLSearchParams(window.location.search);
   var types = params.getAll("type").filter(function (t) { return t; }).map(function (t) { return t.toUpperCase(); });
   var source = (params.get("source") || "").trim();
   var distribution = (params.get("distribution") || "").trim();
+  // every event type (the type filter's choices): each arrives as an SSE event of that name
+  var allTypes = Array.prototype.map.call(document.querySelectorAll("#f-type option"), function (o) { return o.value; })
+    .filter(function (t) { return t; });
+  var retryTimer = null;
 
   function q(path) { return encodeURI(path).replace(/#/g, "%23").replace(/\?/g, "%3F"); }
   function el(tag, attrs, text) {
@@ -68,29 +78,46 @@
     tr.appendChild(td);
     return tr;
   }
-  function matches(ev) {
-    return (!types.length || types.indexOf(ev.type) >= 0) && (!source || ev.source === source) &&
-      (!distribution || ev.distribution === distribution);
-  }
   function show(ev) {
     var table = document.getElementById("mbd-events-table"), empty = document.getElementById("mbd-events-empty");
     if (table) { table.hidden = false; }
     if (empty) { empty.hidden = true; }
     tbody.insertBefore(row(ev), tbody.firstChild);
   }
-  function poll() {
-    fetch("/static/events.attach?after=" + encodeURIComponent(after), {cache: "no-store"}).then(function (r) {
-      if (!r.ok) { throw new Error("HTTP " + r.status); }
-      return r.json();
-    }).then(function (ev) {
-      after = ev.timestamp;
-      if (matches(ev)) { show(ev); }
-      live.textContent = "Live: last event " + ev.timestamp.replace("T", " ").slice(0, 19) + " UTC.";
-      poll();
-    }).catch(function () {
-      live.textContent = "Live: connection lost, retrying...";
-      window.setTimeout(poll, 5000);
-    });
+  function status(text) { live.textContent = text; }
+  function streamUrl() {
+    var q = new URLSearchParams();
+    if (types.length) { q.set("types", types.join(",")); }
+    if (source) { q.set("source", source); }
+    if (distribution) { q.set("distribution", distribution); }
+    if (lastId) { q.set("last_event_id", lastId); } else if (after) { q.set("after", after); }
+    return streamPath + "?" + q.toString();
   }
-  poll();
+  function onEvent(message) {
+    var ev;
+    try { ev = JSON.parse(message.data); } catch (e) { return; }
+    if (message.lastEventId) { lastId = message.lastEventId; }
+    show(ev);
+    status("Live: connected; last event " + ev.timestamp.replace("T", " ").slice(0, 19) + " UTC.");
+  }
+  function connect() {
+    retryTimer = null;
+    // On a lost connection the browser reconnects by itself, sending Last-Event-ID (which the
+    // server prefers to our last_event_id): nothing is missed, nothing comes twice.
+    var stream = new EventSource(streamUrl());
+    stream.onopen = function () { status("Live: connected; new events appear at the top."); };
+    allTypes.forEach(function (t) { stream.addEventListener(t, onEvent); });
+    stream.addEventListener("shutdown", function () { status("Live: the server is shutting down; reconnecting..."); });
+    stream.onerror = function () {
+      if (stream.readyState === EventSource.CLOSED) {
+        // refused (e.g. 503: too many clients): the browser gives up; we try again later
+        stream.close();
+        status("Live: no connection; retrying...");
+        if (retryTimer === null) { retryTimer = window.setTimeout(connect, 10000); }
+      } else {
+        status("Live: connection lost; reconnecting...");
+      }
+    };
+  }
+  connect();
 }());
