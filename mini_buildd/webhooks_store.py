@@ -87,10 +87,11 @@ class Store:
         """Record an attempt (``outcome``: :class:`mini_buildd.webhooks.Outcome`); False if the
         delivery is gone (its webhook was deleted)."""
         finished = _aware(outcome.attempted) if outcome.state != webhooks.PENDING else None
-        updated = models.WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            state=outcome.state, attempts=delivery.attempts, status_code=outcome.status_code,
-            last_error=outcome.error[:2000], last_attempt=_aware(outcome.attempted), next_attempt=_aware(outcome.due),
-            finished=finished)
+        fields = {"state": outcome.state, "attempts": delivery.attempts, "status_code": outcome.status_code,
+                  "last_attempt": _aware(outcome.attempted), "next_attempt": _aware(outcome.due), "finished": finished}
+        if outcome.error:  # a later success keeps the error of the attempt before it
+            fields["last_error"] = outcome.error[:2000]
+        updated = models.WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
         if updated and finished is not None:
             self.prune(delivery.webhook_id)
         return bool(updated)

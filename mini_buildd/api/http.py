@@ -151,7 +151,7 @@ def call_view(request, name):
     try:
         output = _output(request)
         call = registry.get(name)
-        LOG.info("API call '%s' by %s: %s", name, who, query)
+        LOG.info("API call '%s' by %s: %s", name, who, registry.redacted(query))
         with anonymous_bounds(request, call):
             result = registry.execute(call, query, user=request.user, confirm=params.get("confirm"))
     except registry.Problem as problem:

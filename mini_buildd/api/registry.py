@@ -49,6 +49,14 @@ CATEGORIES = (CONSUMER, DEVELOPER, ADMINISTRATOR)
 #: Query parameters that are not call arguments.
 META_PARAMETERS = ("output", "confirm")
 
+#: Arguments whose values are never logged (a webhook's secret).
+SECRET_ARGUMENTS = ("secret",)
+
+
+def redacted(query: Mapping[str, Any]) -> dict[str, Any]:
+    """``query`` for a log line: the values of :data:`SECRET_ARGUMENTS` replaced by ``***``."""
+    return {key: ("***" if key in SECRET_ARGUMENTS else value) for key, value in query.items()}
+
 
 class Auth(enum.IntEnum):
     """Who may run a call (Django users: active login, ``is_staff``, ``is_superuser``)."""

@@ -1,7 +1,7 @@
 """Views of the account pages: registration with e-mail activation (``/accounts/register/``,
 ``/accounts/activate/<uidb64>/<token>/``) and the user's profile (``/accounts/profile/``: GnuPG key
-for uploads, subscriptions). Log in/out and password reset are Django's own views (templates in
-``templates/registration/``).
+for uploads, subscriptions, webhooks (:mod:`mini_buildd.webapp.views_webhooks`)). Log in/out and
+password reset are Django's own views (templates in ``templates/registration/``).
 
 Registration is off unless the administrator enables it: Django setting
 ``MBD_ALLOW_REGISTRATION`` (see :func:`mini_buildd.webapp.settings_dict`). A registered user is
@@ -29,7 +29,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from mini_buildd.api import registry
-from mini_buildd.webapp import forms_calls
+from mini_buildd.webapp import forms_calls, views_webhooks
 
 LOG = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ def profile(request):
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
     key_form = sub_form = None
     status = 200
+    webhook_state = {}
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "set_key":
@@ -155,9 +156,13 @@ def profile(request):
                 else:
                     messages.success(request, f"Unsubscribed ({len(result)} removed).")
                 return redirect("mbd-profile")
+        elif action in views_webhooks.ACTIONS:
+            response, webhook_state = views_webhooks.post(request, action, _run)
+            if response is not None:
+                return response
         else:
             messages.error(request, "Unknown action.")
-        status = 400
+        status = 200 if webhook_state.get("created") else 400
     uploader, _created = models.Uploader.objects.get_or_create(user=request.user)
     context = {
         "uploader": uploader,
@@ -166,5 +171,6 @@ def profile(request):
         "key_form": key_form, "sub_form": sub_form,
         "key_value": request.POST.get("key", "") if key_form else "",
         "sub_values": {"source": request.POST.get("source", ""), "distribution": request.POST.get("distribution", "")} if sub_form else {},
+        **views_webhooks.context(request, webhook_state),
     }
     return render(request, "registration/profile.html", context, status=status)

@@ -64,7 +64,7 @@ def api_call(request, name):
         data = request.POST if request.method == "POST" else request.GET
         form = forms_calls.call_form(call, data, request.user)
         who = f"{api_http._user_str(request)} from {api_http.client_address(request)}"  # pylint: disable=protected-access
-        LOG.info("API call '%s' by %s (web form): %s", name, who, form.query())
+        LOG.info("API call '%s' by %s (web form): %s", name, who, registry.redacted(form.query()))
         try:
             with api_http.anonymous_bounds(request, call):
                 status, result = form.run()
