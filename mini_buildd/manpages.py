@@ -29,7 +29,7 @@ import os
 import re
 import sys
 
-from mini_buildd import __version__
+from mini_buildd import __version__, sse
 
 LOG = logging.getLogger(__name__)
 
@@ -472,6 +472,7 @@ def api_markdown():
                     doc = doc.replace("|", "\\|").replace("\n", " ")
                     out += [f"| `{a.identity}` | {flags_txt} | {a.type} | {default} | {doc} |"]
                 out += [""]
+    out += [sse.API_MARKDOWN]  # the event stream: an HTTP endpoint, not a call
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -63,7 +63,8 @@ def _env_seconds(name, default):
 
 #: Seconds between heartbeats (comment lines) by default (``MINI_BUILDD_SSE_HEARTBEAT``); a client
 #: may ask for another interval with ``heartbeat=S`` (:data:`MIN_HEARTBEAT` .. :data:`MAX_HEARTBEAT`).
-HEARTBEAT = _env_seconds("MINI_BUILDD_SSE_HEARTBEAT", 15)
+DEFAULT_HEARTBEAT = 15
+HEARTBEAT = _env_seconds("MINI_BUILDD_SSE_HEARTBEAT", DEFAULT_HEARTBEAT)
 MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
 #: At most this many streams at the same time (like the long poll's clients, upstream §5.4).
 MAX_STREAMS = events.MAX_ATTACHED
@@ -81,6 +82,52 @@ _ID_RE = re.compile(r"^(\d{8}T\d{6}\.\d{6}Z)-([0-9a-f]{16})$")
 
 HEADERS = ((b"Content-Type", b"text/event-stream; charset=utf-8"), (b"Cache-Control", b"no-cache"),
            (b"X-Content-Type-Options", b"nosniff"), (b"X-Accel-Buffering", b"no"))
+
+
+#: The stream's reference for doc/api.md (appended by :func:`mini_buildd.manpages.api_markdown`).
+API_MARKDOWN = f"""## Event stream
+
+### `GET {PATH}`
+
+Server-Sent Events (`text/event-stream`) of the event queue, for browsers (`EventSource`) and CI
+systems; anonymous, like the long poll `/static/events.attach`. Each event is one message:
+
+    id: 20261207T130001.123456Z-3f2a9c0d1e2b4a5c
+    event: INSTALLED
+    data: {{"type": "INSTALLED", "distribution": "...", "source": "...", "version": "...", "timestamp": "...", "extra": {{...}}}}
+
+`data` is the event's JSON as in the event files (upstream 2.x format). `id` is
+`YYYYMMDDTHHMMSS.ffffffZ-DIGEST`: the event's UTC timestamp and the first 16 hex digits of the
+SHA-256 of its identity (type, source, version, distribution, timestamp, bkey); the same after a
+restart (it is computed from the event file), ordered like the timestamps.
+
+Resume: send the last id you got as `Last-Event-ID` (browsers do on reconnect) or as
+`last_event_id` (the header wins): the stream first sends exactly the queued events logged after
+that one (in the order they were logged), then new ones; no event twice, none missed while it is
+still queued (`event_queue_size`). An id no longer queued resumes by id (time) order, after a
+comment line saying so. Without it, `after` replays the queued events after a time; without
+either, only new events come.
+
+Other lines: `retry: {RETRY_MS}` first; a comment (`: heartbeat`) every `heartbeat` seconds; on
+shutdown an `event: shutdown` message (no id), then the response ends. At most {MAX_STREAMS}
+streams at a time: else `503`; a bad argument: `400`; both with an RFC 7807
+`application/problem+json` body. A client that stops reading is cut off after {MAX_PENDING}
+waiting messages; it resumes with its last id.
+
+| argument | type | description |
+|---|---|---|
+| `types` (or `type`, repeatable) | list | comma-separated event types (default: all), as `mini-buildd-events -T` |
+| `source` | string | only this source package (`-S`) |
+| `distribution` | string | only this distribution (`-D`) |
+| `version` | string | only this version (`-V`) |
+| `min_version` | string | only versions >= this (`-M`) |
+| `after` (or `since`) | string | replay queued events after this time: `epoch`, an ISO time (UTC unless it has an offset), `2 hours ago` ... (`-A`) |
+| `last_event_id` | string | resume after this id (the `Last-Event-ID` header wins) |
+| `heartbeat` | float | seconds between heartbeats, {MIN_HEARTBEAT:g} to {MAX_HEARTBEAT:g} (default: \
+{DEFAULT_HEARTBEAT:g}, or the daemon's `MINI_BUILDD_SSE_HEARTBEAT`) |
+
+Example: `curl -N 'http://HOST:8066{PATH}?types=INSTALLED,FAILED&source=hello'`.
+"""
 
 
 # ------------------------------------------------------------------------------------------------ ids, wire format
