@@ -171,49 +171,77 @@ def build_outcome(event):
 class EventFigures:
     """Counters and duration histograms over the hub's events, each event counted once.
 
-    :meth:`update` is given the hub's queue (newest first, as :meth:`mini_buildd.events.Events.queue`
-    returns it) and counts the events it has not counted yet; it keeps the identities of the
-    counted events that are still queued, so each event counts once however often it is called.
-    The queue holds the events loaded at start and those logged since: an event that enters and
-    leaves the queue between two updates (more than ``event_queue_size`` events in between) is
-    not counted.
+    :meth:`follow` attaches to a hub (:meth:`mini_buildd.events.Events.add_listener`): the events
+    already queued (loaded at start, or logged before) are counted at once, then every event as it
+    is logged (:meth:`observe`, in the logging thread: only counting). Without following,
+    :meth:`update` counts the events of a queue not counted yet (it keeps the identities of the
+    counted events still queued; an event entering and leaving the queue between two updates is missed).
 
     Durations pair events of the same package: a build runs from BUILDING to BUILT (same ``bkey``;
-    sbuild's own ``sbuild_build_time`` when the BUILDING event is gone), an upload from PACKAGING
-    to INSTALLED or FAILED (same ``key``; the upload's arrival timecode when the PACKAGING event is gone).
+    sbuild's own ``sbuild_build_time`` when the BUILDING event was not seen), an upload from
+    PACKAGING to INSTALLED or FAILED (same ``key``; from the upload's arrival timecode when the
+    PACKAGING event was not seen). At most :attr:`MAX_STARTS` unmatched starts are remembered.
     """
+
+    MAX_STARTS = 10000
 
     def __init__(self):
         self._lock = threading.Lock()
         self._seen = set()
-        self.created = time.time()
+        self._hub = None
+        self._starts = {}   # (BUILDING, bkey) or (PACKAGING, key) -> timestamp, oldest first
         self.by_type = collections.Counter()
         self.builds = collections.Counter()
         self.build_duration = Histogram(BUILD_BUCKETS)
         self.upload_duration = {"installed": Histogram(UPLOAD_BUCKETS), "failed": Histogram(UPLOAD_BUCKETS)}
 
-    def update(self, queue):
-        """Count the events of ``queue`` (newest first) not counted yet; return self."""
-        oldest_first = list(reversed(queue))
-        starts = {}
-        for ev in oldest_first:
-            if ev.type in (events.Type.BUILDING, events.Type.PACKAGING):
-                starts[(ev.type, ev.bkey if ev.type == events.Type.BUILDING else ev.key)] = ev.timestamp
+    @property
+    def following(self):
+        return self._hub is not None
+
+    def follow(self, hub):
+        """Count ``hub``'s queued events now and every event it logs from now on (once per hub)."""
         with self._lock:
-            current = set()
-            for ev in oldest_first:
-                ident = ev.identity()
-                current.add(ident)
-                if ident not in self._seen:
-                    self._count(ev, starts)
-            self._seen = current
+            if self._hub is hub:
+                return self
+            self._hub = hub
+            hub.add_listener(self.observe)   # an event logged meanwhile waits for the lock, then is skipped if counted below
+            self._count_new(hub.queue())
         return self
 
-    def _count(self, ev, starts):
+    def observe(self, event):
+        """Count ``event`` unless it was counted already (listener of the followed hub)."""
+        with self._lock:
+            ident = event.identity()
+            if ident in self._seen:
+                self._seen.discard(ident)  # seen once more at most (queued when followed, then logged)
+                return
+            self._count(event)
+
+    def update(self, queue):
+        """Count the events of ``queue`` (newest first) not counted yet; return self."""
+        with self._lock:
+            self._count_new(queue)
+        return self
+
+    def _count_new(self, queue):
+        current = set()
+        for ev in reversed(queue):
+            ident = ev.identity()
+            current.add(ident)
+            if ident not in self._seen:
+                self._count(ev)
+        self._seen = current
+
+    def _count(self, ev):
         self.by_type[ev.type.value] += 1
-        if ev.type == events.Type.BUILT:
+        if ev.type in (events.Type.BUILDING, events.Type.PACKAGING):
+            self._starts[(ev.type, ev.bkey if ev.type == events.Type.BUILDING else ev.key)] = ev.timestamp
+            while len(self._starts) > self.MAX_STARTS:
+                del self._starts[next(iter(self._starts))]
+        elif ev.type == events.Type.BUILT:
             self.builds[build_outcome(ev)] += 1
-            seconds = _seconds_since(starts.get((events.Type.BUILDING, ev.bkey)), ev.timestamp)
+            seconds = _seconds_since(self._starts.pop((events.Type.BUILDING, ev.bkey), None), ev.timestamp)
             if seconds is None:
                 try:
                     seconds = float(ev.extra.get("sbuild_build_time") or "")
@@ -222,7 +250,7 @@ class EventFigures:
             if seconds is not None:
                 self.build_duration.observe(max(0.0, seconds))
         elif ev.type in (events.Type.INSTALLED, events.Type.FAILED):
-            start = starts.get((events.Type.PACKAGING, ev.key))
+            start = self._starts.pop((events.Type.PACKAGING, ev.key), None)
             if start is None:
                 try:
                     start = events.parse_timecode(ev.extra.get("timecode") or "")
@@ -258,15 +286,18 @@ def _seconds_since(start, end):
     return (end - start).total_seconds()
 
 
-#: The instance's event figures (updated at each collection from the hub's queue).
+#: The instance's event figures (following the hub from the first collection on).
 FIGURES = EventFigures()
 
 
 def event_figures():
-    """:data:`FIGURES`, brought up to date with the hub's queue (if there is a hub)."""
+    """:data:`FIGURES`, following the running hub from the first call on (if there is a hub)."""
     hub = services.events
     if hub is not None:
-        FIGURES.update(hub.queue())
+        if hasattr(hub, "add_listener"):
+            FIGURES.follow(hub)
+        else:
+            FIGURES.update(hub.queue())
     return FIGURES
 
 

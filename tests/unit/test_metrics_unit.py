@@ -117,8 +117,8 @@ def test_event_figures_count_each_event_once():
     rejected = Event(Type.REJECTED, "", "q", "2", timestamp=T0 + datetime.timedelta(minutes=13), extra={"error": "x"})
     fig.update(newest_first(*first[1:], installed, rejected))  # PACKAGING left the queue meanwhile: still counted once
     assert fig.by_type == {"PACKAGING": 1, "BUILDING": 1, "BUILT": 1, "INSTALLED": 1, "REJECTED": 1}
-    # PACKAGING gone from the queue: the upload's arrival timecode (09:59) is the start
-    assert fig.upload_duration["installed"].count == 1 and fig.upload_duration["installed"].sum == 13 * 60.0
+    # PACKAGING gone from the queue: its time was remembered when it was counted
+    assert fig.upload_duration["installed"].count == 1 and fig.upload_duration["installed"].sum == 12 * 60.0
     fams = parse(metrics.render(fig.families()))
     assert sample(fams, "mini_buildd_events_total", type="REJECTED") == 1
     assert sample(fams, "mini_buildd_events_total", type="MIGRATED") == 0
@@ -127,6 +127,22 @@ def test_event_figures_count_each_event_once():
     assert sample(fams, "mini_buildd_build_duration_seconds_bucket", le="300.0") == 0
     assert sample(fams, "mini_buildd_upload_duration_seconds_count", outcome="installed") == 1
     assert sample(fams, "mini_buildd_upload_duration_seconds_count", outcome="failed") == 0
+
+
+def test_event_figures_follow_a_hub(tmp_path):
+    """Queued events are counted when following starts, then every logged event once."""
+    hub = events.Events(tmp_path / "events", queue_size=2)
+    packaging = hub.log(ev(Type.PACKAGING, 0, timecode="20261207:095000:000000"))
+    fig = metrics.EventFigures().follow(hub)
+    assert fig.following and fig.by_type == {"PACKAGING": 1}
+    fig.observe(packaging)  # queued when following started and handed to the listener too (a race): counted once
+    fig.follow(hub)  # once per hub
+    assert fig.by_type == {"PACKAGING": 1}
+    for minutes in range(1, 6):  # more events than the queue holds, no update in between
+        hub.log(Event(Type.REJECTED, "", "q", str(minutes), timestamp=T0 + datetime.timedelta(minutes=minutes)))
+    hub.log(ev(Type.INSTALLED, 7, timecode="20261207:095000:000000"))
+    assert fig.by_type == {"PACKAGING": 1, "REJECTED": 5, "INSTALLED": 1}
+    assert fig.upload_duration["installed"].sum == 7 * 60.0  # from PACKAGING (10:00), not the arrival (09:50)
 
 
 def test_event_figures_pairs_and_outcomes():
