@@ -1,8 +1,11 @@
 """The HTTP server: twisted serving the Django WSGI app (in the reactor's thread pool), the API
 fast path in front of it for ``/mini_buildd/api/`` (:mod:`mini_buildd.api.fastpath`: cacheable
 calls answered in the reactor, the rest handed to Django), and plain static resources for
-``/static/`` and ``/repositories/`` that never touch Django (small files written in one go). Access
-log with rotation in ``~/var/log/access.log``.
+``/static/`` and ``/repositories/`` that never touch Django (small files written in one go; big
+ones streamed by twisted's producers). The small repository files apt fetches are answered before
+twisted.web parses the request, from a cache validated by ``stat`` (:mod:`mini_buildd.httpd_files`).
+Every data file has an ``ETag`` and ``Last-Modified`` (304 answers) and takes ``Range`` (206/416).
+Access log with rotation in ``~/var/log/access.log``, written in blocks (at most a second late).
 
 Trust (DESIGN "Trust model"): the data trees (``/static/events/``, ``/static/builds/``,
 ``/repositories/``) hold files written by uploaders and builds: :class:`DataFile` serves them with
@@ -20,9 +23,9 @@ import stat
 
 from twisted.internet import endpoints, reactor
 from twisted.python import logfile
-from twisted.web import resource, server, static, wsgi
+from twisted.web import http, resource, server, static, wsgi
 
-from mini_buildd import config, errors
+from mini_buildd import config, errors, httpd_files, sse
 
 LOG = logging.getLogger(__name__)
 
@@ -252,6 +255,11 @@ class DataFile(DirectoryFile):
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             return DATA_NOT_FOUND.render(request)
+        if request.setETag(httpd_files.etag_of(st)) is http.CACHED:
+            os.close(fd)
+            return b""
+        if request.getHeader(b"if-none-match") is not None:  # it decides alone (RFC 9110 13.1.3)
+            request.requestHeaders.removeHeader(b"if-modified-since")
         os.set_blocking(fd, True)
         self._opened = (os.fdopen(fd, "rb"), st.st_size)
         try:
@@ -260,6 +268,10 @@ class DataFile(DirectoryFile):
             self._opened = None
 
     render_HEAD = render_GET
+
+    def open_fd(self):
+        """This file opened for reading the safe way (:func:`open_beneath`); raises OSError."""
+        return open_beneath(self.root, self.parts)
 
     def openForReading(self):
         if self._opened is None:
@@ -347,6 +359,15 @@ class Request(server.Request):
             return
         super().requestReceived(command, path, version)
 
+    def connectionLost(self, reason):
+        """An answer already (partly) sent when the client closes is logged as it is: e.g. an API
+        answer complete by its Content-Length, whose client closed before Django finished it."""
+        if self.startedWriting and not self.finished and not self._disconnected:
+            factory = getattr(self.channel, "factory", None)
+            if factory is not None:
+                factory.log(self)
+        super().connectionLost(reason)
+
     def _mbd_refuse(self, length):
         self._mbd_refused = True
         self.content = io.BytesIO()
@@ -385,19 +406,34 @@ def _abort(transport):
 
 
 class Site(server.Site):
-    """Site with a size-rotated access log and the request body limit (:class:`Request`)."""
+    """Site with a size-rotated, buffered access log, the request body limit (:class:`Request`)
+    and the repository fast path (:class:`mini_buildd.httpd_files.FastChannel`; answers in
+    ``mbd_files``)."""
 
     requestFactory = Request
+    protocol = httpd_files.FastChannel
+    #: :class:`mini_buildd.httpd_files.FileAnswers` of ``/repositories/`` (None: no fast path).
+    mbd_files = None
 
     def _openLogFile(self, path):
-        return logfile.LogFile.fromFullPath(path, rotateLength=ACCESS_LOG_ROTATE_BYTES, maxRotatedFiles=ACCESS_LOG_KEEP)
+        return httpd_files.BufferedLogFile(
+            logfile.LogFile.fromFullPath(path, rotateLength=ACCESS_LOG_ROTATE_BYTES, maxRotatedFiles=ACCESS_LOG_KEEP))
+
+    def _updateLogDateTime(self):
+        super()._updateLogDateTime()
+        logfile_ = getattr(self, "logFile", None)
+        if isinstance(logfile_, httpd_files.BufferedLogFile):
+            logfile_.flush()
 
 
 class RepositoryFile(DataFile):
     """``/repositories/``: written by reprepro only, so its own links inside the tree are followed
-    (never out of it)."""
+    (never out of it). Compressed indices are files of their own type (``Packages.gz`` is
+    ``application/gzip``, no ``Content-Encoding``: apt wants the bytes as they are)."""
 
     internal_symlinks = True
+    contentTypes = dict(DATA_TYPES, **{".gz": "application/gzip", ".bz2": "application/x-bzip2"})
+    contentEncodings = {}
 
 
 def static_root():
@@ -477,8 +513,12 @@ def make_site():
     static_files.putChild(b"builds", DataFile(str(config.paths.builds)))
     static_files.putChild(b"events.attach", EventsAttach())
     root.putChild(b"static", static_files)
-    root.putChild(b"repositories", RepositoryFile(str(config.paths.repositories)))
-    return Site(root, logPath=str(config.paths.access_log))
+    repositories = RepositoryFile(str(config.paths.repositories))
+    root.putChild(b"repositories", repositories)
+    sse.install(root)  # /mini_buildd/api/events/stream (Server-Sent Events)
+    site = Site(root, logPath=str(config.paths.access_log))
+    site.mbd_files = httpd_files.FileAnswers(b"/repositories/", repositories, DATA_HEADERS)
+    return site
 
 
 def listen(site, endpoint_strings):

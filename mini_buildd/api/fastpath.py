@@ -315,7 +315,7 @@ class FastPath(resource.Resource):
         for name, values in entry.headers:
             request.responseHeaders.setRawHeaders(name, values)
         request.setHeader(b"content-length", b"%d" % len(entry.body))
-        LOG.info("API call '%s' by anonymous from %s: %s (cached)", call.name, client_address(request),
+        LOG.debug("API call '%s' by anonymous from %s: %s (cached)", call.name, client_address(request),
                  {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()})
         return entry.body
 

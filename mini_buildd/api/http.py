@@ -151,7 +151,8 @@ def call_view(request, name):
     try:
         output = _output(request)
         call = registry.get(name)
-        LOG.info("API call '%s' by %s: %s", name, who, registry.redacted(query))
+        level = call_log_level(call)
+        LOG.log(level, "API call '%s' by %s: %s", name, who, registry.redacted(query))
         with anonymous_bounds(request, call):
             result = registry.execute(call, query, user=request.user, confirm=params.get("confirm"))
     except registry.Problem as problem:
@@ -160,8 +161,15 @@ def call_view(request, name):
     except Exception as e:  # pylint: disable=broad-except  # request boundary: an internal error is a 500 answer, never a traceback
         LOG.exception("API call '%s' by %s: internal error", name, who)
         return problem_response(request, registry.Problem(500, f"Internal error in API call '{name}': {type(e).__name__}: {e}"), output)
-    LOG.info("API call '%s' by %s: done.", name, who)
+    LOG.log(level, "API call '%s' by %s: done.", name, who)
     return result_response(request, call, result, output)
+
+
+def call_log_level(call):
+    """Log level of running ``call``: INFO for calls that need a login (they change things or are
+    privileged: real events of daemon.log); DEBUG for anonymous calls (``status``, ``ls``, ...),
+    which are requests: the access log has them (issue #17)."""
+    return logging.DEBUG if call.auth == registry.Auth.NONE else logging.INFO
 
 
 def _index_html():

@@ -64,7 +64,8 @@ def api_call(request, name):
         data = request.POST if request.method == "POST" else request.GET
         form = forms_calls.call_form(call, data, request.user)
         who = f"{api_http._user_str(request)} from {api_http.client_address(request)}"  # pylint: disable=protected-access
-        LOG.info("API call '%s' by %s (web form): %s", name, who, registry.redacted(form.query()))
+        level = api_http.call_log_level(call)
+        LOG.log(level, "API call '%s' by %s (web form): %s", name, who, registry.redacted(form.query()))
         try:
             with api_http.anonymous_bounds(request, call):
                 status, result = form.run()
@@ -72,7 +73,7 @@ def api_call(request, name):
             form.add_problem(problem)
             status, result = problem.status, None
         ran = status == 200
-        LOG.log(logging.INFO if ran else logging.WARNING, "API call '%s' by %s (web form): %s", name, who,
+        LOG.log(level if ran else logging.WARNING, "API call '%s' by %s (web form): %s", name, who,
                 "done." if ran else (form.error or form.field_errors))
     elif any(key != "output" for key in request.GET):
         form = forms_calls.filled_in(call, request.GET, request.user)  # not run: submitting POSTs it

@@ -47,7 +47,8 @@ def instance(tmp_path_factory):
         changes = make_source_package(base / f"pkg-{version}", SOURCE, version, UNSTABLE)
         dscs[version] = next(changes.parent.glob(f"{SOURCE}_*.dsc"))  # pylint: disable=stop-iteration-return  # a test failure either way
     include(home, dscs["1.0"])
-    daemon = Daemon(home, port=http_port, endpoints=[http_ep]).start()
+    # Cache hits are logged at DEBUG (anonymous calls are requests: the access log has them, issue #17).
+    daemon = Daemon(home, port=http_port, endpoints=[http_ep], extra_args=["--log-level", "mini_buildd.api.fastpath.DEBUG"]).start()
     daemon.dscs = dscs
     yield daemon
     assert daemon.stop() == 0
