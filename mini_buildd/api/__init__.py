@@ -7,5 +7,6 @@ Importing this package registers every call; it does not import Django.
 
 from mini_buildd.api import calls, calls_admin  # noqa: F401  pylint: disable=unused-import
 from mini_buildd.api import calls_webhooks  # noqa: F401  pylint: disable=unused-import
+from mini_buildd.api import calls_tokens  # noqa: F401  pylint: disable=unused-import  # API tokens (issue #17)
 from mini_buildd.api.registry import (CALLS, Auth, Problem, get, execute, set_engine_hooks,  # noqa: F401
                                       reset_engine_hooks)

@@ -1,5 +1,7 @@
 """HTTP client for the API of a mini-buildd instance (upstream §4.1, §5.2): endpoint parsing,
-Django session login, running calls, and passwords (python3-keyring, the environment or a prompt).
+Django session login, running calls, passwords (python3-keyring, the environment or a prompt), and
+API tokens (issue #17: ``$MINI_BUILDD_API_TOKEN`` or python3-keyring, sent as ``Authorization: Bearer``
+instead of a login).
 
 Used by ``mini-buildd-api`` and by anything else that talks to an instance. Errors are raised as
 :class:`ClientError` (network, login) or :class:`ApiProblem` (the server's RFC 7807 problem).
@@ -21,6 +23,10 @@ LOGIN_PATH = "/accounts/login/"
 NEXT_PATH = "/accounts/null/"
 #: Password for unattended use (scripts, tests); checked before the keyring.
 PASSWORD_ENV = "MINI_BUILDD_API_PASSWORD"
+#: API token (issue #17); checked before the keyring.
+TOKEN_ENV = "MINI_BUILDD_API_TOKEN"
+#: python3-keyring user name of a token when the endpoint names no user.
+TOKEN_KEYRING_USER = "token"
 DEFAULT_TIMEOUT = 600
 
 
@@ -90,6 +96,23 @@ class Passwords:
                 return password, "keyring"
         return None, None
 
+    def token(self, url, user=None):
+        """``(token, origin)`` of an API token for the instance at ``url``: ``$MINI_BUILDD_API_TOKEN``,
+        else python3-keyring (service :func:`token_service`, user ``user`` or ``token``); ``(None, None)``."""
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if token:
+            return token, "environment"
+        keyring = self._keyring()
+        if keyring is not None:
+            try:
+                token = keyring.get_password(token_service(url), user or TOKEN_KEYRING_USER)
+            except Exception as e:  # pylint: disable=broad-except  # keyring backends raise their own error types
+                LOG.debug("No API token from keyring: %s", e)
+                token = None
+            if token:
+                return token.strip(), "keyring"
+        return None, None
+
     def prompt(self, service, user):
         if not self.interactive:
             return None
@@ -119,6 +142,11 @@ class Passwords:
                 LOG.debug("Could not delete password from the keyring: %s", e)
 
 
+def token_service(url):
+    """The python3-keyring service name of the API tokens for the instance at ``url``."""
+    return f"mini-buildd-token:{url}"
+
+
 def ask(question):
     """Yes/no question on the terminal (False when there is none)."""
     try:
@@ -138,6 +166,12 @@ class Client:
         self.session = requests.Session()
         self.session.verify = verify
         self.logged_in = False
+        self.token = None
+
+    def use_token(self, token):
+        """Send ``token`` as ``Authorization: Bearer`` with every request (instead of a login)."""
+        self.token = token
+        self.session.headers["Authorization"] = f"Bearer {token}"
 
     def __repr__(self):
         return f"Client({self.user + '@' if self.user else ''}{self.url})"
@@ -154,6 +188,9 @@ class Client:
         import requests  # pylint: disable=import-outside-toplevel
         if user:
             self.user = user
+        if self.token is not None:  # a password login replaces the token (the server prefers a token)
+            self.token = None
+            self.session.headers.pop("Authorization", None)
         if not self.user:
             raise ClientError("Login needs a user name (give the endpoint as http://USER@HOST:PORT)")
         r = self._request("GET", LOGIN_PATH)

@@ -6,7 +6,8 @@ How it keeps the API's behaviour identical: it never computes a result itself. O
 goes to the Django view (:mod:`mini_buildd.api.http`) unchanged, and the response passing back is
 captured; a ``200`` ``application/json`` response without cookies is kept. A hit replays it: same
 body, same headers (Django's middleware headers included). Everything else is Django's, untouched:
-other outputs, ``confirm``, a session cookie (so a logged-in user is logged by name), methods other
+other outputs, ``confirm``, a session cookie (so a logged-in user is logged by name), an ``Authorization``
+header (an API token: Django authenticates it, 401 when it is bad), methods other
 than GET, and every error (a bad argument is a miss whose 400 is never kept). Concurrent misses of
 one request wait for the first one (one Django run, not one per connection).
 
@@ -201,6 +202,8 @@ class FastPath(resource.Resource):
         if call is None or call.cache is None:
             return None
         if self.session_cookie and request.getCookie(self.session_cookie) is not None:
+            return None
+        if request.getHeader(b"authorization") is not None:  # an API token: Django checks it (401 when bad)
             return None
         query = {}
         for name, values in request.args.items():

@@ -9,7 +9,8 @@ Every call is defined once (in :mod:`mini_buildd.api.calls`); the HTTP view, the
 the definitions kept here. This module imports no Django: argument values come in as strings
 (HTTP query or command line) and are converted and checked here.
 
-Execution order of one call (:func:`execute`): authorization (401/403) -> arguments (400) ->
+Execution order of one call (:func:`execute`): authorization (401/403; an API token's scope) ->
+arguments (400; an API token's repository restriction: 403) ->
 running engine (503) -> confirmation (400) -> maintenance lock (503 when busy) -> run.
 """
 
@@ -353,7 +354,12 @@ class Call:
 
     # -------------------------------------------------------------------------- checks
     def check_auth(self, user: Any) -> None:
-        """Raise Problem 401 (not logged in) or 403 (logged in, not enough rights)."""
+        """Raise Problem 401 (not logged in) or 403 (logged in, not enough rights; or the scope of the
+        API token the user comes with does not allow the call: see :mod:`mini_buildd.tokens`)."""
+        token_refusal = getattr(user, "mbd_token_refusal", None)
+        reason = token_refusal(self) if token_refusal is not None else None
+        if reason:
+            raise Problem(403, reason)
         if self.auth == Auth.NONE:
             return
         detail = f"API call '{self.name}' needs authorization: {self.auth.name}"
@@ -583,6 +589,12 @@ def execute(call: Call, query: Mapping[str, Any], user: Any = None, confirm: Opt
     """
     call.check_auth(user)
     args = call.parse_query(query)
+    token_restrict = getattr(user, "mbd_token_restrict", None)
+    if token_restrict is not None:  # an API token restricted to repositories (mini_buildd.tokens)
+        try:
+            args = token_restrict(call, query, args)
+        except errors.Error as e:
+            raise Problem(errors.http_status(e), str(e)) from e
     if call.needs_running and not engine_is_running():
         raise Problem(503, f"API call '{call.name}' needs a running engine: start it first")
     call.check_confirm(confirm)

@@ -2,7 +2,9 @@
 
 Sub-commands, their options and ``--help`` come from the call registry. ENDPOINT is a URL
 (``http://[USER@]HOST:PORT``) or a twisted client endpoint (``[USER@]tcp:host=H:port=P``, ``tls:…``).
-With a USER, the tool logs in first; the password comes from ``$MINI_BUILDD_API_PASSWORD``,
+With an API token (``$MINI_BUILDD_API_TOKEN``, or python3-keyring: service ``mini-buildd-token:URL``,
+user USER or ``token``) every request carries it (``Authorization: Bearer``) and there is no login;
+else with a USER, the tool logs in first; the password comes from ``$MINI_BUILDD_API_PASSWORD``,
 python3-keyring (service = the endpoint URL) or a prompt (interactive only).
 
 Strings are printed raw, other results as pretty JSON (``--json``: always JSON). Errors print the
@@ -17,7 +19,7 @@ import sys
 from mini_buildd import __version__
 from mini_buildd.api import registry
 from mini_buildd.api import calls  # noqa: F401  pylint: disable=unused-import
-from mini_buildd.api.client import Client, ClientError, ApiProblem, Passwords, PASSWORD_ENV, ask, is_interactive
+from mini_buildd.api.client import Client, ClientError, ApiProblem, Passwords, PASSWORD_ENV, TOKEN_ENV, ask, is_interactive
 
 LOG = logging.getLogger(__name__)
 PROG = "mini-buildd-api"
@@ -37,8 +39,9 @@ def parser():
     """The command line parser of mini-buildd-api: one sub-command per API call."""
     p = argparse.ArgumentParser(
         prog=PROG, description="Run API calls against a mini-buildd instance",
-        epilog=f"Passwords: ${PASSWORD_ENV}, else python3-keyring (service = endpoint URL; see 'man 1 keyring'), "
-               "else a prompt (interactive only).")
+        epilog=f"API tokens: ${TOKEN_ENV}, else python3-keyring (service 'mini-buildd-token:URL', user USER or 'token'); "
+               f"sent as 'Authorization: Bearer', no login. Passwords: ${PASSWORD_ENV}, else python3-keyring "
+               "(service = endpoint URL; see 'man 1 keyring'), else a prompt (interactive only).")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-l", "--log-level", action="append", default=[], metavar="LOG_LEVEL",
                    help="log level (default: WARNING, mini_buildd.INFO); or LOGGER.LEVEL for one logger; repeatable")
@@ -91,7 +94,11 @@ def run(args):
     interactive = is_interactive(args.script_mode)
     passwords = Passwords(interactive=interactive, auto_save=args.auto_save_passwords)
     client = Client(args.endpoint)
-    if client.user and call.auth > registry.Auth.NONE:
+    token, origin = passwords.token(client.url, client.user)
+    if token:
+        LOG.debug("Using the API token from the %s.", origin)
+        client.use_token(token)
+    elif client.user and call.auth > registry.Auth.NONE:
         client.login_with(passwords)
 
     confirm = False

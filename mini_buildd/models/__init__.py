@@ -14,3 +14,4 @@ from mini_buildd.models.chroot import BtrfsSnapshotChroot, LVMChroot, LoopLVMChr
 from mini_buildd.models.remote import Remote  # noqa: F401
 from mini_buildd.models.user import Uploader, Subscription  # noqa: F401
 from mini_buildd.models.webhook import Webhook, WebhookDelivery  # noqa: F401
+from mini_buildd.models.token import ApiToken  # noqa: F401

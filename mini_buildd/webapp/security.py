@@ -14,7 +14,8 @@ Owns:
 - :data:`LOGINS`: failed logins per client address (in memory); too many lock the address for a
   while (429, and a ``DENIED`` event).
 - :data:`ANONYMOUS`: anonymous costly calls per client address and minute (429 beyond).
-- :class:`Middleware`: refuses cross-site state-changing requests (403) and locked logins (429),
+- :class:`Middleware`: refuses cross-site state-changing requests (403; not those whose authority is an
+  API token alone: :func:`bearer_only`) and locked logins (429),
   sets CSP, nosniff, frame, referrer headers, and marks cookies ``Secure`` on HTTPS.
 """
 
@@ -25,7 +26,7 @@ import threading
 import time
 import urllib.parse
 
-from mini_buildd import events, services
+from mini_buildd import events, services, tokens
 from mini_buildd.api import fastpath, registry
 
 LOG = logging.getLogger(__name__)
@@ -336,6 +337,14 @@ def _too_many_logins(request, seconds):
     return response
 
 
+def bearer_only(request):
+    """Whether a request's authority is an API token alone (``Authorization: Bearer``, no session
+    cookie): exempt from the cross-site refusal, as a browser never sends such a header cross-site
+    (:func:`mini_buildd.tokens.cross_site_exempt`). With a session cookie the refusal still applies."""
+    from django.conf import settings  # pylint: disable=import-outside-toplevel
+    return tokens.cross_site_exempt(request.META.get("HTTP_AUTHORIZATION"), request.COOKIES, settings.SESSION_COOKIE_NAME)
+
+
 def _cross_site_refusal(request, reason, call_name):
     what = f"API call '{call_name}'" if call_name else f"{request.method} {request.path}"
     LOG.warning("Refused cross-site request from %s: %s: %s.", client_address(request), what, reason)
@@ -366,7 +375,7 @@ class Middleware:
         call = None
         if call_name is not None:
             call = registry.CALLS.get(call_name)
-        if changes_state(request.method, call):
+        if changes_state(request.method, call) and not bearer_only(request):
             reason = django_cross_site_reason(request)
             if reason is not None:
                 return _cross_site_refusal(request, reason, call.name if call is not None else None)

@@ -1,6 +1,7 @@
 """Views of the account pages: registration with e-mail activation (``/accounts/register/``,
 ``/accounts/activate/<uidb64>/<token>/``) and the user's profile (``/accounts/profile/``: GnuPG key
-for uploads, subscriptions, webhooks (:mod:`mini_buildd.webapp.views_webhooks`)). Log in/out and
+for uploads, subscriptions, API tokens (:mod:`mini_buildd.webapp.views_tokens`), webhooks
+(:mod:`mini_buildd.webapp.views_webhooks`)). Log in/out and
 password reset are Django's own views (templates in ``templates/registration/``).
 
 Registration is off unless the administrator enables it: Django setting
@@ -29,7 +30,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from mini_buildd.api import registry
-from mini_buildd.webapp import forms_calls, views_webhooks
+from mini_buildd.webapp import forms_calls, views_tokens, views_webhooks
 
 LOG = logging.getLogger(__name__)
 
@@ -135,10 +136,11 @@ class _Data(dict):
 
 @login_required
 def profile(request):
-    """The user's uploader key and subscriptions."""
+    """The user's uploader key, subscriptions and API tokens."""
     from mini_buildd import models  # pylint: disable=import-outside-toplevel
     key_form = sub_form = None
     status = 200
+    token_form = token_created = None
     webhook_state = {}
     if request.method == "POST":
         action = request.POST.get("action")
@@ -156,13 +158,18 @@ def profile(request):
                 else:
                     messages.success(request, f"Unsubscribed ({len(result)} removed).")
                 return redirect("mbd-profile")
+        elif action in views_tokens.ACTIONS:
+            token_form, ok, token_created = _run(request, action, views_tokens.call_data(action, request.POST))
+            if ok and action == "token_revoke":
+                messages.success(request, f"API token {token_created['token']} revoked.")
+                return redirect("mbd-profile")
         elif action in views_webhooks.ACTIONS:
             response, webhook_state = views_webhooks.post(request, action, _run)
             if response is not None:
                 return response
         else:
             messages.error(request, "Unknown action.")
-        status = 200 if webhook_state.get("created") else 400
+        status = 200 if token_created or webhook_state.get("created") else 400
     uploader, _created = models.Uploader.objects.get_or_create(user=request.user)
     context = {
         "uploader": uploader,
@@ -171,6 +178,7 @@ def profile(request):
         "key_form": key_form, "sub_form": sub_form,
         "key_value": request.POST.get("key", "") if key_form else "",
         "sub_values": {"source": request.POST.get("source", ""), "distribution": request.POST.get("distribution", "")} if sub_form else {},
+        **views_tokens.context(request, None if token_created else token_form, token_created),
         **views_webhooks.context(request, webhook_state),
     }
     return render(request, "registration/profile.html", context, status=status)

@@ -207,6 +207,7 @@ def test_spec_call_table():
         "setup": (Auth.ADMIN, {C, M}),
         "webhook_create": (Auth.LOGIN, set()), "webhook_list": (Auth.LOGIN, set()),  # (webhooks: ours, issue #17)
         "webhook_delete": (Auth.LOGIN, {C}),
+        "token_create": (Auth.LOGIN, set()), "token_list": (Auth.LOGIN, set()), "token_revoke": (Auth.LOGIN, set()),  # (API tokens: ours, issue #17)
     }
     assert list(registry.CALLS) == list(expected)
     assert {n: (c.auth, set(c.flags)) for n, c in registry.CALLS.items()} == expected
