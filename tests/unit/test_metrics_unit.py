@@ -240,3 +240,42 @@ def test_collect_without_daemon_parses(test_repository, monkeypatch):  # pylint:
     assert sample(fams, "mini_buildd_repository_source_packages", repository="test", distribution="bookworm-test-unstable") == 0
     assert all(name.startswith("mini_buildd_") for name in fams)
     metrics.CACHE.clear()
+
+
+# ------------------------------------------------------------------------------------------------ views
+@pytest.fixture
+def client(db, monkeypatch, tmp_path):  # pylint: disable=unused-argument
+    """Django's test client (its Host allowed), no engine, a fresh hub."""
+    from django.conf import settings as django_settings  # pylint: disable=import-outside-toplevel
+    from django.test import Client, override_settings  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(services, "engine", None)
+    monkeypatch.setattr(services, "events", events.Events(tmp_path / "events"))
+    with override_settings(ALLOWED_HOSTS=[*django_settings.ALLOWED_HOSTS, "testserver"]):
+        yield Client()
+
+
+def test_views_access_rule(client):  # pylint: disable=redefined-outer-name
+    from django.contrib.auth.models import User  # pylint: disable=import-outside-toplevel
+    assert client.get("/healthz").content == b"ok\n"
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r["Content-Type"] == metrics.CONTENT_TYPE and r.content.endswith(b"# EOF\n")
+    models.Daemon.objects.filter(pk=models.Daemon.get().pk).update(metrics_access="staff")
+    r = client.get("/metrics")
+    assert r.status_code == 401 and r["WWW-Authenticate"].startswith("Bearer")
+    User.objects.create_user("plain", password="plain-Secret-1")
+    User.objects.create_user("boss", password="boss-Secret-1", is_staff=True)
+    User.objects.create_user("gone", password="gone-Secret-1", is_staff=True, is_active=False)
+    client.force_login(User.objects.get(username="plain"))
+    assert client.get("/metrics").status_code == 403
+    client.force_login(User.objects.get(username="boss"))
+    assert parse(client.get("/metrics").content.decode())["mini_buildd_engine_running"].samples[0].value == 0
+    client.force_login(User.objects.get(username="gone"))  # an inactive staff user is no staff user
+    assert client.get("/metrics").status_code in (401, 403)
+    client.logout()
+    assert client.get("/metrics").status_code == 401
+    r = client.get("/readyz")  # no engine here
+    assert r.status_code == 503 and r.json()["reasons"][0].startswith("engine: not running")
+    for name in ("queue", "build-durations"):
+        r = client.get(f"/mini_buildd/plots/{name}.svg")
+        assert r.status_code == 200 and r["Content-Type"] == "image/svg+xml"
+        svg_ok(r.content.decode())
