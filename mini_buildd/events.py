@@ -8,7 +8,8 @@ This module owns
   in-memory queue (reloaded from those files on start), tracking of "ongoing" packages and
   builds, event hooks (``etc/event-hooks/``), notification mails, and waking clients that wait
   for the next event (threads via :meth:`Events.wait`, the twisted long poll via
-  :meth:`Events.attach`),
+  :meth:`Events.attach`), and listeners that see every event (:meth:`Events.add_listener`: the
+  webhook dispatcher of :mod:`mini_buildd.webhooks`),
 - expiry of old event directories (:func:`expire_key_dirs`, :meth:`Events.expire`).
 
 Notification mails are built and sent by :mod:`mini_buildd.notify` (:class:`mini_buildd.notify.Mailer`);
