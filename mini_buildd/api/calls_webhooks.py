@@ -16,6 +16,9 @@ from mini_buildd.events import Type
 
 LOG = logging.getLogger(__name__)
 
+#: Webhooks one user may have (administrators: any number); each has its own delivery thread.
+MAX_PER_USER = 20
+
 
 def is_staff(user):
     """Staff or administrator: may manage repository webhooks."""
@@ -41,6 +44,8 @@ def visible(user):
 def create(user, url, types=(), repository="", secret=""):
     """Create a webhook for ``user``; its JSON with the ``secret`` (the only time it is shown)."""
     m = _models()
+    if not getattr(user, "is_superuser", False) and m.Webhook.objects.filter(owner=user).count() >= MAX_PER_USER:
+        raise Problem(409, f"You have {MAX_PER_USER} webhooks already (the most one user may have): delete one first")
     try:
         url = webhooks.check_url(url)
     except ValueError as e:

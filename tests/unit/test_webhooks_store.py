@@ -130,6 +130,13 @@ def test_calls_rights_and_visibility(users, repo):
     assert run("webhook_delete", users["staff"], webhook_id=of_repo["id"])["id"] == of_repo["id"]
     assert run("webhook_delete", users["admin"], webhook_id=other["id"])["id"] == other["id"]
     assert ids(users["admin"]) == [created["id"]]
+    # At most MAX_PER_USER webhooks per user (their threads), administrators apart.
+    from mini_buildd.api import calls_webhooks
+    for i in range(calls_webhooks.MAX_PER_USER - 1):
+        run("webhook_create", users["dev"], url=f"http://x/{i}")
+    assert problem("webhook_create", users["dev"], url="http://x/more").status == 409
+    for i in range(calls_webhooks.MAX_PER_USER + 1):
+        run("webhook_create", users["admin"], url=f"http://x/{i}")
 
 
 def test_profile_section(users, repo):  # pylint: disable=unused-argument  # users: the accounts logged in
