@@ -291,7 +291,11 @@ class Dispatcher:
 
     def start(self):
         """Resume the stored pending deliveries, start the fan-out; return self."""
-        pending = self.store.pending()
+        try:
+            pending = self.store.pending()
+        except Exception:  # pylint: disable=broad-except  # start-up boundary: the daemon runs on, new events are delivered
+            LOG.exception("Webhooks: could not resume the pending deliveries")
+            pending = []
         for delivery in pending:
             self._schedule(delivery)
         if pending:

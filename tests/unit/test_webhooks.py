@@ -257,3 +257,11 @@ def test_deleted_webhook_drops_its_deliveries(dispatch):
     del store.hooks[1]
     time.sleep(1)
     assert len(store.outcomes["d-1"]) == 1  # no attempt after the webhook went
+
+
+def test_start_survives_a_broken_store(dispatch):
+    with Receiver() as rcv:
+        store = MemStore({1: (rcv.url, "s" * 16, [])})
+        store.pending = lambda: 1 / 0
+        dispatch(store).listener(event())
+        assert rcv.wait(1)[0].json["type"] == "REJECTED"
