@@ -218,3 +218,19 @@ def test_profile_tokens_section(users):
     r = c.post("/accounts/profile/", {"action": "token_revoke", "token": str(token.pk)}, follow=True)
     assert "revoked." in r.content.decode() and 'class="mbd-token-revoked"' in r.content.decode()
     assert models.ApiToken.objects.get(pk=token.pk).revoked is not None
+
+
+# ------------------------------------------------------------------------------------------------ other views: /metrics
+def test_metrics_view_sees_the_tokens_user_and_scope(users, monkeypatch, tmp_path):
+    from mini_buildd import events, models, services
+    monkeypatch.setattr(services, "engine", None)
+    monkeypatch.setattr(services, "events", events.Events(tmp_path / "events"))
+    models.Daemon.objects.filter(pk=models.Daemon.get().pk).update(metrics_access="staff")
+    staff = create(users["staff"], "staff")["token"]
+    read = create(users["staff"], "read")["token"]
+    c = anonymous()
+    assert c.get("/metrics").status_code == 401
+    r = c.get("/metrics", **bearer(staff))
+    assert r.status_code == 200 and r.content.endswith(b"# EOF\n")
+    assert c.get("/metrics", **bearer(read)).status_code == 403  # the user is staff, the token's scope is not
+    assert c.get("/metrics", **bearer("mbdt_" + "x" * 52)).status_code == 401
