@@ -5,7 +5,8 @@
   ``mini_buildd_events_total{type="REJECTED"}`` by one and the FTP byte and file counters by what
   was sent;
 - with ``Daemon.metrics_access = staff``, anonymous requests get 401, a logged-in user who is no
-  staff 403, the admin's session the metrics;
+  staff 403, the admin's session and a staff-scoped API token of the admin the metrics (a
+  read-scoped one 403);
 - ``/healthz`` answers 200 ``ok``; ``/readyz`` answers 503 naming the missing chroot
   (``bookworm:amd64``, needed by repository ``test``), and 200 once the repository is deactivated
   (readiness counts only what is meant to be active);
@@ -107,7 +108,14 @@ def test_metrics_access_staff(instance):  # pylint: disable=redefined-outer-name
         assert "mini_buildd_" not in r.text
         r = instance.session(USER, USER_PASSWORD).get(f"{instance.url}/metrics", timeout=60)
         assert r.status_code == 403 and "mini_buildd_" not in r.text, (r.status_code, r.text)
-        assert scrape(instance, instance.session("admin", PASSWORD))[("mini_buildd_engine_running", ())] == 1
+        admin = instance.session("admin", PASSWORD)
+        assert scrape(instance, admin)[("mini_buildd_engine_running", ())] == 1
+        # A monitoring system: an API token of a staff user, staff scope (a read-scoped one is no staff).
+        for scope, status in (("staff", 200), ("read", 403)):
+            r = admin.get(f"{instance.url}/mini_buildd/api/token_create/", params={"scope": scope, "name": "prometheus"}, timeout=60)
+            assert r.status_code == 200, r.text
+            r = requests.get(f"{instance.url}/metrics", headers={"Authorization": f"Bearer {r.json()['token']}"}, timeout=60)
+            assert r.status_code == status and r.text.endswith("# EOF\n") == (status == 200), (scope, r.status_code, r.text)
     finally:
         set_daemon(instance, metrics_access="anonymous")
     scrape(instance)
