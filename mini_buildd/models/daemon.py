@@ -105,6 +105,8 @@ class Daemon(StatusModel):
         help_text="Who may read /metrics: anyone, or only active staff users (logged in, or with an API token); others get 401/403.")
 
     mbd_lethal_dependencies = False
+    #: Read at every request: changing who may read /metrics needs no prepare (the Daemon stays active).
+    mbd_volatile_fields = ("metrics_access",)
 
     class Meta:
         verbose_name = "daemon"

@@ -279,3 +279,18 @@ def test_views_access_rule(client):  # pylint: disable=redefined-outer-name
         r = client.get(f"/mini_buildd/plots/{name}.svg")
         assert r.status_code == 200 and r["Content-Type"] == "image/svg+xml"
         svg_ok(r.content.decode())
+
+
+def test_metrics_access_change_keeps_the_daemon_active(db):  # pylint: disable=unused-argument
+    """Who may read /metrics is read per request: changing it (admin form) does not deactivate the Daemon,
+    as a change of a setting the engine uses does."""
+    models.Daemon.get()
+    models.Daemon.objects.filter(pk=1).update(status=models.Daemon.STATUS_ACTIVE, last_checked=models.Daemon.CHECK_NONE)
+    daemon = models.Daemon.get()
+    daemon.metrics_access = "staff"
+    daemon.save()
+    daemon = models.Daemon.get()
+    assert daemon.metrics_access == "staff" and daemon.mbd_is_active() and not daemon.mbd_is_changed()
+    daemon.event_queue_size += 1
+    daemon.save()
+    assert models.Daemon.get().mbd_is_changed()
