@@ -411,7 +411,7 @@ class Site(server.Site):
     ``mbd_files``)."""
 
     requestFactory = Request
-    protocol = httpd_files.FastChannel
+    protocol = httpd_files.fast_channel_protocol
     #: :class:`mini_buildd.httpd_files.FileAnswers` of ``/repositories/`` (None: no fast path).
     mbd_files = None
 

@@ -32,7 +32,7 @@ LOG = logging.getLogger(__name__)
 #: Files up to this size are kept in memory, answered from there.
 CACHED_BODY_BYTES = 256 * 1024
 #: At most this many bytes of file contents in the cache (oldest dropped first).
-CACHE_BYTES = 64 * 1024 * 1024
+CACHE_BYTES = 32 * 1024 * 1024
 #: At most this many cached answers.
 CACHE_ENTRIES = 20000
 #: The access log is written when this much is buffered, else once a second.
@@ -326,7 +326,9 @@ class FastChannel(http.HTTPChannel):
             body = body[first:last + 1]
             code, status, extra = 206, b"206 Partial Content", b"Content-Range: bytes %d-%d/%d\r\n" % (first, last, entry.size)
         head = b"HTTP/1.1 %s\r\n%s%s%sContent-Length: %d\r\n\r\n" % (status, start, entry.headers, extra, len(body))
-        return code, len(body), head if method == b"HEAD" else head + body
+        if method == b"HEAD":
+            return code, None, head
+        return code, len(body), head + body
 
     def _mbd_log(self, method, target, code, length, headers):
         site = self.site  # pylint: disable=no-member  # set by the site's buildProtocol
@@ -340,3 +342,9 @@ class FastChannel(http.HTTPChannel):
                 f'{code} {"-" if not length else length} "{_escape(headers.get(b"referer", b"-"))}" '
                 f'"{_escape(headers.get(b"user-agent", b"-"))}"\n')
         logfile.write(line.encode("utf-8"))
+
+
+def fast_channel_protocol(_factory):
+    """The site's ``protocol``: twisted's switcher (HTTP/2 over TLS with ALPN, when python3-h2 is
+    installed) around a :class:`FastChannel` for HTTP/1.1."""
+    return http._GenericHTTPChannelProtocol(FastChannel())  # pylint: disable=protected-access  # twisted's own factory does this
