@@ -556,8 +556,9 @@ def readiness():
         for dist in repo.mbd_distributions():
             for arch in dist.mbd_architectures():
                 needed.setdefault(f"{dist.codename}:{arch}", []).append(repo.identity)
-    have, reported = set(), set()
+    have, reported, configured = set(), set(), {}
     for chroot in models.Chroot.mbd_concrete_all():
+        configured[str(chroot)] = chroot.mbd_status_display()
         if _is_ready(chroot):
             have.add(str(chroot))
         elif _counts(chroot):
@@ -570,5 +571,6 @@ def readiness():
             if active:
                 missing = [m for m in missing if m not in chroots]
     for target in missing:
-        reasons.append(f"chroot {target}: missing (needed by repository {', '.join(sorted(set(needed[target])))})")
+        state = f"not active ({configured[target]})" if target in configured else "missing"
+        reasons.append(f"chroot {target}: {state} (needed by repository {', '.join(sorted(set(needed[target])))})")
     return not reasons, reasons

@@ -220,6 +220,16 @@ def test_readiness(test_repository, monkeypatch):  # pylint: disable=redefined-o
     assert "chroot bookworm:amd64: missing (needed by repository test)" in reasons
     monkeypatch.setattr(services, "engine", _Engine())
     assert metrics.readiness() == (False, ["chroot bookworm:amd64: missing (needed by repository test)"])
+    # A chroot an administrator deactivated does not count itself, but the repository needing it is not served.
+    chroot = models.DirChroot.objects.create(source=test_repository.distributions.get().base_source,
+                                             architecture=models.Architecture.objects.get(name="amd64"))
+    models.Chroot.objects.filter(pk=chroot.pk).update(status=models.Chroot.STATUS_PREPARED)
+    assert metrics.readiness() == (False, ["chroot bookworm:amd64: not active (Prepared (-)) (needed by repository test)"])
+    models.Chroot.objects.filter(pk=chroot.pk).update(status=models.Chroot.STATUS_ACTIVE)
+    assert metrics.readiness() == (True, [])
+    models.Chroot.objects.filter(pk=chroot.pk).update(last_checked=models.Chroot.CHECK_FAILED)
+    assert metrics.readiness() == (False, ["chroot bookworm:amd64: Active (x)"])
+    chroot.delete()
     # A repository an administrator deactivated does not count, nor do the chroots only it needs.
     models.Repository.objects.filter(pk=test_repository.pk).update(status=models.Repository.STATUS_PREPARED)
     assert metrics.readiness() == (True, [])
