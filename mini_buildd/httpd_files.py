@@ -259,7 +259,11 @@ class FastChannel(http.HTTPChannel):
             end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
             if end < 0:
                 break
-            answer = self._mbd_answer(answers, data[:end])
+            try:
+                answer = self._mbd_answer(answers, data[:end])
+            except Exception:  # pylint: disable=broad-except  # never lose a request: twisted answers it
+                LOG.exception("Repository fast path: request left to twisted.web")
+                answer = None
             if answer is None:
                 break
             out.append(answer[0])

@@ -240,3 +240,14 @@ def test_parse_range():
     assert httpd_files._parse_range(b"bytes=3-2", 10) is None  # pylint: disable=protected-access
     assert httpd_files._parse_range(b"items=0-1", 10) is None  # pylint: disable=protected-access
     assert http.datetimeToString(0)  # twisted's formatter is the one used for dates
+
+
+def test_error_left_to_twisted(tree, monkeypatch):
+    """An unexpected error in the fast path never loses the request: twisted gets it."""
+    ch = channel_for(tree)
+
+    def broken(*_args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(httpd_files, "_not_modified", broken)
+    ch.dataReceived(request(RELEASE))
+    assert not responses(ch) and ch.passed == request(RELEASE)
