@@ -171,11 +171,13 @@ def build_outcome(event):
 class EventFigures:
     """Counters and duration histograms over the hub's events, each event counted once.
 
-    :meth:`follow` attaches to a hub (:meth:`mini_buildd.events.Events.add_listener`): the events
-    already queued (loaded at start, or logged before) are counted at once, then every event as it
-    is logged (:meth:`observe`, in the logging thread: only counting). Without following,
-    :meth:`update` counts the events of a queue not counted yet (it keeps the identities of the
-    counted events still queued; an event entering and leaving the queue between two updates is missed).
+    :meth:`follow` attaches to a hub (:meth:`mini_buildd.events.Events.add_listener`): from then on
+    every event is counted as it is logged (:meth:`observe`, in the logging thread: only counting).
+    :meth:`update` counts the events of a queue (newest first, as the hub's ``queue()`` gives it)
+    not counted yet: at the first collection the queued events (loaded at start or logged before),
+    and at every later one those a listener has not counted yet (a client may read ``/metrics``
+    between the hub queueing an event and calling its listeners). Each event counts once: the
+    identities of the latest counted events are kept (at least twice the queue's length).
 
     Durations pair events of the same package: a build runs from BUILDING to BUILT (same ``bkey``;
     sbuild's own ``sbuild_build_time`` when the BUILDING event was not seen), an upload from
@@ -187,7 +189,8 @@ class EventFigures:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._seen = set()
+        self._counted = collections.OrderedDict()   # identities of the latest counted events
+        self._capacity = 4096
         self._hub = None
         self._starts = {}   # (BUILDING, bkey) or (PACKAGING, key) -> timestamp, oldest first
         self.by_type = collections.Counter()
@@ -200,38 +203,38 @@ class EventFigures:
         return self._hub is not None
 
     def follow(self, hub):
-        """Count ``hub``'s queued events now and every event it logs from now on (once per hub)."""
+        """Count every event ``hub`` logs from now on, and the ones it holds now (once per hub)."""
         with self._lock:
             if self._hub is hub:
                 return self
             self._hub = hub
-            hub.add_listener(self.observe)   # an event logged meanwhile waits for the lock, then is skipped if counted below
-            self._count_new(hub.queue())
-        return self
+            hub.add_listener(self.observe)
+        return self.update(hub.queue())
 
     def observe(self, event):
-        """Count ``event`` unless it was counted already (listener of the followed hub)."""
+        """Count ``event`` unless it was counted already (the listener of the followed hub)."""
         with self._lock:
-            ident = event.identity()
-            if ident in self._seen:
-                self._seen.discard(ident)  # seen once more at most (queued when followed, then logged)
-                return
-            self._count(event)
+            if self._mark(event):
+                self._count(event)
 
     def update(self, queue):
         """Count the events of ``queue`` (newest first) not counted yet; return self."""
         with self._lock:
-            self._count_new(queue)
+            self._capacity = max(self._capacity, 2 * len(queue))
+            for ev in reversed(queue):
+                if self._mark(ev):
+                    self._count(ev)
         return self
 
-    def _count_new(self, queue):
-        current = set()
-        for ev in reversed(queue):
-            ident = ev.identity()
-            current.add(ident)
-            if ident not in self._seen:
-                self._count(ev)
-        self._seen = current
+    def _mark(self, event):
+        """Remember ``event`` as counted; False if it was already (lock held)."""
+        ident = event.identity()
+        if ident in self._counted:
+            return False
+        self._counted[ident] = None
+        while len(self._counted) > self._capacity:
+            self._counted.popitem(last=False)
+        return True
 
     def _count(self, ev):
         self.by_type[ev.type.value] += 1
@@ -294,10 +297,7 @@ def event_figures():
     """:data:`FIGURES`, following the running hub from the first call on (if there is a hub)."""
     hub = services.events
     if hub is not None:
-        if hasattr(hub, "add_listener"):
-            FIGURES.follow(hub)
-        else:
-            FIGURES.update(hub.queue())
+        FIGURES.follow(hub).update(hub.queue())
     return FIGURES
 
 

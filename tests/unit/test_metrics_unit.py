@@ -145,6 +145,33 @@ def test_event_figures_follow_a_hub(tmp_path):
     assert fig.upload_duration["installed"].sum == 7 * 60.0  # from PACKAGING (10:00), not the arrival (09:50)
 
 
+class _Hub:
+    """A hub that queues events but calls its listeners only when told (the moment in between)."""
+
+    def __init__(self):
+        self.events, self.listeners = [], []
+
+    def add_listener(self, listener):
+        self.listeners.append(listener)
+
+    def queue(self):
+        return list(reversed(self.events))
+
+
+def test_event_figures_queued_before_listeners_run():
+    """A scrape between the hub queueing an event and calling its listeners counts it; the listener then does not."""
+    hub = _Hub()
+    fig = metrics.EventFigures().follow(hub)
+    hub.events.append(ev(Type.REJECTED, 1))
+    fig.follow(hub).update(hub.queue())   # what each collection does
+    assert fig.by_type == {"REJECTED": 1} and len(hub.listeners) == 1
+    hub.listeners[0](hub.events[0])
+    hub.listeners[0](ev(Type.BUILDING, 2))
+    assert fig.by_type == {"REJECTED": 1, "BUILDING": 1}
+    fig.update(hub.queue())
+    assert fig.by_type == {"REJECTED": 1, "BUILDING": 1}
+
+
 def test_event_figures_pairs_and_outcomes():
     fig = metrics.EventFigures()
     fig.update(newest_first(
