@@ -8,6 +8,8 @@ chroots (real reprepro repository with one small ``.deb``) on 127.0.0.35:
   answer of the fast path too;
 - a 200 MB sparse file in the repository tree is served whole (and by range) while the daemon's
   resident memory grows much less than the file (streamed, never read into memory);
+- apt itself updates (verifying the signature), updates again (304: ``Hit``) and downloads the
+  ``.deb``;
 - anonymous ``status`` calls are in the access log and not at INFO in ``daemon.log``;
 - ``examples/delivery/nginx-repositories.conf`` serves the same bytes with the same safety headers
   and refuses a symlink out of the tree (if nginx is available).
@@ -176,6 +178,43 @@ def test_status_calls_in_access_log_only(daemon):  # pylint: disable=redefined-o
     daemon_log = paths.daemon_log.read_text(encoding="utf-8")
     assert not re.search(r"^\S+ \S+ INFO .*API call 'status'", daemon_log, re.MULTILINE)
     assert "mini-buildd serving" in daemon_log  # real events are still there
+
+
+def _apt(tmp_path, *args, cwd=None):
+    """apt-get with its own configuration in ``tmp_path`` (lists, cache, no host sources)."""
+    proc = subprocess.run(["apt-get", "-q", *args], env=dict(os.environ, APT_CONFIG=str(tmp_path / "apt.conf"), LC_ALL="C"),
+                          cwd=cwd or tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "W: " not in proc.stdout + proc.stderr and "E: " not in proc.stderr, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_apt_update_and_download(daemon, tmp_path):  # pylint: disable=redefined-outer-name
+    """apt itself: update (InRelease verified with the instance's key), update again (304: Hit),
+    download of the .deb (checksum checked by apt)."""
+    for sub in ("lists/partial", "archives/partial", "cache", "parts", "debs"):
+        (tmp_path / sub).mkdir(parents=True)
+    key = requests.get(f"{daemon.url}/mini_buildd/api/pub_key/?output=plain", timeout=30).text
+    subprocess.run(["gpg", "--batch", "--yes", "--dearmor", "-o", str(tmp_path / "key.gpg")], input=key.encode(), check=True)
+    (tmp_path / "status").touch()
+    (tmp_path / "sources.list").write_text(
+        f"deb [signed-by={tmp_path}/key.gpg] {daemon.url}/repositories/test {delivery_instance.DIST} main\n", encoding="utf-8")
+    (tmp_path / "apt.conf").write_text("".join(f'{k} "{v}";\n' for k, v in {
+        "Dir::Etc::SourceList": tmp_path / "sources.list", "Dir::Etc::SourceParts": tmp_path / "parts",
+        "Dir::Etc::Parts": tmp_path / "parts", "Dir::Etc::PreferencesParts": tmp_path / "parts",
+        "Dir::State::Lists": tmp_path / "lists", "Dir::State::status": tmp_path / "status", "Dir::Cache": tmp_path / "cache",
+        "Dir::Cache::Archives": tmp_path / "archives", "Debug::NoLocking": "true", "APT::Architecture": "amd64",
+        "APT::Sandbox::User": "root", "Acquire::Languages": "none"}.items()), encoding="utf-8")
+    first = _apt(tmp_path, "update")
+    assert re.search(r"^Get:\d+ \S+ \S+ InRelease", first, re.MULTILINE), first
+    second = _apt(tmp_path, "update")
+    assert re.search(r"^Hit:\d+ \S+ \S+ InRelease", second, re.MULTILINE), second
+    _apt(tmp_path, "download", delivery_instance.PACKAGE, cwd=tmp_path / "debs")
+    assert (tmp_path / "debs" / "mbd-delivery_1.0_all.deb").read_bytes() == local(daemon, ".deb").read_bytes()
+    access_log = config.Paths(daemon.home).access_log
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not re.search(r'/InRelease HTTP/1.1" 304 .*APT', access_log.read_text(encoding="utf-8")):
+        time.sleep(0.2)
+    assert re.search(r'/InRelease HTTP/1.1" 304 .*APT', access_log.read_text(encoding="utf-8"))
 
 
 def _nginx_conf(tmp_path, repositories, port):
