@@ -18,6 +18,8 @@ m2m: {field: {missing, unknown}}}), ``status`` (MISSING, EXISTS, ACTIVE, CHANGED
 DEACTIVATED), ``status_severity`` and ``actions``.
 """
 
+import concurrent.futures
+import contextvars
 import hashlib
 import json
 import logging
@@ -64,6 +66,9 @@ OPTIONS = (
     ("chroots_backend", "str", "Dir", "chroot backend for new chroots: Dir, File, BtrfsSnapshot, LVM, LoopLVM or Unshare "
                                       "(LVM: set the volume group of each chroot afterwards; Unshare: no schroot, no root)"),
     ("remotes", "list", [], "remote instances (twisted client endpoints or URLs)"),
+    ("chroots_cache", "bool", False, "prepare chroots from the base tarball cached per codename/arch in /var/cache/mini-buildd "
+                                     "(debootstrap once per host, with the build tools; shared by all chroots and instances; "
+                                     "the check then updates it)"),
 )
 
 
@@ -596,6 +601,20 @@ def _chroot_instance(m, _key, c):
 
 
 # ------------------------------------------------------------------------------------------------ run
+def _is_active(inst):
+    obj = inst.lookup()
+    return obj is not None and obj.mbd_is_active_or_reactivate()
+
+
+def _pca_in_thread(inst):
+    """PCA of ``inst`` in a worker thread (its own database connection, closed afterwards)."""
+    from django import db  # pylint: disable=import-outside-toplevel
+    try:
+        inst.pca()
+    finally:
+        db.connections.close_all()
+
+
 def run(**kwargs):
     """Run setup with the given options (see :data:`OPTIONS`); return ``{setup, instances, report}``."""
     m = _models()
@@ -631,12 +650,31 @@ def run(**kwargs):
                 if inst.status_model and _selected(pca, inst):
                     inst.pca()
 
-    do_update(["Daemon", "Archive", "AptKey", "Source"])
-    do_pca(["AptKey", "Source"])
-    if pca is not None and _selected(pca, by_class["Daemon"][0]):
-        m.Daemon.get().mbd_prepare()  # the key is needed by repositories
-    do_update(["Distribution", "Repository", "Chroot", "Remote"])
-    do_pca(["Repository", "Chroot", "Remote", "Daemon"])
+    from mini_buildd.models.base import check_once  # pylint: disable=import-outside-toplevel
+    saved_cache = config.runtime.debootstrap_cache
+    config.runtime.debootstrap_cache = saved_cache or bool(opts["chroots_cache"])
+    try:
+        with check_once():  # each instance is checked once per run, not again for every dependant
+            do_update(["Daemon", "Archive", "AptKey", "Source"])
+            do_pca(["AptKey", "Source"])
+            do_update(["Distribution", "Repository", "Chroot", "Remote"])
+            # Chroots (debootstrap, apt) take most of the time and need only their Source: they run beside
+            # the key generation, repositories and remotes, up to two at a time. An active chroot starts
+            # after the Daemon's prepare (which prepares its active dependencies), a new one before.
+            chroots = [inst for inst in by_class.get("Chroot", []) if _selected(pca, inst)]
+            new_chroots = [inst for inst in chroots if not _is_active(inst)]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="setup-chroot") as pool:
+                futures = [pool.submit(contextvars.copy_context().run, _pca_in_thread, inst) for inst in new_chroots]
+                if pca is not None and _selected(pca, by_class["Daemon"][0]):
+                    m.Daemon.get().mbd_prepare()  # the key is needed by repositories
+                futures += [pool.submit(contextvars.copy_context().run, _pca_in_thread, inst)
+                            for inst in chroots if inst not in new_chroots]
+                do_pca(["Repository", "Remote"])
+                for future in futures:
+                    future.result()
+            do_pca(["Daemon"])
+    finally:
+        config.runtime.debootstrap_cache = saved_cache
 
     results = [inst.result() for inst in insts]
     counts = {}

@@ -279,8 +279,9 @@ def op_remove_fstab(caller, args):
     return ""
 
 
-#: apt-get as the cached tarball's tool install runs it (inside the tree, with chroot(8)).
-_APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--quiet", "--yes",
+#: apt-get as the cached tarball's tool install runs it (inside the tree, with chroot(8); dpkg without fsync: the tree is
+#: thrown away unless all of it succeeds).
+_APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--quiet", "--yes", "--option=Dpkg::Options::=--force-unsafe-io",
             "--option=APT::Install-Recommends=false", "--option=Dpkg::Use-Pty=false"]
 
 

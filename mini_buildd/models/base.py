@@ -17,6 +17,8 @@ Models supply only their own data hooks (``mbd_prepare_data``, ``mbd_sync_data``
 ``mbd_check_data``, ``mbd_remove_data``) and their dependencies; the state machine lives here.
 """
 
+import contextlib
+import contextvars
 import datetime
 import logging
 
@@ -30,6 +32,22 @@ LOG = logging.getLogger(__name__)
 
 def _sentinel(day):
     return datetime.datetime(1, 1, day, tzinfo=datetime.timezone.utc)
+
+
+#: The instances checked successfully in the current :func:`check_once` scope, else None.
+_CHECKED_ONCE = contextvars.ContextVar("mbd_checked_once", default=None)
+
+
+@contextlib.contextmanager
+def check_once():
+    """Within this scope (and threads run in a copy of its context) an instance checked successfully is
+    not checked again, neither directly nor as a dependency: one ``setup`` run checks each instance once
+    (a Source's Release files, a chroot's apt update) instead of again for every dependant."""
+    token = _CHECKED_ONCE.set(set())
+    try:
+        yield
+    finally:
+        _CHECKED_ONCE.reset(token)
 
 
 class StatusError(errors.Error):
@@ -197,6 +215,9 @@ class StatusModel(models.Model):
             raise StatusError(f"{self.mbd_key}: changed, prepare (sync) first.")
         if not force and self.mbd_is_checked():
             return
+        checked_once = _CHECKED_ONCE.get()
+        if checked_once is not None and (self._meta.label, self.pk) in checked_once and self.mbd_is_checked():
+            return
         was_active = self.mbd_is_active()
         will_be_active = was_active or self.mbd_is_reactivate()
         try:
@@ -220,6 +241,8 @@ class StatusModel(models.Model):
             self.mbd_on_activate()
         else:
             self._set(last_checked=timezone.now(), message="Checked.")
+        if checked_once is not None:
+            checked_once.add((self._meta.label, self.pk))
         LOG.info("%s: checked.", self.mbd_key)
 
     def mbd_activate(self):
