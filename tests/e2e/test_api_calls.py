@@ -353,6 +353,41 @@ def test_call_unsubscribe(api, package):
     assert api("unsubscribe", user="api-user", source="", distribution=UNSTABLE) == [{"source": "", "distribution": UNSTABLE}]
 
 
+def _token_client(api, secret):
+    client = Client(api.instance.url)
+    client.use_token(secret)
+    return client
+
+
+def test_call_token_create(api):  # (API tokens: ours, issue #17; more in integration/test_tokens.py)
+    assert api.problem("token_create", user=None, scope="read").status == 401
+    assert api.problem("token_create", user="api-user", scope="staff").status == 403
+    made = api("token_create", user="api-staff", scope="staff", name="e2e", repositories=["test"], expires="1d")
+    assert made["token"].startswith("mbdt_") and made["repositories"] == ["test"] and made["state"] == "active", made
+    client = _token_client(api, made["token"])
+    assert "version" in client.call("status")
+    with pytest.raises(ApiProblem) as refused:
+        client.call("stop", confirm=True)  # above the scope
+    assert refused.value.problem.status == 403
+
+
+def test_call_token_list(api):
+    made = api("token_create", user="api-user", scope="read", name="e2e-list")
+    listed = api("token_list", user="api-user")
+    assert made["id"] in [t["id"] for t in listed] and made["token"] not in json.dumps(listed)
+    assert made["id"] not in [t["id"] for t in api("token_list", user="api-staff")]
+
+
+def test_call_token_revoke(api):
+    made = api("token_create", user="api-user", scope="upload-check")
+    assert _token_client(api, made["token"]).call("token_list")
+    assert api("token_revoke", user="api-user", token=str(made["id"]))["state"] == "revoked"
+    with pytest.raises(ApiProblem) as refused:
+        _token_client(api, made["token"]).call("status")
+    assert refused.value.problem.status == 401 and "revoked" in refused.value.problem.detail
+    assert api.problem("token_revoke", user="api-staff", token=str(made["id"])).status == 404
+
+
 # ------------------------------------------------------------------------------------------------ Administrator
 def test_call_wake(api):
     problem = api.problem("wake", user="api-staff", remote="http://no-such-remote.invalid:8066")
