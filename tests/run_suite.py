@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""The whole test suite as ``make check`` runs it: three pytest processes side by side.
+"""The whole test suite as ``make check`` runs it: six pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
-starting), so five groups run concurrently on the two cores CI has:
+starting), so six groups run concurrently on the two cores CI has:
 
 - ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
   is ``mini-buildd-bookworm-amd64``);
@@ -12,8 +12,10 @@ starting), so five groups run concurrently on the two cores CI has:
   TLS) or in unshare chroots (own addresses and schroot prefixes);
 - ``platforms``: the instances of their own with several codenames (bookworm, trixie, sid) or
   architectures (amd64, i386, arm64 through qemu);
-- ``host``: unit and integration tests and the Debian package install test (their chroots have
-  other schroot names, their daemons other ports and homes).
+- ``host``: unit and integration tests (their chroots have other schroot names, their daemons
+  other ports and homes), except :data:`HOST2`;
+- ``host2``: the integration tests that make chroots or packages (:data:`HOST2`) and the Debian
+  package install test.
 
 Each group has its own pytest base temp dir (concurrent pytest runs would otherwise remove each
 other's), its output goes to ``test-artifacts/check-GROUP.log`` and, line by line with the group
@@ -38,12 +40,18 @@ INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapsho
              "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py"]
 INSTANCE2_PREFIX = "mbd-e2e-b"
 
+#: Integration tests that make chroots, tarballs or Debian packages: run beside the rest of ``host``.
+HOST2 = ["tests/integration/test_chroot_backends.py", "tests/integration/test_chroot_backends_block.py",
+         "tests/integration/test_unshare_backend.py", "tests/integration/test_setup.py", "tests/integration/test_debian_package.py",
+         "tests/integration/test_root_helper.py", "tests/integration/test_cruft.py", "tests/integration/test_backup.py"]
+
 GROUPS = {
     "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + PLATFORMS + INSTANCE2]],
     "instance2": INSTANCE2,
     "peers": PEERS,
     "platforms": PLATFORMS,
-    "host": ["tests/unit", "tests/integration", PACKAGE_INSTALL],
+    "host": ["tests/unit", "tests/integration", *[f"--ignore={p}" for p in HOST2]],
+    "host2": [*HOST2, PACKAGE_INSTALL],
 }
 #: Extra environment of a group.
 ENV = {"instance2": {"MBD_E2E_SCHROOT_PREFIX": INSTANCE2_PREFIX}}
