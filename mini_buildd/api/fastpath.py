@@ -319,7 +319,7 @@ class FastPath(resource.Resource):
             request.responseHeaders.setRawHeaders(name, values)
         request.setHeader(b"content-length", b"%d" % len(entry.body))
         LOG.debug("API call '%s' by anonymous from %s: %s (cached)", call.name, client_address(request),
-                 {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()})
+                  {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs] for k, vs in query.items()})
         return entry.body
 
     def _reply_later(self, request, call, entry, query):
