@@ -402,12 +402,13 @@ def test_500_is_a_problem_not_a_traceback(instance, monkeypatch):  # pylint: dis
 
 
 def test_calls_are_logged_with_user_and_forwarded_address(instance, caplog):  # pylint: disable=redefined-outer-name
-    with caplog.at_level(logging.INFO, logger="mini_buildd.api.http"):
+    with caplog.at_level(logging.DEBUG, logger="mini_buildd.api.http"):  # anonymous calls are logged at DEBUG (issue #17)
         client(instance, "staff").get("/mini_buildd/api/status/", HTTP_X_FORWARDED_FOR="10.1.2.3, 192.168.0.1")
         client(instance).get("/mini_buildd/api/status/")
     messages = [r.getMessage() for r in caplog.records]
     assert any("'status' by api-staff from 10.1.2.3" in m for m in messages), messages
     assert any("'status' by anonymous from 127.0.0.1" in m for m in messages), messages
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if "'status' by" in r.getMessage())
 
 
 # ------------------------------------------------------------------------------------------------ authorization matrix
