@@ -121,6 +121,41 @@ def test_types_and_head(daemon):  # pylint: disable=redefined-outer-name
     assert r.content[:2] == b"\x1f\x8b"
 
 
+def test_no_escape_from_repositories(daemon):  # pylint: disable=redefined-outer-name
+    """The fast path keeps the tree's rules: a symlink out of it, ``..`` and a swapped-in directory
+    symlink answer 404 (also after the file was cached); reprepro's own links inside it work."""
+    paths = config.Paths(daemon.home)
+    test = paths.repositories / "test"
+    escape = test / "escape"
+    os.symlink(paths.home / "config.sqlite", escape)
+    try:
+        for path in ("escape", "dists/%2e%2e/%2e%2e/%2e%2e/config.sqlite", "dists/../../../config.sqlite"):
+            r = requests.get(f"{daemon.url}/repositories/test/{path}", timeout=30)
+            assert r.status_code == 404 and b"SQLite" not in r.content, path
+    finally:
+        escape.unlink()
+    contents = f"{daemon.url}/repositories/test/dists/{delivery_instance.DIST}/Contents-amd64.gz"
+    r = requests.get(contents, timeout=30)
+    assert r.status_code == 200 and r.content == (test / "dists" / delivery_instance.DIST / "main" / "Contents-amd64.gz").read_bytes()
+    # A cached file whose directory is swapped for a symlink out of the tree: not served any more.
+    pool = test / "pool" / "main" / "s"
+    (pool / "swap").mkdir(parents=True)
+    (pool / "swap" / "file.deb").write_bytes(b"inside")
+    outside = daemon.base / "outside"
+    outside.mkdir()
+    (outside / "file.deb").write_bytes(b"outside")
+    try:
+        swap_url = f"{daemon.url}/repositories/test/pool/main/s/swap/file.deb"
+        assert requests.get(swap_url, timeout=30).content == b"inside"
+        (pool / "swap").rename(pool / "swap.old")
+        os.symlink(outside, pool / "swap")
+        r = requests.get(swap_url, timeout=30)
+        assert r.status_code == 404 and r.content != b"outside"
+    finally:
+        shutil.rmtree(pool)
+        shutil.rmtree(outside)
+
+
 def vm_rss_kb(pid):
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
