@@ -251,3 +251,16 @@ def test_error_left_to_twisted(tree, monkeypatch):
     monkeypatch.setattr(httpd_files, "_not_modified", broken)
     ch.dataReceived(request(RELEASE))
     assert not responses(ch) and ch.passed == request(RELEASE)
+
+
+def test_idle_state_of_twisteds_channel(tree):
+    """The real channel's idle test (twisted's private parser state): idle when nothing is in
+    progress; not idle with a partial request in twisted's hands, or a request it is answering."""
+    channel = httpd_files.FastChannel()
+    channel.site = FakeSite(channel_for(tree).site.mbd_files)
+    channel.makeConnection(StringTransport())
+    assert channel._mbd_idle()  # pylint: disable=protected-access
+    channel.dataReceived(request(RELEASE))
+    assert channel._mbd_idle() and b"200 OK" in channel.transport.value()  # pylint: disable=protected-access
+    http.HTTPChannel.dataReceived(channel, b"GET /x HTTP/1.1\r\nHost")  # a partial request: twisted's
+    assert not channel._mbd_idle()  # pylint: disable=protected-access
