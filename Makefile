@@ -26,9 +26,9 @@ RUN_DEPS := python3-django python3-twisted python3-pyftpdlib python3-gnupg pytho
 TEST_DEPS := python3-pytest python3-pytest-django debhelper dh-python python3-all python3-setuptools tidy procps man-db \
 	chromium chromium-driver python3-selenium python3-sphinx systemd-container debconf-utils lintian shellcheck \
 	pylint python3-pylint-django flake8 mypy btrfs-progs \
-	piuparts autopkgtest qemu-user-static binfmt-support python3-prometheus-client
+	piuparts autopkgtest qemu-user-static binfmt-support python3-prometheus-client nginx-light
 # ... and what the benchmarks (bench/) use on top.
-BENCH_DEPS := wrk apache2-utils
+BENCH_DEPS := wrk apache2-utils nginx-light
 
 .PHONY: deps test-deps bench-deps run lint check unit integration e2e browser deb doc manual clean
 
