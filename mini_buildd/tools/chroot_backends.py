@@ -476,7 +476,7 @@ DEBCONF_SELECTIONS = "debconf debconf/frontend select Noninteractive\nman-db man
 def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] = None, packages: Sequence[str] = ()) -> str:
     """Check and update chroot ``name`` in a *source* session: apt sources, update, dist-upgrade, clean.
 
-    ``packages`` (the build tools) are installed too. When ``eatmydata`` is one of them, it is
+    ``packages`` (the build tools) are installed by the same ``dist-upgrade``. When ``eatmydata`` is one of them, it is
     installed first and the rest runs under it (no fsync at all: dpkg's database and apt's
     files too); dpkg always runs with ``--force-unsafe-io``. Each step's time is logged.
     Returns the collected output; raises :class:`ChrootError` on failure (autoremove failing is
@@ -507,9 +507,7 @@ def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] 
             if "eatmydata" in packages:
                 run(sid, apt_get + ["install", "eatmydata"])
                 wrapper = ["eatmydata"]
-            run(sid, apt_get + ["--ignore-missing", "dist-upgrade"])
-            if packages:
-                run(sid, apt_get + ["install"] + list(packages))
+            run(sid, apt_get + ["--ignore-missing", "dist-upgrade"] + list(packages))  # upgrade and install in one dpkg run
             try:
                 run(sid, apt_get + ["--purge", "autoremove"])
             except call.CallError as e:
