@@ -370,19 +370,6 @@ def tree_size(path):
     return total
 
 
-def _package_count(repo, diststr, components):
-    """Source packages in ``diststr`` (from the exported Sources indexes, no reprepro run)."""
-    count = 0
-    dist_dir = repo.mbd_reprepro().dist_dir(diststr)
-    for component in components:
-        try:
-            with open(dist_dir / component / "source" / "Sources", encoding="utf-8", errors="replace") as f:
-                count += sum(1 for line in f if line.startswith("Package: "))
-        except OSError:
-            pass
-    return count
-
-
 def _repository_figures():
     """``{identity: (bytes, {diststr: source packages})}``."""
     result = {}
@@ -394,7 +381,7 @@ def _repository_figures():
                 components = dist.mbd_components()
                 for so in suite_options:
                     diststr = repo.mbd_diststr(dist, so)
-                    counts[diststr] = _package_count(repo, diststr, components)
+                    counts[diststr] = repo.mbd_source_package_count(diststr, components)
         except Exception as e:  # pylint: disable=broad-except  # a broken repository configuration: sizes still count
             LOG.warning("Metrics: package counts of repository %s: %s", repo.identity, e)
         result[repo.identity] = (tree_size(repo.mbd_path()), counts)

@@ -306,7 +306,7 @@ class Dispatcher:
 
     def listener(self, event):
         """The event hub's listener: queue ``event`` (never blocks)."""
-        if not self.stopping.is_set():
+        if not self.stopping.is_set():  # pylint: disable=deprecated-method  # a false positive of pylint's whole-tree inference (Event.is_set is current)
             self._inbox.put(event)
 
     def stop(self, timeout=5.0):
@@ -377,4 +377,4 @@ class Dispatcher:
             f"; next in {outcome.due - time.time():.1f}s" if outcome.due else "")
         if not self.store.record(delivery, outcome):
             return False
-        return outcome.state == PENDING and not self.stopping.is_set()
+        return outcome.state == PENDING and not self.stopping.is_set()  # pylint: disable=deprecated-method  # as in listener()

@@ -281,6 +281,18 @@ class Repository(StatusModel):
     def mbd_reprepro(self):
         return reprepro.Reprepro(self.mbd_path())
 
+    def mbd_source_package_count(self, diststr, components):
+        """Number of source packages in ``diststr`` (from the exported Sources indexes, no reprepro run)."""
+        count = 0
+        dist_dir = self.mbd_reprepro().dist_dir(diststr)
+        for component in components:
+            try:
+                with open(dist_dir / component / "source" / "Sources", encoding="utf-8", errors="replace") as f:
+                    count += sum(1 for line in f if line.startswith("Package: "))
+            except OSError:
+                pass
+        return count
+
     def mbd_write_conf(self):
         """Write conf/distributions and conf/options; return True if anything changed."""
         if Daemon.get().gnupg().get_secret_key() is None:

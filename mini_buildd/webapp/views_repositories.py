@@ -38,19 +38,6 @@ def _sources_list(query):
     return [line.replace(" [] ", " ", 1) for line in text.splitlines() if line.strip()]
 
 
-def _package_count(repo, diststr, components):
-    """Number of source packages in ``diststr`` (from the exported Sources indexes, no reprepro run)."""
-    count = 0
-    dist_dir = repo.mbd_reprepro().dist_dir(diststr)
-    for component in components:
-        try:
-            with open(dist_dir / component / "source" / "Sources", encoding="utf-8", errors="replace") as f:
-                count += sum(1 for line in f if line.startswith("Package: "))
-        except OSError:
-            pass
-    return count
-
-
 def _snapshot_names(repo, diststr):
     """Snapshot names of ``diststr``, newest first (the snapshot dirs; no reprepro run)."""
     try:
@@ -68,7 +55,7 @@ def _repository_table(repo):
         for so in suite_options:
             diststr = repo.mbd_diststr(d, so)
             apt = _sources_list({"repositories": [repo.identity], "codenames": [d.codename], "suites": [so.suite.name]})
-            cells.append({"diststr": diststr, "count": _package_count(repo, diststr, components), "apt": apt[0] if apt else "",
+            cells.append({"diststr": diststr, "count": repo.mbd_source_package_count(diststr, components), "apt": apt[0] if apt else "",
                           "url": f"/mini_buildd/repositories/{repo.identity}/dists/{diststr}/", "so": so,
                           "snapshots": _snapshot_names(repo, diststr)})
         rows.append({"distribution": d, "cells": cells})
