@@ -363,6 +363,8 @@ class Runtime:
         self.allow_registration = False
         #: Names this home's chroots (``PREFIX-CODENAME-ARCH``); read from the home by :func:`init`.
         self.schroot_prefix = DEFAULT_SCHROOT_PREFIX
+        #: Bench mode only: ``(delay, [codename:arch])`` of simulated builds (pipeline.simulated_builder).
+        self.simulated_builds = None
 
     @property
     def http_endpoint(self):

@@ -21,7 +21,7 @@ import json
 import logging
 
 from mini_buildd import __version__, config, instance, net
-from mini_buildd.pipeline import ftpd
+from mini_buildd.pipeline import ftpd, simulated_builder
 from mini_buildd.tools import gnupg
 from mini_buildd.api.registry import (Argument, Call, Auth, Problem, NotAvailable, register,
                                       URL, TEXT, CHOICE, INT, BOOL, LIST,
@@ -136,6 +136,7 @@ def _status(args, _user):
         "chroots": sorted(str(c) for c in chroots),
         "remotes": remotes,
     }
+    simulated_builder.amend_status(result)  # bench mode only
     refused = uploads_refused(daemon)
     if refused:  # only then: the usual answer stays upstream's, key for key
         result["uploads_refused"] = refused

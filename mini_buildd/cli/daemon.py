@@ -298,6 +298,10 @@ def main(argv=None):
         config.init(home, hostname=args.hostname, http_endpoints=args.http_endpoints, debug=debug,
                     dedicated_user=args.dedicated_user)
         daemon.validate_endpoints(config.runtime.http_endpoints)
+        from mini_buildd.pipeline import simulated_builder  # pylint: disable=import-outside-toplevel
+        bench_refusal = simulated_builder.configure()  # bench mode only: refuses without its explicit opt-in
+        if bench_refusal:
+            raise UsageError(bench_refusal)
         daemon.validate_smtp(smtp)
         config.runtime.smtp = smtp
         config.runtime.allow_registration = args.allow_registration

@@ -13,7 +13,7 @@ import time
 
 from mini_buildd import changes, config, events, instance, services
 from mini_buildd.models import chroot as chroot_model
-from mini_buildd.pipeline import ftpd, incoming, trust
+from mini_buildd.pipeline import ftpd, incoming, simulated_builder, trust
 from mini_buildd.tools import gnupg, sbuild, sbuild_log
 from mini_buildd.events import Event, Type as EventType
 
@@ -43,6 +43,7 @@ class Build:
         self.canceled_by = None
         self.started = None
         self.thread = None
+        self.accepted = time.time()
 
     @property
     def bkey(self):
@@ -152,6 +153,9 @@ class Builder:
                 self.builds.pop(breq.bkey, None)
 
     def _build(self, build):
+        if simulated_builder.enabled():  # bench mode only: no sbuild
+            simulated_builder.build(self, build, _event)
+            return
         breq = build.breq
         build_dir = pathlib.Path(breq.path).parent
         events_dir = config.paths.events_of(*breq.bkey_parts)

@@ -21,7 +21,7 @@ from mini_buildd.archive import after_change, gates
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
 from mini_buildd.changes import uploadoptions
-from mini_buildd.pipeline import ftpd, incoming, port_watch, ports, trust
+from mini_buildd.pipeline import ftpd, incoming, port_watch, ports, simulated_builder, trust
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -386,6 +386,9 @@ class Packager:
 
     def _finish(self, package):
         upload = package.upload
+        if simulated_builder.refuse_install(package, problem, lambda extra: services.log_event(
+                instance.make_event("FAILED", upload, extra, distribution=package.diststr), save_dir=event_dir(upload.bkey))):
+            return
         ignore_checks = package.suite_option.experimental
         failed, binaries = [], []
         with tempfile.TemporaryDirectory(dir=config.paths.tmp) as tmp:

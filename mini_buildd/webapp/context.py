@@ -10,6 +10,7 @@ import time
 from django.db.models.signals import post_save
 
 from mini_buildd import __version__, config
+from mini_buildd.pipeline import simulated_builder
 
 #: Seconds the cached Daemon identity is used.
 IDENTITY_TTL = 10
@@ -44,4 +45,5 @@ def instance(request):  # pylint: disable=unused-argument
         "mbd_version": __version__,
         "mbd_identity": identity(),
         "mbd_hostname": config.runtime.hostname,
+        "mbd_bench_banner": simulated_builder.banner(),
     }
