@@ -80,10 +80,12 @@ def now():
 class LoadInstance(RemoteInstance):
     """The instance of a load run (see the module documentation)."""
 
-    def __init__(self, root, host, prefix, slots=2):
+    def __init__(self, root, host, prefix, slots=2, lintian=True):
         http_port, ftp_port = common_ports([host])
         super().__init__("load", host, root, http_port, ftp_port, prefix)
         self.slots = slots
+        #: False: the distribution's lintian mode is "disabled" (shorter builds, for the test)
+        self.lintian = lintian
         self.keys = {}
         self.kills = 0
 
@@ -105,6 +107,8 @@ repo = models.Repository.objects.get(identity="test")
 repo.allow_unauthenticated_uploads = False  # setup's 'test' allows them (as upstream's)
 repo.save()
 repo.mbd_pca()
+if not {self.lintian!r}:
+    models.Distribution.objects.all().update(lintian_mode=0)
 user, _ = User.objects.get_or_create(username="dev")
 up = user.uploader
 up.key = {self.keys["dev"][1]!r}
