@@ -462,6 +462,31 @@ def conclude_interrupted():
         services.log_event(Event(etype, diststr, source, version, extra=extra), save_dir=directory)
         LOG.warning("Package %s/%s ended %s at start-up (interrupted by a restart).", source, version, etype.name)
         done.append((data.get("extra", {}).get("key"), etype.name))
+    return done + conclude_released_without_event()
+
+
+def conclude_released_without_event():
+    """Start-up: an upload released from quarantine to its event directory but stopped before its
+    PACKAGING (or REJECTED) event (a kill in between) gets a FAILED event; else it would end in no
+    state at all. Returns ``[(key, "FAILED")]``."""
+    done = []
+    for path in sorted(config.paths.events.glob("*/*/*/source/*.changes")):
+        directory = path.parent
+        if any(directory.glob("*.json")):
+            continue
+        try:
+            upload = changes.Upload(path)
+            key = "/".join(directory.relative_to(config.paths.events).parts[:3])
+        except (changes.ChangesError, ValueError, OSError) as e:
+            LOG.error("Can't read %s: %s", path, e)
+            continue
+        extra = {"key": key, "changes": path.name,
+                 "error": problem("Interrupted", "The daemon stopped before this upload was packaged "
+                                  "(not resumed): upload it again.", 500)}
+        services.log_event(Event(EventType.FAILED, upload.distribution, upload.source, upload.version, extra=extra),
+                           save_dir=directory)
+        LOG.warning("Upload %s ended FAILED at start-up (interrupted by a restart before packaging).", key)
+        done.append((key, "FAILED"))
     return done
 
 
