@@ -22,7 +22,7 @@ import pathlib
 import re
 import time
 
-from mini_buildd import changes, config, instance, services
+from mini_buildd import changes, config, errors, instance, services
 from mini_buildd.events import Type as EventType
 from mini_buildd.tools import gnupg
 
@@ -37,7 +37,7 @@ REFUSED_TITLE = "Simulated build: never installed"
 _CHROOT_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*:[a-z0-9-]+$")
 
 
-class SimulatedError(ValueError):
+class SimulatedError(errors.BadRequest, ValueError):
     """The bench settings are wrong (the daemon refuses to start)."""
 
 
