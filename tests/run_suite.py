@@ -9,13 +9,13 @@ starting), so six groups run concurrently on the two cores CI has:
 - ``instance2``: more end-to-end tests on a second shared instance of their own, with the schroot
   prefix :data:`INSTANCE2_PREFIX` (``MBD_E2E_SCHROOT_PREFIX``; see :mod:`tests.helpers.instance`);
 - ``peers``: the end-to-end tests with their own instances building for each other (remotes,
-  TLS) or in unshare chroots (own addresses and schroot prefixes);
+  TLS), in unshare chroots, or under concurrent uploads and a kill (own addresses and schroot prefixes);
 - ``platforms``: the instances of their own with several codenames (bookworm, trixie, sid) or
   architectures (amd64, i386, arm64 through qemu);
 - ``host``: unit and integration tests (their chroots have other schroot names, their daemons
   other ports and homes), except :data:`HOST2`;
-- ``host2``: the integration tests that make chroots or packages (:data:`HOST2`) and the Debian
-  package install test.
+- ``host2``: the integration tests that make chroots or packages or run many daemons
+  (:data:`HOST2`) and the Debian package install test.
 
 Each group has its own pytest base temp dir (concurrent pytest runs would otherwise remove each
 other's), its output goes to ``test-artifacts/check-GROUP.log`` and, line by line with the group
@@ -32,7 +32,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py", "tests/e2e/test_load_correctness.py"]
 #: Instances of their own with several codenames or architectures (each with its chroots).
 PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py"]
 #: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
@@ -43,7 +43,8 @@ INSTANCE2_PREFIX = "mbd-e2e-b"
 #: Integration tests that make chroots, tarballs or Debian packages: run beside the rest of ``host``.
 HOST2 = ["tests/integration/test_chroot_backends.py", "tests/integration/test_chroot_backends_block.py",
          "tests/integration/test_unshare_backend.py", "tests/integration/test_setup.py", "tests/integration/test_debian_package.py",
-         "tests/integration/test_root_helper.py", "tests/integration/test_cruft.py", "tests/integration/test_backup.py"]
+         "tests/integration/test_root_helper.py", "tests/integration/test_cruft.py", "tests/integration/test_backup.py",
+         "tests/integration/test_simulated_builders.py"]
 
 GROUPS = {
     "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + PLATFORMS + INSTANCE2]],
