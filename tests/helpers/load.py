@@ -286,7 +286,7 @@ class SseCollector(threading.Thread):
         self.response = None
 
     def run(self):
-        while not self.stop.is_set():
+        while not self.stop.is_set():  # pylint: disable=deprecated-method  # whole-tree inference false positive (Event.is_set is current)
             try:
                 headers = {"Accept": "text/event-stream"}
                 params = {"heartbeat": "2"}
@@ -301,7 +301,7 @@ class SseCollector(threading.Thread):
                 self._read(self.response)
             except (OSError, requests.RequestException, ValueError, AttributeError):
                 pass  # cut (a kill, or close(): http.client's file gone under the read)
-            if not self.stop.is_set():
+            if not self.stop.is_set():  # pylint: disable=deprecated-method  # whole-tree inference false positive (Event.is_set is current)
                 self.reconnects += 1
                 time.sleep(0.5)
 
@@ -321,7 +321,7 @@ class SseCollector(threading.Thread):
                         self.duplicates.append(fields["id"])
                     self.events[fields["id"]] = json.loads(fields["data"])
                     self.last_id = fields["id"]
-            if self.stop.is_set():
+            if self.stop.is_set():  # pylint: disable=deprecated-method  # whole-tree inference false positive (Event.is_set is current)
                 return
 
     def close(self):
@@ -340,7 +340,7 @@ class StatusSampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
-        while not self.stop.is_set():
+        while not self.stop.is_set():  # pylint: disable=deprecated-method  # whole-tree inference false positive (Event.is_set is current)
             started = time.monotonic()
             try:
                 r = requests.get(f"{self.inst.url}/mini_buildd/api/status/", params={"output": "json"}, timeout=30)
