@@ -37,7 +37,8 @@ PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_u
 PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py"]
 #: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
 INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapshots.py", "tests/e2e/test_port_watch.py",
-             "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py"]
+             "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py", "tests/e2e/test_keyring_apt.py",
+             "tests/e2e/test_fault_injection.py"]
 INSTANCE2_PREFIX = "mbd-e2e-b"
 
 #: Integration tests that make chroots, tarballs or Debian packages: run beside the rest of ``host``.
