@@ -24,9 +24,9 @@ import requests
 from mini_buildd import config
 from tests.helpers.daemon import PYTHON, ROOT, Daemon, free_port, in_home, run_mbd
 from tests.helpers.packages import make_source_package
-from tests.helpers.setup_run import ACCEPTANCE, run_setup
+from tests.helpers.setup_run import run_setup, WITHOUT_CHROOTS
 
-SETUP = [a for i, a in enumerate(ACCEPTANCE) if a != "--chroots" and (i == 0 or ACCEPTANCE[i - 1] != "--chroots")]
+SETUP = WITHOUT_CHROOTS
 UNSTABLE = "bookworm-test-unstable"
 SOURCE = "mbd-csrf"
 PASSWORD = "csrf-Admin-pw1"

@@ -6,10 +6,10 @@ import pathlib
 import subprocess
 
 from tests.helpers.daemon import free_port, in_home
-from tests.helpers.setup_run import ACCEPTANCE, run_setup
+from tests.helpers.setup_run import run_setup, WITHOUT_CHROOTS
 
 #: The acceptance setup without its chroot (never create the shared chroot name here).
-SETUP = [a for i, a in enumerate(ACCEPTANCE) if a != "--chroots" and (i == 0 or ACCEPTANCE[i - 1] != "--chroots")]
+SETUP = WITHOUT_CHROOTS
 DIST = "bookworm-test-unstable"
 PACKAGE = "mbd-delivery"
 

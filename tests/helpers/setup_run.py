@@ -8,6 +8,8 @@ from tests.helpers.daemon import PYTHON, as_user, user_of
 
 ACCEPTANCE = ["--archives-from-apt-sources", "--sources", "bookworm", "--distributions", "bookworm:amd64",
               "--repositories", "test:Default:bookworm", "--chroots", "bookworm:amd64", "--update", "all", "--pca", "all"]
+#: :data:`ACCEPTANCE` without its chroot: an instance for tests of the web and API side (never the shared chroot name).
+WITHOUT_CHROOTS = [a for i, a in enumerate(ACCEPTANCE) if a != "--chroots" and (i == 0 or ACCEPTANCE[i - 1] != "--chroots")]
 
 
 def run_setup(home, *args, http_endpoint="tcp6:port=8066", hostname="127.0.0.1", check=True, timeout=1800, unpriv=None):

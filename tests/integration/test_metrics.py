@@ -22,12 +22,12 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.helpers.daemon import Daemon, free_port, in_home, run_mbd, service_addresses
 from tests.helpers.packages import make_source_package, now_iso, raw_ftp_upload, wait_for
-from tests.helpers.setup_run import ACCEPTANCE, run_setup
+from tests.helpers.setup_run import run_setup, WITHOUT_CHROOTS
 from tests.helpers.uploads import files_of
 
 HOST = "127.0.0.31"
 #: The acceptance setup without its chroot.
-SETUP = [a for i, a in enumerate(ACCEPTANCE) if a != "--chroots" and (i == 0 or ACCEPTANCE[i - 1] != "--chroots")]
+SETUP = WITHOUT_CHROOTS
 PASSWORD = "metrics-Secret-1"
 USER, USER_PASSWORD = "watcher", "watcher-Secret-1"
 CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -24,7 +24,7 @@ import pytest
 from mini_buildd import config, webhooks
 from tests.helpers.daemon import Daemon, free_port, in_home, run_mbd, service_addresses
 from tests.helpers.packages import make_source_package, now_iso, raw_ftp_upload, wait_for
-from tests.helpers.setup_run import ACCEPTANCE, run_setup
+from tests.helpers.setup_run import run_setup, WITHOUT_CHROOTS
 from tests.helpers.uploads import files_of
 from tests.helpers.webhook_receiver import HOST, Receiver, dead_url
 
@@ -32,7 +32,7 @@ from tests.helpers.webhook_receiver import HOST, Receiver, dead_url
 # pylint: disable=redefined-outer-name
 
 #: The acceptance setup without its chroot.
-SETUP = [a for i, a in enumerate(ACCEPTANCE) if a != "--chroots" and (i == 0 or ACCEPTANCE[i - 1] != "--chroots")]
+SETUP = WITHOUT_CHROOTS
 UNSTABLE = "bookworm-test-unstable"
 SOURCE = "mbd-webhook"
 ADMIN_PASSWORD, DEV_PASSWORD = "webhook-Admin-1", "webhook-Dev-1"
