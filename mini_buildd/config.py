@@ -61,13 +61,17 @@ def chroots_dir(home):
     return pathlib.Path(home) / "var" / "chroots"
 
 
-def cached_tarball(codename, arch, variant="buildd", include=()):
+def cached_tarball(codename, arch, variant="buildd", include=(), apt_lines=()):
     """The cached debootstrap tarball of ``codename``/``arch`` in :data:`CACHE_DIR`: the pristine
-    one, or with ``include`` (package names) the pristine one with these packages installed
-    (a digest of the sorted names is part of the file name)."""
+    one, or with ``include`` (package names) the pristine one with these packages installed, and
+    with ``apt_lines`` also upgraded from these sources (a digest of the sorted names and the lines
+    is part of the file name)."""
     name = f"debootstrap-{codename}-{arch}-{variant}"
     if include:
-        name += "-with-" + hashlib.sha256(" ".join(sorted(set(include))).encode()).hexdigest()[:12]
+        text = " ".join(sorted(set(include)))
+        if apt_lines:
+            text += "\n" + "\n".join(apt_lines)
+        name += "-with-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return CACHE_DIR / f"{name}.tar"
 
 

@@ -37,7 +37,7 @@ from mini_buildd.tools import call, debootstrap, schroot_files
 from mini_buildd import config
 from mini_buildd.roothelper_base import (  # the helper's checks and host primitives
     COMPRESSIONS, TAR_KEEP, DATA_DIRS, _CONF_KEYS, _PERSONALITIES, _UNION_TYPES, _GROUPS, USAGE_EXIT,
-    HelperError, Caller, check_name, instance_home, chroots_root, chroot_dir, _within, _caller_file,
+    HelperError, Caller, check_name, check_apt_line, instance_home, chroots_root, chroot_dir, _within, _caller_file,
     check_debootstrap, check_base_tarball, rmtree, umount_below)
 from mini_buildd.roothelper_blocks import _check_lvm_conf, BLOCK_OPERATIONS, block_parser
 
@@ -285,22 +285,27 @@ _APT_GET = ["env", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C", "apt-get", "--q
             "--option=APT::Install-Recommends=false", "--option=Dpkg::Use-Pty=false"]
 
 
-def _install_packages(target, packages, keyring, check_valid_until=True):
+def _install_packages(target, packages, keyring, check_valid_until=True, apt_lines=()):
     """``apt-get install PACKAGES`` in the tree ``target`` (a fresh debootstrap tree: its apt
     sources are the archive it was made from), with ``/proc`` mounted and no service started for
     the time; ``keyring`` (if any) is trusted by apt meanwhile; ``check_valid_until=False`` (the
-    source's setting) accepts an archive whose Release is past its Valid-Until. Downloads are
-    cleaned afterwards."""
+    source's setting) accepts an archive whose Release is past its Valid-Until. With ``apt_lines``
+    (a chroot's sources: the archive, its security updates, extra sources), these are the tree's
+    sources and the same apt run also upgrades from them (``dist-upgrade``): the updates every
+    chroot check would otherwise install again. Downloads are cleaned afterwards."""
     policy = target / "usr" / "sbin" / "policy-rc.d"
     trusted = target / "etc" / "apt" / "trusted.gpg.d" / "mini-buildd-cache.gpg"
     policy.write_text("#!/bin/sh\nexit 101\n", encoding="utf-8")
     policy.chmod(0o755)
     if keyring:
         trusted.write_bytes(pathlib.Path(keyring).read_bytes())
+    if apt_lines:
+        (target / "etc" / "apt" / "sources.list").write_text("".join(f"{line}\n" for line in apt_lines), encoding="utf-8")
     call.run(["mount", "-t", "proc", "proc", str(target / "proc")])
     try:
         options = [] if check_valid_until else ["--option=Acquire::Check-Valid-Until=false"]
-        for argv in (["update"], ["install", "--", *packages], ["clean"]):
+        install = ["dist-upgrade", *packages] if apt_lines else ["install", "--", *packages]
+        for argv in (["update"], install, ["clean"]):
             call.run(["chroot", str(target), *_APT_GET, *options, *argv])
     finally:
         with contextlib.suppress(call.CallError):
@@ -328,14 +333,17 @@ def op_cache_tarball(_caller, args):
 
     Without ``--include`` it is the pristine debootstrap tree; with it, the pristine tarball (made
     first if missing) with these packages installed by apt (a build chroot's tools: its check
-    then only updates). debootstrap's own ``--include`` is not used: it does not resolve virtual
-    packages (lintian's dependencies need ``perl-openssl-abi-3``)."""
+    then only updates); with ``--apt-line`` (the chroot's sources, checked one by one) also upgraded
+    from them, so that a new chroot's check finds its security updates already there.
+    debootstrap's own ``--include`` is not used: it does not resolve virtual packages (lintian's
+    dependencies need ``perl-openssl-abi-3``)."""
     codename, arch = check_name(args.codename, "codename"), check_name(args.arch, "architecture")
     variant = check_name(args.variant, "variant")
     include = sorted({check_name(p, "package name") for p in args.include})
+    apt_lines = [check_apt_line(line) for line in args.apt_line] if include else []
     check_debootstrap(debootstrap.DEFAULT_COMMAND, [], args.archive)
     keyring = _caller_file(_caller, args.keyring, "Keyring") if args.keyring else None
-    tarball = config.cached_tarball(codename, arch, variant, include)
+    tarball = config.cached_tarball(codename, arch, variant, include, apt_lines)
     tarball.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -343,11 +351,11 @@ def op_cache_tarball(_caller, args):
             LOG.info("Using cached debootstrap tarball %s", tarball)
             return f"{tarball}\n"
         if include:
-            base = pathlib.Path(op_cache_tarball(_caller, argparse.Namespace(**{**vars(args), "include": []})).strip())
+            base = pathlib.Path(op_cache_tarball(_caller, argparse.Namespace(**{**vars(args), "include": [], "apt_line": []})).strip())
 
             def fill(target):
                 _populate(target, codename, arch, args.archive, keyring, variant, debootstrap.DEFAULT_COMMAND, [], base)
-                _install_packages(target, include, keyring, check_valid_until=not args.no_check_valid_until)
+                _install_packages(target, include, keyring, check_valid_until=not args.no_check_valid_until, apt_lines=apt_lines)
         else:
             def fill(target):
                 _populate(target, codename, arch, args.archive, keyring, variant, debootstrap.DEFAULT_COMMAND, [], None)
@@ -418,6 +426,7 @@ def parser():
     s.add_argument("--keyring")
     s.add_argument("--variant", default="buildd")
     s.add_argument("--include", action="append", default=[], help="package to install into the tarball (repeatable)")
+    s.add_argument("--apt-line", action="append", default=[], help="apt source to upgrade from (with --include; repeatable)")
     s.add_argument("--no-check-valid-until", action="store_true", help="accept an archive past its Release's Valid-Until (with --include)")
     s.add_argument("--refresh", action="store_true")
     return p

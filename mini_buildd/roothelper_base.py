@@ -93,6 +93,20 @@ def check_name(value, what):
     return value
 
 
+#: One apt source line as a chroot's sources.list has it (see ``Source.mbd_apt_line``): ``deb``, the optional
+#: ``[check-valid-until=yes|no]`` (no other option: ``trusted=yes`` would turn off signature checks), an http(s)
+#: or file URL, a suite and at least one component. No blank, newline, quote or option-like word beyond that.
+APT_LINE_RE = re.compile(r"deb (\[check-valid-until=(yes|no)\] )?(https?|file):/[A-Za-z0-9._~:/@%+=-]+"
+                         r" [A-Za-z0-9._][A-Za-z0-9._/+-]*( [A-Za-z0-9._][A-Za-z0-9._+-]*)+")
+
+
+def check_apt_line(value):
+    """``value`` if it is one plain apt source line (see :data:`APT_LINE_RE`); else :class:`HelperError`."""
+    if not APT_LINE_RE.fullmatch(value or ""):
+        raise HelperError(f"Bad apt line '{value}' (deb [options] URL SUITE COMPONENT...).")
+    return value
+
+
 def instance_home(caller, home):
     """The resolved home ``home``; it must be a directory owned by ``caller`` (or root asks)."""
     home = pathlib.Path(home)

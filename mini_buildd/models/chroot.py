@@ -93,15 +93,17 @@ class Chroot(StatusModel):
             raise StatusError(f"Source {self.source} has no checked archive: check the source first.")
         keyring_path = config.paths.tmp / f"{self.mbd_schroot_name()}-keyring.gpg"
         try:
+            sources = self.mbd_apt_sources()
             with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
-                for key in self.source.apt_keys.all():
+                for key in {key.pk: key for source, _line in sources for key in source.apt_keys.all()}.values():
                     keyring.add_pub_key(key.key)
                 keyring.export(keyring_path)
             base_tarball = None
             if config.runtime.debootstrap_cache:
                 base_tarball = chroot_backends.cached_debootstrap_tarball(
                     self.source.codename, self.architecture.name, archive.url, keyring_path=keyring_path,
-                    include=self.mbd_preinstall_packages(), check_valid_until=self.source.check_valid_until)
+                    include=self.mbd_preinstall_packages(), check_valid_until=self.source.check_valid_until,
+                    apt_lines=[line for _source, line in sources])
             chroot_backends.prepare(
                 backend=self.mbd_backend, codename=self.source.codename, arch=self.architecture.name,
                 archive_url=archive.url, keyring_path=keyring_path,
@@ -129,20 +131,25 @@ class Chroot(StatusModel):
         cached base tarball), not in every build (see :mod:`mini_buildd.tools.sbuild`)."""
         return sbuild.chroot_preinstall_packages("aptitude")
 
-    def mbd_apt_lines(self):
-        """sources.list for the chroot check: the same archive lines builds use (all components of
-        the distributions on this codename, and their extra sources), so that the big indexes are
-        already in the chroot and a build's apt-get update only fetches what changed."""
+    def mbd_apt_sources(self):
+        """[(source, its apt line)] of the chroot: the same archive lines builds use (all components
+        of the distributions on this codename, and their extra sources with a checked archive)."""
         dists = list(Distribution.objects.filter(base_source=self.source))
         components = sorted({c for d in dists for c in d.mbd_components()}) or ["main"]
-        lines = [self.source.mbd_apt_line(components=components)]
+        sources = [(self.source, self.source.mbd_apt_line(components=components))]
         for d in dists:
             for ps in d.extra_sources.select_related("source"):
                 if ps.source.mbd_archive() is not None:
                     line = ps.source.mbd_apt_line(components=components)
-                    if line not in lines:
-                        lines.append(line)
-        return "\n".join(lines) + "\n"
+                    if line not in [known for _source, known in sources]:
+                        sources.append((ps.source, line))
+        return sources
+
+    def mbd_apt_lines(self):
+        """sources.list for the chroot check (see :meth:`mbd_apt_sources`), so that the big indexes
+        are already in the chroot and a build's apt-get update only fetches what changed. The cached
+        base tarball is made with the same lines (its updates installed once, not by every check)."""
+        return "".join(f"{line}\n" for _source, line in self.mbd_apt_sources())
 
     def mbd_dependencies(self):
         return [self.source]

@@ -523,14 +523,15 @@ def check(name: str, sources_list_text: str, backend: Union[str, Backend, None] 
 # Cached pristine base tarball
 # ---------------------------------------------------------------------------------------------
 
-def cached_tarball_path(codename: str, arch: str, variant: str = "buildd", include: Sequence[str] = ()) -> pathlib.Path:
+def cached_tarball_path(codename: str, arch: str, variant: str = "buildd", include: Sequence[str] = (),
+                        apt_lines: Sequence[str] = ()) -> pathlib.Path:
     """Where :func:`cached_debootstrap_tarball` keeps the tarball."""
-    return config.cached_tarball(codename, arch, variant, include)
+    return config.cached_tarball(codename, arch, variant, include, apt_lines)
 
 
 def cached_debootstrap_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = DEFAULT_KEYRING,
                                variant: str = "buildd", refresh: bool = False, include: Sequence[str] = (),
-                               check_valid_until: bool = True) -> pathlib.Path:
+                               check_valid_until: bool = True, apt_lines: Sequence[str] = ()) -> pathlib.Path:
     """Return a debootstrap tarball of ``codename``/``arch``, debootstrapping only once.
 
     The tarball is kept in :data:`mini_buildd.config.CACHE_DIR` (root-owned: made by the root
@@ -538,10 +539,13 @@ def cached_debootstrap_tarball(codename: str, arch: str, archive_url: str, keyri
     ``base_tarball`` of :func:`prepare`; :func:`check` brings the chroot up to date afterwards.
     With ``include`` (e.g. :func:`mini_buildd.tools.sbuild.chroot_preinstall_packages`), these
     packages are installed in it by apt (once; a tarball per set of names), so that the check
-    only updates them (``check_valid_until``: as the source's setting, for apt installing them).
+    only updates them (``check_valid_until``: as the source's setting, for apt installing them);
+    with ``apt_lines`` (the chroot's sources.list lines) they are its sources and the tarball is also
+    upgraded from them (its security updates), so that the check finds next to nothing to do.
     """
     return pathlib.Path(privileged.cache_tarball(codename, arch, archive_url, keyring_path=keyring_path, variant=variant,
-                                                 refresh=refresh, include=include, check_valid_until=check_valid_until))
+                                                 refresh=refresh, include=include, check_valid_until=check_valid_until,
+                                                 apt_lines=apt_lines))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,11 +106,13 @@ def remove_fstab(home: Optional[call.FsPath], name: str) -> None:
 
 
 def cache_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None, variant: str = "buildd",
-                  refresh: bool = False, include: Sequence[str] = (), check_valid_until: bool = True) -> str:
+                  refresh: bool = False, include: Sequence[str] = (), check_valid_until: bool = True,
+                  apt_lines: Sequence[str] = ()) -> str:
     """Create (or refresh) the cached debootstrap tarball of a codename/arch (with the packages
-    ``include`` installed); return its path."""
+    ``include`` installed, upgraded from ``apt_lines``); return its path."""
     argv: list[call.Arg] = ["cache-tarball", "--codename", codename, "--arch", arch, "--archive", archive_url, "--variant", variant]
     argv += [f"--include={p}" for p in include]
+    argv += [f"--apt-line={line}" for line in apt_lines]
     if not check_valid_until:
         argv.append("--no-check-valid-until")
     if keyring_path:

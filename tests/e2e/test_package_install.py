@@ -206,7 +206,7 @@ def test_install(inst):  # pylint: disable=redefined-outer-name
         assert user[2] == "/var/lib/mini-buildd"
     else:
         configure_without_debconf(inst)
-    # Chroots start from the (read-only shared) cached base tarball: an administrator's own line
+    # Chroots start from the cached base tarballs (the host's cache, shared): an administrator's own line
     # in the unit's EnvironmentFile.
     if inst.base_tarball:
         default = inst.tree.file("etc/default/mini-buildd")

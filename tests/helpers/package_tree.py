@@ -28,7 +28,8 @@ import time
 
 import requests
 
-from mini_buildd.tools import chroot_backends, sbuild
+from mini_buildd import config
+from mini_buildd.tools import chroot_backends
 from tests.helpers import host_archive
 
 #: The tree the packages are built from: this work tree (``MBD_PACKAGE_SOURCE``: another checkout).
@@ -242,20 +243,17 @@ class Tree:
         subprocess.run(["mount", "-o", "remount,bind,ro", self.own_mounts[-1]], check=True, env=HOST_ENV)
 
     def share_base_tarball(self, codename=None):
-        """Offer the host's cached base tarballs of ``codename`` (default: the tree's), the pristine one
-        and the one with the build tools a chroot's model asks for (made here if missing), at the same
-        paths in the tree, read-only (file bind mounts: the directory stays writable for the cache
-        locks). Returns the pristine one's path, or None if the host has none."""
+        """Offer the host's cache of base tarballs (:data:`mini_buildd.config.CACHE_DIR`) at the same
+        path in the tree (a bind mount): the tree's root helper finds the pristine tarball of
+        ``codename`` (default: the tree's) and the ones with the build tools (per set of tools and apt
+        sources), and a tarball it makes there is kept for the next run, as the host's own are.
+        Returns the pristine one's path, or None if the host has none (then nothing is shared)."""
         codename = codename or self.codename
-        arch = host_archive.host_arch()
-        tarball = chroot_backends.cached_tarball_path(codename, arch)
+        tarball = chroot_backends.cached_tarball_path(codename, host_archive.host_arch())
         if not tarball.exists():
             return None
-        tools = chroot_backends.cached_debootstrap_tarball(codename, arch, host_archive.archive_url(codename),
-                                                           keyring_path=host_archive.keyring_path(),
-                                                           include=sbuild.chroot_preinstall_packages("aptitude"))
-        for path in (tarball, tools):
-            self.bind_ro(path, str(path))
+        self.file(str(config.CACHE_DIR)).mkdir(parents=True, exist_ok=True)
+        self._mount(str(config.CACHE_DIR), str(config.CACHE_DIR).lstrip("/"), ["--bind"])
         return tarball
 
     def foreign_mounts(self):

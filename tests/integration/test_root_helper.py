@@ -170,6 +170,18 @@ def test_refuses_hostile_package_names_for_the_cached_tarball(unpriv, package):
     assert (sorted(config.CACHE_DIR.iterdir()) if config.CACHE_DIR.is_dir() else []) == before
 
 
+@pytest.mark.parametrize("line", ["deb [trusted=yes] http://127.0.0.1:9/debian bookworm main",
+                                  "deb http://127.0.0.1:9/debian bookworm main\ndeb [trusted=yes] http://127.0.0.1:9/evil bookworm main",
+                                  "deb http://127.0.0.1:9/debian -oDir::Etc=/tmp main"])
+def test_refuses_hostile_apt_lines_for_the_cached_tarball(unpriv, line):
+    """Sources a cached tarball is upgraded from reach apt as root: one plain line each, no trusted=yes, no option."""
+    before = sorted(config.CACHE_DIR.iterdir()) if config.CACHE_DIR.is_dir() else []
+    code, out = helper(unpriv, "cache-tarball", "--codename", CODENAME, "--arch", "amd64", "--archive=http://127.0.0.1:9/debian",
+                       "--include=fakeroot", f"--apt-line={line}")
+    assert code == 1 and "Bad apt line" in out, out
+    assert (sorted(config.CACHE_DIR.iterdir()) if config.CACHE_DIR.is_dir() else []) == before
+
+
 def test_without_the_sudoers_rule_the_error_says_so(unpriv, home):
     proc = subprocess.run(unpriv.command([PYTHON, "-c", "from mini_buildd.tools import privileged\n"
                                           f"privileged.make_chroot_dir({str(home / 'var' / 'chroots' / CODENAME / 'amd64')!r})"],
