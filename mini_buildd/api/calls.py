@@ -159,8 +159,8 @@ register(Call(
     doc="Get status of this instance",
     result_doc="{version, identity, url (HTTP), incoming_url (FTP), load (0..1+; -1: engine stopped), "
                "chroots: ['codename:arch'], remotes: [url], uploads_refused?: why FTP uploads are refused now (free "
-               "disk below the floor), repositories?: {id: {codenames, layout: {suite: "
-               "{uploadable, experimental, migrates_to}}}}}",
+               "disk below the floor), simulated_builds?: {delay, chroots, note} (bench mode only: no sbuild, nothing "
+               "installed), repositories?: {id: {codenames, layout: {suite: {uploadable, experimental, migrates_to}}}}}",
     args=[Argument("--with-repositories", "-R", type=BOOL, doc="also list repositories with their codenames and layout")]))
 
 
