@@ -19,6 +19,7 @@ DIGEST = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # s
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
+    """An instance home (config.paths) in tmp_path."""
     paths = config.Paths(tmp_path / "home")
     paths.create()
     monkeypatch.setattr(config, "paths", paths)
@@ -60,11 +61,12 @@ def test_upload_with_an_event_and_unreadable_changes_are_left_alone(home, logged
     released(home, "packaged", event_file="20261207:101011:000001_PACKAGING.json")
     released(home, "rejected", event_file="20261207:101011:000002_REJECTED.json")
     broken = released(home, "broken", text="this is not a changes file\n")
-    assert packager.conclude_released_without_event() == []
+    assert not packager.conclude_released_without_event()
     assert not logged
     assert sorted(p.name for p in broken.iterdir()) == ["broken_1.0-1.dsc", "broken_1.0-1_source.changes"]  # nothing removed
 
 
 def test_nothing_to_do_in_an_empty_home(home, logged):
-    assert packager.conclude_released_without_event() == []
+    assert not any(home.events.iterdir())
+    assert not packager.conclude_released_without_event()
     assert not logged
