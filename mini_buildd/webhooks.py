@@ -10,7 +10,8 @@ This module owns
   :func:`check_secret`),
 - the retry policy (:class:`Policy`: attempts, exponential backoff, timeout, log size; from the
   environment, ``MINI_BUILDD_WEBHOOK_*``),
-- sending one attempt (:func:`post`: no redirects followed, a short timeout),
+- sending one attempt (:func:`post`: no redirects followed, a short timeout; to the receiver's checked
+  address, see :mod:`mini_buildd.webhook_addresses`),
 - the :class:`Dispatcher`: the event hub's listener (it only queues, never blocks logging), a
   fan-out thread that turns each event into persisted deliveries, and one worker thread per
   webhook with work (:class:`_Target`), so a slow or dead receiver only delays its own deliveries.
@@ -35,7 +36,7 @@ import time
 import typing
 import urllib.parse
 
-from mini_buildd import __version__
+from mini_buildd import __version__, webhook_addresses
 from mini_buildd.events import Type
 
 LOG = logging.getLogger(__name__)
@@ -125,12 +126,16 @@ def headers(secret, delivery, raw_body, timestamp, attempt):
             H_ATTEMPT: str(attempt), H_SIGNATURE: sign(secret, raw_body)}
 
 
-def post(url, raw_body, request_headers, timeout):
+def post(url, raw_body, request_headers, timeout, privileged=False, allowed_nets=()):
     """POST ``raw_body`` to ``url``; the HTTP status (redirects are not followed: a 3xx counts as
-    a failure). Raises ``OSError`` / ``http.client.HTTPException`` on network errors and timeouts."""
+    a failure). The host is resolved and checked once, and the connection goes to that address
+    (:func:`mini_buildd.webhook_addresses.connection`: ``privileged`` and ``allowed_nets`` decide
+    whether an internal address may be reached; else
+    :class:`~mini_buildd.webhook_addresses.InternalAddress`). Raises ``OSError`` /
+    ``http.client.HTTPException`` on network errors and timeouts."""
     parts = urllib.parse.urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    conn = webhook_addresses.connection(parts.scheme, parts.hostname, parts.port, timeout, privileged=privileged,
+                                        allowed_nets=allowed_nets)
     try:
         conn.request("POST", urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, "")), body=raw_body,
                      headers=request_headers)
@@ -168,6 +173,8 @@ class Policy:
     max_delay: float = 600.0
     timeout: float = 10.0
     log_size: int = 50
+    #: Internal networks users' webhooks may reach anyway (``MINI_BUILDD_WEBHOOK_ALLOW_NETS``).
+    allow_nets: tuple = ()
 
     ENV = {"attempts": ("MINI_BUILDD_WEBHOOK_ATTEMPTS", int, 1), "delay": ("MINI_BUILDD_WEBHOOK_DELAY", float, 0),
            "factor": ("MINI_BUILDD_WEBHOOK_FACTOR", float, 1), "max_delay": ("MINI_BUILDD_WEBHOOK_MAX_DELAY", float, 0),
@@ -177,7 +184,8 @@ class Policy:
     def from_environment(cls):
         defaults = cls()
         return cls(**{field: _env_number(name, getattr(defaults, field), cast, minimum)
-                      for field, (name, cast, minimum) in cls.ENV.items()})
+                      for field, (name, cast, minimum) in cls.ENV.items()},
+                   allow_nets=webhook_addresses.allowed_nets_from_environment())
 
     def retry_delay(self, failed_attempts):
         """Seconds to wait after the ``failed_attempts``-th failed attempt."""
@@ -355,20 +363,23 @@ class Dispatcher:
         if target is None:
             LOG.info("Webhook %s gone or inactive: delivery %s dropped.", delivery.webhook_id, delivery.delivery_id)
             return False
-        url, secret = target
+        url, secret, privileged = target
         now = time.time()
         attempt = delivery.attempts + 1
         raw = body(delivery, now, attempt)
-        status, error = None, ""
+        status, error, refused = None, "", False
         try:
-            status = post(url, raw, headers(secret, delivery, raw, now, attempt), self.policy.timeout)
+            status = post(url, raw, headers(secret, delivery, raw, now, attempt), self.policy.timeout, privileged=privileged,
+                          allowed_nets=self.policy.allow_nets)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
+        except webhook_addresses.InternalAddress as e:
+            error, refused = f"Refused: {e}", True
         except (OSError, http.client.HTTPException, ValueError) as e:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         delivery.attempts = attempt
         outcome = Outcome(DELIVERED if not error else FAILED, status, error, now)
-        if error and attempt < self.policy.attempts:
+        if error and not refused and attempt < self.policy.attempts:
             outcome.state, outcome.due = PENDING, time.time() + self.policy.retry_delay(attempt)
             delivery.due = outcome.due
         log = LOG.info if not error else LOG.warning

@@ -79,9 +79,10 @@ class Store:
 
     @staticmethod
     def target(webhook_id):
-        """``(url, secret)`` of an active webhook, or None (deleted or inactive)."""
-        hook = models.Webhook.objects.filter(pk=webhook_id, active=True).values_list("url", "secret").first()
-        return tuple(hook) if hook else None
+        """``(url, secret, privileged)`` of an active webhook (privileged: its owner is an administrator,
+        whose webhooks may reach internal addresses), or None (deleted or inactive)."""
+        hook = models.Webhook.objects.filter(pk=webhook_id, active=True).values_list("url", "secret", "owner__is_superuser").first()
+        return (hook[0], hook[1], bool(hook[2])) if hook else None
 
     def record(self, delivery, outcome):
         """Record an attempt (``outcome``: :class:`mini_buildd.webhooks.Outcome`); False if the

@@ -3,13 +3,16 @@
 A logged-in user manages their own webhooks (every event, or the types chosen); staff may also
 create repository webhooks (only events of that repository's distributions), list and delete
 them; administrators see and delete every webhook. The secret is shown once, by ``webhook_create``.
+A webhook of a user who is not an administrator may not point at an internal address (refused here
+and at each delivery, see :mod:`mini_buildd.webhook_addresses`).
 Registered after :mod:`mini_buildd.api.calls_admin` (:mod:`mini_buildd.api` imports it); the
 deliveries themselves are :mod:`mini_buildd.webhooks`'.
 """
 
 import logging
+import urllib.parse
 
-from mini_buildd import webhooks
+from mini_buildd import webhook_addresses, webhooks
 from mini_buildd.api.registry import Argument, Call, Auth, Problem, register, argument_problem, URL, STRING, INT, LIST, CONFIRM, DEVELOPER
 from mini_buildd.api.calls import _models, _repositories  # pylint: disable=protected-access
 from mini_buildd.events import Type
@@ -41,6 +44,17 @@ def visible(user):
     return hooks.filter(owner=user)
 
 
+def _check_reachable(url):
+    """A user's webhook URL must not resolve to an internal address (see :mod:`mini_buildd.webhook_addresses`;
+    checked again at each delivery). A host that does not resolve now is accepted (deliveries fail until it does)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        addresses = webhook_addresses.resolve(parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80))
+    except OSError:
+        return
+    webhook_addresses.check_addresses(parts.hostname, addresses, allowed_nets=webhook_addresses.allowed_nets_from_environment())
+
+
 def create(user, url, types=(), repository="", secret=""):
     """Create a webhook for ``user``; its JSON with the ``secret`` (the only time it is shown)."""
     m = _models()
@@ -48,6 +62,8 @@ def create(user, url, types=(), repository="", secret=""):
         raise Problem(409, f"You have {MAX_PER_USER} webhooks already (the most one user may have): delete one first")
     try:
         url = webhooks.check_url(url)
+        if not getattr(user, "is_superuser", False):
+            _check_reachable(url)
     except ValueError as e:
         raise argument_problem("url", f"Argument 'url': {e}") from e
     try:

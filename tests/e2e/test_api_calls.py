@@ -388,24 +388,30 @@ def test_call_token_revoke(api):
     assert api.problem("token_revoke", user="api-staff", token=str(made["id"])).status == 404
 
 
+#: A receiver host that never resolves (RFC 2606): accepted at creation, never delivered to.
+HOOK = "http://mbd-receiver.invalid:9"
+
+
 def test_call_webhook_create(api):  # (signed webhooks: ours, issue #17; deliveries in integration/test_webhooks.py)
-    assert api.problem("webhook_create", user=None, url="http://127.0.0.1:9/hook").status == 401
+    assert api.problem("webhook_create", user=None, url=f"{HOOK}/hook").status == 401
     assert api.problem("webhook_create", user="api-user", url="file:///etc/passwd").status == 400
-    assert api.problem("webhook_create", user="api-user", url="http://127.0.0.1:9/hook", repository="test").status == 403
-    made = api("webhook_create", user="api-staff", url="http://127.0.0.1:9/hook", types=["INSTALLED", "FAILED"], repository="test")
+    assert api.problem("webhook_create", user="api-user", url=f"{HOOK}/hook", repository="test").status == 403
+    internal = api.problem("webhook_create", user="api-staff", url="http://127.0.0.1:9/hook")  # the daemon's host itself
+    assert internal.status == 400 and "internal address" in internal.detail, internal
+    made = api("webhook_create", user="api-staff", url=f"{HOOK}/hook", types=["INSTALLED", "FAILED"], repository="test")
     assert made["secret"] and made["repository"] == "test" and sorted(made["types"]) == ["FAILED", "INSTALLED"], made
     api("webhook_delete", user="api-staff", webhook_id=made["id"])  # no deliveries to a dead port for the later tests
 
 
 def test_call_webhook_list(api):
-    made = api("webhook_create", user="api-user", url="http://127.0.0.1:9/list")
+    made = api("webhook_create", user="api-user", url=f"{HOOK}/list")
     listed = api("webhook_list", user="api-user")
     assert made["id"] in [h["id"] for h in listed] and made["secret"] not in json.dumps(listed)
     assert made["id"] not in [h["id"] for h in api("webhook_list", user="api-staff")]
 
 
 def test_call_webhook_delete(api):
-    made = api("webhook_create", user="api-user", url="http://127.0.0.1:9/delete")
+    made = api("webhook_create", user="api-user", url=f"{HOOK}/delete")
     assert api.problem("webhook_delete", user="api-user", confirm=False, webhook_id=made["id"]).status == 400
     assert api.problem("webhook_delete", user="api-staff", webhook_id=made["id"]).status == 404
     assert api("webhook_delete", user="api-user", webhook_id=made["id"])["id"] == made["id"]

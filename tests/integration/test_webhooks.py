@@ -37,7 +37,7 @@ UNSTABLE = "bookworm-test-unstable"
 SOURCE = "mbd-webhook"
 ADMIN_PASSWORD, DEV_PASSWORD = "webhook-Admin-1", "webhook-Dev-1"
 ENV = {"MINI_BUILDD_WEBHOOK_ATTEMPTS": "3", "MINI_BUILDD_WEBHOOK_DELAY": "1", "MINI_BUILDD_WEBHOOK_FACTOR": "2",
-       "MINI_BUILDD_WEBHOOK_TIMEOUT": "20"}
+       "MINI_BUILDD_WEBHOOK_TIMEOUT": "20", "MINI_BUILDD_WEBHOOK_ALLOW_NETS": "127.0.0.34/32"}
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,10 @@ def test_types_repositories_and_urls(instance, admin, dev, hooks):
         for url in ("ftp://127.0.0.34/x", "file:///etc/passwd"):
             problem = api(instance, dev, "webhook_create", status=400, url=url)
             assert "only http and https" in problem["detail"], problem
+        # Refused: internal addresses outside the allowed network (only 127.0.0.34 here), for a user.
+        for url in ("http://127.0.0.1:8066/", "http://169.254.169.254/latest/meta-data/"):
+            problem = api(instance, dev, "webhook_create", status=400, url=url)
+            assert "internal address" in problem["detail"], problem
 
         version, _ = upload(instance)
         got = rejected.wait(1)[0]

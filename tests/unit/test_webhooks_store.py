@@ -24,6 +24,12 @@ def _testserver_allowed():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _loopback_allowed(monkeypatch):
+    """The test receivers' addresses (127.0.0.34) are loopback: allowed as an administrator may allow a network."""
+    monkeypatch.setenv("MINI_BUILDD_WEBHOOK_ALLOW_NETS", "127.0.0.0/8")
+
+
 @pytest.fixture
 def users(db):  # pylint: disable=unused-argument
     from django.contrib.auth.models import User
@@ -165,3 +171,18 @@ def test_profile_section(users, repo):  # pylint: disable=unused-argument  # use
     staff = Client()
     assert staff.login(username="wh-staff", password=PASSWORD)
     assert f'<option value="{repo.identity}">' in staff.get("/accounts/profile/").content.decode()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8066/mini_buildd/api/", "http://169.254.169.254/latest/meta-data/",
+                                 "http://[::1]:22/", "https://10.0.0.1/", "http://localhost/"])
+def test_users_webhook_to_an_internal_address_refused(users, monkeypatch, url):
+    """The attack: a user points a webhook at the daemon's own loopback API, the cloud metadata
+    address or the LAN, to make the daemon's host send requests there. Refused with the reason and
+    nothing stored; an administrator may (a configured host's own receivers)."""
+    from mini_buildd import models
+    monkeypatch.delenv("MINI_BUILDD_WEBHOOK_ALLOW_NETS")
+    for who in ("dev", "staff"):
+        p = problem("webhook_create", users[who], url=url)
+        assert p.status == 400 and "internal address" in p.detail and "MINI_BUILDD_WEBHOOK_ALLOW_NETS" in p.detail, p.detail
+    assert not models.Webhook.objects.exists()
+    assert run("webhook_create", users["admin"], url=url)["url"] == url

@@ -13,11 +13,13 @@ import time
 
 import pytest
 
-from mini_buildd import webhooks
+from mini_buildd import webhook_addresses, webhooks
 from mini_buildd.events import Event, Events, Type
 from tests.helpers.webhook_receiver import Receiver, dead_url
 
-FAST = webhooks.Policy(attempts=3, delay=0.2, factor=2, max_delay=5, timeout=5, log_size=10)
+#: The receivers are on loopback: allowed for users' webhooks here, as an administrator may allow a network.
+FAST = webhooks.Policy(attempts=3, delay=0.2, factor=2, max_delay=5, timeout=5, log_size=10,
+                       allow_nets=webhook_addresses.parse_nets("127.0.0.0/8"))
 
 
 def event(etype=Type.REJECTED, source="pkg"):
@@ -44,7 +46,7 @@ class MemStore:
         if self.block is not None:
             self.block.wait(30)
         result = []
-        for hook_id, (_url, _secret, types) in sorted(self.hooks.items()):
+        for hook_id, (_url, _secret, types, *_privileged) in sorted(self.hooks.items()):
             if types and ev.type.value not in types:
                 continue
             with self.lock:
@@ -56,7 +58,7 @@ class MemStore:
 
     def target(self, hook_id):
         hook = self.hooks.get(hook_id)
-        return (hook[0], hook[1]) if hook else None
+        return (hook[0], hook[1], len(hook) > 3 and hook[3]) if hook else None
 
     def record(self, delivery, outcome):
         with self.lock:
@@ -206,6 +208,28 @@ def test_retries_with_growing_gaps(dispatch):
             ("pending", 500, "HTTP 500"), ("pending", 500, "HTTP 500"), ("delivered", 200, "")]
 
 
+def test_users_webhook_to_an_internal_address_is_refused_at_delivery(dispatch):
+    """The attack: a user's webhook whose host resolves to loopback (or a name that was public at
+    creation and points inside now). Without the network allowed, the attempt is refused before any
+    connection, once (no retries), and the receiver gets nothing; an administrator's webhook to the
+    same receiver is delivered."""
+    tight = webhooks.Policy(attempts=3, delay=0.2, factor=2, max_delay=5, timeout=5, log_size=10)
+    with Receiver() as rcv:
+        store = MemStore({1: (rcv.url, "s" * 16, []), 2: (rcv.url.replace("127.0.0.34", "localhost"), "s" * 16, []),
+                          3: (rcv.url, "s" * 16, [], True)})
+        dispatch(store, tight).listener(event())
+        outcomes = {d: store.final(d) for d in ("d-1", "d-2", "d-3")}
+        for delivery in ("d-1", "d-2"):
+            assert [(o.state, o.status_code) for o in outcomes[delivery]] == [("failed", None)], outcomes[delivery]
+            assert "internal address 127.0.0.1" in outcomes[delivery][0].error or \
+                "internal address 127.0.0.34" in outcomes[delivery][0].error, outcomes[delivery]
+            assert "Refused" in outcomes[delivery][0].error
+        assert [o.state for o in outcomes["d-3"]] == ["delivered"]
+        assert [r.json["id"] for r in rcv.wait(1)] == ["d-3"]
+        time.sleep(0.5)
+        assert len(rcv.received) == 1
+
+
 def test_dead_receiver_fails_after_attempts(dispatch):
     store = MemStore({1: (dead_url(), "s" * 16, [])})
     dispatch(store).listener(event())
@@ -217,7 +241,7 @@ def test_dead_receiver_fails_after_attempts(dispatch):
 def test_held_receiver_does_not_delay_others(dispatch):
     with Receiver(hold=True) as slow, Receiver() as fast:
         store = MemStore({1: (slow.url, "s" * 16, []), 2: (fast.url, "s" * 16, [])})
-        d = dispatch(store, webhooks.Policy(attempts=1, timeout=20))
+        d = dispatch(store, webhooks.Policy(attempts=1, timeout=20, allow_nets=FAST.allow_nets))
         d.listener(event(source="first"))
         slow.wait(1)
         d.listener(event(source="second"))
@@ -249,7 +273,7 @@ def test_stop_keeps_pending_and_next_start_resumes(dispatch):
 
 def test_deleted_webhook_drops_its_deliveries(dispatch):
     store = MemStore({1: (dead_url(), "s" * 16, [])})
-    d = dispatch(store, webhooks.Policy(attempts=5, delay=0.3, factor=1, timeout=5))
+    d = dispatch(store, webhooks.Policy(attempts=5, delay=0.3, factor=1, timeout=5, allow_nets=FAST.allow_nets))
     d.listener(event())
     deadline = time.monotonic() + 30
     while not store.outcomes and time.monotonic() < deadline:
