@@ -48,6 +48,16 @@ def pytest_unconfigure(config):  # pylint: disable=unused-argument
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+@pytest.fixture
+def temp_home(tmp_path, monkeypatch):
+    """An instance home in ``tmp_path`` as ``config.paths`` for this test only (the global is restored
+    after it: later tests in the same process keep their own home)."""
+    paths = mbd_config.Paths(tmp_path / "home")
+    paths.create()
+    monkeypatch.setattr(mbd_config, "paths", paths)
+    return paths
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(items):
     """The order pytest alone gives (file order, tests of a parametrized higher-scoped fixture

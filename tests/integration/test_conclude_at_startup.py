@@ -8,22 +8,13 @@ says why, in its own event directory; an upload that has an event already, and a
 
 import pytest
 
-from mini_buildd import config, services
+from mini_buildd import services
 from mini_buildd.pipeline import packager
 
 CHANGES = ("Format: 1.8\nSource: {source}\nVersion: 1.0-1\nDistribution: bookworm-test-unstable\nArchitecture: source\n"
            "Changed-By: t <t@example.org>\nMaintainer: t <t@example.org>\nChecksums-Sha256:\n"
            " {digest} 3 {source}_1.0-1.dsc\nFiles:\n 900150983cd24fb0d6963f7d28e17f72 3 misc optional {source}_1.0-1.dsc\n")
 DIGEST = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """An instance home (config.paths) in tmp_path."""
-    paths = config.Paths(tmp_path / "home")
-    paths.create()
-    monkeypatch.setattr(config, "paths", paths)
-    return paths
 
 
 @pytest.fixture
@@ -34,9 +25,9 @@ def logged(monkeypatch):
     return seen
 
 
-def released(home, source, timecode="20261207:101010:000001", event_file=None, text=None):
+def released(temp_home, source, timecode="20261207:101010:000001", event_file=None, text=None):
     """An upload as the quarantine releases it: events/SOURCE/VERSION/TIMECODE/source/*.changes."""
-    directory = home.events / source / "1.0-1" / timecode / "source"
+    directory = temp_home.events / source / "1.0-1" / timecode / "source"
     directory.mkdir(parents=True)
     (directory / f"{source}_1.0-1_source.changes").write_text(text or CHANGES.format(source=source, digest=DIGEST), encoding="utf-8")
     (directory / f"{source}_1.0-1.dsc").write_text("abc", encoding="utf-8")
@@ -45,8 +36,8 @@ def released(home, source, timecode="20261207:101010:000001", event_file=None, t
     return directory
 
 
-def test_released_upload_without_event_ends_failed_once(home, logged):
-    directory = released(home, "hello")
+def test_released_upload_without_event_ends_failed_once(temp_home, logged):
+    directory = released(temp_home, "hello")
     assert packager.conclude_released_without_event() == [("hello/1.0-1/20261207:101010:000001", "FAILED")]
     assert len(logged) == 1
     event, save_dir = logged[0]
@@ -57,16 +48,16 @@ def test_released_upload_without_event_ends_failed_once(home, logged):
     assert "stopped before this upload was packaged" in event.extra["error"]["detail"]
 
 
-def test_upload_with_an_event_and_unreadable_changes_are_left_alone(home, logged):
-    released(home, "packaged", event_file="20261207:101011:000001_PACKAGING.json")
-    released(home, "rejected", event_file="20261207:101011:000002_REJECTED.json")
-    broken = released(home, "broken", text="this is not a changes file\n")
+def test_upload_with_an_event_and_unreadable_changes_are_left_alone(temp_home, logged):
+    released(temp_home, "packaged", event_file="20261207:101011:000001_PACKAGING.json")
+    released(temp_home, "rejected", event_file="20261207:101011:000002_REJECTED.json")
+    broken = released(temp_home, "broken", text="this is not a changes file\n")
     assert not packager.conclude_released_without_event()
     assert not logged
     assert sorted(p.name for p in broken.iterdir()) == ["broken_1.0-1.dsc", "broken_1.0-1_source.changes"]  # nothing removed
 
 
-def test_nothing_to_do_in_an_empty_home(home, logged):
-    assert not any(home.events.iterdir())
+def test_nothing_to_do_in_an_empty_home(temp_home, logged):
+    assert not any(temp_home.events.iterdir())
     assert not packager.conclude_released_without_event()
     assert not logged

@@ -12,19 +12,8 @@ import stat
 
 import pytest
 
-from mini_buildd import config
 from mini_buildd.pipeline import incoming
 from tests.integration.test_ftpd import make_changes
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A temporary home as ``config.paths`` for this test only (the global is restored after it:
-    later tests in the same process keep their own home)."""
-    paths = config.Paths(tmp_path / "home")
-    paths.create()
-    monkeypatch.setattr(config, "paths", paths)
-    return paths
 
 
 def _received(paths, directory, changes_path, names=None):
@@ -38,43 +27,43 @@ def _received(paths, directory, changes_path, names=None):
     return out
 
 
-def test_session_is_quarantined_privately(home, tmp_path):
+def test_session_is_quarantined_privately(temp_home, tmp_path):
     c = make_changes(tmp_path / "up", extra_files=[("cruft.html", "<script>alert(1)</script>")])
     c.write_text(c.read_text().replace(" cruft.html", " not-listed.html").replace("cruft.html", "cruft.html"))
-    received = _received(home, c.parent, c)
+    received = _received(temp_home, c.parent, c)
     got = []
     arrivals = incoming.Incoming(got.append).sort_session(received)
     assert got == arrivals and len(arrivals) == 1
     arrival = arrivals[0].parent
-    assert arrival.parent == home.quarantine and arrival.name.startswith(incoming.ARRIVAL_PREFIX)
+    assert arrival.parent == temp_home.quarantine and arrival.name.startswith(incoming.ARRIVAL_PREFIX)
     assert stat.S_IMODE(arrival.stat().st_mode) == 0o700
     assert sorted(p.name for p in arrival.iterdir()) == sorted(["hello_1.0.dsc", "hello_1.0.tar.xz", c.name])
-    assert not list(home.incoming.iterdir()), "cruft left in incoming"
+    assert not list(temp_home.incoming.iterdir()), "cruft left in incoming"
 
 
-def test_arrival_dir_name_never_from_the_upload(home, tmp_path):
+def test_arrival_dir_name_never_from_the_upload(temp_home, tmp_path):
     c = make_changes(tmp_path / "up", source="evil", version="1.0")
-    received = _received(home, c.parent, c)
+    received = _received(temp_home, c.parent, c)
     arrival = incoming.Incoming(lambda p: None).sort_session(received)[0].parent
     assert "evil" not in arrival.name
 
 
-def test_changes_cannot_claim_another_sessions_files(home, tmp_path):
+def test_changes_cannot_claim_another_sessions_files(temp_home, tmp_path):
     """Session A sent its tarball (its changes file not yet); session B's changes file lists it:
     B's arrival lacks it, and it stays in incoming for A."""
     a = make_changes(tmp_path / "a")
-    a_files = _received(home, a.parent, a, names=["hello_1.0.tar.xz"])
+    a_files = _received(temp_home, a.parent, a, names=["hello_1.0.tar.xz"])
     b = make_changes(tmp_path / "b", name="hello_1.0_b.changes")
-    b_files = _received(home, b.parent, b, names=["hello_1.0.dsc", b.name])
+    b_files = _received(temp_home, b.parent, b, names=["hello_1.0.dsc", b.name])
     arrival = incoming.Incoming(lambda p: None).sort_session(b_files)[0].parent
     assert "hello_1.0.tar.xz" not in [p.name for p in arrival.iterdir()]
     assert a_files[0].exists()
 
 
-def test_release_never_overwrites(home, tmp_path):
+def test_release_never_overwrites(temp_home, tmp_path):
     from mini_buildd import changes
     c = make_changes(tmp_path / "up")
-    arrival = incoming.Incoming(lambda p: None).sort_session(_received(home, c.parent, c))[0]
+    arrival = incoming.Incoming(lambda p: None).sort_session(_received(temp_home, c.parent, c))[0]
     target = tmp_path / "events"
     target.mkdir()
     (target / "hello_1.0.dsc").write_text("the ongoing package's .dsc\n")
@@ -84,21 +73,21 @@ def test_release_never_overwrites(home, tmp_path):
     assert arrival.exists(), "nothing moved on a clash"
 
 
-def test_oversized_changes_lists_nothing(home, tmp_path):
-    big = home.incoming / "big_1.0_source.changes"
+def test_oversized_changes_lists_nothing(temp_home, tmp_path):
+    big = temp_home.incoming / "big_1.0_source.changes"
     with open(big, "w", encoding="utf-8") as f:
         f.write("Files:\n a 1 b c hello_1.0.dsc\nX: " + "x" * (5 * 1024 * 1024) + "\n")
     assert incoming.listed_names(big) == []
 
 
-def test_requeue_leftovers(home, tmp_path):
+def test_requeue_leftovers(temp_home, tmp_path):
     c = make_changes(tmp_path / "up")
-    _received(home, c.parent, c)
-    (home.incoming / "stray.bin").write_text("cruft")
-    left = home.quarantine / (incoming.ARRIVAL_PREFIX + "old")
+    _received(temp_home, c.parent, c)
+    (temp_home.incoming / "stray.bin").write_text("cruft")
+    left = temp_home.quarantine / (incoming.ARRIVAL_PREFIX + "old")
     left.mkdir()
     (left / "x_1_source.changes").write_text("x")
     got = []
     found = incoming.Incoming(got.append).requeue_leftovers()
     assert got == found and len(found) == 2
-    assert not list(home.incoming.iterdir())
+    assert not list(temp_home.incoming.iterdir())

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from mini_buildd import changes, config
+from mini_buildd import changes
 from mini_buildd.pipeline import incoming
 from mini_buildd.pipeline.packager import Packager, Rejected
 
@@ -43,15 +43,6 @@ def _upload(directory, dsc):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """An instance home (config.paths) in tmp_path."""
-    paths = config.Paths(tmp_path / "home")
-    paths.create()
-    monkeypatch.setattr(config, "paths", paths)
-    return paths
-
-
-@pytest.fixture
 def repository(tmp_path):
     """A reprepro-like pool with the package's orig tarball."""
     root = tmp_path / "repo"
@@ -61,7 +52,7 @@ def repository(tmp_path):
     return types.SimpleNamespace(mbd_path=lambda: root)
 
 
-def test_orig_from_the_pool_travels_with_the_upload(home, repository, tmp_path):
+def test_orig_from_the_pool_travels_with_the_upload(temp_home, repository, tmp_path):
     upload = _upload(incoming.new_arrival_dir(), _dsc())
     upload.check_files()
     accepted = Packager._complete_dsc_files(upload, repository, upload.dsc_path())  # pylint: disable=protected-access
@@ -69,19 +60,19 @@ def test_orig_from_the_pool_travels_with_the_upload(home, repository, tmp_path):
     target = tmp_path / "events"
     incoming.release(upload, target, extra_names=accepted)
     assert (target / f"{SOURCE}_1.0.orig.tar.xz").read_bytes() == ORIG
-    assert not list(home.quarantine.iterdir())
+    assert not list(temp_home.quarantine.iterdir())
     # ... so the source is complete for the buildrequest
     names = [f["name"] for f in changes.read_dsc_files(upload.dsc_path())]
     assert all((target / n).is_file() for n in names)
 
 
-def test_pool_file_with_other_content_is_not_taken(home, repository):  # pylint: disable=unused-argument
+def test_pool_file_with_other_content_is_not_taken(temp_home, repository):  # pylint: disable=unused-argument
     upload = _upload(incoming.new_arrival_dir(), _dsc(orig=b"what the uploader claims the orig is\n"))
     with pytest.raises(Rejected, match="neither in the upload nor in the repository pool"):
         Packager._complete_dsc_files(upload, repository, upload.dsc_path())  # pylint: disable=protected-access
 
 
-def test_pool_is_never_looked_up_through_a_dsc_name(home, repository):  # pylint: disable=unused-argument
+def test_pool_is_never_looked_up_through_a_dsc_name(temp_home, repository):  # pylint: disable=unused-argument
     dsc = _dsc().replace(f"{SOURCE}_1.0.orig.tar.xz".encode(), b"../../../../etc/passwd")
     upload = _upload(incoming.new_arrival_dir(), dsc)
     with pytest.raises(Rejected, match="Invalid file name"):
