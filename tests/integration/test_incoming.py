@@ -91,3 +91,32 @@ def test_requeue_leftovers(temp_home, tmp_path):
     found = incoming.Incoming(got.append).requeue_leftovers()
     assert got == found and len(found) == 2
     assert not list(temp_home.incoming.iterdir())
+
+
+def test_rejection_logs_its_event_before_it_moves_the_changes(temp_home, tmp_path, monkeypatch):
+    """A kill during a rejection (item 7 of issue #11, found by tests/e2e/test_load_correctness.py): the
+    REJECTED event is saved while the arrival is still whole in quarantine, so no state of the files
+    is an event directory holding a changes file without its event (which the next start took for
+    an accepted upload and ended FAILED). Killed right after the event, the next start re-queues the
+    whole arrival (rejected again) and finds nothing "released without event"."""
+    from mini_buildd import services
+    from mini_buildd.pipeline import packager
+    c = make_changes(tmp_path / "up")
+    _received(temp_home, c.parent, c)
+    arrival = incoming.Incoming(lambda path: None).requeue_leftovers()[0]
+    upload = incoming.changes.Upload(arrival)
+    at_event = []
+
+    def killed_after_the_event(event, save_dir=None):
+        at_event.append((event.type.value, sorted(p.name for p in arrival.parent.iterdir()), sorted(p.name for p in save_dir.iterdir())))
+        (save_dir / "x_REJECTED.json").write_text("{}")  # what the hub saves
+        raise SystemExit("killed")
+    monkeypatch.setattr(services, "log_event", killed_after_the_event)
+    with pytest.raises(SystemExit):
+        incoming.reject_arrival(upload, arrival, "unsigned")
+    kind, in_quarantine, in_event_dir = at_event[0]
+    assert kind == "REJECTED" and arrival.name in in_quarantine and in_event_dir == []
+    assert arrival.is_file(), "the arrival stays whole in quarantine"
+    assert packager.conclude_released_without_event() == []
+    got = []
+    assert incoming.Incoming(got.append).requeue_leftovers() == [arrival] == got
