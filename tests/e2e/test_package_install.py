@@ -368,7 +368,7 @@ def test_upgrade(inst, upgrade_debs):  # pylint: disable=redefined-outer-name
     if inst.base_tarball:
         assert "MINI_BUILDD_DEBOOTSTRAP_CACHE=1" in inst.tree.file("etc/default/mini-buildd").read_text(encoding="UTF-8"), \
             "the upgrade lost the administrator's own line in /etc/default/mini-buildd"
-    inst.new_daemon().start()  # the database is migrated at start
+    inst.new_daemon().start(engine=True)  # the database is migrated at start
     assert inst.api("status")["load"] >= 0
     assert _login(inst.url, inst.admin_password), "the admin password does not work after the upgrade"
     lines = inst.api("sources_list", "--repositories", "test", json_output=False)
@@ -406,10 +406,11 @@ def test_systemd_boot(inst):  # pylint: disable=redefined-outer-name
             deadline, state = time.time() + 90, ""
             while time.time() < deadline:
                 state = booted.run("systemctl", "is-active", "mini-buildd", check=False).stdout.strip()
-                try:
-                    if state == "active" and requests.get(f"{inst.url}/mini_buildd/api/status/", timeout=5).status_code == 200:
+                try:  # the HTTP server answers first; the engine starts in a thread after it (load -1 until then)
+                    answer = requests.get(f"{inst.url}/mini_buildd/api/status/", timeout=5) if state == "active" else None
+                    if answer is not None and answer.status_code == 200 and answer.json()["load"] >= 0:
                         break
-                except requests.RequestException:
+                except (requests.RequestException, ValueError, KeyError):
                     pass
                 time.sleep(0.5)
             journal = booted.run("journalctl", "--no-pager", "-u", "mini-buildd", check=False).stdout

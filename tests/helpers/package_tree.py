@@ -429,8 +429,9 @@ class UnitDaemon:
         env = dict(base, **env, **self.extra_env)
         return user, env, expand_exec(unit["ExecStart"][-1].lstrip("-@+!"), env)
 
-    def start(self, timeout=120):
-        """Start the unit's ExecStart in the tree as its user; wait up to ``timeout`` for HTTP."""
+    def start(self, timeout=120, engine=False):
+        """Start the unit's ExecStart in the tree as its user; wait up to ``timeout`` for HTTP (and with
+        ``engine`` also for the engine, which starts in a thread after HTTP: ``status`` says load -1 until then)."""
         user, env, argv = self.command()
         uid, gid, _home = self.tree.passwd(user)
         with open(self.log_path, "a", encoding="UTF-8") as log:
@@ -445,9 +446,10 @@ class UnitDaemon:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()[-5000:]}")
             try:
-                if requests.get(f"{self.url}/mini_buildd/api/status/", timeout=5).status_code == 200:
+                answer = requests.get(f"{self.url}/mini_buildd/api/status/", timeout=5)
+                if answer.status_code == 200 and (not engine or answer.json()["load"] >= 0):
                     return self
-            except requests.RequestException:
+            except (requests.RequestException, ValueError, KeyError):
                 pass
             time.sleep(0.3)
         self.stop()
