@@ -58,6 +58,22 @@ def temp_home(tmp_path, monkeypatch):
     return paths
 
 
+@pytest.fixture
+def bookworm_test_repository(db):  # pylint: disable=unused-argument
+    """Repository ``test`` (Default layout) on a Source and Distribution bookworm (main, amd64 building
+    arch:all) in the test database only: no reprepro tree, status as created."""
+    from mini_buildd import models  # pylint: disable=import-outside-toplevel  # Django is set up by now
+    source = models.Source.objects.create(origin="Debian", codename="bookworm")
+    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
+    main, _ = models.Component.objects.get_or_create(name="main")
+    dist = models.Distribution.objects.create(base_source=source)
+    dist.components.add(main)
+    models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
+    repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
+    repo.distributions.add(dist)
+    return repo
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(items):
     """The order pytest alone gives (file order, tests of a parametrized higher-scoped fixture

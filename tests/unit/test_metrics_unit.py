@@ -226,17 +226,10 @@ class _Engine:
 
 
 @pytest.fixture
-def test_repository(db):  # pylint: disable=unused-argument,invalid-name
-    source = models.Source.objects.create(origin="Debian", codename="bookworm")
-    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-    main, _ = models.Component.objects.get_or_create(name="main")
-    dist = models.Distribution.objects.create(base_source=source)
-    dist.components.add(main)
-    models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-    repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-    repo.distributions.add(dist)
-    models.Repository.objects.filter(pk=repo.pk).update(status=models.Repository.STATUS_ACTIVE)
-    return repo
+def test_repository(bookworm_test_repository):  # pylint: disable=invalid-name
+    """Repository 'test' marked active (database only)."""
+    models.Repository.objects.filter(pk=bookworm_test_repository.pk).update(status=models.Repository.STATUS_ACTIVE)
+    return bookworm_test_repository
 
 
 def test_readiness(test_repository, monkeypatch):  # pylint: disable=redefined-outer-name

@@ -76,20 +76,12 @@ def users(db):  # pylint: disable=unused-argument,redefined-outer-name
 
 
 @pytest.fixture
-def repository(db):  # pylint: disable=unused-argument
+def repository(bookworm_test_repository):
     """Repository 'test' (bookworm, Default layout) in the database only, marked Prepared (no reprepro
     tree: listings fail and the pages must say so)."""
     from mini_buildd import models
-    source = models.Source.objects.create(origin="Debian", codename="bookworm")
-    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-    main, _ = models.Component.objects.get_or_create(name="main")
-    dist = models.Distribution.objects.create(base_source=source)
-    dist.components.add(main)
-    models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-    repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-    repo.distributions.add(dist)
-    repo._set(models.StatusModel.STATUS_PREPARED)  # pylint: disable=protected-access
-    return repo
+    bookworm_test_repository._set(models.StatusModel.STATUS_PREPARED)  # pylint: disable=protected-access
+    return bookworm_test_repository
 
 
 def client(user=None):
