@@ -22,6 +22,8 @@ import logging
 import os
 import socket
 
+from mini_buildd import errors
+
 LOG = logging.getLogger(__name__)
 
 ALLOW_NETS_ENV = "MINI_BUILDD_WEBHOOK_ALLOW_NETS"
@@ -30,8 +32,9 @@ ALLOW_NETS_ENV = "MINI_BUILDD_WEBHOOK_ALLOW_NETS"
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
-class InternalAddress(ValueError):
-    """A receiver resolves to an internal address the webhook may not reach."""
+class InternalAddress(errors.BadRequest, ValueError):
+    """A receiver resolves to an internal address the webhook may not reach (a ``ValueError`` too:
+    what URL checks raise)."""
 
 
 def parse_nets(text):
