@@ -407,9 +407,11 @@ class Events:
         event.path = path
         return path
 
-    def log(self, event, save_dir=None):
+    def log(self, event, save_dir=None, after_save=None):
         """Log ``event``: save it to ``save_dir`` (the event's ``var/events/<bkey>/``; not saved if
         ``None``), queue it, track ongoing, wake clients, run hooks (only for saved events) and mail.
+        ``after_save`` (if given) runs between saving and telling anyone: the files an event names
+        are in place when its readers come, and the event is on disk before they are moved.
 
         Hooks and mails run in background threads; their failures are only logged. Returns the event.
         """
@@ -418,6 +420,8 @@ class Events:
                 self.save(event, save_dir)
             except OSError as e:
                 LOG.error("Could not save event %s to %s: %s", event, save_dir, e)
+        if after_save is not None:
+            after_save()
         LOG.info("Event: %s", event.one_liner())
 
         with self._cond:

@@ -29,9 +29,12 @@ def on_daemon_deactivated():
         engine.stop()
 
 
-def log_event(event, save_dir=None):
-    """Log ``event`` to the hub if there is one (else only to the log)."""
+def log_event(event, save_dir=None, after_save=None):
+    """Log ``event`` to the hub if there is one (else only to the log); ``after_save``: see
+    :meth:`mini_buildd.events.Events.log` (run here too without a hub)."""
     if events is not None:
-        events.log(event, save_dir=save_dir)
+        events.log(event, save_dir=save_dir, after_save=after_save)
     else:
+        if after_save is not None:
+            after_save()
         LOG.info("Event (no hub): %s", event)

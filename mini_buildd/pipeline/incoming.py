@@ -261,15 +261,18 @@ def reject_arrival(changes_obj, path, reason, title="Upload rejected"):
         save_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         LOG.error("Can't make %s for rejected %s: %s", save_dir, path.name, e)
-    # The event first, then the changes file: killed in between, the arrival is still whole in
-    # quarantine and the next start rejects it again (the same reason). The other order could leave
-    # the changes file in an event directory without an event, which the next start takes for an
-    # accepted upload interrupted before its PACKAGING (it ended FAILED instead of REJECTED).
-    services.log_event(event, save_dir=save_dir)
-    try:
-        if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
-            os.rename(path, save_dir / path.name)
-    except OSError as e:
-        LOG.error("Can't keep rejected %s: %s", path.name, e)
-    if is_quarantined(path):
-        discard(path.parent)
+
+    def keep_changes():
+        try:
+            if path.is_file() and not path.is_symlink() and not os.path.lexists(save_dir / path.name):
+                os.rename(path, save_dir / path.name)
+        except OSError as e:
+            LOG.error("Can't keep rejected %s: %s", path.name, e)
+        if is_quarantined(path):
+            discard(path.parent)
+    # The event file first, then the changes file, then the event's readers: killed before the
+    # move, the arrival is still whole in quarantine and the next start rejects it again (the same
+    # reason). The other order could leave the changes file in an event directory without an event,
+    # which the next start takes for an accepted upload interrupted before its PACKAGING (it ended
+    # FAILED instead of REJECTED).
+    services.log_event(event, save_dir=save_dir, after_save=keep_changes)

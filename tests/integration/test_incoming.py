@@ -107,10 +107,10 @@ def test_rejection_logs_its_event_before_it_moves_the_changes(temp_home, tmp_pat
     upload = incoming.changes.Upload(arrival)
     at_event = []
 
-    def killed_after_the_event(event, save_dir=None):
+    def killed_after_the_event(event, save_dir=None, after_save=None):
         at_event.append((event.type.value, sorted(p.name for p in arrival.parent.iterdir()), sorted(p.name for p in save_dir.iterdir())))
         (save_dir / "x_REJECTED.json").write_text("{}")  # what the hub saves
-        raise SystemExit("killed")
+        raise SystemExit("killed")  # before after_save (the move) ran
     monkeypatch.setattr(services, "log_event", killed_after_the_event)
     with pytest.raises(SystemExit):
         incoming.reject_arrival(upload, arrival, "unsigned")
@@ -120,3 +120,22 @@ def test_rejection_logs_its_event_before_it_moves_the_changes(temp_home, tmp_pat
     assert packager.conclude_released_without_event() == []
     got = []
     assert incoming.Incoming(got.append).requeue_leftovers() == [arrival] == got
+
+
+def test_rejection_event_readers_find_the_changes_file_in_place(temp_home, tmp_path, monkeypatch):
+    """Whoever the REJECTED event reaches (SSE, webhooks, a test polling the event files) finds its
+    changes file where the event says, and the arrival's other files gone (the event file is saved
+    before the move, the readers are told after it)."""
+    from mini_buildd import events, services
+    c = make_changes(tmp_path / "up")
+    _received(temp_home, c.parent, c)
+    arrival = incoming.Incoming(lambda path: None).requeue_leftovers()[0]
+    hub = events.Events(temp_home.events)
+    seen = []
+
+    def reader(ev):
+        seen.append((ev.type.value, (temp_home.events / ev.extra["changes"]).is_file(), arrival.parent.exists()))
+    hub.add_listener(reader)
+    monkeypatch.setattr(services, "events", hub)
+    incoming.reject_arrival(incoming.changes.Upload(arrival), arrival, "unsigned")
+    assert seen == [("REJECTED", True, False)]
