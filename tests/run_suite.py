@@ -9,9 +9,9 @@ starting), so six groups run concurrently on the two cores CI has:
 - ``instance2``: more end-to-end tests on a second shared instance of their own, with the schroot
   prefix :data:`INSTANCE2_PREFIX` (``MBD_E2E_SCHROOT_PREFIX``; see :mod:`tests.helpers.instance`);
 - ``peers``: the end-to-end tests with their own instances building for each other (remotes,
-  TLS), in unshare chroots, or under concurrent uploads and a kill (own addresses and schroot prefixes);
+  TLS) or in unshare chroots (own addresses and schroot prefixes);
 - ``platforms``: the instances of their own with several codenames (bookworm, trixie, sid) or
-  architectures (amd64, i386, arm64 through qemu);
+  architectures (amd64, i386, arm64 through qemu), and the one under concurrent uploads and a kill;
 - ``host``: unit and integration tests (their chroots have other schroot names, their daemons
   other ports and homes), except :data:`HOST2`;
 - ``host2``: the integration tests that make chroots or packages or run many daemons
@@ -32,9 +32,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py", "tests/e2e/test_load_correctness.py"]
-#: Instances of their own with several codenames or architectures (each with its chroots).
-PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py"]
+#: Instances of their own with several codenames or architectures (each with its chroots), and the
+#: one under concurrent uploads and a kill.
+PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py", "tests/e2e/test_load_correctness.py"]
 #: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
 INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapshots.py", "tests/e2e/test_port_watch.py",
              "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py", "tests/e2e/test_keyring_apt.py",

@@ -1,7 +1,8 @@
 """Test helper (owns: tests/helpers/package_tree.py): the Debian packages as users install them.
 
 - :func:`build_debs` builds the binary packages from a clean copy of the work tree with the real
-  ``dpkg-buildpackage -us -uc -b`` (optionally with another version in the copy's changelog).
+  ``dpkg-buildpackage -us -uc -b`` (``DEB_BUILD_OPTIONS=nocheck``; optionally with another version in
+  the copy's changelog).
 - :class:`LocalRepo` is a flat ``deb [trusted=yes] file:/... ./`` repository of those .debs.
 - :class:`Tree` is a clean Debian tree (unpacked from the pristine debootstrap tarball cached in
   ``/var/cache/mini-buildd``, which :func:`mini_buildd.tools.chroot_backends.cached_debootstrap_tarball`
@@ -71,8 +72,10 @@ def build_debs(workdir, version_suffix=""):
         changelog = tree / "debian" / "changelog"
         text = changelog.read_text(encoding="UTF-8")
         changelog.write_text(re.sub(r"^(\S+) \(([^)]+)\)", rf"\1 (\2{version_suffix})", text, count=1), encoding="UTF-8")
-    proc = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=HOST_ENV, capture_output=True, text=True,
-                          timeout=900, check=False)
+    # nocheck: the build-time unit tests run in tests/integration/test_debian_package.py's build (and
+    # in make check's host group); here only the packages are wanted, twice (install and upgrade).
+    proc = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=dict(HOST_ENV, DEB_BUILD_OPTIONS="nocheck"),
+                          capture_output=True, text=True, timeout=900, check=False)
     (workdir / "build.log").write_text(proc.stdout + proc.stderr, encoding="UTF-8")
     if proc.returncode != 0:
         raise AssertionError(f"dpkg-buildpackage failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-5000:]}")
