@@ -61,17 +61,13 @@ def temp_home(tmp_path, monkeypatch):
 @pytest.fixture
 def bookworm_test_repository(db):  # pylint: disable=unused-argument
     """Repository ``test`` (Default layout) on a Source and Distribution bookworm (main, amd64 building
-    arch:all) in the test database only: no reprepro tree, status as created."""
+    arch:all) in the test database only: no reprepro tree, status as created (the rows the
+    subprocess tests make, :data:`tests.helpers.daemon.BOOKWORM_TEST_REPOSITORY_ROWS`)."""
     from mini_buildd import models  # pylint: disable=import-outside-toplevel  # Django is set up by now
-    source = models.Source.objects.create(origin="Debian", codename="bookworm")
-    arch, _ = models.Architecture.objects.get_or_create(name="amd64")
-    main, _ = models.Component.objects.get_or_create(name="main")
-    dist = models.Distribution.objects.create(base_source=source)
-    dist.components.add(main)
-    models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
-    repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
-    repo.distributions.add(dist)
-    return repo
+    from tests.helpers.daemon import BOOKWORM_TEST_REPOSITORY_ROWS  # pylint: disable=import-outside-toplevel
+    scope = {"models": models}
+    exec(BOOKWORM_TEST_REPOSITORY_ROWS, scope)  # pylint: disable=exec-used  # our own constant, shared with in_home()
+    return scope["repo"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -53,9 +53,9 @@ def run_mbd(home, *args, timeout=120, unpriv=None, input=None):  # pylint: disab
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, input=input)
 
 
-#: Code for :func:`in_home`: Source bookworm (never checked), Distribution bookworm (main, amd64
-#: building arch:all) and Repository ``test`` (Default layout) on it, prepared (``repo``).
-BOOKWORM_TEST_REPOSITORY = """
+#: Code (with ``models`` in scope): Source bookworm (never checked), Distribution bookworm (main,
+#: amd64 building arch:all) and Repository ``test`` (Default layout) on it, in the database only (``repo``).
+BOOKWORM_TEST_REPOSITORY_ROWS = """
 source = models.Source.objects.create(origin="Debian", codename="bookworm")
 arch, _ = models.Architecture.objects.get_or_create(name="amd64")
 main, _ = models.Component.objects.get_or_create(name="main")
@@ -64,8 +64,9 @@ dist.components.add(main)
 models.ArchitectureOption.objects.create(distribution=dist, architecture=arch, build_architecture_all=True)
 repo = models.Repository.objects.create(identity="test", layout=models.Layout.objects.get(name="Default"))
 repo.distributions.add(dist)
-repo.mbd_prepare()
 """
+#: Code for :func:`in_home`: the same, prepared (``repo``).
+BOOKWORM_TEST_REPOSITORY = BOOKWORM_TEST_REPOSITORY_ROWS + "repo.mbd_prepare()\n"
 
 
 def in_home(home, code, timeout=600, hostname="127.0.0.1", unpriv=None):
