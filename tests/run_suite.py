@@ -93,11 +93,20 @@ def main(argv):
         thread.join()
         log.close()
         print(f"[{name}] pytest exit code {codes[name]} after {time.monotonic() - start:.0f} s", flush=True)
-    # The summary lines of both groups, last.
+    # Each group's failures (pytest's short summary lines) and its summary line, last: what a CI
+    # log that keeps only the end of the output needs to tell which test failed and why.
     for name in runs:
-        tail = (artifacts / f"check-{name}.log").read_text(errors="replace").rstrip().splitlines()[-1:]
-        print(f"{name}: {tail[0] if tail else '(no output)'}")
+        lines = (artifacts / f"check-{name}.log").read_text(errors="replace").rstrip().splitlines()
+        for line in failure_lines(lines):
+            print(f"{name}: {line}")
+        print(f"{name}: {lines[-1] if lines else '(no output)'}")
     return max(codes.values(), default=1)
+
+
+def failure_lines(lines, most=10):
+    """pytest's ``FAILED``/``ERROR`` short summary lines among ``lines`` (at most ``most``, then a count)."""
+    found = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    return found[:most] + ([f"... and {len(found) - most} more"] if len(found) > most else [])
 
 
 if __name__ == "__main__":

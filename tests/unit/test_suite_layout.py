@@ -18,3 +18,18 @@ def test_test_file_names_are_unique_within_one_run(dirs):
         for path in (TESTS / d).rglob("test_*.py"):
             by_name[path.name].append(str(path.relative_to(TESTS)))
     assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
+def test_run_suite_prints_each_groups_failures_last():
+    """CI keeps only the end of make check's output: the failed tests' short summary lines are
+    repeated there (at most 10 per group, then a count)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    spec = importlib.util.spec_from_file_location("run_suite", TESTS / "run_suite.py")
+    run_suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_suite)
+    log = ["tests/e2e/test_a.py ..F", "FAILED tests/e2e/test_a.py::test_x - AssertionError: boom",
+           "ERROR tests/e2e/test_b.py::test_y - RuntimeError", "== 1 failed, 1 error =="]
+    assert run_suite.failure_lines(log) == log[1:3]
+    many = [f"FAILED t.py::test_{i}" for i in range(12)]
+    assert run_suite.failure_lines(many) == many[:10] + ["... and 2 more"]
+    assert not run_suite.failure_lines(["== 3 passed =="])
