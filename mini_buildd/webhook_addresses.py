@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import socket
+import urllib.parse
 
 from mini_buildd import errors
 
@@ -125,10 +126,26 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # pylint: disable=no-member  # HTTPSConnection's own
 
 
+def _port(scheme, port):
+    """``port``, or the scheme's default."""
+    return port or (443 if scheme.lower() == "https" else 80)
+
+
+def check_url_host(url, allowed_nets=()):
+    """A user's webhook URL at creation: its host must not resolve to an internal address
+    (:class:`InternalAddress`); a host that does not resolve now passes (its deliveries fail until
+    it does, and each delivery checks again)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        addresses = resolve(parts.hostname, _port(parts.scheme, parts.port))
+    except OSError:
+        return
+    check_addresses(parts.hostname, addresses, allowed_nets=allowed_nets)
+
+
 def connection(scheme, host, port, timeout, privileged=False, allowed_nets=()):
     """An ``http.client`` connection to ``host`` pinned to its checked address (see :func:`checked_address`)."""
-    https = scheme.lower() == "https"
-    port = port or (443 if https else 80)
+    port = _port(scheme, port)
     address = checked_address(host, port, privileged=privileged, allowed_nets=allowed_nets)
-    cls = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
+    cls = _PinnedHTTPSConnection if scheme.lower() == "https" else _PinnedHTTPConnection
     return cls(host, port, address, timeout)

@@ -10,7 +10,6 @@ deliveries themselves are :mod:`mini_buildd.webhooks`'.
 """
 
 import logging
-import urllib.parse
 
 from mini_buildd import webhook_addresses, webhooks
 from mini_buildd.api.registry import Argument, Call, Auth, Problem, register, argument_problem, URL, STRING, INT, LIST, CONFIRM, DEVELOPER
@@ -44,17 +43,6 @@ def visible(user):
     return hooks.filter(owner=user)
 
 
-def _check_reachable(url):
-    """A user's webhook URL must not resolve to an internal address (see :mod:`mini_buildd.webhook_addresses`;
-    checked again at each delivery). A host that does not resolve now is accepted (deliveries fail until it does)."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        addresses = webhook_addresses.resolve(parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80))
-    except OSError:
-        return
-    webhook_addresses.check_addresses(parts.hostname, addresses, allowed_nets=webhook_addresses.allowed_nets_from_environment())
-
-
 def create(user, url, types=(), repository="", secret=""):
     """Create a webhook for ``user``; its JSON with the ``secret`` (the only time it is shown)."""
     m = _models()
@@ -63,7 +51,7 @@ def create(user, url, types=(), repository="", secret=""):
     try:
         url = webhooks.check_url(url)
         if not getattr(user, "is_superuser", False):
-            _check_reachable(url)
+            webhook_addresses.check_url_host(url, allowed_nets=webhook_addresses.allowed_nets_from_environment())
     except ValueError as e:
         raise argument_problem("url", f"Argument 'url': {e}") from e
     try:
