@@ -199,11 +199,14 @@ class UnshareChroot(Chroot):
         return config.paths.unshare_tarball(self.source.codename, self.architecture.name)
 
     def _mmdebstrap_args(self):
-        """What the tarball is made of: the components of the distributions on this codename,
-        the tools every build needs (as the schroot chroots' check installs them), the extra options."""
+        """What the tarball is made of: the components of the distributions on this codename, the
+        apt lines of builds (:meth:`Chroot.mbd_apt_sources`: with the security updates in the
+        tarball, no build installs them again), the tools every build needs (as the schroot
+        chroots' check installs them), the extra options."""
         dists = Distribution.objects.filter(base_source=self.source)
         return {"variant": "buildd", "components": sorted({c for d in dists for c in d.mbd_components()}) or ["main"],
-                "include": self.mbd_preinstall_packages(), "extra_options": self.debootstrap_extra_options}
+                "include": self.mbd_preinstall_packages(), "extra_options": self.debootstrap_extra_options,
+                "apt_lines": [line for _source, line in self.mbd_apt_sources()]}
 
     def _base_tarball(self, archive_url, keyring_path, args):
         """The cached tarball made with the same options, when the debootstrap cache is on (it is
@@ -225,7 +228,7 @@ class UnshareChroot(Chroot):
             raise StatusError(f"Source {self.source} has no checked archive: check the source first.")
         keyring_path = config.paths.tmp / f"unshare-{self.source.codename}-{self.architecture.name}-keyring.gpg"
         try:
-            keys = list(self.source.apt_keys.all())
+            keys = [key for source, _line in self.mbd_apt_sources() for key in source.apt_keys.all()]
             if keys:
                 with gnupg.TmpKeyring(parent=config.paths.tmp) as keyring:
                     for key in keys:

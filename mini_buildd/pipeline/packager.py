@@ -21,7 +21,7 @@ from mini_buildd.archive import after_change, gates
 from mini_buildd.events import Event, Type as EventType
 from mini_buildd.models import AmbiguousMetaDistribution, Daemon, Repository
 from mini_buildd.changes import uploadoptions
-from mini_buildd.pipeline import ftpd, incoming, port_watch, ports, simulated_builder, trust
+from mini_buildd.pipeline import after_install, ftpd, incoming, ports, simulated_builder, trust
 from mini_buildd.tools import gnupg
 
 LOG = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Packager:
             self._queue.put(None)
             self._thread.join(60)
             self._thread = None
+        after_install.join(60)
         with self._lock:
             self.ongoing.clear()
 
@@ -422,8 +423,7 @@ class Packager:
         faults.point("package:before-installed-event")
         extra["auto_ports"] = run_auto_ports(package)
         services.log_event(instance.make_event("INSTALLED", upload, extra, distribution=package.diststr), save_dir=save_dir)
-        after_change.report(view, [package.diststr])
-        port_watch.check(origins=[package.diststr])
+        after_install.defer(package.repository, [package.diststr])
 
 
 TERMINAL_EVENTS = ("INSTALLED", "FAILED", "REJECTED")

@@ -558,15 +558,18 @@ UNSHARE = "Unshare"
 
 
 def unshare_digest(variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
-                   extra_options: mmdebstrap.Options = None) -> str:
+                   extra_options: mmdebstrap.Options = None, apt_lines: Sequence[str] = ()) -> str:
     """A short digest of the options a tarball is made with (part of its cache name)."""
-    text = json.dumps([variant, list(components), sorted(include), mmdebstrap.command("c", "a", "t", "u", extra_options=extra_options)])
+    options = [variant, list(components), sorted(include), mmdebstrap.command("c", "a", "t", "u", extra_options=extra_options)]
+    if apt_lines:
+        options.append(list(apt_lines))
+    text = json.dumps(options)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def cached_unshare_tarball(codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None,
                            variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
-                           extra_options: mmdebstrap.Options = None, refresh: bool = False) -> pathlib.Path:
+                           extra_options: mmdebstrap.Options = None, apt_lines: Sequence[str] = (), refresh: bool = False) -> pathlib.Path:
     """Return an mmdebstrap tarball of ``codename``/``arch`` made with these options, running
     mmdebstrap only once (per option set: see :func:`unshare_digest`).
 
@@ -575,7 +578,7 @@ def cached_unshare_tarball(codename: str, arch: str, archive_url: str, keyring_p
     lock serializes them). Use it as ``base_tarball`` of :func:`unshare_prepare`.
     """
     include = list(include)
-    tarball = config.cached_unshare_tarball(codename, arch, variant, unshare_digest(variant, components, include, extra_options))
+    tarball = config.cached_unshare_tarball(codename, arch, variant, unshare_digest(variant, components, include, extra_options, apt_lines))
     tarball.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(tarball.with_name(tarball.name + ".lock"), "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -584,7 +587,7 @@ def cached_unshare_tarball(codename: str, arch: str, archive_url: str, keyring_p
             return tarball
         mmdebstrap.create(codename, arch, tarball, archive_url, keyring_path=keyring_path, variant=variant,
                           mode="root" if os.geteuid() == 0 else "unshare", components=components, include=include,
-                          extra_options=extra_options)
+                          extra_options=extra_options, apt_lines=apt_lines)
         tarball.chmod(0o644)
     LOG.info("Cached mmdebstrap tarball %s", tarball)
     return tarball
@@ -606,9 +609,11 @@ def _unshare_make(tarball: pathlib.Path, base_tarball: Optional[call.FsPath], mm
         raise
 
 
-def unshare_prepare(tarball: call.FsPath, codename: str, arch: str, archive_url: str, keyring_path: Optional[call.FsPath] = None,
+def unshare_prepare(tarball: call.FsPath, codename: str, arch: str, archive_url: str,  # pylint: disable=too-many-arguments  # mmdebstrap's
+                    keyring_path: Optional[call.FsPath] = None,
                     variant: str = "buildd", components: Iterable[str] = ("main",), include: Iterable[str] = (),
-                    extra_options: mmdebstrap.Options = None, base_tarball: Optional[call.FsPath] = None) -> None:
+                    extra_options: mmdebstrap.Options = None, base_tarball: Optional[call.FsPath] = None,
+                    apt_lines: Sequence[str] = ()) -> None:
     """Create the unshare mode chroot ``tarball`` (the daemon's own file) of ``codename``/``arch``:
     mmdebstrap in unshare mode (as the calling user; see :func:`mini_buildd.tools.mmdebstrap.check_subids`),
     or a copy of ``base_tarball`` (see :func:`cached_unshare_tarball`). All or nothing."""
@@ -616,7 +621,7 @@ def unshare_prepare(tarball: call.FsPath, codename: str, arch: str, archive_url:
     if path.exists():
         raise ChrootError(f"Chroot tarball {path} exists already (remove the chroot first)")
     args = {"codename": codename, "arch": arch, "archive_url": archive_url, "keyring_path": keyring_path, "variant": variant,
-            "components": list(components), "include": list(include), "extra_options": extra_options}
+            "components": list(components), "include": list(include), "extra_options": extra_options, "apt_lines": list(apt_lines)}
     LOG.info("Preparing unshare mode chroot %s", path)
     run_steps([Step(f"create {path}", lambda: _unshare_make(path, base_tarball, args), lambda: unshare_remove(path))])
     LOG.info("Prepared unshare mode chroot %s", path)

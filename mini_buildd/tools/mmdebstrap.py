@@ -47,9 +47,11 @@ def _as_list(value: Options) -> list[str]:
 
 def command(codename: str, arch: str, target: call.FsPath, archive_url: str, *, keyring_path: Optional[call.FsPath] = None,
             variant: str = "buildd", mode: str = "unshare", components: Iterable[str] = ("main",), include: Iterable[str] = (),
-            extra_options: Options = None) -> list[str]:
+            extra_options: Options = None, apt_lines: Sequence[str] = ()) -> list[str]:
     """The mmdebstrap argv making ``target`` (an uncompressed tarball, whatever its name) of
-    ``codename``/``arch`` from ``archive_url`` (one ``deb`` line with ``components``).
+    ``codename``/``arch`` from ``archive_url`` (one ``deb`` line with ``components``), or from
+    ``apt_lines`` when given (whole ``deb ...`` lines, e.g. the codename's archive and its
+    security updates: the tarball then has those updates, and no build installs them again).
 
     ``keyring_path``: the archive keyring (default: the host's apt keyrings); ``include``: extra
     packages; ``extra_options``: further mmdebstrap options (e.g. ``--include=foo,bar``);
@@ -65,7 +67,10 @@ def command(codename: str, arch: str, target: call.FsPath, archive_url: str, *, 
     if packages:
         argv.append(f"--include={','.join(packages)}")
     argv += _as_list(extra_options)
-    argv += [codename, str(target), archive_url]
+    for line in apt_lines:
+        if not line.startswith("deb ") or "\n" in line or "\r" in line:
+            raise MmdebstrapError(f"Invalid apt line '{line}'")
+    argv += [codename, str(target)] + (list(apt_lines) or [archive_url])
     return argv
 
 

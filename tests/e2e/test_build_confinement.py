@@ -16,26 +16,20 @@ NAME, VERSION = "mbd-e2e-confine", "1.0~test12+1"
 ORIGINAL = "#!/bin/sh\necho original setup script of another build\n"
 
 
-def _attack_rules(targets):
-    lines = ["#!/usr/bin/make -f", "%:", "\tdh $@", "", "override_dh_auto_build:", "\tid",
-             "\t@echo LS-BEGIN; ls -la $(dir " + targets["victim_script"] + ") 2>&1 || true; echo LS-END"]
+def _attack_commands(targets):
+    lines = ["id", "@echo LS-BEGIN; ls -la $(dir " + targets["victim_script"] + ") 2>&1 || true; echo LS-END"]
     for path in targets.values():
-        lines.append(f"\t-echo 'pwned by {NAME}' > {path} && echo 'MBD-ATTACK: WROTE {path}'")
-    lines.append(f"\t-echo 'pwned by {NAME}' > /proc/1/root{targets['victim_script']} && echo 'MBD-ATTACK: WROTE via /proc/1/root'")
-    lines.append("\t@echo MBD-ATTACK-DONE")
-    lines.append("\tdh_auto_build")
-    return "\n".join(lines) + "\n"
+        lines.append(f"-echo 'pwned by {NAME}' > {path} && echo 'MBD-ATTACK: WROTE {path}'")
+    lines.append(f"-echo 'pwned by {NAME}' > /proc/1/root{targets['victim_script']} && echo 'MBD-ATTACK: WROTE via /proc/1/root'")
+    lines.append("@echo MBD-ATTACK-DONE")
+    return lines
 
 
 def _source_package(tmp_path, targets):
     g = gnupg.Gnupg(tmp_path / "gnupg")
     try:
         fpr = g.gen_secret_key("Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0", "dev", "dev@example.org")
-        changes = make_source_package(tmp_path, NAME, VERSION, "bookworm-test-unstable")
-        src = tmp_path / f"{NAME}-{VERSION.split('~', maxsplit=1)[0]}"
-        (src / "debian" / "rules").write_text(_attack_rules(targets))
-        os.chmod(src / "debian" / "rules", 0o755)
-        subprocess.run(["dpkg-buildpackage", "-S", "-d", "-us", "-uc", "-nc"], cwd=src, check=True, capture_output=True)
+        changes = make_source_package(tmp_path, NAME, VERSION, "bookworm-test-unstable", build_commands=_attack_commands(targets))
         subprocess.run(["debsign", f"-k{fpr}", "--re-sign", str(changes)], env=dict(os.environ, GNUPGHOME=str(tmp_path / "gnupg")),
                        check=True, capture_output=True)
     finally:

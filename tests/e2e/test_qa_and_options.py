@@ -9,7 +9,6 @@
   event's link) shows them, and the apt pin priority of the repository's distributions.
 """
 
-import os
 import pathlib
 import re
 import subprocess
@@ -61,15 +60,10 @@ def test_lintian_error_fails_the_build_with_its_tags(instance, tmp_path):
     assert not reprepro_ls(instance, name)  # in no distribution
 
 
-RULES = """#!/usr/bin/make -f
-%:
-\tdh $@
-
-override_dh_auto_build:
-\t@echo "MBD-OPT deb-build-options=[$$DEB_BUILD_OPTIONS]"
-\t@echo "MBD-OPT deb-build-profiles=[$$DEB_BUILD_PROFILES]"
-\t@echo "MBD-OPT add-depends=[$$(dpkg-query -W -f '$${Status}' hello 2>&1)]"
-"""
+#: The build shows what the options changed (make recipe lines of the package's build).
+SHOW_OPTIONS = ('@echo "MBD-OPT deb-build-options=[$$DEB_BUILD_OPTIONS]"',
+                '@echo "MBD-OPT deb-build-profiles=[$$DEB_BUILD_PROFILES]"',
+                "@echo \"MBD-OPT add-depends=[$$(dpkg-query -W -f '$${Status}' hello 2>&1)]\"")
 
 
 def test_upload_options_change_the_build(instance, tmp_path):
@@ -78,11 +72,7 @@ def test_upload_options_change_the_build(instance, tmp_path):
                "MINI_BUILDD_OPTION: deb-build-profiles=nodoc\n"
                "MINI_BUILDD_OPTION: add-depends=hello\n"
                "MINI_BUILDD_OPTION: internal-apt-priority=543\n")
-    changes = make_source_package(tmp_path, name, version, DIST, changelog_extra=options)
-    src = tmp_path / f"{name}-1.0"
-    (src / "debian" / "rules").write_text(RULES)
-    os.chmod(src / "debian" / "rules", 0o755)
-    _rebuild_source(tmp_path, name, version)
+    changes = make_source_package(tmp_path, name, version, DIST, changelog_extra=options, build_commands=SHOW_OPTIONS)
     started = now_iso()
     ftp_upload(instance, changes)
     event = wait_event(instance.url, ("INSTALLED", "FAILED", "REJECTED"), name, version, after=started, timeout=600)

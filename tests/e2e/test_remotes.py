@@ -22,7 +22,6 @@ import os
 import pathlib
 import re
 import subprocess
-import textwrap
 
 import pytest
 import requests
@@ -215,18 +214,7 @@ def test_redispatch_when_builder_stops_answering(net, tmp_path):
 
 def _slow_source_package(workdir, name, version, distribution, seconds):
     """A source package whose build sleeps ``seconds`` (a build that is surely still running)."""
-    make_source_package(workdir, name, version, distribution)
-    src = workdir / f"{name}-{version.split('~')[0]}"
-    (src / "debian" / "rules").write_text(textwrap.dedent(f"""\
-        #!/usr/bin/make -f
-        %:
-        \tdh $@
-
-        override_dh_auto_build:
-        \tsleep {seconds}
-        """))
-    subprocess.run(["dpkg-buildpackage", "-S", "-d", "-us", "-uc", "-nc"], cwd=src, check=True, capture_output=True)
-    return workdir / f"{name}_{version}_source.changes"
+    return make_source_package(workdir, name, version, distribution, build_sleep=seconds)
 
 
 def test_buildresult_signed_by_the_wrong_peer_is_rejected(net, tmp_path):

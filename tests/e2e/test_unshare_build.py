@@ -15,6 +15,7 @@ home, no unpack dir, the chroot tarball removed.
 
 # pylint: disable=redefined-outer-name  # pytest passes each fixture as the parameter of its name
 
+import json
 import os
 import pathlib
 import shutil
@@ -25,11 +26,11 @@ import types
 import pytest
 
 from mini_buildd import config
-from mini_buildd.tools import schroot, sbuild, sbuild_log
+from mini_buildd.tools import chroot_backends, schroot, sbuild, sbuild_log
 from tests.helpers import host_archive
 from tests.helpers.daemon import PYTHON, Daemon, as_user, in_home, processes_mentioning, service_addresses
 from tests.helpers.packages import dput, make_source_package, now_iso, tree_digest, wait_event, write_dput_cf
-from tests.helpers.remote_instances import common_ports
+from tests.helpers.remote_instances import common_ports, wait_until
 from tests.helpers.setup_run import by_str, run_setup
 from tests.helpers.uploads import reprepro_ls
 
@@ -50,6 +51,26 @@ def _skip_reason():
     return None
 
 
+#: What the instance's UnshareChroot will be made of (its mmdebstrap options: components, apt lines
+#: of the distribution, tools) and its archive URL, asked from the instance's configuration.
+ARGS_CODE = """
+import json
+from mini_buildd.models import chroot as chroot_model
+source = models.Source.objects.filter(codename={codename!r}).first()
+chroot = chroot_model.UnshareChroot(source=source, architecture=models.Architecture.objects.get(name={arch!r}))
+print("ARGS", json.dumps(dict(chroot._mmdebstrap_args(), archive_url=source.mbd_archive().url)))
+"""
+
+
+def _prime_unshare_cache(home, unpriv):
+    """Make (as root, once per host and option set) the cached mmdebstrap tarball the instance's
+    chroot will be copied from, as an administrator would; the unprivileged setup then finds it,
+    instead of running mmdebstrap itself in every run."""
+    out = in_home(home, ARGS_CODE.format(codename=CODENAME, arch="amd64"), hostname=HOST, unpriv=unpriv)
+    args = json.loads(out.split("ARGS ", 1)[1])
+    chroot_backends.cached_unshare_tarball(CODENAME, "amd64", **args)
+
+
 @pytest.fixture(scope="module")
 def unshare_instance():
     """The running instance with an active UnshareChroot; torn down (and checked clean) after."""
@@ -67,10 +88,14 @@ def unshare_instance():
         daemon = None
         try:
             started = time.monotonic()
+            base = ("--schroot-prefix", prefix, "--ftp-endpoint", ftp_endpoint, "--archives-from-apt-sources",
+                    "--sources", CODENAME, "--distributions", f"{CODENAME}:amd64", "--repositories", f"test:Default:{CODENAME}")
+            code, result, err = run_setup(home, *base, "--update", "all", "--pca", "all",
+                                          http_endpoint=http_endpoint, hostname=HOST, unpriv=unpriv, check=False)
+            assert code == 0 and result, f"setup failed ({code}):\n{result}\n{err[-3000:]}"
+            _prime_unshare_cache(home, unpriv)
             code, result, err = run_setup(
-                home, "--schroot-prefix", prefix, "--ftp-endpoint", ftp_endpoint, "--archives-from-apt-sources",
-                "--sources", CODENAME, "--distributions", f"{CODENAME}:amd64", "--repositories", f"test:Default:{CODENAME}",
-                "--chroots", f"{CODENAME}:amd64", "--chroots-backend", "Unshare", "--update", "all", "--pca", "all",
+                home, *base, "--chroots", f"{CODENAME}:amd64", "--chroots-backend", "Unshare", "--update", "all", "--pca", "all",
                 http_endpoint=http_endpoint, hostname=HOST, unpriv=unpriv, check=False)
             print(f"setup took {time.monotonic() - started:.0f}s")
             assert code == 0 and result, f"setup failed ({code}):\n{result}\n{err[-3000:]}"
@@ -135,6 +160,9 @@ def test_debug_build_in_unshare_chroot(unshare_instance):
     paths = config.Paths(inst.home)
     build_dirs = list(paths.builds.glob(f"{NAME}/{VERSION}/*/amd64"))
     assert len(build_dirs) == 1, "needs the build of test_upload_builds_in_unshare_chroot"
+    # The cron jobs' first run (a minute after the daemon's start) takes the timed snapshots of the
+    # stable suites: wait for it, so that only the debug build could change the repository.
+    wait_until(lambda: paths.daemon_log.read_text(encoding="utf-8", errors="replace").count("Timed snapshots:") >= 3, 180, what="timed snapshots")
     repos = tree_digest(paths.repositories)
     debug_before = set(paths.debug.iterdir()) if paths.debug.exists() else set()
     argv, cwd = as_user([PYTHON, "-m", "mini_buildd.cli.debug_build", "-H", str(inst.home), "--hook-command",

@@ -1,5 +1,6 @@
-"""Test helper: make small real Debian source packages (native, debhelper) and their source
-``.changes``, optionally signed, and wait for events of the daemon."""
+"""Test helper: make small real Debian source packages (native; plain dpkg tools in ``debian/rules``,
+or debhelper on request) and their source ``.changes``, optionally signed, and wait for events of
+the daemon."""
 
 import os
 import pathlib
@@ -19,23 +20,72 @@ def source_paragraph(name, build_depends=""):
     return "\n".join(lines + ["Standards-Version: 4.6.2", "Rules-Requires-Root: no"]) + "\n"
 
 
+#: ``debian/rules`` of a test package without debhelper: the binary package @NAME@ holds
+#: ``/usr/share/@NAME@/hello.txt``, its copyright file (when the source has one), changelog and
+#: md5sums, made with dpkg's own tools. A build then installs no build dependency (build-essential
+#: is in every chroot) and runs no helper: a third of a small build's time, in every test that builds.
+PLAIN_RULES = """\
+#!/usr/bin/make -f
+N := @NAME@
+D := debian/$(N)
+
+build: build-arch build-indep
+build-@OTHER@ binary-@OTHER@:
+build-@MINE@:
+@BUILD@
+
+binary-@MINE@: build-@MINE@
+\trm -rf $(D)
+\tinstall -d -m 0755 $(D)/DEBIAN $(D)/usr/share/$(N) $(D)/usr/share/doc/$(N)
+\tinstall -m 0644 hello.txt $(D)/usr/share/$(N)/
+\t[ ! -f debian/copyright ] || install -m 0644 debian/copyright $(D)/usr/share/doc/$(N)/
+\tgzip -9nc debian/changelog > $(D)/usr/share/doc/$(N)/changelog.gz
+\tchmod 0644 $(D)/usr/share/doc/$(N)/changelog.gz
+\tcd $(D) && find usr -type f | LC_ALL=C sort | xargs md5sum > DEBIAN/md5sums
+\tdpkg-gencontrol -p$(N) -P$(D)
+\tdpkg-deb --root-owner-group --build $(D) ..
+
+binary: binary-arch binary-indep
+
+clean:
+\trm -rf $(D) debian/files debian/*.substvars
+
+.PHONY: build build-arch build-indep binary binary-arch binary-indep clean
+"""
+
+
+def _plain_rules(name, arch, fail, build_sleep, build_commands):
+    commands = list(build_commands)
+    if fail:
+        commands.append("@echo 'This package always fails to build.'; false")
+    elif build_sleep:
+        commands.append(f"sleep {int(build_sleep)}")
+    build = "".join(f"\t{c}\n" for c in commands)
+    mine, other = ("indep", "arch") if arch == "all" else ("arch", "indep")
+    return PLAIN_RULES.replace("@NAME@", name).replace("@BUILD@", build).replace("@MINE@", mine).replace("@OTHER@", other)
+
+
 def make_source_package(workdir, name, version, distribution, *, arch="all", fail=False, build_depends="",
                         changelog_extra="", gnupghome=None, key_id=None, build_sleep=0, payload=None, autopkgtests=None,
-                        depends=""):
+                        depends="", debhelper=False, build_commands=()):
     """Create ``name_version`` in ``workdir``; return the path of the ``_source.changes``.
 
     ``autopkgtests``: ``{file name: text}`` written to ``debian/tests/`` (``control`` and the
     tests' scripts; texts starting with ``#!`` are made executable): the package has autopkgtests.
-    ``depends``: more relations for the binary package's Depends."""
+    ``depends``: more relations for the binary package's Depends. ``debhelper``: build with ``dh``
+    (Build-Depends debhelper-compat 13, as most Debian packages) instead of :data:`PLAIN_RULES`;
+    ``build_commands``: make recipe lines its build runs (before a ``build_sleep`` or ``fail``;
+    plain rules only)."""
     workdir = pathlib.Path(workdir)
     src = workdir / f"{name}-{version.split('~')[0]}"
     (src / "debian" / "source").mkdir(parents=True, exist_ok=True)
-    bd = "debhelper-compat (= 13)" + (f", {build_depends}" if build_depends else "")
+    bd = ", ".join(x for x in ("debhelper-compat (= 13)" if debhelper else "", build_depends) if x)
+    relations = ", ".join(x for x in ("${misc:Depends}" if debhelper else "", depends) if x)
     (src / "debian" / "control").write_text(source_paragraph(name, bd) + textwrap.dedent(f"""\
 
         Package: {name}
         Architecture: {arch}
-        Depends: ${{misc:Depends}}{", " + depends if depends else ""}
+        """) + (f"Depends: {relations}\n" if relations else "") + textwrap.dedent(f"""\
         Description: mini-buildd test package {name}
          A package made by the mini-buildd test suite.
         """))
@@ -43,18 +93,22 @@ def make_source_package(workdir, name, version, distribution, *, arch="all", fai
     (src / "debian" / "changelog").write_text(
         f"{name} ({version}) {distribution}; urgency=medium\n\n  * Test upload.\n{extra}\n"
         f" -- {MAINTAINER}  Sun, 22 Nov 2026 00:00:00 +0000\n")
-    rules = "#!/usr/bin/make -f\n%:\n\tdh $@\n"
-    if fail:
-        rules += "\noverride_dh_auto_build:\n\t@echo 'This package always fails to build.'; false\n"
-    elif build_sleep:
-        rules += f"\noverride_dh_auto_build:\n\tsleep {int(build_sleep)}\n"
+    if debhelper:
+        assert not build_commands, "build_commands: plain rules only"
+        rules = "#!/usr/bin/make -f\n%:\n\tdh $@\n"
+        if fail:
+            rules += "\noverride_dh_auto_build:\n\t@echo 'This package always fails to build.'; false\n"
+        elif build_sleep:
+            rules += f"\noverride_dh_auto_build:\n\tsleep {int(build_sleep)}\n"
+        (src / "debian" / "install").write_text("hello.txt usr/share/" + name + "/\n")
+    else:
+        rules = _plain_rules(name, arch, fail, build_sleep, build_commands)
     (src / "debian" / "rules").write_text(rules)
     os.chmod(src / "debian" / "rules", 0o755)
     (src / "debian" / "source" / "format").write_text("3.0 (native)\n")
     (src / "debian" / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
                                               "Files: *\nCopyright: 2026 test\nLicense: GPL-2+\n")
     (src / "hello.txt").write_text(payload or f"hello from {name} {version}\n")
-    (src / "debian" / "install").write_text("hello.txt usr/share/" + name + "/\n")
     for test_name, text in (autopkgtests or {}).items():
         (src / "debian" / "tests").mkdir(exist_ok=True)
         (src / "debian" / "tests" / test_name).write_text(text)

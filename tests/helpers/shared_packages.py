@@ -37,7 +37,8 @@ def hello(instance, tmp_path_factory):
     g = gnupg.Gnupg(tmp_path / "gnupg")
     fpr = g.gen_secret_key(DEV_TEMPLATE, "dev", "dev@example.org")
     try:
-        changes = make_source_package(tmp_path, HELLO, HELLO_VERSION, UNSTABLE, gnupghome=tmp_path / "gnupg", key_id=fpr)
+        changes = make_source_package(tmp_path, HELLO, HELLO_VERSION, UNSTABLE, gnupghome=tmp_path / "gnupg", key_id=fpr,
+                                      debhelper=True)
     finally:
         g.kill_agents()
     dput_conf = requests.get(f"{instance.url}/mini_buildd/api/dput_conf/", timeout=10).json()

@@ -47,6 +47,12 @@ def test_mmdebstrap_command():
     assert "--keyring" not in " ".join(mmdebstrap.command("bookworm", "amd64", "t.tar", "http://a.invalid/d"))
     with pytest.raises(mmdebstrap.MmdebstrapError, match="Invalid archive URL"):
         mmdebstrap.command("bookworm", "amd64", "t.tar", "http://a.invalid/d main")
+    # Whole apt lines (the codename's archive and its security updates) instead of one URL
+    lines = ["deb [check-valid-until=yes] http://a.invalid/d bookworm main", "deb [check-valid-until=yes] http://s.invalid/d bookworm-security main"]
+    assert mmdebstrap.command("bookworm", "amd64", "t.tar", "http://a.invalid/d", apt_lines=lines)[-4:] == ["bookworm", "t.tar"] + lines
+    for bad in ("http://a.invalid/d bookworm main", "deb http://a.invalid/d bookworm main\ndeb http://b.invalid/ x main"):
+        with pytest.raises(mmdebstrap.MmdebstrapError, match="Invalid apt line"):
+            mmdebstrap.command("bookworm", "amd64", "t.tar", "http://a.invalid/d", apt_lines=[bad])
 
 
 def test_subids(tmp_path, monkeypatch):
@@ -102,6 +108,8 @@ def test_unshare_digest():
     assert base == chroot_backends.unshare_digest("buildd", ("main",), ["b", "a"], None)
     assert base != chroot_backends.unshare_digest("buildd", ["main", "contrib"], ["a", "b"], "")
     assert base != chroot_backends.unshare_digest("buildd", ["main"], ["a", "b"], "--include=c")
+    with_lines = chroot_backends.unshare_digest("buildd", ["main"], ["a", "b"], "", ["deb http://a.invalid/d bookworm main"])
+    assert with_lines not in (base, chroot_backends.unshare_digest("buildd", ["main"], ["a", "b"], "", ["deb http://b.invalid/d bookworm main"]))
     assert re.fullmatch(r"[0-9a-f]{12}", base)
 
 
@@ -276,7 +284,8 @@ def cached_tarball():
         pytest.skip(_skip_reason())
     return chroot_backends.cached_unshare_tarball(
         CODENAME, host_archive.host_arch(), host_archive.archive_url(CODENAME), variant="buildd", components=["main"],
-        include=sbuild.chroot_preinstall_packages("aptitude"), extra_options="")
+        include=sbuild.chroot_preinstall_packages("aptitude"), extra_options="",
+        apt_lines=[f"deb [check-valid-until=yes] {host_archive.archive_url(CODENAME)} {CODENAME} main"])
 
 
 MODEL_CODE = """
