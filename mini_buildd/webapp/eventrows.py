@@ -10,6 +10,7 @@ import html
 import threading
 import urllib.parse
 
+from mini_buildd.dist.qa import SBUILD_STATUS_FAIL, SBUILD_STATUS_PASS, SBUILD_STATUS_WARN
 from mini_buildd.events import Type
 
 #: Table head matching :func:`row`.
@@ -69,17 +70,59 @@ def links(event):
     return result
 
 
+#: The QA letters of a build result: (letter, check, event field).
+QA_CHECKS = (("B", "build", "sbuild_status"), ("L", "lintian", "sbuild_lintian"),
+             ("P", "piuparts", "sbuild_piuparts"), ("A", "autopkgtest", "sbuild_autopkgtest"))
+
+
+def qa_state(field, word):
+    """``pass``, ``warn``, ``fail`` or ``none`` (not run, skipped, not reported) of one result word."""
+    w = " ".join(str(word or "").lower().split())
+    if field == "sbuild_status":
+        return "pass" if w == "successful" else "none" if w in ("", "skipped") else "fail"
+    if w in SBUILD_STATUS_PASS:
+        return "pass"
+    if w in SBUILD_STATUS_FAIL:
+        return "fail"
+    return "warn" if w in SBUILD_STATUS_WARN and w != "unknown" else "none"
+
+
+def qa_results(event):
+    """``[(arch, result dict)]`` of the build results an event carries (BUILT: its own; INSTALLED
+    and FAILED: every architecture's)."""
+    extra = event.extra
+    if event.type == Type.BUILT:
+        return [(extra.get("architecture") or "?", extra)]
+    if event.type in (Type.INSTALLED, Type.FAILED):
+        return [(arch, info) for arch, info in sorted((extra.get("buildresults") or {}).items()) if isinstance(info, dict)]
+    return []
+
+
+def qa_html(event):
+    """Per architecture, a coloured letter per check (Build, Lintian, Piuparts, Autopkgtest; its
+    title says the result word), each linking to that architecture's build log (where sbuild
+    writes every check's output). '' for events without build results."""
+    e = html.escape
+    out = []
+    for arch, info in qa_results(event):
+        log = info.get("buildlog")
+        letters = []
+        for letter, check, field in QA_CHECKS:
+            word = info.get(field) or "none"
+            attrs = f'class="qa qa-{qa_state(field, info.get(field))}" title="{e(arch)} {check}: {e(str(word))}"'
+            letters.append(f'<a {attrs} href="{e(events_dir_url(log))}">{letter}</a>' if log else f"<span {attrs}>{letter}</span>")
+        out.append(f'<span class="qa-arch" data-arch="{e(arch)}">{e(arch)} {"".join(letters)}</span>')
+    return " ".join(out)
+
+
 def detail(event):
     """The short detail text of ``event`` (error, build status, migration origin), or ''."""
     extra = event.extra
     error = extra.get("error")
     if error:
         text = (error.get("detail") or error.get("title") or "") if isinstance(error, dict) else str(error)
-    elif event.type == Type.BUILT:
-        text = extra.get("sbuild_status") or ""
-    elif event.type in (Type.INSTALLED, Type.FAILED):
-        text = " ".join(f"{arch}: {info.get('sbuild_status', '?')}" for arch, info in sorted((extra.get("buildresults") or {}).items())
-                        if isinstance(info, dict))
+    elif event.type in (Type.BUILT, Type.INSTALLED, Type.FAILED):
+        text = ""  # the QA letters (:func:`qa_html`) say it
     elif event.type == Type.MIGRATED and extra.get("from"):
         text = f"from {extra['from']}"
     elif event.type in (Type.BUILDING, Type.BUILT) and extra.get("architecture"):
@@ -99,7 +142,8 @@ def _render(event):
     text = detail(event)
     if arch and text == arch:
         text = ""
-    details = " ".join(part for part in (f"[{e(arch)}]" if arch else "", e(text), link_html) if part)
+    details = " ".join(part for part in ("" if event.type == Type.BUILT else f"[{e(arch)}]" if arch else "", e(text), qa_html(event), link_html)
+                       if part)
     return (f'<tr class="ev ev-{event.type.value}" data-type="{event.type.value}" data-source="{e(event.source)}" '
             f'data-distribution="{e(event.distribution)}" data-version="{e(event.version)}">'
             f'<td><time datetime="{e(ts.isoformat())}">{when}</time></td>'

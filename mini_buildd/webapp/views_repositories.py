@@ -11,11 +11,11 @@ registry (:func:`mini_buildd.webapp.views.run_call`).
 
 import logging
 
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
-from mini_buildd.archive import change_snapshots, installability, operations, qa_regressions
+from mini_buildd.archive import change_snapshots, installability, operations, package_search, qa_regressions
 from mini_buildd import config, dist, events, models
 from mini_buildd.api import registry
 from mini_buildd.pipeline import port_watch
@@ -274,9 +274,31 @@ def package_buildtimes_svg(request, source):  # pylint: disable=unused-argument
     return response
 
 
+def _all_dists():
+    """``[(diststr, dist dir)]`` of every repository's distributions (rollbacks too)."""
+    out = []
+    for repo in models.Repository.objects.all():
+        rep = repo.mbd_reprepro()
+        out += [(d, str(rep.dists_dir / d)) for d in rep.dists()]
+    return out
+
+
 def package_lookup(request):
-    """``/mini_buildd/packages/?source=NAME``: go to that package's page."""
+    """``/mini_buildd/packages/?source=NAME``: go to that package's page. ``?q=TEXT`` (the header's
+    search box): the source packages whose source or binary package names contain TEXT.
+    ``?names=1``: every package name (JSON list; the search box's suggestions)."""
     source = request.GET.get("source", "").strip()
-    if not source:
+    if source:
+        return HttpResponseRedirect(eventrows.package_url(source))
+    if request.GET.get("names"):
+        response = JsonResponse(package_search.names(_all_dists()), safe=False)
+        response["Cache-Control"] = "max-age=60"
+        return response
+    query = request.GET.get("q", "").strip()[:100]
+    if not query:
         return HttpResponseRedirect("/mini_buildd/repositories/")
-    return HttpResponseRedirect(eventrows.package_url(source))
+    hits = package_search.search(_all_dists(), query)
+    return render(request, "mini_buildd/search.html", {
+        "query": query, "max": package_search.MAX_RESULTS,
+        "hits": [{"source": h.source, "url": eventrows.package_url(h.source), "binaries": sorted(h.binaries),
+                  "distributions": sorted(h.distributions.items())} for h in hits]})

@@ -56,3 +56,6 @@ def screenshot():
         driver.set_window_size(1280, 1024)
         return path
     return take
+
+
+from tests.helpers.shared_packages import hello  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position

@@ -47,13 +47,40 @@
     });
     return out;
   }
+  var QA = [["B", "build", "sbuild_status"], ["L", "lintian", "sbuild_lintian"], ["P", "piuparts", "sbuild_piuparts"],
+            ["A", "autopkgtest", "sbuild_autopkgtest"]];
+  function qaState(field, word) {
+    var w = String(word || "").toLowerCase().replace(/\s+/g, " ").trim();
+    if (field === "sbuild_status") { return w === "successful" ? "pass" : (w === "" || w === "skipped") ? "none" : "fail"; }
+    if (["pass", "info", "successful"].indexOf(w) >= 0) { return "pass"; }
+    if (["error", "fail", "failed"].indexOf(w) >= 0) { return "fail"; }
+    return ["warn", "no tests"].indexOf(w) >= 0 ? "warn" : "none";
+  }
+  function qaResults(ev) {
+    var x = ev.extra || {};
+    if (ev.type === "BUILT") { return [[x.architecture || "?", x]]; }
+    if (ev.type === "INSTALLED" || ev.type === "FAILED") {
+      return Object.keys(x.buildresults || {}).sort().filter(function (a) { return x.buildresults[a] && typeof x.buildresults[a] === "object"; })
+        .map(function (a) { return [a, x.buildresults[a]]; });
+    }
+    return [];
+  }
+  function qaLetters(ev) {
+    return qaResults(ev).map(function (r) {
+      var arch = r[0], info = r[1];
+      var span = el("span", {"class": "qa-arch", "data-arch": arch}, arch + " ");
+      QA.forEach(function (c) {
+        var attrs = {"class": "qa qa-" + qaState(c[2], info[c[2]]), "title": arch + " " + c[1] + ": " + (info[c[2]] || "none")};
+        if (info.buildlog) { attrs.href = "/mini_buildd/events-dir/" + q(info.buildlog); }
+        span.appendChild(el(info.buildlog ? "a" : "span", attrs, c[0]));
+      });
+      return span;
+    });
+  }
   function detail(ev) {
     var x = ev.extra || {}, t = "";
     if (x.error) { t = typeof x.error === "object" ? (x.error.detail || x.error.title || "") : String(x.error); }
-    else if (ev.type === "BUILT") { t = x.sbuild_status || ""; }
-    else if (ev.type === "INSTALLED" || ev.type === "FAILED") {
-      t = Object.keys(x.buildresults || {}).sort().map(function (a) { return a + ": " + ((x.buildresults[a] || {}).sbuild_status || "?"); }).join(" ");
-    } else if (ev.type === "MIGRATED" && x.from) { t = "from " + x.from; }
+    else if (ev.type === "MIGRATED" && x.from) { t = "from " + x.from; }
     t = String(t).replace(/\s+/g, " ").trim();
     return t.length <= 200 ? t : t.slice(0, 197) + "...";
   }
@@ -68,11 +95,12 @@
     td = el("td"); td.appendChild(el("a", {"href": "/mini_buildd/packages/" + encodeURIComponent(ev.source) + "/"}, ev.source)); tr.appendChild(td);
     tr.appendChild(el("td", {}, ev.version));
     td = el("td");
-    var arch = (ev.type === "BUILDING" || ev.type === "BUILT") ? (ev.extra || {}).architecture : null;
+    var arch = ev.type === "BUILDING" ? (ev.extra || {}).architecture : null;
     var parts = [];
     if (arch) { parts.push(document.createTextNode("[" + arch + "]")); }
     var d = detail(ev);
     if (d && d !== arch) { parts.push(document.createTextNode(d)); }
+    qaLetters(ev).forEach(function (s) { parts.push(s); });
     links(ev).forEach(function (l) { parts.push(el("a", {"href": l[1]}, l[0])); });
     parts.forEach(function (p, i) { if (i) { td.appendChild(document.createTextNode(" ")); } td.appendChild(p); });
     tr.appendChild(td);
