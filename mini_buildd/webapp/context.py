@@ -67,10 +67,16 @@ def key_id():
     return value
 
 
+def _engine_running():
+    from mini_buildd.api import registry  # pylint: disable=import-outside-toplevel
+    return registry.engine_is_running()
+
+
 def instance(request):  # pylint: disable=unused-argument
     return {
         "mbd_version": __version__,
         "mbd_key_id": key_id(),
+        "mbd_engine_running": _engine_running(),
         "mbd_identity": identity(),
         "mbd_hostname": config.runtime.hostname,
         "mbd_bench_banner": simulated_builder.banner(),
