@@ -9,6 +9,7 @@ Listings come from :mod:`mini_buildd.archive.operations` (``show``); actions go 
 registry (:func:`mini_buildd.webapp.views.run_call`).
 """
 
+import datetime
 import logging
 
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
@@ -16,7 +17,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from mini_buildd.archive import change_snapshots, installability, operations, package_search, qa_regressions
-from mini_buildd import config, dist, events, models
+from mini_buildd import config, dist, events, models, sse
 from mini_buildd.api import registry
 from mini_buildd.pipeline import port_watch
 from mini_buildd.webapp import eventrows, svg, views
@@ -247,10 +248,17 @@ def package_page(request, source):
         return views.not_found_page(request, f"No source package '{source}': it is in no repository and has no events.")
     shown = evs[:MAX_PACKAGE_EVENTS]
     user = request.user
+    hub = views.hub()
+    queued = hub.queue() if hub is not None else []
+    newest = queued[0] if queued else None
     context = {
+        # live: new events of this source come from the event stream (static/mini_buildd/events_stream.js)
+        "live": hub is not None, "last_event_id": sse.event_id(newest) if newest else "", "stream_path": sse.PATH,
+        "after": (newest.timestamp if newest else datetime.datetime.now(datetime.timezone.utc)).isoformat(),
+        "event_types": ",".join(t.value for t in events.Type),
         "source": source, "error": error,
         "repositories": _distribution_rows(listing, source),
-        "events": mark_safe(eventrows.table(shown, empty="No events.", cache=False)), "events_count": len(evs),
+        "events": mark_safe(eventrows.table(shown, empty="No events.", cache=False, live=hub is not None)), "events_count": len(evs),
         "events_truncated": len(evs) > len(shown),
         "build_logs": _build_logs(evs)[:50], "changes": _changes(evs)[:50],
         "has_build_times": bool(svg.build_times(evs)),

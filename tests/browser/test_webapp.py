@@ -180,3 +180,25 @@ def test_tracking_page_migrate_to_testing(instance, browser, screenshot, session
     screenshot(browser, "22-package-migrated")
     # the MIGRATED event is in its history
     assert css(browser, f'tr[data-type="MIGRATED"][data-distribution="{TESTING}"]')
+
+
+def test_keyboard_only_migrates_to_stable(instance, browser, screenshot):
+    """Issue #18: with the keyboard only (Tab to the button, Enter) the package page migrates the
+    version from testing to stable; the focused control shows its focus outline."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    browser.get(f"{instance.url}/mini_buildd/packages/{SOURCE}/")
+    target = css(browser, f'tr[data-distribution="{TESTING}"] form.mbd-migrate button')[0]
+    for _ in range(200):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if browser.switch_to.active_element == target:
+            break
+    else:
+        raise AssertionError("Tab never reached the migrate button of testing")
+    outline = browser.execute_script("const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth];")
+    assert outline[0] != "none" and outline[1] != "0px", outline
+    screenshot(browser, "23-package-keyboard-focus")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait(browser, 120, lambda d: css(d, "ul.messages li"), "no result message after migrate")
+    assert "msg-success" in css(browser, "ul.messages li")[0].get_attribute("class")
+    assert css(browser, 'tr[data-distribution="bookworm-test-stable"]')[0].get_attribute("data-version") == VERSION

@@ -14,11 +14,15 @@
   var after = live.getAttribute("data-after") || "";
   var params = new URLSearchParams(window.location.search);
   var types = params.getAll("type").filter(function (t) { return t; }).map(function (t) { return t.toUpperCase(); });
-  var source = (params.get("source") || "").trim();
+  // the page's filters: its query (events page) or the live element's data-source (package page)
+  var source = (params.get("source") || live.getAttribute("data-source") || "").trim();
   var distribution = (params.get("distribution") || "").trim();
   // every event type (the type filter's choices): each arrives as an SSE event of that name
   var allTypes = Array.prototype.map.call(document.querySelectorAll("#f-type option"), function (o) { return o.value; })
     .filter(function (t) { return t; });
+  if (!allTypes.length) { allTypes = (live.getAttribute("data-types") || "").split(",").filter(function (t) { return t; }); }
+  // events that change what the rest of the page shows (versions, logs): the page reloads itself a moment later
+  var reloadOn = (live.getAttribute("data-reload-on") || "").split(",").filter(function (t) { return t; });
   var retryTimer = null;
 
   function q(path) { return encodeURI(path).replace(/#/g, "%23").replace(/\?/g, "%3F"); }
@@ -127,6 +131,7 @@
     if (message.lastEventId) { lastId = message.lastEventId; }
     show(ev);
     status("Live: connected; last event " + ev.timestamp.replace("T", " ").slice(0, 19) + " UTC.");
+    if (reloadOn.indexOf(ev.type) >= 0) { window.setTimeout(function () { window.location.reload(); }, 1500); }
   }
   function connect() {
     retryTimer = null;
