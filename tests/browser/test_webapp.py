@@ -123,6 +123,19 @@ def test_upload_appears_live_on_events_page(instance, browser, screenshot, tmp_p
     types = [tr.get_attribute("data-type") for tr in css(browser, f'#mbd-events tr[data-source="{SOURCE}"]')]
     assert types.index("INSTALLED") < types.index("BUILDING") < types.index("PACKAGING"), types
     screenshot(browser, "07-events-installed")
+    # QA letters (issue #18), in the live row as in the page's own: B passed and L has lintian's
+    # result (the test package gets warnings), each linking to the real build log with lintian's run.
+    for where in ("live", "reloaded"):
+        if where == "reloaded":
+            browser.get(f"{instance.url}/mini_buildd/events/?source={SOURCE}")
+        letters = {a.text: a for a in row("INSTALLED")[0].find_elements("css selector", 'span.qa-arch[data-arch="amd64"] a.qa')}
+        assert sorted(letters) == ["A", "B", "L", "P"], (where, sorted(letters))
+        assert "qa-pass" in letters["B"].get_attribute("class"), where
+        lintian = letters["L"].get_attribute("title")  # e.g. "amd64 lintian: warn"
+        assert lintian.startswith("amd64 lintian: ") and lintian.split(": ")[1] in ("pass", "warn", "info"), (where, lintian)
+        assert f"qa-{'pass' if lintian.endswith(('pass', 'info')) else 'warn'}" in letters["L"].get_attribute("class")
+        log = requests.get(letters["L"].get_attribute("href"), timeout=60)
+        assert log.status_code == 200 and "Running lintian..." in log.text and "Status: successful" in log.text, where
 
 
 def test_pages_render_valid_html(instance, browser, screenshot, session):  # pylint: disable=redefined-outer-name
