@@ -1,21 +1,26 @@
 #!/usr/bin/python3
-"""The whole test suite as ``make check`` runs it: six pytest processes side by side.
+"""The whole test suite as ``make check`` runs it: seven pytest processes side by side.
 
 Most of the suite's time is waiting for real tools (debootstrap, apt, sbuild builds, daemons
-starting), so six groups run concurrently on the two cores CI has:
+starting), so seven groups run concurrently on the two cores CI has:
 
 - ``instance``: the end-to-end and browser tests sharing one bootstrapped instance (its chroot
   is ``mini-buildd-bookworm-amd64``);
 - ``instance2``: more end-to-end tests on a second shared instance of their own, with the schroot
   prefix :data:`INSTANCE2_PREFIX` (``MBD_E2E_SCHROOT_PREFIX``; see :mod:`tests.helpers.instance`);
-- ``peers``: the end-to-end tests with their own instances building for each other (remotes,
-  TLS) or in unshare chroots (own addresses and schroot prefixes);
+- ``peers``: the end-to-end tests with their own instances building for each other (remotes) or
+  in unshare chroots (own addresses and schroot prefixes; also the unshare backend's integration
+  test);
 - ``platforms``: the instances of their own with several codenames (bookworm, trixie, sid) or
   architectures (amd64, i386, arm64 through qemu), and the one under concurrent uploads and a kill;
-- ``host``: unit and integration tests (their chroots have other schroot names, their daemons
-  other ports and homes), except :data:`HOST2`;
+- ``unit``: the unit tests, in the environment of a Debian package build (the command and
+  environment of ``debian/rules``' build-time test run: ``/usr/bin/python3``, a system ``PATH``
+  and no writable ``HOME``), so the package build of tests/integration/test_debian_package.py
+  need not run them a second time;
+- ``host``: the integration tests (their chroots have other schroot names, their daemons other
+  ports and homes), except :data:`HOST2`;
 - ``host2``: the integration tests that make chroots or packages or run many daemons
-  (:data:`HOST2`) and the Debian package install test.
+  (:data:`HOST2`), the Debian package install test and the TLS instances.
 
 Each group has its own pytest base temp dir (concurrent pytest runs would otherwise remove each
 other's), its output goes to ``test-artifacts/check-GROUP.log`` and, line by line with the group
@@ -32,32 +37,38 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PACKAGE_INSTALL = "tests/e2e/test_package_install.py"
-PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_tls.py", "tests/e2e/test_unshare_build.py"]
+PEERS = ["tests/e2e/test_remotes.py", "tests/e2e/test_unshare_build.py", "tests/integration/test_unshare_backend.py"]
+TLS = "tests/e2e/test_tls.py"
 #: Instances of their own with several codenames or architectures (each with its chroots), and the
 #: one under concurrent uploads and a kill.
 PLATFORMS = ["tests/e2e/test_codenames.py", "tests/e2e/test_architectures.py", "tests/e2e/test_load_correctness.py"]
 #: Shared-instance tests run on the second instance (their own schroot prefix), beside the first one's.
 INSTANCE2 = ["tests/e2e/test_migration_gates.py", "tests/e2e/test_change_snapshots.py", "tests/e2e/test_port_watch.py",
              "tests/e2e/test_qa_piuparts_autopkgtest.py", "tests/e2e/test_debug_build.py", "tests/e2e/test_keyring_apt.py",
-             "tests/e2e/test_fault_injection.py"]
+             "tests/e2e/test_fault_injection.py", "tests/browser/test_layout.py"]
 INSTANCE2_PREFIX = "mbd-e2e-b"
 
 #: Integration tests that make chroots, tarballs or Debian packages: run beside the rest of ``host``.
 HOST2 = ["tests/integration/test_chroot_backends.py", "tests/integration/test_chroot_backends_block.py",
-         "tests/integration/test_unshare_backend.py", "tests/integration/test_setup.py", "tests/integration/test_debian_package.py",
+         "tests/integration/test_setup.py", "tests/integration/test_debian_package.py",
          "tests/integration/test_root_helper.py", "tests/integration/test_cruft.py", "tests/integration/test_backup.py",
          "tests/integration/test_simulated_builders.py"]
 
 GROUPS = {
-    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", *[f"--ignore={p}" for p in PEERS + PLATFORMS + INSTANCE2]],
+    "instance": ["tests/e2e", "tests/browser", f"--ignore={PACKAGE_INSTALL}", f"--ignore={TLS}",
+                 *[f"--ignore={p}" for p in PEERS + PLATFORMS + INSTANCE2]],
     "instance2": INSTANCE2,
     "peers": PEERS,
     "platforms": PLATFORMS,
-    "host": ["tests/unit", "tests/integration", *[f"--ignore={p}" for p in HOST2]],
-    "host2": [*HOST2, PACKAGE_INSTALL],
+    "unit": ["tests/unit"],
+    "host": ["tests/integration", *[f"--ignore={p}" for p in HOST2 + PEERS]],
+    "host2": [*HOST2, PACKAGE_INSTALL, TLS],
 }
+#: The environment of a Debian package build's test run (debian/rules: override_dh_auto_test).
+PACKAGE_BUILD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": "", "LC_ALL": "C.UTF-8",
+                     "HOME": "/nonexistent/mini-buildd-build-home"}
 #: Extra environment of a group.
-ENV = {"instance2": {"MBD_E2E_SCHROOT_PREFIX": INSTANCE2_PREFIX}}
+ENV = {"instance2": {"MBD_E2E_SCHROOT_PREFIX": INSTANCE2_PREFIX}, "unit": PACKAGE_BUILD_ENV}
 
 
 def _pump(name, stream, log, lock):

@@ -279,11 +279,12 @@ class Reprepro:
     def _run(self, *args: str) -> str:
         argv = ["reprepro", *GLOBAL_OPTIONS, "--basedir", str(self.basedir), *args]
         with self.lock:
+            started = time.monotonic()
             try:
                 output = call.run(argv, env=self._env())
             except call.CallError as e:
                 raise RepreproError(e.argv, e.returncode, e.output) from e
-        LOG.debug("reprepro %s: %s", " ".join(args), output.strip())
+        LOG.debug("reprepro %s (%.3f s): %s", " ".join(args), time.monotonic() - started, output.strip())
         return output
 
     # Configuration

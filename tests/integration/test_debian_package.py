@@ -1,8 +1,10 @@
 """Integration test of the Debian packaging (owns: tests/integration/test_debian_package.py).
 
 Builds the binary packages from a copy of the work tree with the real ``dpkg-buildpackage -us -uc
--b`` (a clean-clone build: no VCS data, no earlier build artefacts; the unit tests run in it, with an
-unwritable HOME), then inspects the .debs with ``dpkg-deb`` and lintian. Nothing is installed
+-b`` (a clean-clone build: no VCS data, no earlier build artefacts; ``DEB_BUILD_OPTIONS=nocheck``:
+the build-time unit test run, debian/rules' ``override_dh_auto_test``, is make check's ``unit``
+group, the same command in the same environment with an unwritable HOME; see
+:func:`test_build_time_tests_are_make_checks_unit_group`), then inspects the .debs with ``dpkg-deb`` and lintian. Nothing is installed
 (tests/e2e/test_package_install.py installs them). Needs the build dependencies of debian/control.
 """
 
@@ -47,6 +49,7 @@ BUILD_ENV = {
     "LC_ALL": "C.UTF-8",
     # Build machines may have no writable home (the build-time unit tests must not need one).
     "HOME": "/nonexistent/mini-buildd-build-home",
+    "DEB_BUILD_OPTIONS": "nocheck",
 }
 PACKAGES = ["mini-buildd", "mini-buildd-doc", "mini-buildd-utils", "python3-mini-buildd"]
 
@@ -379,3 +382,17 @@ def test_build_leaves_source_tree_alone(debs):
     for artefact in ("debian/tmp", "debian/mini-buildd", "debian/python3-mini-buildd", "debian/mini-buildd-doc",
                      "debian/files", ".pybuild", "debian/mbd-generated"):
         assert not (SRC / artefact).exists(), f"build artefact {artefact} in {SRC}"
+
+
+def test_build_time_tests_are_make_checks_unit_group():
+    """The package build's test run (``override_dh_auto_test``, skipped above with nocheck) is
+    exactly what make check's ``unit`` group runs, in the build environment (no writable HOME):
+    a unit test that needs more than a package build gives breaks the unit group too."""
+    from tests import run_suite  # pylint: disable=import-outside-toplevel
+    rules = (SRC / "debian" / "rules").read_text(encoding="UTF-8")
+    block = rules.split("override_dh_auto_test:", 1)[1].split("\nendif", 1)[0]
+    assert "\t/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/unit\n" in block + "\n", block
+    assert run_suite.GROUPS["unit"] == ["tests/unit"] and run_suite.PYTHON == "/usr/bin/python3"
+    env = {k: v for k, v in BUILD_ENV.items() if k != "DEB_BUILD_OPTIONS"}
+    assert run_suite.ENV["unit"] == env
+    assert not pathlib.Path(env["HOME"]).exists()
