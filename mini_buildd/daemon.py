@@ -24,7 +24,9 @@ class StartError(errors.ConfigError):
 def setup_logging(paths, level_specs, stderr=True):
     """Log to ``~/var/log/daemon.log`` (rotated) and stderr.
 
-    ``level_specs``: ``LEVEL`` for the root logger, or ``logger.LEVEL`` for one logger.
+    ``level_specs``: ``LEVEL`` for every logger (the root logger and mini-buildd's own, which
+    is at INFO while other libraries' stay at WARNING by default), or ``logger.LEVEL`` for one
+    logger.
     """
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -42,7 +44,8 @@ def setup_logging(paths, level_specs, stderr=True):
         name, _, level = spec.rpartition(".")
         if not hasattr(logging, level.upper()) or not isinstance(getattr(logging, level.upper()), int):
             raise StartError(f"Unknown log level '{level}' in '{spec}'.")
-        logging.getLogger(name or None).setLevel(getattr(logging, level.upper()))
+        for logger in ([name] if name else [None, "mini_buildd"]):
+            logging.getLogger(logger).setLevel(getattr(logging, level.upper()))
 
 
 def _route_twisted_logs():

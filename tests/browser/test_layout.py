@@ -7,7 +7,10 @@ Screenshots of every page at both sizes go to ``test-artifacts/screenshots/layou
 # pytest idioms: Django and the code under test are imported after the test set-up.
 # pylint: disable=import-outside-toplevel
 
+import time
+
 import pytest
+import requests
 
 from tests.browser.conftest import SCREENSHOTS
 from tests.helpers.shared_packages import HELLO, UNSTABLE
@@ -129,3 +132,57 @@ def test_header_search_finds_a_binary_package(instance, browser, hello):  # pyli
     # The suggestions list is filled on focus (the names call)
     names = browser.execute_script("return fetch('/mini_buildd/packages/?names=1').then(r => r.json());")
     assert HELLO in names
+
+
+def _wait_for(condition, what, timeout=60):
+    for _ in range(int(timeout * 2)):
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out: {what}")
+
+
+def _login_admin(instance, browser):
+    from tests.helpers.instance import ADMIN_PASSWORD  # pylint: disable=import-outside-toplevel
+    browser.get(f"{instance.url}/accounts/login/")
+    _css(browser, "#id_username")[0].send_keys("admin")
+    _css(browser, "#id_password")[0].send_keys(ADMIN_PASSWORD)
+    _css(browser, "main form button[type=submit]")[0].click()
+    _wait_for(lambda: _css(browser, "a.user"), "user link after login")
+
+
+def test_call_buttons_do_what_their_forms_do(instance, browser):
+    """Issue #18: the calls next to a repository and the header's engine toggle run the API call
+    as its own form does (same answer), a dangerous one only with its confirmation."""
+    _login_admin(instance, browser)
+    browser.get(instance.url + "/mini_buildd/repositories/")
+    calls = _css(browser, "#repo-test div.calls")[0]
+    # read-only: a link that runs the call; its answer is the API's
+    calls.find_element("css selector", 'a.mbd-call[href^="/mini_buildd/api/sources_list/"]').click()
+    shown = _css(browser, "#mbd-api-result")[0].text.strip()
+    plain = requests.get(f"{instance.url}/mini_buildd/api/sources_list/", params={"repositories": "test", "output": "plain"}, timeout=60).text
+    assert shown and shown == plain.strip(), (shown, plain)
+    # confirmable: without the checkbox the browser does not submit; with it, the call runs
+    browser.get(instance.url + "/mini_buildd/repositories/")
+    form = _css(browser, '#repo-test form.mbd-call[action="/mini_buildd/api/reindex/"]')[0]
+    assert browser.execute_script("return arguments[0].checkValidity();", form) is False  # the browser refuses to submit it
+    form.find_element("css selector", "button").click()
+    time.sleep(1)
+    assert browser.current_url.endswith("/mini_buildd/repositories/")  # not submitted
+    form.find_element("css selector", 'input[name="confirm"]').click()
+    assert browser.execute_script("return arguments[0].checkValidity();", form) is True
+    form.find_element("css selector", "button").click()
+    _wait_for(lambda: "/mini_buildd/api/reindex/" in browser.current_url and _css(browser, "#mbd-api-result"), "reindex ran")
+    # the header's engine toggle: stop, then start again (status says so each time)
+    for call, load_ok in (("stop", lambda load: load < 0), ("start", lambda load: load >= 0)):
+        browser.get(instance.url + "/mini_buildd/builders/")
+        toggle = _css(browser, f'header .engine-toggle form.mbd-call[action="/mini_buildd/api/{call}/"]')[0]
+        toggle.find_element("css selector", 'input[name="confirm"]').click()
+        toggle.find_element("css selector", "button").click()
+        _wait_for(lambda: f"/mini_buildd/api/{call}/" in browser.current_url and _css(browser, "#mbd-api-result"), f"{call} ran")
+        for _ in range(60):
+            if load_ok(requests.get(f"{instance.url}/mini_buildd/api/status/", timeout=30).json()["load"]):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"engine did not {call}")
