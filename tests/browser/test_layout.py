@@ -179,7 +179,7 @@ def test_call_buttons_do_what_their_forms_do(instance, browser):
         toggle = _css(browser, f'header .engine-toggle form.mbd-call[action="/mini_buildd/api/{call}/"]')[0]
         toggle.find_element("css selector", 'input[name="confirm"]').click()
         toggle.find_element("css selector", "button").click()
-        _wait_for(lambda: f"/mini_buildd/api/{call}/" in browser.current_url and _css(browser, "#mbd-api-result"), f"{call} ran")
+        _wait_for(lambda c=call: f"/mini_buildd/api/{c}/" in browser.current_url and _css(browser, "#mbd-api-result"), f"{call} ran")
         for _ in range(60):
             if load_ok(requests.get(f"{instance.url}/mini_buildd/api/status/", timeout=30).json()["load"]):
                 break

@@ -11,6 +11,7 @@ from mini_buildd import config, daemon
 
 @pytest.fixture
 def restore_logging():
+    """The logging configuration as it was before the test."""
     root, ours = logging.getLogger(), logging.getLogger("mini_buildd")
     saved = (list(root.handlers), root.level, ours.level, logging.getLogger("mini_buildd.api").level)
     yield
