@@ -14,7 +14,6 @@ database access is blocked unless a test asks for it:
 import os
 import pathlib
 import shutil
-import socket
 import sys
 import tempfile
 
@@ -99,12 +98,6 @@ def committed_db(django_db_setup, django_db_blocker):  # pylint: disable=redefin
 def home():
     """The test process's instance paths."""
     return mbd_config.paths
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 os.environ.setdefault("MBD_TEST_HOME", _HOME)

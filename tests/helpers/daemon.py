@@ -7,6 +7,7 @@ through sudo and the root helper); without, as root."""
 
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,33 @@ def service_addresses(host, http_port, ftp_port):
             f"http://{host}:{http_port}", f"ftp://{host}:{ftp_port}")
 
 
-def free_port(host="127.0.0.1"):
+#: Ports the tests' daemons listen on: below the kernel's range of ephemeral ports
+#: (``net.ipv4.ip_local_port_range``, 32768-60999 by default). A port the kernel handed out (bind
+#: to port 0) could be taken again as the source port of any outgoing connection between the pick
+#: and the daemon's bind, which then failed with "Address already in use" (seen with seven groups
+#: running side by side).
+PORT_RANGE = (20000, 32700)
+_RANDOM = random.SystemRandom()
+
+
+def bindable(host, port):
+    """Whether ``host``:``port`` can be bound (TCP) right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(host="127.0.0.1", count=1, hosts=None):
+    """A free port (with ``count`` > 1: the first of ``count`` consecutive free ports) from
+    :data:`PORT_RANGE`, on ``host`` (or on every one of ``hosts``)."""
+    for _ in range(1000):
+        base = _RANDOM.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
+        if all(bindable(h, base + i) for h in (hosts or [host]) for i in range(count)):
+            return base
+    raise AssertionError(f"no free port in {PORT_RANGE} on {hosts or [host]}")
 
 
 def user_of(unpriv):
@@ -90,8 +114,12 @@ def in_home(home, code, timeout=600, hostname="127.0.0.1", unpriv=None):
 class Daemon:
     """The real daemon as a subprocess; use as a context manager."""
 
-    def __init__(self, home, port=None, host="127.0.0.1", endpoints=None, extra_args=(), scheme="http", verify=True, unpriv=None):
+    def __init__(self, home, port=None, host="127.0.0.1", endpoints=None, extra_args=(), scheme="http", verify=True, unpriv=None,
+                 env=None):
+        """``env``: added to the daemon's environment (never to this process's: instances are
+        started from several threads at once, see :mod:`bench.builders.simnet`)."""
         self.home = pathlib.Path(home)
+        self.env = dict(env or {})
         self.unpriv = unpriv
         self.host = host
         self.port = port or free_port(host)
@@ -109,7 +137,7 @@ class Daemon:
             args += ["--http-endpoint", ep]
         self.log = open(self.home.parent / f"{self.home.name}-daemon.out", "w", encoding="utf-8")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen(mbd_command(self.home, *args, *self.extra_args, unpriv=self.unpriv),  # pylint: disable=consider-using-with
-                                     cwd=as_user([], self.unpriv)[1],
+                                     cwd=as_user([], self.unpriv)[1], env=dict(os.environ, **self.env),
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:

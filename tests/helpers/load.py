@@ -27,12 +27,10 @@ a kill made us send it again), never PACKAGING or INSTALLED; nothing is left ong
 each upload has exactly one terminal event.
 """
 
-import contextlib
 import datetime
 import ftplib
 import json
 import logging
-import os
 import pathlib
 import random
 import re
@@ -143,10 +141,9 @@ print(up.mbd_status_display(), repo.mbd_status_display(), models.Repository.obje
     def start(self, env=None):
         """Start the daemon (``env``: added to its environment); waits for HTTP and FTP (the engine)."""
         self.daemon = Daemon(self.home, port=self.http_port, host=self.host, endpoints=[self.http_endpoint],
-                             extra_args=["--schroot-prefix", self.schroot_prefix])
+                             extra_args=["--schroot-prefix", self.schroot_prefix], env=env)
         self.daemon.ftp_port = self.ftp_port
-        with _environment(env):
-            self.daemon.start(timeout=300)
+        self.daemon.start(timeout=300)
         return self
 
     def reprepro(self, *args):
@@ -174,17 +171,6 @@ print(up.mbd_status_display(), repo.mbd_status_display(), models.Repository.obje
         super().teardown()
         for home, _pub in self.keys.values():
             gnupg.kill_agents(home)
-
-
-@contextlib.contextmanager
-def _environment(env):
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def leftovers(inst):

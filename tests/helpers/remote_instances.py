@@ -3,14 +3,12 @@ port numbers (as separate hosts would be), separate homes and their own schroot 
 distributed building tests. Chroots get per-instance names, so the host chroot lock is not needed.
 """
 
-import os
 import pathlib
 import signal
-import socket
 import time
 
 from mini_buildd.tools import gnupg
-from tests.helpers.daemon import Daemon, in_home, service_addresses
+from tests.helpers.daemon import Daemon, free_port, in_home, service_addresses
 from tests.helpers.setup_run import run_setup
 
 ED25519 = "Key-Type: EdDSA\nKey-Curve: ed25519\nKey-Usage: sign\nExpire-Date: 0"
@@ -28,24 +26,10 @@ def our_daemon_with_key(django_db_blocker):
         return daemon
 
 
-def _bindable(host, port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
-
-
 def common_ports(hosts, count=2):
-    """``count`` consecutive port numbers free on every one of ``hosts``."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count < 65000 and all(_bindable(h, base + i) for h in hosts for i in range(count)):
-            return [base + i for i in range(count)]
-    raise AssertionError(f"no common free ports on {hosts}")
+    """``count`` consecutive port numbers free on every one of ``hosts`` (see :func:`tests.helpers.daemon.free_port`)."""
+    base = free_port(count=count, hosts=hosts)
+    return [base + i for i in range(count)]
 
 
 class RemoteInstance:
@@ -87,16 +71,12 @@ class RemoteInstance:
         return out.strip()
 
     def start(self, env=None):
-        """Start the daemon with ``env`` added to the environment (restored after)."""
-        saved = dict(os.environ)
-        os.environ.update(env or {})
-        try:
-            self.daemon = Daemon(self.home, port=self.http_port, host=self.host, endpoints=[self.http_endpoint],
-                                 extra_args=["--schroot-prefix", self.schroot_prefix])
-            self.daemon.start()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        """Start the daemon with ``env`` added to its environment (not to this process's: several
+        instances start from threads at once; changing ``os.environ`` there once left bench mode
+        switched on for every daemon a later test started)."""
+        self.daemon = Daemon(self.home, port=self.http_port, host=self.host, endpoints=[self.http_endpoint],
+                             extra_args=["--schroot-prefix", self.schroot_prefix], env=env)
+        self.daemon.start()
         return self
 
     def pause(self):

@@ -47,6 +47,10 @@ def simnet_processes(root):
 
 
 def test_status_and_banner(net):
+    # The builders were started from threads with bench mode in their environment only: this
+    # process's is unchanged (it once kept it, and every later daemon of the run simulated builds).
+    from mini_buildd.pipeline import simulated_builder  # pylint: disable=import-outside-toplevel
+    assert not {simulated_builder.ENV_DELAY, simulated_builder.ENV_OPT_IN} & set(os.environ)
     b = net.builders[0]
     status = requests.get(f"{b.url}/mini_buildd/api/status/", timeout=10).json()
     assert status["simulated_builds"]["delay"] == 4.0
