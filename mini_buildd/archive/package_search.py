@@ -7,11 +7,11 @@ Read from the index files reprepro exported (``dists/DIST/COMPONENT/source/Sourc
 """
 
 import dataclasses
-import gzip
-import lzma
 import os
 import re
 import threading
+
+from mini_buildd.archive import indices
 
 _FIELD = re.compile(rb"^(Package|Source|Version): *(\S+)", re.MULTILINE)
 _CACHE = {}
@@ -30,9 +30,10 @@ class Hit:
 
 
 def _read(path):
-    opener = lzma.open if path.endswith(".xz") else gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read()
+    """The uncompressed bytes of an index file (by its suffix, as :data:`mini_buildd.archive.indices.COMPRESSIONS` knows them)."""
+    decompress = next(d for suffix, d in indices.COMPRESSIONS if path.endswith(suffix))
+    with open(path, "rb") as f:
+        return decompress(f.read())
 
 
 def _entries(path):
